@@ -1,0 +1,203 @@
+//! EvaluatorActor: runs the one-step-tuning proxy (and the final full training) for one device,
+//! on its own `SyncArbiter` thread, so blocking tch work never runs on an async arbiter. The
+//! dataset tensors are built on the worker thread, on first use. An evaluator fault (a tch
+//! error, a panic inside libtorch) fails that candidate and stops the actor; the SyncArbiter
+//! then builds a fresh one from the factory - that is the restart.
+
+use crate::messages::{EvalOutcome, Evaluate, TrainFinal};
+use actix::prelude::*;
+use ists::data::Prepared;
+use ists::model::ModelConfig;
+use ists::train::{
+    proxy_eval, train_full, EvalStatus, ProxyConfig, ProxyReport, TrainData, TrainReport,
+};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every evaluator of a search shares.
+#[derive(Debug)]
+pub struct EvalSetup {
+    pub prepared: Arc<Prepared>,
+    pub model: ModelConfig,
+    pub proxy: ProxyConfig,
+    pub threads: i32,
+    /// Replaces the proxy by a sleep of this length and a score derived from the hash: for
+    /// benchmarks of the actor system and for load tests, never for real searches.
+    pub fake_cost: Option<Duration>,
+    /// Fault injection for tests: this many evaluations fail (and restart the evaluator).
+    pub inject_failures: Arc<AtomicUsize>,
+}
+
+pub struct EvaluatorActor {
+    device: tch::Device,
+    setup: Arc<EvalSetup>,
+    data: Option<TrainData>,
+}
+
+impl EvaluatorActor {
+    pub fn new(device: tch::Device, setup: Arc<EvalSetup>) -> EvaluatorActor {
+        EvaluatorActor {
+            device,
+            setup,
+            data: None,
+        }
+    }
+
+    fn data(&mut self) -> Result<&TrainData, String> {
+        if self.data.is_none() {
+            tch::set_num_threads(self.setup.threads.max(1));
+            let d = TrainData::new(&self.setup.prepared, self.device).map_err(|e| e.to_string())?;
+            self.data = Some(d);
+        }
+        self.data.as_ref().ok_or_else(|| "no data".to_string())
+    }
+
+    fn fake(&self, arch: &ists::space::Arch, cost: Duration) -> ProxyReport {
+        std::thread::sleep(cost);
+        let h = u64::from_str_radix(&arch.hash(), 16).unwrap_or(0);
+        ProxyReport {
+            status: EvalStatus::Ok,
+            val_mae: Some(1.0 + (h % 10_000) as f64 / 10_000.0),
+            first_loss: 1.0,
+            last_loss: 1.0,
+            steps: 0,
+            params: 0,
+            seconds: cost.as_secs_f64(),
+        }
+    }
+}
+
+impl Actor for EvaluatorActor {
+    type Context = SyncContext<Self>;
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+impl Handler<Evaluate> for EvaluatorActor {
+    type Result = MessageResult<Evaluate>;
+    fn handle(&mut self, msg: Evaluate, ctx: &mut SyncContext<Self>) -> Self::Result {
+        let injected = self
+            .setup
+            .inject_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if injected {
+            ctx.stop();
+            return MessageResult(EvalOutcome::Failed {
+                kind: "injected".into(),
+                message: "fault injected by evaluators.inject_failures".into(),
+            });
+        }
+        if let Some(cost) = self.setup.fake_cost {
+            return MessageResult(EvalOutcome::Report(self.fake(&msg.arch, cost)));
+        }
+        let setup = self.setup.clone();
+        let result = match self.data() {
+            Err(e) => Err(("data".to_string(), e)),
+            Ok(data) => match catch_unwind(AssertUnwindSafe(|| {
+                proxy_eval(&msg.arch, data, &setup.model, &setup.proxy)
+            })) {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) => Err(("eval_error".to_string(), e.to_string())),
+                Err(p) => Err(("panic".to_string(), panic_text(p))),
+            },
+        };
+        MessageResult(match result {
+            Ok(r) => EvalOutcome::Report(r),
+            Err((kind, message)) => {
+                tracing::warn!(candidate = msg.candidate, %kind, %message, "evaluator fault; restarting");
+                ctx.stop();
+                EvalOutcome::Failed { kind, message }
+            }
+        })
+    }
+}
+
+impl Handler<TrainFinal> for EvaluatorActor {
+    type Result = Result<TrainReport, String>;
+    fn handle(&mut self, msg: TrainFinal, _: &mut SyncContext<Self>) -> Self::Result {
+        let setup = self.setup.clone();
+        let data = self.data()?;
+        let mut log = |e: &ists::train::EpochLog| {
+            tracing::info!(
+                candidate = msg.candidate,
+                epoch = e.epoch,
+                train_loss = e.train_loss,
+                val_mae = e.val_mae,
+                "final training"
+            );
+        };
+        match catch_unwind(AssertUnwindSafe(|| {
+            train_full(&msg.arch, data, &setup.model, &msg.config, &mut log)
+        })) {
+            Ok(Ok((report, _))) => Ok(report),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(p) => Err(format!("panic: {}", panic_text(p))),
+        }
+    }
+}
+
+/// The evaluators of a search; candidates go to the least-loaded one.
+#[derive(Clone)]
+pub struct EvaluatorPool {
+    workers: Vec<(Addr<EvaluatorActor>, Arc<AtomicUsize>)>,
+}
+
+impl EvaluatorPool {
+    /// One SyncArbiter (one thread) per device.
+    pub fn start(devices: &[tch::Device], setup: Arc<EvalSetup>) -> EvaluatorPool {
+        let workers = devices
+            .iter()
+            .map(|&d| {
+                let s = setup.clone();
+                let addr = SyncArbiter::start(1, move || EvaluatorActor::new(d, s.clone()));
+                (addr, Arc::new(AtomicUsize::new(0)))
+            })
+            .collect();
+        EvaluatorPool { workers }
+    }
+
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    fn pick(&self) -> (Addr<EvaluatorActor>, Arc<AtomicUsize>) {
+        let (a, l) = self
+            .workers
+            .iter()
+            .min_by_key(|(_, load)| load.load(Ordering::SeqCst))
+            .expect("pool has at least one evaluator");
+        (a.clone(), l.clone())
+    }
+
+    /// Evaluates on the least-loaded evaluator. A mailbox error (evaluator gone) is a failure.
+    pub async fn evaluate(&self, msg: Evaluate) -> EvalOutcome {
+        let (addr, load) = self.pick();
+        load.fetch_add(1, Ordering::SeqCst);
+        let r = addr.send(msg).await;
+        load.fetch_sub(1, Ordering::SeqCst);
+        r.unwrap_or_else(|e| EvalOutcome::Failed {
+            kind: "mailbox".into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub async fn train_final(&self, msg: TrainFinal) -> Result<TrainReport, String> {
+        let (addr, load) = self.pick();
+        load.fetch_add(1, Ordering::SeqCst);
+        let r = addr.send(msg).await;
+        load.fetch_sub(1, Ordering::SeqCst);
+        r.map_err(|e| e.to_string())?
+    }
+}

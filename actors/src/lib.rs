@@ -1,0 +1,37 @@
+//! # ists-actors: the ISTS search as an actor system
+//!
+//! Independent actors pass typed messages (all in [`messages`]) so tree-of-thought branches and
+//! candidate evaluations run concurrently and the stage switch is an event.
+//!
+//! # Layout
+//! - [`messages`]: every message, one documented struct each.
+//! - [`events`]: the event bus; subscribers register a `Recipient<EventMsg>`.
+//! - [`prompt_actor`]: PromptActor, prompts from the template files.
+//! - [`llm_actor`]: LlmActor, any OpenAI-compatible endpoint (async-openai).
+//! - [`offline`]: OfflineInstructor, the seeded embedded instructor (no key, no network).
+//! - [`parser_actor`]: ParserActor, reply -> validated, canonical, new architecture.
+//! - [`evaluator`]: EvaluatorActor per device on a `SyncArbiter`, and the pool.
+//! - [`memory_actor`]: MemoryActor, the sorted bank and its durable journal.
+//! - [`stage_actor`]: StageActor, the driver: pipelining, CoT/ToT, repairs, stage switch.
+//! - [`supervisor`]: wiring, restart policy, `run_search` with a shutdown future.
+//! - [`settings`]: layered configuration (defaults, file, `ISTS__` environment).
+//! - [`rundir`], [`progress`], [`summary`]: run directory, progress bar, summary counters.
+//! - [`bench`]: the actor-overhead and pipelining benchmark.
+
+pub mod bench;
+pub mod evaluator;
+pub mod events;
+pub mod llm_actor;
+pub mod memory_actor;
+pub mod messages;
+pub mod offline;
+pub mod parser_actor;
+pub mod progress;
+pub mod prompt_actor;
+pub mod rundir;
+pub mod settings;
+pub mod stage_actor;
+pub mod summary;
+pub mod supervisor;
+
+pub use supervisor::{run_search, SearchError, SearchOptions};

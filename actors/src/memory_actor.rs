@@ -1,0 +1,143 @@
+//! MemoryActor: owns the sorted memory bank and its append-only journal (`journal.jsonl` in the
+//! run directory). A record is written, flushed and synced before it is acknowledged, so a
+//! killed search resumes with every completed evaluation. It follows the stage through the
+//! event bus and answers prompt-building snapshots.
+
+use crate::messages::{Event, EventMsg, GetMemory, Known, KnownSet, MemoryView, Record, Release};
+use actix::prelude::*;
+use ists::config::MemorySettings;
+use ists::memory::{MemoryBank, MemoryEntry, Stage};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+pub struct MemoryActor {
+    bank: MemoryBank,
+    known: KnownSet,
+    journal: File,
+    path: PathBuf,
+    settings: MemorySettings,
+    stage: Stage,
+}
+
+/// Reads a journal. A last line cut short by a kill was never acknowledged: it is skipped
+/// (with a warning); a bad line elsewhere is an error naming the line.
+pub fn read_journal(path: &Path) -> Result<Vec<MemoryEntry>, String> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<MemoryEntry>(line) {
+            Ok(e) => out.push(e),
+            Err(e) if i + 1 == lines.len() => {
+                tracing::warn!("{}: ignoring a truncated last line: {e}", path.display());
+            }
+            Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
+        }
+    }
+    Ok(out)
+}
+
+impl MemoryActor {
+    /// Opens (or creates) the journal and loads its entries.
+    pub fn open(
+        path: &Path,
+        settings: MemorySettings,
+        known: KnownSet,
+        stage: Stage,
+    ) -> Result<(MemoryActor, Vec<MemoryEntry>), String> {
+        let entries = read_journal(path)?;
+        // Rewrite without a truncated tail so appends start on a clean line.
+        let mut clean = String::new();
+        for e in &entries {
+            clean.push_str(&serde_json::to_string(e).map_err(|e| e.to_string())?);
+            clean.push('\n');
+        }
+        std::fs::write(path, clean).map_err(|e| format!("{}: {e}", path.display()))?;
+        let journal = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut bank = MemoryBank::new();
+        for e in &entries {
+            known.insert(e.hash.clone(), Known::Recorded);
+            bank.insert(e.clone());
+        }
+        Ok((
+            MemoryActor {
+                bank,
+                known,
+                journal,
+                path: path.to_path_buf(),
+                settings,
+                stage,
+            },
+            entries,
+        ))
+    }
+}
+
+impl Actor for MemoryActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<GetMemory> for MemoryActor {
+    type Result = MessageResult<GetMemory>;
+    fn handle(&mut self, _: GetMemory, _: &mut Context<Self>) -> Self::Result {
+        let s = &self.settings;
+        MessageResult(MemoryView {
+            rendered: self.bank.render(s.top, s.recent, s.token_budget),
+            count: self.bank.len(),
+            best: self.bank.best(s.top.max(5)).into_iter().cloned().collect(),
+            known: self.known.clone(),
+            stage: self.stage,
+        })
+    }
+}
+
+impl Handler<Record> for MemoryActor {
+    type Result = Result<bool, String>;
+    fn handle(&mut self, msg: Record, _: &mut Context<Self>) -> Self::Result {
+        let entry = msg.0;
+        if self.bank.contains(&entry.hash) {
+            return Ok(false);
+        }
+        let mut line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+        line.push('\n');
+        let path = self.path.display();
+        self.journal
+            .write_all(line.as_bytes())
+            .and_then(|_| self.journal.flush())
+            .and_then(|_| self.journal.sync_data())
+            .map_err(|e| format!("{path}: {e}"))?;
+        self.known.insert(entry.hash.clone(), Known::Recorded);
+        Ok(self.bank.insert(entry))
+    }
+}
+
+impl Handler<Release> for MemoryActor {
+    type Result = ();
+    fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
+        self.known
+            .remove_if(&msg.0, |_, state| *state == Known::InFlight);
+    }
+}
+
+impl Handler<EventMsg> for MemoryActor {
+    type Result = ();
+    fn handle(&mut self, msg: EventMsg, _: &mut Context<Self>) {
+        if let Event::StageSwitched { to, .. } = msg.event {
+            self.stage = to;
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Every message the actors exchange, one documented struct each. Collaborators hold
+//! `Recipient<M>` of these, so only the wiring code (`supervisor`) names concrete actors.
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use ists::memory::{MemoryEntry, Stage};
+use ists::parse::ParseError;
+use ists::space::{Arch, ArchSpec, EdgeSpec};
+use ists::train::{EvalStatus, ProxyReport};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Hashes of candidates evaluated or in flight, shared by the memory, the parser and the
+/// instructors so that concurrent proposals cannot pass the same design twice.
+pub type KnownSet = Arc<DashMap<String, Known>>;
+
+/// The state of a known hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    InFlight,
+    Recorded,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// What a prompt asks for; the offline instructor acts on it, an LLM reads the text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Purpose {
+    /// A whole architecture, decided step by step (chain of thought).
+    Cot,
+    /// The incoming edges of one node, given the partial design (one tree-of-thought step).
+    TotStep { node: usize, partial: Vec<EdgeSpec> },
+}
+
+/// Structured context sent along with a prompt (mirrors what the prompt text says).
+#[derive(Debug, Clone)]
+pub struct Hints {
+    pub purpose: Purpose,
+    pub stage: Stage,
+    /// The best architectures so far, best first.
+    pub best: Vec<ArchSpec>,
+    /// Hashes already evaluated (or in flight): proposals should avoid them.
+    pub known: KnownSet,
+    /// Distinguishes requests, so a seeded instructor gives different answers to each.
+    pub request_id: u64,
+    /// Branch index within a tree-of-thought expansion.
+    pub branch: usize,
+    /// Set on a repair request: the error the previous reply had.
+    pub repair: Option<String>,
+}
+
+/// A rendered prompt, ready for an instructor.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    pub messages: Vec<ChatMessage>,
+    pub hints: Hints,
+}
+
+/// Token usage of one completion.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        self.cached_tokens += o.cached_tokens;
+    }
+}
+
+/// An instructor's answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub text: String,
+    pub usage: Usage,
+    pub latency_secs: f64,
+}
+
+/// Errors of an instructor request (after its own retries).
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum LlmError {
+    #[error("request timed out after {0:.1}s")]
+    Timeout(f64),
+    #[error("the server answered with an error: {0}")]
+    Server(String),
+    #[error("could not reach the server: {0}")]
+    Connection(String),
+    #[error("the reply had no content")]
+    NoContent,
+}
+
+impl LlmError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LlmError::Timeout(_) => "llm_timeout",
+            LlmError::Server(_) => "llm_server_error",
+            LlmError::Connection(_) => "llm_connection",
+            LlmError::NoContent => "llm_no_content",
+        }
+    }
+}
+
+/// Ask an instructor (LLM or offline) to complete a prompt.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Reply, LlmError>")]
+pub struct Complete(pub Prompt);
+
+/// Ask the PromptActor for a chain-of-thought prompt.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Prompt, String>")]
+pub struct RenderCot {
+    pub memory: MemoryView,
+    pub request_id: u64,
+}
+
+/// Ask the PromptActor for one tree-of-thought step prompt.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Prompt, String>")]
+pub struct RenderTotStep {
+    pub memory: MemoryView,
+    pub node: usize,
+    pub partial: Vec<EdgeSpec>,
+    pub request_id: u64,
+    pub branch: usize,
+}
+
+/// Ask the PromptActor for a repair prompt: the original conversation plus the error.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Prompt, String>")]
+pub struct RenderRepair {
+    pub previous: Prompt,
+    pub reply: String,
+    pub error: String,
+}
+
+/// Ask the ParserActor to turn a reply into a validated, canonical, new architecture. An
+/// accepted architecture is reserved (in flight) in the known set.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Arch, Rejection>")]
+pub struct ParseArch {
+    pub reply: String,
+}
+
+/// Why the parser refused a reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// Unusable reply: a repair may help.
+    Invalid(ParseError),
+    /// A valid design already evaluated or in flight.
+    Duplicate { hash: String },
+}
+
+impl Rejection {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::Invalid(e) => e.kind(),
+            Rejection::Duplicate { .. } => "duplicate",
+        }
+    }
+    pub fn message(&self) -> String {
+        match self {
+            Rejection::Invalid(e) => e.to_string(),
+            Rejection::Duplicate { hash } => format!(
+                "this architecture (hash {hash}) was already evaluated; propose a different one"
+            ),
+        }
+    }
+}
+
+/// Ask the ParserActor for the edges of one tree-of-thought step.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Vec<EdgeSpec>, Rejection>")]
+pub struct ParseStep {
+    pub reply: String,
+    pub node: usize,
+}
+
+/// Ask an EvaluatorActor to run the proxy on a candidate.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "EvalOutcome")]
+pub struct Evaluate {
+    pub candidate: usize,
+    pub arch: Arch,
+}
+
+/// What an evaluator returns. Divergence and timeouts are reports; `Failed` is an evaluator
+/// fault (the evaluator restarts itself after it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EvalOutcome {
+    Report(ProxyReport),
+    Failed { kind: String, message: String },
+}
+
+/// Ask the MemoryActor for a snapshot to build prompts from.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "MemoryView")]
+pub struct GetMemory;
+
+/// A read-only snapshot of the memory bank.
+#[derive(Debug, Clone)]
+pub struct MemoryView {
+    /// The rendered memory section (already trimmed to the token budget).
+    pub rendered: String,
+    pub count: usize,
+    pub best: Vec<MemoryEntry>,
+    pub known: KnownSet,
+    pub stage: Stage,
+}
+
+/// Record an evaluated (or failed) candidate: appended to the journal and flushed before the
+/// reply, so an acknowledged result survives a kill.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<bool, String>")]
+pub struct Record(pub MemoryEntry);
+
+/// Release a reservation of a candidate that will not be recorded.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Release(pub String);
+
+/// Something that happened in a search, in order. See [`crate::events`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        run_dir: String,
+        budget: usize,
+        resumed: usize,
+    },
+    Proposed {
+        proposal: usize,
+        mode: String,
+    },
+    Parsed {
+        proposal: usize,
+        hash: String,
+        summary: String,
+    },
+    Rejected {
+        proposal: usize,
+        kind: String,
+        reason: String,
+        repair: bool,
+    },
+    Evaluated {
+        candidate: usize,
+        hash: String,
+        score: Option<f64>,
+        status: EvalStatus,
+        seconds: f64,
+    },
+    /// An evaluator fault (candidate recorded as failed) or an abandoned proposal
+    /// (`candidate` None).
+    Failed {
+        candidate: Option<usize>,
+        proposal: Option<usize>,
+        kind: String,
+        reason: String,
+    },
+    StageSwitched {
+        from: Stage,
+        to: Stage,
+        after: usize,
+    },
+    NewBest {
+        candidate: usize,
+        score: f64,
+    },
+    Tokens {
+        usage: Usage,
+    },
+    Finished {
+        evaluated: usize,
+        best: Option<f64>,
+    },
+}
+
+/// An event with its sequence number (dense from 1 within a search).
+#[derive(Message, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct EventMsg {
+    pub seq: u64,
+    pub event: Event,
+}
+
+/// Publish an event on the bus.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Publish(pub Event);
+
+/// Subscribe to every event published after this.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<EventMsg>);
+
+/// Ask the bus to deliver everything pending; replies when done (used before shutdown).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "u64")]
+pub struct Flush;
+
+/// The search finished (or stopped); carries the summary.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SearchDone(pub crate::summary::Summary);
+
+/// Ask the StageActor to stop proposing and drain (graceful shutdown).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Ask an EvaluatorActor to train a candidate fully (end of search).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<ists::train::TrainReport, String>")]
+pub struct TrainFinal {
+    pub candidate: usize,
+    pub arch: Arch,
+    pub config: ists::train::TrainConfig,
+}

@@ -1,0 +1,152 @@
+//! OfflineInstructor: answers the same [`Complete`] message as the LLM actor, with no key and no
+//! network. Its decisions are seeded: diverse sampling in exploration, mutation and crossover of
+//! the best memory entries in optimization. It writes the reply text an LLM is asked for (step
+//! lines, then the JSON), so the ParserActor handles both the same way.
+
+use crate::messages::{Complete, Hints, LlmError, Purpose, Reply, Usage};
+use actix::prelude::*;
+use ists::memory::Stage;
+use ists::space::{Arch, EdgeSpec, SpaceKind};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+pub struct OfflineInstructor {
+    space: SpaceKind,
+    seed: u64,
+}
+
+impl OfflineInstructor {
+    pub fn new(space: SpaceKind, seed: u64) -> OfflineInstructor {
+        OfflineInstructor { space, seed }
+    }
+
+    fn rng(&self, h: &Hints) -> ChaCha8Rng {
+        let mix = self
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(h.request_id.wrapping_mul(0xBF58_476D_1CE4_E5B9))
+            .wrapping_add((h.branch as u64).wrapping_mul(0x94D0_49BB_1331_11EB))
+            .wrapping_add(h.repair.is_some() as u64);
+        ChaCha8Rng::seed_from_u64(mix)
+    }
+
+    fn parents(&self, h: &Hints) -> Vec<Arch> {
+        h.best
+            .iter()
+            .filter_map(|s| Arch::from_spec(s, self.space).ok())
+            .collect()
+    }
+
+    /// A whole new architecture, avoiding known hashes.
+    fn propose(&self, h: &Hints, rng: &mut ChaCha8Rng) -> Arch {
+        let parents = self.parents(h);
+        let mut last = Arch::sample(self.space, rng);
+        for _ in 0..64 {
+            let cand = match (h.stage, parents.len()) {
+                (Stage::Optimization, n) if n > 0 => {
+                    // Rank-biased choice: the best parent is picked most often.
+                    let i = (rng.gen::<f64>().powi(2) * n.min(3) as f64) as usize;
+                    let a = &parents[i.min(n - 1)];
+                    if n > 1 && rng.gen_bool(0.3) {
+                        let b = &parents[rng.gen_range(0..n.min(5))];
+                        a.crossover(b, rng).unwrap_or_else(|| a.mutate(rng))
+                    } else {
+                        a.mutate(rng)
+                    }
+                }
+                _ => Arch::sample(self.space, rng),
+            };
+            if !h.known.contains_key(&cand.hash()) {
+                return cand;
+            }
+            last = cand;
+        }
+        last
+    }
+
+    /// The incoming edges of `node` for one tree-of-thought branch.
+    fn step(&self, h: &Hints, node: usize, rng: &mut ChaCha8Rng) -> Vec<EdgeSpec> {
+        let parents = self.parents(h);
+        let from_parent = h.stage == Stage::Optimization && !parents.is_empty();
+        let arch = if from_parent {
+            let p = &parents[h.branch % parents.len().min(3)];
+            if rng.gen_bool(0.5) {
+                p.mutate(rng)
+            } else {
+                p.clone()
+            }
+        } else {
+            Arch::sample(self.space, rng)
+        };
+        let edges: Vec<EdgeSpec> = arch
+            .to_spec()
+            .edges
+            .into_iter()
+            .filter(|e| e.to == node as i64)
+            .collect();
+        if edges.is_empty() {
+            // The sampled design skipped this node: connect it from its predecessor.
+            let op = self.space.choices()[rng.gen_range(0..self.space.choices().len())];
+            let one = Arch {
+                space: self.space,
+                nodes: arch.nodes,
+                edges: vec![ists::space::Edge {
+                    from: node - 1,
+                    to: node,
+                    op,
+                }],
+            };
+            return one.to_spec().edges;
+        }
+        edges
+    }
+}
+
+impl Actor for OfflineInstructor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Complete> for OfflineInstructor {
+    type Result = Result<Reply, LlmError>;
+    fn handle(&mut self, msg: Complete, _: &mut Context<Self>) -> Self::Result {
+        let t0 = Instant::now();
+        let h = &msg.0.hints;
+        let mut rng = self.rng(h);
+        let text = match &h.purpose {
+            Purpose::Cot => {
+                let arch = self.propose(h, &mut rng);
+                let mut lines = Vec::new();
+                for node in 1..arch.nodes {
+                    let ins: Vec<String> = arch
+                        .edges
+                        .iter()
+                        .filter(|e| e.to == node)
+                        .map(|e| format!("{} from node {}", e.op.label(self.space), e.from))
+                        .collect();
+                    let ins = if ins.is_empty() {
+                        "unused".to_string()
+                    } else {
+                        ins.join(", ")
+                    };
+                    lines.push(format!("Step {node}: node {node} <- {ins}."));
+                }
+                lines.push(format!(
+                    "Step {}: every edge goes forward, the output is reachable, and the design is new ({} stage).",
+                    arch.nodes, h.stage
+                ));
+                format!("{}\n```json\n{}\n```", lines.join("\n"), arch.to_json())
+            }
+            Purpose::TotStep { node, .. } => {
+                let edges = self.step(h, *node, &mut rng);
+                let json = serde_json::json!({ "edges": edges });
+                format!("Node {node}:\n```json\n{json}\n```")
+            }
+        };
+        Ok(Reply {
+            text,
+            usage: Usage::default(),
+            latency_secs: t0.elapsed().as_secs_f64(),
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! The run summary: counts of everything that happened, by kind, written to `summary.json`.
+
+use crate::messages::Usage;
+use ists::memory::Stage;
+use ists::space::ArchSpec;
+use ists::train::TrainReport;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The best candidate of a search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    pub candidate: usize,
+    pub hash: String,
+    pub score: f64,
+    pub arch: ArchSpec,
+}
+
+/// A fully trained top candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalResult {
+    pub candidate: usize,
+    pub proxy_score: Option<f64>,
+    pub report: TrainReport,
+}
+
+/// Counters of a search. Every reply is counted once under `replies`; each rejection under
+/// its kind; repairs are the extra requests made after rejections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub run_dir: String,
+    pub dataset: String,
+    pub space: String,
+    pub mode: String,
+    pub backend: String,
+    pub budget: usize,
+    /// Candidates evaluated (journal lines), including those resumed from an earlier run.
+    pub evaluated: usize,
+    /// Evaluated candidates taken over from the journal at resume.
+    pub resumed: usize,
+    /// Of the evaluated, how many ended diverged / timed out / failed (evaluator fault).
+    pub diverged: usize,
+    pub timed_out: usize,
+    pub eval_failures: BTreeMap<String, usize>,
+    /// Evaluator faults that were retried on a restarted evaluator.
+    pub eval_retries: usize,
+    pub requests: usize,
+    pub replies: usize,
+    pub rejected: BTreeMap<String, usize>,
+    pub repairs: usize,
+    /// Proposals abandoned after the repair budget or an LLM error.
+    pub failed_proposals: usize,
+    pub llm_errors: BTreeMap<String, usize>,
+    pub stage: Option<Stage>,
+    pub stage_switch_after: Option<usize>,
+    pub best: Option<Best>,
+    pub usage: Usage,
+    pub seconds: f64,
+    pub final_results: Vec<FinalResult>,
+    /// Why the search stopped early, if it did.
+    pub stopped: Option<String>,
+}

@@ -1,0 +1,237 @@
+//! The supervisor: wires the actors of one search from its settings, runs it, and drains it on
+//! shutdown. This is the only place that names concrete actors; everyone else holds
+//! `Recipient`s. Actors with state worth keeping run under actix's `Supervisor`, which restarts
+//! them if they stop; evaluators restart through their `SyncArbiter`.
+
+use crate::evaluator::{EvalSetup, EvaluatorPool};
+use crate::events::EventBus;
+use crate::llm_actor::LlmActor;
+use crate::memory_actor::MemoryActor;
+use crate::messages::{Complete, Drain, EventMsg, Flush, Subscribe};
+use crate::offline::OfflineInstructor;
+use crate::parser_actor::ParserActor;
+use crate::progress::Progress;
+use crate::prompt_actor::PromptActor;
+use crate::rundir::{EventLog, RunDir};
+use crate::stage_actor::{StageActor, Wiring};
+use crate::summary::Summary;
+use actix::prelude::*;
+use dashmap::DashMap;
+use ists::config::{parse_device, Backend, Settings};
+use ists::data::{load, prepare, Prepared};
+use ists::memory::Stage;
+use ists::prompt::{TaskInfo, Templates};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors that stop a search before or while it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("data: {0}")]
+    Data(#[from] ists::data::DataError),
+    #[error("settings: {0}")]
+    Settings(String),
+    #[error("run directory {path}: {msg}")]
+    RunDir { path: String, msg: String },
+    #[error("the search stopped unexpectedly: {0}")]
+    Aborted(String),
+}
+
+/// How to run a search besides its settings.
+#[derive(Default)]
+pub struct SearchOptions {
+    /// Resume this run directory instead of creating a new one.
+    pub resume: Option<PathBuf>,
+    /// Name of a new run directory (timestamped when None).
+    pub name: Option<String>,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Extra event subscribers (extensions).
+    pub subscribers: Vec<Recipient<EventMsg>>,
+    /// Fake evaluator cost (benchmarks and load tests only).
+    pub fake_cost: Option<Duration>,
+    /// Evaluations that fail on purpose (fault-injection tests).
+    pub inject_failures: usize,
+    /// An instructor to use instead of the one the settings name (tests, extensions).
+    pub instructor: Option<Recipient<Complete>>,
+}
+
+impl SearchOptions {
+    /// Adds a subscriber.
+    pub fn subscribe(mut self, r: Recipient<EventMsg>) -> Self {
+        self.subscribers.push(r);
+        self
+    }
+}
+
+/// Loads and prepares the data of the settings (blocking: call from a blocking context).
+pub fn prepare_data(settings: &Settings) -> Result<Prepared, SearchError> {
+    let spec = settings.data_spec()?;
+    let raw = load(&spec)?;
+    Ok(prepare(&raw, &settings.data.prepare)?)
+}
+
+/// Runs one search to completion, or until `shutdown` resolves (then it drains: in-flight
+/// evaluations finish and are recorded, nothing new starts). Must run inside an actix system.
+pub async fn run_search(
+    settings: Settings,
+    opts: SearchOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Summary, SearchError> {
+    settings.validate().map_err(SearchError::Settings)?;
+    let run_err = |path: &std::path::Path, e: String| SearchError::RunDir {
+        path: path.display().to_string(),
+        msg: e,
+    };
+    // A resumed search continues with the settings it started with (budget may be raised).
+    let (run, settings) = match &opts.resume {
+        Some(dir) => {
+            let snap = dir.join("config.json");
+            let text = std::fs::read_to_string(&snap).map_err(|e| run_err(&snap, e.to_string()))?;
+            let mut old: Settings =
+                serde_json::from_str(&text).map_err(|e| run_err(&snap, e.to_string()))?;
+            old.search.budget = old.search.budget.max(settings.search.budget);
+            (
+                RunDir::open(dir).map_err(|e| run_err(dir, e.to_string()))?,
+                old,
+            )
+        }
+        None => {
+            let run = RunDir::create(&settings.runs_dir, opts.name.as_deref())
+                .map_err(|e| run_err(&settings.runs_dir, e.to_string()))?;
+            run.write_json("config.json", &settings)
+                .map_err(|e| run_err(&run.path, e.to_string()))?;
+            (run, settings)
+        }
+    };
+    let settings = Arc::new(settings);
+    let prepared = {
+        let s = settings.clone();
+        tokio::task::spawn_blocking(move || prepare_data(&s))
+            .await
+            .map_err(|e| SearchError::Aborted(e.to_string()))??
+    };
+    let run = Arc::new(run);
+    tracing::info!(run_dir = %run.path.display(), dataset = %prepared.name, "search starting");
+
+    let known = Arc::new(DashMap::new());
+    let (memory, resumed) = MemoryActor::open(
+        &run.journal(),
+        settings.search.memory.clone(),
+        known.clone(),
+        Stage::Exploration,
+    )
+    .map_err(|e| run_err(&run.journal(), e))?;
+    let bus = EventBus::default().start();
+    let memory = memory.start();
+    bus.do_send(Subscribe(memory.clone().recipient()));
+    let log = EventLog::open(&run).map_err(|e| run_err(&run.path, e.to_string()))?;
+    bus.do_send(Subscribe(log.start().recipient()));
+    if opts.progress {
+        bus.do_send(Subscribe(
+            Progress::new(settings.search.budget).start().recipient(),
+        ));
+    }
+    for s in opts.subscribers {
+        bus.do_send(Subscribe(s));
+    }
+
+    let task = TaskInfo {
+        dataset: prepared.name.clone(),
+        nodes: prepared.n,
+        steps: prepared.input_len,
+        horizon: prepared.output_len,
+        in_features: prepared.in_features,
+        space: settings.search.space,
+    };
+    let templates = Templates::new(settings.prompts_dir.clone());
+    let prompt = {
+        let s0 = if resumed.len()
+            >= (settings.search.exploration_share * settings.search.budget as f64).ceil() as usize
+            && settings.search.exploration_share < 1.0
+        {
+            Stage::Optimization
+        } else {
+            Stage::Exploration
+        };
+        Supervisor::start(move |_| PromptActor::new(templates, task, s0))
+    };
+    bus.do_send(Subscribe(prompt.clone().recipient()));
+    let space = settings.search.space;
+    let parser = Supervisor::start(move |_| ParserActor::new(space, known));
+    let llm: Recipient<Complete> = match opts.instructor {
+        Some(r) => r,
+        None => match settings.llm.backend {
+            Backend::Offline => {
+                let seed = settings.search.seed;
+                Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient()
+            }
+            Backend::Openai => {
+                let l = settings.llm.clone();
+                Supervisor::start(move |_| LlmActor::new(l)).recipient()
+            }
+        },
+    };
+    let devices = settings
+        .evaluators
+        .devices
+        .iter()
+        .map(|d| parse_device(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SearchError::Settings)?;
+    let setup = Arc::new(EvalSetup {
+        prepared: Arc::new(prepared.clone()),
+        model: settings.model.clone(),
+        proxy: settings.proxy.clone(),
+        threads: settings.evaluators.threads,
+        fake_cost: opts.fake_cost,
+        inject_failures: Arc::new(AtomicUsize::new(opts.inject_failures)),
+    });
+    let evaluators = EvaluatorPool::start(&devices, setup);
+    let wiring = Wiring {
+        render_cot: prompt.clone().recipient(),
+        render_step: prompt.clone().recipient(),
+        render_repair: prompt.recipient(),
+        llm,
+        parse_arch: parser.clone().recipient(),
+        parse_step: parser.recipient(),
+        get_memory: memory.clone().recipient(),
+        record: memory.clone().recipient(),
+        release: memory.recipient(),
+        bus: bus.clone().recipient(),
+        evaluators,
+        run: run.clone(),
+    };
+    let summary = Summary {
+        run_dir: run.path.display().to_string(),
+        dataset: prepared.name.clone(),
+        space: settings.search.space.to_string(),
+        mode: format!("{:?}", settings.search.mode).to_lowercase(),
+        backend: format!("{:?}", settings.llm.backend).to_lowercase(),
+        budget: settings.search.budget,
+        ..Summary::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stage = StageActor::new(wiring, settings.clone(), &resumed, summary, tx).start();
+    tokio::pin!(shutdown);
+    tokio::pin!(rx);
+    let result = tokio::select! {
+        r = &mut rx => r,
+        _ = &mut shutdown => {
+            stage.do_send(Drain);
+            rx.await
+        }
+    };
+    // Let subscribers see the last events before returning.
+    let _ = bus.send(Flush).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    result.map_err(|_| SearchError::Aborted("the stage actor stopped without a summary".into()))
+}
+
+impl actix::Supervised for PromptActor {}
+impl actix::Supervised for ParserActor {}
+impl actix::Supervised for OfflineInstructor {}
+impl actix::Supervised for LlmActor {}

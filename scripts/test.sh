@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, installing libtorch first if needed. One intra-op thread:
+# two OpenMP threads on a loaded 2-core machine make tiny tensor ops 100x slower.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-libtorch.sh
+export OMP_NUM_THREADS=1
+cargo test --workspace "$@"

@@ -1,0 +1,333 @@
+//! Settings of a search (data, model, proxy, final training, search strategy, instructor,
+//! evaluators), as plain serde structs with defaults, and their validation with errors that
+//! name the key. Layering (files, environment) is done by the caller with the `config` crate.
+
+use crate::data::{DataSpec, PrepareConfig};
+use crate::model::ModelConfig;
+use crate::space::SpaceKind;
+use crate::train::{ProxyConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Everything a search needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub data: DataSettings,
+    pub model: ModelConfig,
+    pub proxy: ProxyConfig,
+    #[serde(rename = "final")]
+    pub final_train: FinalSettings,
+    pub search: SearchSettings,
+    pub llm: LlmSettings,
+    pub evaluators: EvaluatorSettings,
+    /// Folder of prompt templates (relative paths are resolved against the working directory).
+    pub prompts_dir: PathBuf,
+    /// Folder under which run directories are created.
+    pub runs_dir: PathBuf,
+    /// Folder of the bundled datasets.
+    pub data_dir: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data: DataSettings::default(),
+            model: ModelConfig::default(),
+            proxy: ProxyConfig::default(),
+            final_train: FinalSettings::default(),
+            search: SearchSettings::default(),
+            llm: LlmSettings::default(),
+            evaluators: EvaluatorSettings::default(),
+            prompts_dir: "prompts".into(),
+            runs_dir: "runs".into(),
+            data_dir: "data".into(),
+        }
+    }
+}
+
+/// Which data, and how it is cut into samples.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSettings {
+    /// A bundled dataset name (`metr-la-week`, `chickenpox`, `pedalme`) or a path.
+    pub source: String,
+    /// An explicit description of the files, instead of `source`.
+    pub spec: Option<DataSpec>,
+    pub prepare: PrepareConfig,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        DataSettings {
+            source: "metr-la-week".into(),
+            spec: None,
+            prepare: PrepareConfig::default(),
+        }
+    }
+}
+
+/// Full training of the best candidates at the end of a search.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinalSettings {
+    /// How many of the best candidates are trained fully (0 = none).
+    pub top_k: usize,
+    pub train: TrainConfig,
+}
+
+impl Default for FinalSettings {
+    fn default() -> Self {
+        FinalSettings {
+            top_k: 1,
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+/// Chain-of-thought (one prompt) or tree-of-thought (branching per node decision).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Cot,
+    Tot,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "cot" => Ok(Mode::Cot),
+            "tot" => Ok(Mode::Tot),
+            _ => Err(format!("unknown mode '{s}' (expected cot or tot)")),
+        }
+    }
+}
+
+/// Tree-of-thought shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotSettings {
+    /// Alternatives expanded at every branch point.
+    pub branches: usize,
+    /// Partial designs kept after scoring at each depth.
+    pub beam: usize,
+    /// Requests in flight at once while expanding.
+    pub concurrency: usize,
+}
+
+impl Default for TotSettings {
+    fn default() -> Self {
+        TotSettings {
+            branches: 3,
+            beam: 2,
+            concurrency: 3,
+        }
+    }
+}
+
+/// Memory bank section of the prompts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySettings {
+    /// Best entries shown.
+    pub top: usize,
+    /// Most recent entries shown besides the best.
+    pub recent: usize,
+    /// Approximate token budget of the section (4 characters a token); best entries kept first.
+    pub token_budget: usize,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        MemorySettings {
+            top: 8,
+            recent: 3,
+            token_budget: 1500,
+        }
+    }
+}
+
+/// The search strategy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSettings {
+    pub space: SpaceKind,
+    /// Candidates evaluated in total.
+    pub budget: usize,
+    /// Share of the budget spent in exploration before optimization.
+    pub exploration_share: f64,
+    /// Switch early when this many evaluations in a row bring no new best (0 = off).
+    pub plateau: usize,
+    pub mode: Mode,
+    pub tot: TotSettings,
+    pub memory: MemorySettings,
+    /// Candidates proposed ahead of the evaluators (pipelining depth).
+    pub in_flight: usize,
+    /// Repair requests per proposal before it counts as failed.
+    pub max_repairs: usize,
+    /// Proposals that fail (parse, duplicate, repairs exhausted) before the search gives up.
+    pub max_failures: usize,
+    pub seed: u64,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            space: SpaceKind::Ists,
+            budget: 12,
+            exploration_share: 0.5,
+            plateau: 0,
+            mode: Mode::Cot,
+            tot: TotSettings::default(),
+            memory: MemorySettings::default(),
+            in_flight: 2,
+            max_repairs: 2,
+            max_failures: 50,
+            seed: 7,
+        }
+    }
+}
+
+/// Which instructor answers the prompts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded, seeded instructor: no key, no network.
+    Offline,
+    /// Any OpenAI-compatible chat-completions endpoint.
+    Openai,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "offline" => Ok(Backend::Offline),
+            "openai" => Ok(Backend::Openai),
+            _ => Err(format!(
+                "unknown llm backend '{s}' (expected offline or openai)"
+            )),
+        }
+    }
+}
+
+/// The instructor's connection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmSettings {
+    pub backend: Backend,
+    pub base_url: String,
+    pub model: String,
+    /// Environment variable holding the API key (never the key itself in a file).
+    pub key_env: String,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    pub timeout_secs: f64,
+    /// Requests in flight at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        LlmSettings {
+            backend: Backend::Offline,
+            base_url: "http://127.0.0.1:8080/v1".into(),
+            model: "gpt-4o-mini".into(),
+            key_env: "OPENAI_API_KEY".into(),
+            temperature: 0.7,
+            max_tokens: 1024,
+            timeout_secs: 120.0,
+            max_concurrent: 4,
+        }
+    }
+}
+
+/// Where candidates are evaluated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluatorSettings {
+    /// `cpu`, `cuda:0`, `cuda:1`, ...; one evaluator actor each.
+    pub devices: Vec<String>,
+    /// Intra-op threads of each evaluator (1 avoids OpenMP contention on small machines).
+    pub threads: i32,
+}
+
+impl Default for EvaluatorSettings {
+    fn default() -> Self {
+        EvaluatorSettings {
+            devices: vec!["cpu".into()],
+            threads: 1,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks values serde cannot, naming the key at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        self.model.validate()?;
+        let s = &self.search;
+        if s.budget == 0 {
+            return Err("search.budget must be >= 1".into());
+        }
+        if !(0.0..=1.0).contains(&s.exploration_share) {
+            return Err(format!(
+                "search.exploration_share must be within 0..=1, got {}",
+                s.exploration_share
+            ));
+        }
+        if s.in_flight == 0 {
+            return Err("search.in_flight must be >= 1".into());
+        }
+        for (k, v) in [
+            ("search.tot.branches", s.tot.branches),
+            ("search.tot.beam", s.tot.beam),
+            ("search.tot.concurrency", s.tot.concurrency),
+            ("proxy.batch_size", self.proxy.batch_size),
+            ("final.train.batch_size", self.final_train.train.batch_size),
+            ("llm.max_concurrent", self.llm.max_concurrent),
+        ] {
+            if v == 0 {
+                return Err(format!("{k} must be >= 1"));
+            }
+        }
+        if self.proxy.steps == 0 {
+            return Err("proxy.steps must be >= 1".into());
+        }
+        if self.proxy.lr.is_nan() || self.proxy.lr <= 0.0 {
+            return Err(format!("proxy.lr must be > 0, got {}", self.proxy.lr));
+        }
+        if self.evaluators.devices.is_empty() {
+            return Err("evaluators.devices must list at least one device".into());
+        }
+        for d in &self.evaluators.devices {
+            parse_device(d).map_err(|e| format!("evaluators.devices: {e}"))?;
+        }
+        if self.llm.timeout_secs <= 0.0 {
+            return Err("llm.timeout_secs must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// Resolves the data description: the explicit spec, a bundled name, or a path.
+    pub fn data_spec(&self) -> Result<DataSpec, crate::data::DataError> {
+        match &self.data.spec {
+            Some(spec) => Ok(spec.clone()),
+            None => DataSpec::resolve(&self.data.source, &self.data_dir),
+        }
+    }
+}
+
+/// Parses `cpu` / `cuda` / `cuda:N`.
+pub fn parse_device(s: &str) -> Result<tch::Device, String> {
+    match s {
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => Ok(tch::Device::Cuda(0)),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => Ok(tch::Device::Cuda(i)),
+            _ => Err(format!(
+                "unknown device '{s}' (expected cpu, cuda or cuda:N)"
+            )),
+        },
+    }
+}

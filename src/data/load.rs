@@ -1,0 +1,1205 @@
+//! Loaders for the standard benchmark formats (PEMS0X npz + distance csv,
+//! DCRNN npz + `adj_mx.pkl`, T-GCN csv pair, PyG-Temporal json) into a
+//! validated `RawDataset`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::graph::{gaussian_kernel, DEFAULT_THRESHOLD};
+use super::npy::{read_npy, read_npz};
+use super::pickle::read_dcrnn_adj;
+use super::spec::{DataFormat, DataSpec};
+use super::{check_finite, DataError, Graph, RawDataset, Signal};
+
+/// Loads and validates the data set a spec describes.
+pub fn load(spec: &DataSpec) -> Result<RawDataset, DataError> {
+    let (signal, graph, graph_path) = match spec.format {
+        DataFormat::Pems | DataFormat::Dcrnn => load_array_format(spec)?,
+        DataFormat::Tgcn => {
+            let graph_path = spec.graph.clone().ok_or_else(|| {
+                DataError::config(format!(
+                    "data set `{}`: T-GCN format needs `graph` (the adjacency csv)",
+                    spec.name
+                ))
+            })?;
+            let (signal, graph) = load_tgcn(&spec.signal, &graph_path)?;
+            (signal, graph, graph_path)
+        }
+        DataFormat::PygJson => {
+            let (signal, graph) = load_pyg_json(&spec.signal)?;
+            (signal, graph, spec.signal.clone())
+        }
+    };
+    let steps_per_day = spec
+        .steps_per_day
+        .unwrap_or_else(|| spec.format.default_steps_per_day());
+    if steps_per_day == 0 {
+        return Err(DataError::config(format!(
+            "data set `{}`: steps_per_day must be at least 1",
+            spec.name
+        )));
+    }
+    if let Some(v) = spec.null_value {
+        if !v.is_finite() {
+            return Err(DataError::config(format!(
+                "data set `{}`: null_value must be a finite number",
+                spec.name
+            )));
+        }
+    }
+    tracing::debug!(
+        name = %spec.name,
+        t = signal.t,
+        n = signal.n,
+        f = signal.f,
+        "loaded data set"
+    );
+    Ok(RawDataset {
+        name: spec.name.clone(),
+        signal,
+        graph,
+        signal_path: spec.signal.clone(),
+        graph_path,
+        steps_per_day,
+        null_value: spec.null_value.or(spec.format.default_null_value()),
+    })
+}
+
+/// PEMS0X and DCRNN: an npz (or npy) signal plus a distance csv or pickle.
+fn load_array_format(spec: &DataSpec) -> Result<(Signal, Graph, PathBuf), DataError> {
+    // Configuration problems first, before any (possibly slow) reading.
+    let graph_path = spec.graph.clone().ok_or_else(|| {
+        DataError::config(format!(
+            "data set `{}`: {} format needs `graph` (distance csv or adj_mx.pkl)",
+            spec.name,
+            spec.format.label()
+        ))
+    })?;
+    let signal = read_signal_array(&spec.signal)?;
+    let n = signal.n;
+    if spec.format == DataFormat::Dcrnn && is_ext(&spec.signal, "npz") {
+        // Optional timestamps must describe the same steps as the table.
+        // Optional: absent is fine, unreadable is an error.
+        let timestamps = match read_npz(&spec.signal, "timestamps") {
+            Ok((shape, _)) => Some(shape),
+            Err(DataError::MissingKey { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(shape) = timestamps {
+            if shape.first().copied() != Some(signal.t) || shape.len() != 1 {
+                return Err(DataError::shape(
+                    &spec.signal,
+                    format!(
+                        "`timestamps` has shape {shape:?} but `data` has {} steps",
+                        signal.t
+                    ),
+                ));
+            }
+        }
+    }
+    let graph = if is_ext(&graph_path, "pkl") || is_ext(&graph_path, "pickle") {
+        let g = read_dcrnn_adj(&graph_path)?;
+        if spec.id_map.is_some() {
+            tracing::warn!(
+                "id_map is ignored: {} carries its own sensor ids",
+                graph_path.display()
+            );
+        }
+        g
+    } else {
+        let ids = match &spec.id_map {
+            Some(p) => {
+                let ids = read_id_map(p)?;
+                if ids.len() != n {
+                    return Err(DataError::NodeMismatch {
+                        signal: spec.signal.clone(),
+                        graph: p.clone(),
+                        signal_nodes: n,
+                        graph_nodes: ids.len(),
+                    });
+                }
+                Some(ids)
+            }
+            None => None,
+        };
+        let edges = read_distance_csv(&graph_path, ids.as_deref())?;
+        if let Some(max) = edges.iter().map(|e| e.0.max(e.1)).max() {
+            if max >= n {
+                return Err(DataError::NodeMismatch {
+                    signal: spec.signal.clone(),
+                    graph: graph_path.clone(),
+                    signal_nodes: n,
+                    graph_nodes: max + 1,
+                });
+            }
+        }
+        let threshold = spec.threshold.unwrap_or(DEFAULT_THRESHOLD);
+        Graph {
+            n,
+            adj: gaussian_kernel(&edges, n, spec.sigma, threshold, true),
+            node_ids: ids,
+        }
+    };
+    if graph.n != n {
+        return Err(DataError::NodeMismatch {
+            signal: spec.signal.clone(),
+            graph: graph_path.clone(),
+            signal_nodes: n,
+            graph_nodes: graph.n,
+        });
+    }
+    Ok((signal, graph, graph_path))
+}
+
+fn is_ext(p: &Path, ext: &str) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// Reads the `data` array of an npz (or a bare .npy) as `[T, N, F]`; rank 2
+/// `[T, N]` is taken as F = 1.
+fn read_signal_array(path: &Path) -> Result<Signal, DataError> {
+    let (shape, values) = if is_ext(path, "npy") {
+        read_npy(path)?
+    } else {
+        read_npz(path, "data")?
+    };
+    let (t, n, f) = match shape.as_slice() {
+        [t, n, f] => (*t, *n, *f),
+        [t, n] => (*t, *n, 1),
+        other => {
+            return Err(DataError::shape(
+                path,
+                format!(
+                    "`data` has rank {} (shape {other:?}); expected [T, N, F] or [T, N]",
+                    other.len()
+                ),
+            ))
+        }
+    };
+    if t == 0 || n == 0 || f == 0 {
+        return Err(DataError::shape(
+            path,
+            format!("`data` is empty: shape {shape:?}"),
+        ));
+    }
+    check_finite(path, &values, &[t, n, f], &["step", "node", "feature"])?;
+    Ok(Signal { values, t, n, f })
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<std::fs::File>, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(file))
+}
+
+fn csv_err(path: &Path, e: csv::Error) -> DataError {
+    let line = e.position().map(|p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => DataError::io(path, io),
+        other => DataError::format(
+            path,
+            match line {
+                Some(l) => format!("line {l}: {other:?}"),
+                None => format!("{other:?}"),
+            },
+        ),
+    }
+}
+
+fn parse_num(path: &Path, line: u64, col: usize, s: &str) -> Result<f32, DataError> {
+    s.parse::<f32>().map_err(|_| {
+        DataError::format(
+            path,
+            format!("line {line}, column {}: `{s}` is not a number", col + 1),
+        )
+    })
+}
+
+/// Reads station ids, one per line or comma-separated (PEMS03.txt,
+/// graph_sensor_ids.txt). Order defines node indices.
+pub fn read_id_map(path: &Path) -> Result<Vec<String>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let ids: Vec<String> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Err(DataError::format(path, "id list is empty"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for id in &ids {
+        if !seen.insert(id.as_str()) {
+            return Err(DataError::format(
+                path,
+                format!("station id `{id}` is listed twice"),
+            ));
+        }
+    }
+    Ok(ids)
+}
+
+/// Reads a `from,to,distance` csv (optional header line). Without an id
+/// map `from`/`to` are node indices; with one they are station ids mapped
+/// to their position in the list, and rows naming stations outside the list
+/// are skipped (as DCRNN does for its full-network distance files).
+pub fn read_distance_csv(
+    path: &Path,
+    id_map: Option<&[String]>,
+) -> Result<Vec<(usize, usize, f32)>, DataError> {
+    let index: Option<std::collections::HashMap<&str, usize>> = id_map.map(|ids| {
+        ids.iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect()
+    });
+    let mut rdr = csv_reader(path)?;
+    let mut edges = Vec::new();
+    let mut skipped = 0usize;
+    for (k, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| csv_err(path, e))?;
+        let line = rec.position().map_or(k as u64 + 1, |p| p.line());
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        if rec.len() < 3 {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "line {line}: expected `from,to,distance`, found {} field(s)",
+                    rec.len()
+                ),
+            ));
+        }
+        // A header is a first line whose distance column is not a number.
+        if k == 0 && rec[2].parse::<f32>().is_err() {
+            continue;
+        }
+        let (from, to) = match &index {
+            Some(map) => match (map.get(&rec[0]), map.get(&rec[1])) {
+                (Some(a), Some(b)) => (*a, *b),
+                _ => {
+                    skipped += 1;
+                    continue;
+                }
+            },
+            None => {
+                let node = |c: usize| -> Result<usize, DataError> {
+                    rec[c].parse::<usize>().map_err(|_| {
+                        DataError::format(
+                            path,
+                            format!(
+                                "line {line}, column {}: `{}` is not a node index (give an id map for station ids)",
+                                c + 1,
+                                &rec[c]
+                            ),
+                        )
+                    })
+                };
+                (node(0)?, node(1)?)
+            }
+        };
+        let d = parse_num(path, line, 2, &rec[2])?;
+        if !d.is_finite() {
+            return Err(DataError::NonFinite {
+                path: path.to_path_buf(),
+                msg: format!("line {line}, column 3 (distance `{}`)", &rec[2]),
+            });
+        }
+        if d < 0.0 {
+            return Err(DataError::format(
+                path,
+                format!("line {line}: negative distance {d}"),
+            ));
+        }
+        edges.push((from, to, d));
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "{}: skipped rows naming stations not in the id map",
+            path.display()
+        );
+    }
+    if edges.is_empty() {
+        return Err(DataError::format(path, "no edges found"));
+    }
+    Ok(edges)
+}
+
+/// Builds the Gaussian-kernel graph of `n` nodes from a distance csv
+/// (symmetric, no self-loops added); see [`gaussian_kernel`].
+pub fn load_distance_graph(
+    path: &Path,
+    n: usize,
+    id_map: Option<&[String]>,
+    sigma: Option<f32>,
+    threshold: Option<f32>,
+) -> Result<Graph, DataError> {
+    if n == 0 {
+        return Err(DataError::shape(path, "graph needs at least one node"));
+    }
+    if let Some(ids) = id_map {
+        if ids.len() != n {
+            return Err(DataError::shape(
+                path,
+                format!("id map has {} ids but the graph has {n} nodes", ids.len()),
+            ));
+        }
+    }
+    let edges = read_distance_csv(path, id_map)?;
+    if let Some(&(i, j, _)) = edges.iter().find(|e| e.0 >= n || e.1 >= n) {
+        return Err(DataError::shape(
+            path,
+            format!(
+                "edge {i} -> {j} names a node >= the node count {n} \
+                 (if the csv lists station ids, give an id map)"
+            ),
+        ));
+    }
+    Ok(Graph {
+        n,
+        adj: gaussian_kernel(
+            &edges,
+            n,
+            sigma,
+            threshold.unwrap_or(DEFAULT_THRESHOLD),
+            true,
+        ),
+        node_ids: id_map.map(<[String]>::to_vec),
+    })
+}
+
+/// Reads a headerless numeric matrix csv; every row must have the same
+/// number of fields.
+fn read_matrix_csv(
+    path: &Path,
+    skip_header: bool,
+) -> Result<(Vec<String>, usize, usize, Vec<f32>), DataError> {
+    let mut rdr = csv_reader(path)?;
+    let mut header = Vec::new();
+    let mut values = Vec::new();
+    let mut cols: Option<usize> = None;
+    let mut rows = 0usize;
+    for (k, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| csv_err(path, e))?;
+        let line = rec.position().map_or(k as u64 + 1, |p| p.line());
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        if skip_header && k == 0 {
+            header = rec.iter().map(str::to_string).collect();
+            cols = Some(rec.len());
+            continue;
+        }
+        match cols {
+            Some(c) if c != rec.len() => {
+                return Err(DataError::format(
+                    path,
+                    format!("line {line}: {} fields, expected {c}", rec.len()),
+                ))
+            }
+            _ => cols = Some(rec.len()),
+        }
+        for (c, field) in rec.iter().enumerate() {
+            values.push(parse_num(path, line, c, field)?);
+        }
+        rows += 1;
+    }
+    Ok((header, rows, cols.unwrap_or(0), values))
+}
+
+/// Reads a square adjacency csv without header (T-GCN `*_adj.csv`).
+pub fn read_adjacency_csv(path: &Path) -> Result<Graph, DataError> {
+    let (_, rows, cols, adj) = read_matrix_csv(path, false)?;
+    if rows == 0 || cols == 0 {
+        return Err(DataError::shape(path, "adjacency matrix is empty"));
+    }
+    if rows != cols {
+        return Err(DataError::shape(
+            path,
+            format!("adjacency matrix is {rows}x{cols}, expected square"),
+        ));
+    }
+    check_finite(path, &adj, &[rows, cols], &["row", "col"])?;
+    Ok(Graph {
+        n: rows,
+        adj,
+        node_ids: None,
+    })
+}
+
+/// Reads a T-GCN speed csv: a header row of sensor ids, then one row per
+/// time step. Returns the `[T, N, 1]` signal and the ids.
+pub fn read_tgcn_signal(path: &Path) -> Result<(Signal, Vec<String>), DataError> {
+    let (ids, t, n, values) = read_matrix_csv(path, true)?;
+    if ids.is_empty() {
+        return Err(DataError::shape(
+            path,
+            "csv is empty (no header row of sensor ids)",
+        ));
+    }
+    if t == 0 || n == 0 {
+        return Err(DataError::shape(
+            path,
+            format!("signal is empty: {t} steps x {n} sensors"),
+        ));
+    }
+    check_finite(path, &values, &[t, n], &["step", "sensor"])?;
+    Ok((Signal { values, t, n, f: 1 }, ids))
+}
+
+/// Loads a T-GCN speed csv and its adjacency csv.
+pub fn load_tgcn(signal_path: &Path, adj_path: &Path) -> Result<(Signal, Graph), DataError> {
+    let (signal, ids) = read_tgcn_signal(signal_path)?;
+    let mut graph = read_adjacency_csv(adj_path)?;
+    if graph.n != signal.n {
+        return Err(DataError::NodeMismatch {
+            signal: signal_path.to_path_buf(),
+            graph: adj_path.to_path_buf(),
+            signal_nodes: signal.n,
+            graph_nodes: graph.n,
+        });
+    }
+    graph.node_ids = Some(ids);
+    Ok((signal, graph))
+}
+
+fn json_keys(obj: &serde_json::Map<String, Value>) -> Vec<String> {
+    let mut k: Vec<String> = obj.keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// A `[rows][cols]` numeric json matrix; `what` names it in errors.
+fn json_matrix(path: &Path, v: &Value, what: &str) -> Result<(usize, usize, Vec<f32>), DataError> {
+    let rows = v
+        .as_array()
+        .ok_or_else(|| DataError::format(path, format!("`{what}` is not an array")))?;
+    let mut cols = None;
+    let mut out = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        let row = row.as_array().ok_or_else(|| {
+            DataError::shape(
+                path,
+                format!("`{what}[{r}]` is not an array (expected [T][N])"),
+            )
+        })?;
+        match cols {
+            Some(c) if c != row.len() => {
+                return Err(DataError::shape(
+                    path,
+                    format!("`{what}[{r}]` has {} values, expected {c}", row.len()),
+                ))
+            }
+            _ => cols = Some(row.len()),
+        }
+        for (c, x) in row.iter().enumerate() {
+            let x = x.as_f64().ok_or_else(|| {
+                DataError::format(path, format!("`{what}[{r}][{c}]` is not a number: {x}"))
+            })?;
+            out.push(x as f32);
+        }
+    }
+    Ok((rows.len(), cols.unwrap_or(0), out))
+}
+
+/// Loads a PyTorch-Geometric-Temporal json data set (chickenpox, pedalme,
+/// windmill, wikimath style): `edges` `[[i, j], ...]`, optional `weights`
+/// (default 1), and node values `[T][N]` under `FX`, `X`, `block` or `y`, or
+/// per-step objects `"0"`, `"1"`, ... with a `y` list plus `time_periods`.
+/// Gives the `[T, N, 1]` signal and the directed weighted graph as listed.
+pub fn load_pyg_json(path: &Path) -> Result<(Signal, Graph), DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let root: Value = serde_json::from_str(&text)
+        .map_err(|e| DataError::format(path, format!("invalid json: {e}")))?;
+    let obj = root
+        .as_object()
+        .ok_or_else(|| DataError::format(path, "top level is not a json object"))?;
+
+    let (t, n, values) = if let Some((key, v)) = ["FX", "X", "block", "y"]
+        .iter()
+        .find_map(|k| obj.get(*k).map(|v| (*k, v)))
+    {
+        json_matrix(path, v, key)?
+    } else if let Some(tp) = obj.get("time_periods") {
+        let t = tp
+            .as_u64()
+            .and_then(|t| usize::try_from(t).ok())
+            .ok_or_else(|| DataError::format(path, "`time_periods` is not a count"))?;
+        let mut rows = Vec::with_capacity(t);
+        for s in 0..t {
+            let y = obj
+                .get(&s.to_string())
+                .and_then(|o| o.get("y"))
+                .ok_or_else(|| DataError::MissingKey {
+                    path: path.to_path_buf(),
+                    key: format!("{s}.y"),
+                    present: json_keys(obj).into_iter().take(20).collect(),
+                })?;
+            rows.push(y.clone());
+        }
+        json_matrix(path, &Value::Array(rows), "<step>.y")?
+    } else {
+        return Err(DataError::MissingKey {
+            path: path.to_path_buf(),
+            key: "FX | X | block | y | time_periods".into(),
+            present: json_keys(obj),
+        });
+    };
+    if t == 0 || n == 0 {
+        return Err(DataError::shape(
+            path,
+            format!("node values are empty: {t} steps x {n} nodes"),
+        ));
+    }
+    check_finite(path, &values, &[t, n], &["step", "node"])?;
+
+    let edges_v = obj.get("edges").ok_or_else(|| DataError::MissingKey {
+        path: path.to_path_buf(),
+        key: "edges".into(),
+        present: json_keys(obj),
+    })?;
+    let edges = edges_v
+        .as_array()
+        .ok_or_else(|| DataError::format(path, "`edges` is not an array"))?;
+    let weights: Option<Vec<f32>> = match obj.get("weights") {
+        None | Some(Value::Null) => None,
+        Some(w) => {
+            let w = w
+                .as_array()
+                .ok_or_else(|| DataError::format(path, "`weights` is not an array"))?;
+            let w = w
+                .iter()
+                .enumerate()
+                .map(|(k, x)| {
+                    x.as_f64().map(|x| x as f32).ok_or_else(|| {
+                        DataError::format(path, format!("`weights[{k}]` is not a number: {x}"))
+                    })
+                })
+                .collect::<Result<Vec<f32>, DataError>>()?;
+            if w.len() != edges.len() {
+                return Err(DataError::shape(
+                    path,
+                    format!("{} weights for {} edges", w.len(), edges.len()),
+                ));
+            }
+            Some(w)
+        }
+    };
+    let mut adj = vec![0.0f32; n * n];
+    let mut max_node = 0usize;
+    let mut pairs = Vec::with_capacity(edges.len());
+    for (k, e) in edges.iter().enumerate() {
+        let pair = e.as_array().filter(|p| p.len() == 2).and_then(|p| {
+            let i = usize::try_from(p[0].as_u64()?).ok()?;
+            let j = usize::try_from(p[1].as_u64()?).ok()?;
+            Some((i, j))
+        });
+        let (i, j) = pair.ok_or_else(|| {
+            DataError::format(
+                path,
+                format!("`edges[{k}]` is not a pair of node indices: {e}"),
+            )
+        })?;
+        max_node = max_node.max(i).max(j);
+        pairs.push((
+            i,
+            j,
+            weights
+                .as_ref()
+                .and_then(|w| w.get(k).copied())
+                .unwrap_or(1.0),
+        ));
+    }
+    if max_node >= n && !pairs.is_empty() {
+        return Err(DataError::NodeMismatch {
+            signal: path.to_path_buf(),
+            graph: path.to_path_buf(),
+            signal_nodes: n,
+            graph_nodes: max_node + 1,
+        });
+    }
+    for (i, j, w) in pairs {
+        adj[i * n + j] = w;
+    }
+    check_finite(path, &adj, &[n, n], &["row", "col"])?;
+    let node_ids = json_node_ids(path, obj.get("node_ids"), n)?;
+    Ok((Signal { values, t, n, f: 1 }, Graph { n, adj, node_ids }))
+}
+
+/// `node_ids` as a `{name: index}` object (chickenpox) or a list of names.
+fn json_node_ids(
+    path: &Path,
+    v: Option<&Value>,
+    n: usize,
+) -> Result<Option<Vec<String>>, DataError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => {
+            let mut ids: Vec<Option<String>> = vec![None; n];
+            for (name, idx) in m {
+                let i = idx
+                    .as_u64()
+                    .and_then(|i| usize::try_from(i).ok())
+                    .filter(|i| *i < n)
+                    .ok_or_else(|| {
+                        DataError::shape(
+                            path,
+                            format!("node_ids[`{name}`] = {idx} is not an index below {n}"),
+                        )
+                    })?;
+                ids[i] = Some(name.clone());
+            }
+            let ids: Option<Vec<String>> = ids.into_iter().collect();
+            ids.map(Some).ok_or_else(|| {
+                DataError::shape(path, format!("node_ids does not name all {n} nodes"))
+            })
+        }
+        Some(Value::Array(a)) => {
+            if a.len() != n {
+                return Err(DataError::shape(
+                    path,
+                    format!("{} node_ids for {n} nodes", a.len()),
+                ));
+            }
+            Ok(Some(
+                a.iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                    .collect(),
+            ))
+        }
+        Some(other) => Err(DataError::format(
+            path,
+            format!("node_ids is neither an object nor a list: {other}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::npy::write_npz;
+    use crate::data::pickle::tests::PickleWriter;
+
+    fn bundled(rel: &str) -> PathBuf {
+        crate::data::bundled_data_dir().join(rel)
+    }
+
+    fn spec(format: DataFormat, signal: &Path, graph: Option<&Path>) -> DataSpec {
+        DataSpec {
+            name: "test".into(),
+            format,
+            signal: signal.to_path_buf(),
+            graph: graph.map(Path::to_path_buf),
+            id_map: None,
+            steps_per_day: None,
+            null_value: None,
+            sigma: None,
+            threshold: None,
+        }
+    }
+
+    #[test]
+    fn real_metr_la_week_tgcn() {
+        let (s, g) = load_tgcn(
+            &bundled("METR-LA/T-GCN_Los-loop/los_speed.csv"),
+            &bundled("METR-LA/T-GCN_Los-loop/los_adj.csv"),
+        )
+        .unwrap();
+        assert_eq!((s.t, s.n, s.f), (2016, 207, 1));
+        assert_eq!(s.values.len(), 2016 * 207);
+        assert_eq!(s.get(0, 0, 0), Some(64.375));
+        assert_eq!(s.get(1, 0, 0), Some(62.666_668));
+        assert_eq!(g.n, 207);
+        assert_eq!(g.weight(0, 0), Some(1.0));
+        assert_eq!(g.weight(0, 13), Some(0.260_935_93));
+        let ids = g.node_ids.unwrap();
+        assert_eq!(ids[0], "773869");
+        assert_eq!(ids.len(), 207);
+    }
+
+    /// `(sum, sum(i * v[i]) / len)` in f64: catches any misplaced byte.
+    fn checksums(v: &[f32]) -> (f64, f64) {
+        let sum = v.iter().map(|x| f64::from(*x)).sum();
+        let m = v
+            .iter()
+            .enumerate()
+            .map(|(i, x)| i as f64 * f64::from(*x))
+            .sum::<f64>()
+            / v.len() as f64;
+        (sum, m)
+    }
+
+    #[test]
+    fn real_dcrnn_pickles() {
+        let g = read_dcrnn_adj(&bundled("METR-LA/adj_mx.pkl")).unwrap();
+        assert_eq!(g.n, 207);
+        let ids = g.node_ids.as_ref().unwrap();
+        assert_eq!(
+            (ids.len(), ids[0].as_str(), ids[2].as_str()),
+            (207, "773869", "767542")
+        );
+        // Values checked against python's pickle (latin1) decoding of the file.
+        assert_eq!(g.weight(0, 0), Some(1.0));
+        assert_eq!(g.weight(0, 1), Some(0.0));
+        assert_eq!(g.weight(0, 13), Some(0.222_346_92));
+        assert_eq!(g.weight(0, 37), Some(0.508_846_5));
+        assert_eq!(g.weight(1, 2), Some(0.390_955_4));
+        assert!((0..207).all(|i| g.weight(i, i) == Some(1.0)));
+        assert_eq!(g.adj.iter().filter(|v| **v != 0.0).count(), 1722);
+        // Whole-matrix checksums from python: sum(v) and sum(i * v[i]) / len.
+        let (sum, moment) = checksums(&g.adj);
+        assert!((sum - 814.581_739_597).abs() < 1e-6, "{sum}");
+        assert!((moment - 405.656_821_092_6).abs() < 1e-6, "{moment}");
+        // The sensor order matches graph_sensor_ids.txt.
+        let txt = read_id_map(&bundled("METR-LA/graph_sensor_ids.txt")).unwrap();
+        assert_eq!(&txt, ids);
+
+        let bay = read_dcrnn_adj(&bundled("PEMS-BAY/adj_mx_bay.pkl")).unwrap();
+        assert_eq!(bay.n, 325);
+        assert_eq!(bay.node_ids.as_ref().unwrap()[0], "400001");
+        assert_eq!(bay.adj.iter().filter(|v| **v != 0.0).count(), 2694);
+        let (sum, moment) = checksums(&bay.adj);
+        assert!((sum - 1_654.746_996_276).abs() < 1e-6, "{sum}");
+        assert!((moment - 858.714_399_971_9).abs() < 1e-6, "{moment}");
+        assert!((0..325).all(|i| bay.weight(i, i) == Some(1.0)));
+    }
+
+    #[test]
+    fn bay_distances_reproduce_dcrnn_adjacency() {
+        // DCRNN built adj_mx_bay.pkl from distances_bay_2017.csv with the
+        // directed Gaussian kernel, sigma = std, threshold 0.1: ours must agree.
+        let bay = read_dcrnn_adj(&bundled("PEMS-BAY/adj_mx_bay.pkl")).unwrap();
+        let ids = bay.node_ids.clone().unwrap();
+        let edges =
+            read_distance_csv(&bundled("PEMS-BAY/distances_bay_2017.csv"), Some(&ids)).unwrap();
+        assert_eq!(edges.len(), 8358);
+        let adj = gaussian_kernel(&edges, 325, None, 0.1, false);
+        let worst = adj
+            .iter()
+            .zip(&bay.adj)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "max abs difference {worst}");
+        // The loader's symmetric version contains every directed edge.
+        let g = load_distance_graph(
+            &bundled("PEMS-BAY/distances_bay_2017.csv"),
+            325,
+            Some(&ids),
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(g.adj.iter().zip(&adj).all(|(s, d)| *s >= *d));
+        assert!((0..325).all(|i| (0..325).all(|j| g.adj[i * 325 + j] == g.adj[j * 325 + i])));
+    }
+
+    #[test]
+    fn real_pems_distance_graphs() {
+        for (rel, n, pairs) in [
+            ("PEMS04/PEMS04.csv", 307, 340),
+            ("PEMS08/PEMS08.csv", 170, 274),
+        ] {
+            let g = load_distance_graph(&bundled(rel), n, None, None, None).unwrap();
+            assert_eq!(g.n, n);
+            assert_eq!(g.adj.len(), n * n);
+            let nz = g.adj.iter().filter(|v| **v > 0.0).count();
+            // Undirected: both directions of (at most) every listed pair.
+            assert!(nz > 0 && nz <= 2 * pairs, "{rel}: {nz}");
+            assert!((0..n).all(|i| (0..n).all(|j| g.adj[i * n + j] == g.adj[j * n + i])));
+            assert!((0..n).all(|i| g.adj[i * n + i] == 0.0));
+        }
+        // PEMS08: edge 9 -> 153 at distance 310.6.
+        let g = load_distance_graph(&bundled("PEMS08/PEMS08.csv"), 170, None, None, None).unwrap();
+        assert!(g.weight(9, 153).unwrap() > 0.1);
+        // Too few nodes for the indices in the file.
+        let e =
+            load_distance_graph(&bundled("PEMS04/PEMS04.csv"), 100, None, None, None).unwrap_err();
+        assert!(matches!(e, DataError::Shape { .. }) && e.to_string().contains("PEMS04.csv"));
+        // PEMS03 uses station ids mapped through the .txt list.
+        let ids = read_id_map(&bundled("PEMS03/PEMS03.txt")).unwrap();
+        assert_eq!(ids.len(), 358);
+        let g = load_distance_graph(&bundled("PEMS03/PEMS03.csv"), 358, Some(&ids), None, None)
+            .unwrap();
+        assert_eq!(g.n, 358);
+        let i = ids.iter().position(|s| s == "317842").unwrap();
+        let j = ids.iter().position(|s| s == "318711").unwrap();
+        assert!(g.weight(i, j).unwrap() > 0.5 && g.weight(i, j) == g.weight(j, i));
+        // Without the id map the station ids are not node indices.
+        let e =
+            load_distance_graph(&bundled("PEMS03/PEMS03.csv"), 358, None, None, None).unwrap_err();
+        assert!(e.to_string().contains("id map"), "{e}");
+        // PEMS07 has 883 nodes.
+        assert_eq!(
+            load_distance_graph(&bundled("PEMS07/PEMS07.csv"), 883, None, None, None)
+                .unwrap()
+                .n,
+            883
+        );
+    }
+
+    #[test]
+    fn real_pyg_json() {
+        let (s, g) = load_pyg_json(&bundled("Chickenpox-Hungary/chickenpox.json")).unwrap();
+        assert_eq!((s.t, s.n, s.f), (521, 20, 1));
+        assert!((s.values[0] - (-0.001_081_357_2)).abs() < 1e-9);
+        assert!((s.values[521 * 20 - 1] - 1.003_758_8).abs() < 1e-6);
+        assert_eq!(g.n, 20);
+        assert_eq!(g.adj.iter().filter(|v| **v != 0.0).count(), 102);
+        assert_eq!(g.weight(0, 10), Some(1.0));
+        let ids = g.node_ids.unwrap();
+        assert_eq!((ids[0].as_str(), ids[4].as_str()), ("BACS", "BUDAPEST"));
+
+        let (s, g) = load_pyg_json(&bundled("PedalMe-London/pedalme_london.json")).unwrap();
+        assert_eq!((s.t, s.n, s.f), (35, 15, 1));
+        assert_eq!(g.n, 15);
+        assert_eq!(g.adj.iter().filter(|v| **v != 0.0).count(), 225);
+        assert!((g.weight(0, 1).unwrap() - 0.425_458_96).abs() < 1e-7);
+        assert!(g.node_ids.is_none());
+    }
+
+    #[test]
+    fn small_pems_npz_and_distance_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, n, f) = (10, 3, 3);
+        let data: Vec<f32> = (0..t * n * f).map(|i| i as f32 + 1.0).collect();
+        let npz = dir.path().join("PEMS09.npz");
+        write_npz(&npz, &[("data", &[t, n, f], &data)]).unwrap();
+        let csv = dir.path().join("PEMS09.csv");
+        std::fs::write(&csv, "from,to,cost\n0,1,100.0\n1,2,300.0\n1,2,300.0\n").unwrap();
+        let raw = load(&spec(DataFormat::Pems, &npz, Some(&csv))).unwrap();
+        assert_eq!((raw.signal.t, raw.signal.n, raw.signal.f), (t, n, f));
+        assert_eq!(
+            raw.signal.get(1, 2, 1),
+            Some(((n + 2) * f + 1) as f32 + 1.0)
+        );
+        assert_eq!((raw.steps_per_day, raw.null_value), (288, Some(0.0)));
+        // Distances 100 and 300 (dup collapsed): std 100 => w = e^-1, e^-9 dropped.
+        let e1 = (-1f32).exp();
+        assert_eq!(raw.graph.adj, vec![0., e1, 0., e1, 0., 0., 0., 0., 0.]);
+
+        // With an id map (PEMS03 style) and an explicit sigma/threshold.
+        let ids = dir.path().join("PEMS09.txt");
+        std::fs::write(&ids, "500\n600\n700\n").unwrap();
+        std::fs::write(
+            &csv,
+            "from,to,distance\r\r\n500,600,1.0\r\r\n600,700,3.0\r\r\n999,500,1.0\r\r\n",
+        )
+        .unwrap();
+        let mut sp = spec(DataFormat::Pems, &npz, Some(&csv));
+        sp.id_map = Some(ids.clone());
+        sp.sigma = Some(3.0);
+        sp.threshold = Some(0.0);
+        let raw = load(&sp).unwrap();
+        let w1 = (-1f32 / 9.0).exp();
+        assert_eq!(raw.graph.adj, vec![0., w1, 0., w1, 0., e1, 0., e1, 0.]);
+        assert_eq!(raw.graph.node_ids.as_ref().unwrap()[2], "700");
+
+        // Id map length differs from the signal's node count.
+        std::fs::write(&ids, "500\n600\n").unwrap();
+        let e = load(&sp).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::NodeMismatch {
+                    signal_nodes: 3,
+                    graph_nodes: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("PEMS09.npz") && e.to_string().contains("PEMS09.txt"));
+
+        // Node index beyond the signal's N.
+        std::fs::write(&csv, "from,to,cost\n0,5,1.0\n").unwrap();
+        let e = load(&spec(DataFormat::Pems, &npz, Some(&csv))).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::NodeMismatch {
+                    signal_nodes: 3,
+                    graph_nodes: 6,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+
+        // Malformed row: reported with its line number.
+        std::fs::write(&csv, "from,to,cost\n0,1,1.0\n1,2,abc\n").unwrap();
+        let e = load(&spec(DataFormat::Pems, &npz, Some(&csv))).unwrap_err();
+        assert!(
+            matches!(e, DataError::Format { .. }) && e.to_string().contains("line 3"),
+            "{e}"
+        );
+        std::fs::write(&csv, "from,to,cost\n0,1\n").unwrap();
+        let e = load(&spec(DataFormat::Pems, &npz, Some(&csv))).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn pems_bad_signals() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("g.csv");
+        std::fs::write(&csv, "from,to,cost\n0,1,1.0\n").unwrap();
+        let npz = dir.path().join("s.npz");
+        let sp = spec(DataFormat::Pems, &npz, Some(&csv));
+        // Missing key.
+        write_npz(&npz, &[("x", &[4, 2], &[1.0; 8])]).unwrap();
+        let e = load(&sp).unwrap_err();
+        assert!(
+            matches!(&e, DataError::MissingKey { key, .. } if key == "data"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("s.npz"));
+        // Wrong rank.
+        write_npz(&npz, &[("data", &[2, 2, 1, 2], &[1.0; 8])]).unwrap();
+        let e = load(&sp).unwrap_err();
+        assert!(
+            matches!(e, DataError::Shape { .. }) && e.to_string().contains("rank 4"),
+            "{e}"
+        );
+        write_npz(&npz, &[("data", &[8], &[1.0; 8])]).unwrap();
+        assert!(matches!(load(&sp).unwrap_err(), DataError::Shape { .. }));
+        // Empty.
+        write_npz(&npz, &[("data", &[0, 2, 1], &[])]).unwrap();
+        assert!(matches!(load(&sp).unwrap_err(), DataError::Shape { .. }));
+        // NaN at step 2, node 1, feature 0.
+        let mut v = vec![1.0f32; 8];
+        v[5] = f32::NAN;
+        write_npz(&npz, &[("data", &[4, 2, 1], &v)]).unwrap();
+        let e = load(&sp).unwrap_err();
+        assert!(matches!(e, DataError::NonFinite { .. }), "{e}");
+        let s = e.to_string();
+        assert!(
+            s.contains("s.npz") && s.contains("step 2, node 1, feature 0"),
+            "{s}"
+        );
+        // Rank 2 is accepted as F = 1.
+        write_npz(&npz, &[("data", &[4, 2], &[1.0; 8])]).unwrap();
+        assert_eq!(load(&sp).unwrap().signal.f, 1);
+        // Truncated npz.
+        let bytes = std::fs::read(&npz).unwrap();
+        std::fs::write(&npz, &bytes[..bytes.len() - 30]).unwrap();
+        let e = load(&sp).unwrap_err();
+        assert!(
+            matches!(e, DataError::Truncated { .. }) && e.to_string().contains("s.npz"),
+            "{e}"
+        );
+        // Missing graph in the spec is a Config error.
+        let e = load(&spec(DataFormat::Pems, &npz, None)).unwrap_err();
+        assert!(matches!(e, DataError::Config { .. }));
+    }
+
+    #[test]
+    fn small_dcrnn_npz_and_pickle() {
+        let dir = tempfile::tempdir().unwrap();
+        let npz = dir.path().join("metr-la.npz");
+        let data: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        write_npz(
+            &npz,
+            &[
+                ("data", &[4, 3], &data),
+                ("timestamps", &[4], &[0.0, 1.0, 2.0, 3.0]),
+            ],
+        )
+        .unwrap();
+        let pkl = dir.path().join("adj_mx.pkl");
+        let adj = [1.0, 0.5, 0.0, 0.0, 1.0, 0.25, 0.0, 0.0, 1.0];
+        std::fs::write(&pkl, PickleWriter::dcrnn(&["11", "22", "33"], &adj, true)).unwrap();
+        let raw = load(&spec(DataFormat::Dcrnn, &npz, Some(&pkl))).unwrap();
+        assert_eq!((raw.signal.t, raw.signal.n, raw.signal.f), (4, 3, 1));
+        assert_eq!(raw.signal.values, data);
+        assert_eq!(raw.graph.adj, adj.to_vec());
+        assert_eq!(raw.graph.node_ids.as_ref().unwrap()[1], "22");
+        assert_eq!(raw.graph_path, pkl);
+
+        // Node count mismatch between table and pickle.
+        std::fs::write(
+            &pkl,
+            PickleWriter::dcrnn(&["11", "22"], &[1.0, 0.0, 0.0, 1.0], false),
+        )
+        .unwrap();
+        let e = load(&spec(DataFormat::Dcrnn, &npz, Some(&pkl))).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::NodeMismatch {
+                    signal_nodes: 3,
+                    graph_nodes: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let s = e.to_string();
+        assert!(s.contains("metr-la.npz") && s.contains("adj_mx.pkl"), "{s}");
+
+        // Truncated pickle.
+        let b = PickleWriter::dcrnn(&["11", "22", "33"], &adj, true);
+        std::fs::write(&pkl, &b[..b.len() - 10]).unwrap();
+        let e = load(&spec(DataFormat::Dcrnn, &npz, Some(&pkl))).unwrap_err();
+        assert!(
+            matches!(e, DataError::Truncated { .. }) && e.to_string().contains("adj_mx.pkl"),
+            "{e}"
+        );
+
+        // Timestamps that do not match the table.
+        std::fs::write(&pkl, PickleWriter::dcrnn(&["11", "22", "33"], &adj, true)).unwrap();
+        write_npz(
+            &npz,
+            &[
+                ("data", &[4, 3], &data),
+                ("timestamps", &[3], &[0.0, 1.0, 2.0]),
+            ],
+        )
+        .unwrap();
+        let e = load(&spec(DataFormat::Dcrnn, &npz, Some(&pkl))).unwrap_err();
+        assert!(matches!(e, DataError::Shape { .. }), "{e}");
+    }
+
+    #[test]
+    fn small_tgcn_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = dir.path().join("x_speed.csv");
+        let ap = dir.path().join("x_adj.csv");
+        std::fs::write(&sp, "a,b\n1,2\n3,4\n5,6\n").unwrap();
+        std::fs::write(&ap, "1,0.5\n0.5,1\n").unwrap();
+        let raw = load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap();
+        assert_eq!((raw.signal.t, raw.signal.n), (3, 2));
+        assert_eq!(raw.signal.values, vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(raw.graph.node_ids, Some(vec!["a".into(), "b".into()]));
+        // Non-square adjacency.
+        std::fs::write(&ap, "1,0.5,0\n0.5,1,0\n").unwrap();
+        let e = load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap_err();
+        assert!(
+            matches!(e, DataError::Shape { .. }) && e.to_string().contains("x_adj.csv"),
+            "{e}"
+        );
+        // Adjacency of a different size.
+        std::fs::write(&ap, "1,0,0\n0,1,0\n0,0,1\n").unwrap();
+        let e = load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap_err();
+        assert!(matches!(
+            e,
+            DataError::NodeMismatch {
+                signal_nodes: 2,
+                graph_nodes: 3,
+                ..
+            }
+        ));
+        // NaN in the adjacency and in the signal, ragged and non-numeric rows.
+        std::fs::write(&ap, "1,NaN\n0.5,1\n").unwrap();
+        let e = load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap_err();
+        assert!(
+            matches!(e, DataError::NonFinite { .. }) && e.to_string().contains("row 0, col 1"),
+            "{e}"
+        );
+        std::fs::write(&ap, "1,0.5\n0.5,1\n").unwrap();
+        std::fs::write(&sp, "a,b\n1,2\n3,inf\n").unwrap();
+        let e = load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap_err();
+        assert!(e.to_string().contains("step 1, sensor 1"), "{e}");
+        std::fs::write(&sp, "a,b\n1,2\n3\n").unwrap();
+        let e = load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap_err();
+        assert!(
+            matches!(e, DataError::Format { .. }) && e.to_string().contains("line 3"),
+            "{e}"
+        );
+        std::fs::write(&sp, "a,b\n1,x\n").unwrap();
+        let e = load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap_err();
+        assert!(e.to_string().contains("line 2, column 2"), "{e}");
+        std::fs::write(&sp, "a,b\n").unwrap();
+        assert!(matches!(
+            load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap_err(),
+            DataError::Shape { .. }
+        ));
+    }
+
+    #[test]
+    fn small_pyg_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("toy.json");
+        std::fs::write(
+            &p,
+            r#"{"edges": [[0, 1], [1, 2]], "weights": [0.5, 2.0], "X": [[1, 2, 3], [4, 5, 6]]}"#,
+        )
+        .unwrap();
+        let raw = load(&spec(DataFormat::PygJson, &p, None)).unwrap();
+        assert_eq!((raw.signal.t, raw.signal.n, raw.signal.f), (2, 3, 1));
+        assert_eq!(raw.signal.values, vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(raw.graph.adj, vec![0., 0.5, 0., 0., 0., 2., 0., 0., 0.]);
+        assert_eq!((raw.null_value, raw.steps_per_day), (None, 52));
+        // Time-keyed layout, default weights.
+        std::fs::write(
+            &p,
+            r#"{"edges": [[0, 1]], "time_periods": 2, "0": {"y": [1, 2]}, "1": {"y": [3, 4]}}"#,
+        )
+        .unwrap();
+        let (s, g) = load_pyg_json(&p).unwrap();
+        assert_eq!((s.t, s.n, s.values.clone()), (2, 2, vec![1., 2., 3., 4.]));
+        assert_eq!(g.adj, vec![0., 1., 0., 0.]);
+        // Errors: edge beyond N, missing values, ragged rows, bad json.
+        std::fs::write(&p, r#"{"edges": [[0, 5]], "FX": [[1, 2]]}"#).unwrap();
+        assert!(matches!(
+            load_pyg_json(&p).unwrap_err(),
+            DataError::NodeMismatch {
+                signal_nodes: 2,
+                graph_nodes: 6,
+                ..
+            }
+        ));
+        std::fs::write(&p, r#"{"edges": [[0, 1]]}"#).unwrap();
+        let e = load_pyg_json(&p).unwrap_err();
+        assert!(
+            matches!(e, DataError::MissingKey { .. }) && e.to_string().contains("edges"),
+            "{e}"
+        );
+        std::fs::write(&p, r#"{"edges": [[0, 1]], "FX": [[1, 2], [3]]}"#).unwrap();
+        assert!(matches!(
+            load_pyg_json(&p).unwrap_err(),
+            DataError::Shape { .. }
+        ));
+        std::fs::write(
+            &p,
+            r#"{"edges": [[0, 1]], "FX": [[1, 2]], "weights": [1, 2]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            load_pyg_json(&p).unwrap_err(),
+            DataError::Shape { .. }
+        ));
+        std::fs::write(&p, r#"{"edges": [[0, 1]], "FX": [[1, "a"]]}"#).unwrap();
+        assert!(load_pyg_json(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("FX[0][1]"));
+        std::fs::write(&p, r#"{"edges": "#).unwrap();
+        assert!(matches!(
+            load_pyg_json(&p).unwrap_err(),
+            DataError::Format { .. }
+        ));
+        std::fs::write(&p, r#"{"edges": [[0, 1]], "FX": []}"#).unwrap();
+        assert!(matches!(
+            load_pyg_json(&p).unwrap_err(),
+            DataError::Shape { .. }
+        ));
+    }
+
+    #[test]
+    fn missing_file_is_io_error_naming_it() {
+        let e = load(&spec(
+            DataFormat::PygJson,
+            Path::new("/nonexistent/x.json"),
+            None,
+        ))
+        .unwrap_err();
+        assert!(matches!(e, DataError::Io { .. }) && e.to_string().contains("/nonexistent/x.json"));
+    }
+}

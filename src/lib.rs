@@ -1,0 +1,34 @@
+//! # ists: LLM-instructed neural architecture search for spatial-temporal forecasting
+//!
+//! This crate is the domain core: everything that does not need an actor system. The actors,
+//! the supervisor, the daemon and the `ists` binary live in the `ists-actors` crate (`actors/`),
+//! which depends on this one and never the other way round.
+//!
+//! # Layout
+//! - [`space`]: architectures as DAGs of cells, JSON form, validation, canonical hash,
+//!   sampling, mutation and crossover.
+//! - [`ops`]: the operators in tch (MixGC, linear attention, diffusion GCN, gated dilated
+//!   convolution, temporal and spatial transformers) and the tensor layout they share.
+//! - [`model`]: an architecture built into a forecaster (input projection, DAG, head).
+//! - [`data`]: loaders for the formats users have (PEMS npz, DCRNN pickle, T-GCN csv,
+//!   PyG-Temporal json), windows, splits, scaling, graph normalizations.
+//! - [`train`]: batches, Adam, the one-step-tuning proxy and full training with early stopping.
+//! - [`metrics`]: masked MAE / RMSE / MAPE per horizon.
+//! - [`prompt`], [`parse`], [`memory`]: prompt rendering from template files, extraction and
+//!   validation of architectures from LLM replies, and the sorted memory bank.
+//! - [`config`]: the settings of a search, shared by the CLI, the actors and the daemon.
+//! - [`error`]: the crate's error type.
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod memory;
+pub mod metrics;
+pub mod model;
+pub mod ops;
+pub mod parse;
+pub mod prompt;
+pub mod space;
+pub mod train;
+
+pub use error::{Error, Result};

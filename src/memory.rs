@@ -1,0 +1,202 @@
+//! The sorted memory bank: every evaluated candidate, ordered by proxy score, with the rendering
+//! that feeds the best (and a few recent) entries back into the prompts.
+
+use crate::space::ArchSpec;
+use crate::train::EvalStatus;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+/// The two stages of the task-level strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Diverse, new combinations.
+    Exploration,
+    /// Refinement around the best memory entries.
+    Optimization,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Exploration => "exploration",
+            Stage::Optimization => "optimization",
+        })
+    }
+}
+
+/// One evaluated candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryEntry {
+    /// Candidate index within the search (0-based, in order of proposal).
+    pub id: usize,
+    /// Canonical hash of the architecture.
+    pub hash: String,
+    /// Canonical architecture.
+    pub arch: ArchSpec,
+    /// Proxy validation MAE (None when the evaluation did not finish).
+    pub score: Option<f64>,
+    pub status: EvalStatus,
+    pub stage: Stage,
+    pub params: i64,
+    pub seconds: f64,
+}
+
+/// Key ordering entries by score (failed ones last), then by id for stability.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+struct Rank(f64, usize);
+impl Eq for Rank {}
+#[allow(clippy::derive_ord_xor_partial_ord)]
+impl Ord for Rank {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// Entries sorted by score, indexed by hash.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryBank {
+    entries: Vec<MemoryEntry>,
+    by_hash: HashMap<String, usize>,
+    sorted: BTreeSet<Rank>,
+}
+
+impl MemoryBank {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an entry; returns false (and keeps the first) if its hash is already present.
+    pub fn insert(&mut self, entry: MemoryEntry) -> bool {
+        if self.by_hash.contains_key(&entry.hash) {
+            return false;
+        }
+        let pos = self.entries.len();
+        self.by_hash.insert(entry.hash.clone(), pos);
+        self.sorted
+            .insert(Rank(entry.score.unwrap_or(f64::INFINITY), pos));
+        self.entries.push(entry);
+        true
+    }
+
+    pub fn contains(&self, hash: &str) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
+    /// The entry with this hash.
+    pub fn get(&self, hash: &str) -> Option<&MemoryEntry> {
+        self.by_hash.get(hash).map(|&i| &self.entries[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries in insertion order.
+    pub fn entries(&self) -> &[MemoryEntry] {
+        &self.entries
+    }
+
+    /// The `k` best scored entries, best first.
+    pub fn best(&self, k: usize) -> Vec<&MemoryEntry> {
+        self.sorted
+            .iter()
+            .map(|r| &self.entries[r.1])
+            .filter(|e| e.score.is_some())
+            .take(k)
+            .collect()
+    }
+
+    /// The `k` most recent entries, newest first.
+    pub fn recent(&self, k: usize) -> Vec<&MemoryEntry> {
+        self.entries.iter().rev().take(k).collect()
+    }
+
+    pub fn best_score(&self) -> Option<f64> {
+        self.best(1).first().and_then(|e| e.score)
+    }
+
+    /// The prompt section: the best `top` entries, then up to `recent` recent ones not already
+    /// shown, one line each, stopping before `token_budget` (about 4 characters a token) is
+    /// exceeded. Best entries are kept first, so trimming drops the least useful lines.
+    pub fn render(&self, top: usize, recent: usize, token_budget: usize) -> String {
+        let budget = token_budget.saturating_mul(4);
+        let mut out = String::new();
+        let mut shown = BTreeSet::new();
+        let best = self.best(top);
+        let line = |tag: String, e: &MemoryEntry| {
+            let score = e
+                .score
+                .map(|s| format!("{s:.4}"))
+                .unwrap_or_else(|| "failed".into());
+            let arch = serde_json::to_string(&e.arch.edges).unwrap_or_default();
+            format!("{tag} val_mae={score} params={} edges={arch}\n", e.params)
+        };
+        for (rank, e) in best.iter().enumerate() {
+            let l = line(format!("best#{}", rank + 1), e);
+            if out.len() + l.len() > budget {
+                return out;
+            }
+            shown.insert(e.id);
+            out.push_str(&l);
+        }
+        for e in self.recent(recent) {
+            if shown.contains(&e.id) {
+                continue;
+            }
+            let l = line(format!("recent(candidate {})", e.id), e);
+            if out.len() + l.len() > budget {
+                break;
+            }
+            out.push_str(&l);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: usize, score: Option<f64>) -> MemoryEntry {
+        MemoryEntry {
+            id,
+            hash: format!("h{id}"),
+            arch: ArchSpec {
+                space: None,
+                nodes: None,
+                edges: vec![],
+            },
+            score,
+            status: EvalStatus::Ok,
+            stage: Stage::Exploration,
+            params: 10,
+            seconds: 0.1,
+        }
+    }
+
+    #[test]
+    fn sorted_dedup_and_trimmed() {
+        let mut m = MemoryBank::new();
+        assert!(m.insert(entry(0, Some(3.0))));
+        assert!(m.insert(entry(1, Some(1.0))));
+        assert!(m.insert(entry(2, None)));
+        assert!(m.insert(entry(3, Some(2.0))));
+        assert!(!m.insert(entry(1, Some(0.1))), "duplicate hash accepted");
+        let ids: Vec<usize> = m.best(10).iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![1, 3, 0]);
+        assert_eq!(m.best_score(), Some(1.0));
+        let full = m.render(2, 2, 10_000);
+        assert_eq!(full.lines().count(), 4, "{full}");
+        assert!(full.starts_with("best#1 val_mae=1.0000"));
+        assert!(full.contains("recent(candidate 2) val_mae=failed"));
+        // A budget of one line keeps only the best entry.
+        let one = m.render(2, 2, full.lines().next().unwrap().len() / 4 + 1);
+        assert_eq!(one.lines().count(), 1, "{one}");
+        assert!(one.starts_with("best#1"));
+    }
+}

@@ -1,0 +1,126 @@
+//! Masked forecasting metrics (MAE, RMSE, MAPE) per horizon and averaged, computed the way the
+//! DCRNN/Graph WaveNet code does: null entries of the target are masked out and the mask is
+//! rescaled so that the mean is taken over valid entries only.
+
+use crate::ops::TResult;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tch::{Kind, Tensor};
+
+/// The mask of valid target entries, rescaled to mean 1 (all-null -> all zeros).
+fn mask(target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
+    let valid = match null {
+        Some(v) => target.f_ne(v)?.f_to_kind(Kind::Float)?,
+        None => target.f_isfinite()?.f_to_kind(Kind::Float)?,
+    };
+    let mean = valid.f_mean(Kind::Float)?;
+    let m = valid.f_div(&mean)?;
+    zero_nan(&m)
+}
+
+fn zero_nan(t: &Tensor) -> TResult<Tensor> {
+    let zeros = t.f_zeros_like()?;
+    zeros.f_where_self(&t.f_isnan()?, t)
+}
+
+/// Masked mean absolute error (a scalar tensor, differentiable: the training loss).
+pub fn masked_mae(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
+    let m = mask(target, null)?;
+    zero_nan(&pred.f_sub(target)?.f_abs()?.f_mul(&m)?)?.f_mean(Kind::Float)
+}
+
+/// Masked root mean squared error.
+pub fn masked_rmse(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
+    let m = mask(target, null)?;
+    let d = pred.f_sub(target)?;
+    zero_nan(&d.f_mul(&d)?.f_mul(&m)?)?
+        .f_mean(Kind::Float)?
+        .f_sqrt()
+}
+
+/// Masked mean absolute percentage error, in percent. Targets that are (near) zero are also
+/// masked: a percentage of zero is undefined.
+pub fn masked_mape(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
+    let nonzero = target.f_abs()?.f_gt(1e-6)?.f_to_kind(Kind::Float)?;
+    let m0 = mask(target, null)?.f_mul(&nonzero)?;
+    let mean = m0.f_mean(Kind::Float)?;
+    let m = zero_nan(&m0.f_div(&mean)?)?;
+    let ape = pred.f_sub(target)?.f_abs()?.f_div(&target.f_abs()?)?;
+    let ape = zero_nan(&ape.f_mul(&m)?)?;
+    // inf * 0 is nan (zeroed above); a finite value over a zero target would be inf: mask it.
+    let finite = ape.f_isfinite()?;
+    ape.f_zeros_like()?
+        .f_where_self(&finite.f_logical_not()?, &ape)?
+        .f_mean(Kind::Float)?
+        .f_mul_scalar(100.0)
+}
+
+/// MAE, RMSE and MAPE (percent) of one slice of forecasts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub mae: f64,
+    pub rmse: f64,
+    pub mape: f64,
+}
+
+impl Scores {
+    pub fn compute(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Scores> {
+        Ok(Scores {
+            mae: masked_mae(pred, target, null)?.f_double_value(&[])?,
+            rmse: masked_rmse(pred, target, null)?.f_double_value(&[])?,
+            mape: masked_mape(pred, target, null)?.f_double_value(&[])?,
+        })
+    }
+}
+
+/// Scores at selected horizons (1-based steps ahead) and over all horizons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsTable {
+    pub horizons: Vec<(usize, Scores)>,
+    pub average: Scores,
+}
+
+/// The horizons reported by convention (3, 6, 12 steps ahead = 15, 30, 60 minutes at 5-minute
+/// steps), restricted to those the forecast covers; the last one is always included.
+pub fn report_horizons(horizon: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = [3, 6, 12].into_iter().filter(|&h| h <= horizon).collect();
+    if horizon > 0 && !v.contains(&horizon) {
+        v.push(horizon);
+    }
+    v
+}
+
+impl MetricsTable {
+    /// `pred` and `target` are `[S, H, N]` (or `[S, H, N, 1]`) in the original units.
+    pub fn compute(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<MetricsTable> {
+        let horizon = pred.size()[1];
+        let mut horizons = Vec::new();
+        for h in report_horizons(horizon as usize) {
+            let p = pred.f_select(1, h as i64 - 1)?;
+            let t = target.f_select(1, h as i64 - 1)?;
+            horizons.push((h, Scores::compute(&p, &t, null)?));
+        }
+        Ok(MetricsTable {
+            horizons,
+            average: Scores::compute(pred, target, null)?,
+        })
+    }
+}
+
+impl fmt::Display for MetricsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "| horizon | MAE | RMSE | MAPE (%) |")?;
+        writeln!(f, "|---|---:|---:|---:|")?;
+        let row = |f: &mut fmt::Formatter<'_>, name: String, s: &Scores| {
+            writeln!(
+                f,
+                "| {name} | {:.4} | {:.4} | {:.2} |",
+                s.mae, s.rmse, s.mape
+            )
+        };
+        for (h, s) in &self.horizons {
+            row(f, format!("@{h}"), s)?;
+        }
+        row(f, "avg".to_string(), &self.average)
+    }
+}

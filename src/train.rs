@@ -1,0 +1,576 @@
+//! Training: batches cut from prepared data, masked-MAE loss on de-normalized values, Adam with
+//! weight decay and gradient clipping, early stopping on validation, the one-step-tuning proxy,
+//! and test metrics. Everything is seeded; on CPU with one thread, runs are bit-for-bit repeatable.
+
+use crate::data::Prepared;
+use crate::error::{Error, Result};
+use crate::metrics::{masked_mae, MetricsTable};
+use crate::model::{graph_supports, param_count, ModelConfig, ModelShape, StModel};
+use crate::ops::{GraphSupports, TResult};
+use crate::space::{Arch, ArchSpec};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+/// Prepared data moved into tensors, with the graph supports the operators need.
+#[derive(Debug)]
+pub struct TrainData {
+    /// `[T, N, F]`, z-scored inputs (plus time of day).
+    inputs: Tensor,
+    /// `[T, N]`, raw target values.
+    target: Tensor,
+    pub train: Range<usize>,
+    pub val: Range<usize>,
+    pub test: Range<usize>,
+    pub mean: f64,
+    pub std: f64,
+    pub null: Option<f64>,
+    pub shape: ModelShape,
+    pub graph: GraphSupports,
+    pub device: Device,
+    pub name: String,
+}
+
+impl TrainData {
+    pub fn new(p: &Prepared, device: Device) -> Result<TrainData> {
+        let (t, n, f) = (p.t as i64, p.n as i64, p.in_features as i64);
+        let inputs = Tensor::f_from_slice(&p.inputs)?
+            .f_reshape([t, n, f])?
+            .f_to_device(device)?;
+        let target = Tensor::f_from_slice(&p.target)?
+            .f_reshape([t, n])?
+            .f_to_device(device)?;
+        Ok(TrainData {
+            inputs,
+            target,
+            train: p.splits.train.clone(),
+            val: p.splits.val.clone(),
+            test: p.splits.test.clone(),
+            mean: p.scaler.mean as f64,
+            std: p.scaler.std as f64,
+            null: p.null_value.map(|v| v as f64),
+            shape: ModelShape {
+                nodes: n,
+                in_features: f,
+                input_len: p.input_len as i64,
+                horizon: p.output_len as i64,
+            },
+            graph: graph_supports(&p.adj, p.n, device)?,
+            device,
+            name: p.name.clone(),
+        })
+    }
+
+    /// The samples starting at `starts`: inputs `[B, T_in, N, F]` and raw targets `[B, H, N]`.
+    pub fn batch(&self, starts: &[i64]) -> TResult<(Tensor, Tensor)> {
+        let tin = self.shape.input_len;
+        let tout = self.shape.horizon;
+        let idx = Tensor::f_from_slice(starts)?.f_to_device(self.device)?;
+        // `unfold` makes a view of every window without copying; only the batch is gathered.
+        let x = self
+            .inputs
+            .f_unfold(0, tin, 1)? // [S, N, F, Tin]
+            .f_index_select(0, &idx)?
+            .f_permute([0, 3, 1, 2])?;
+        let total = self.target.size()[0];
+        let y = self
+            .target
+            .f_narrow(0, tin, total - tin)?
+            .f_unfold(0, tout, 1)? // [S, N, Tout]
+            .f_index_select(0, &idx)?
+            .f_permute([0, 2, 1])?;
+        Ok((x, y))
+    }
+
+    /// De-normalized forecast `[B, H, N]` from the model's output `[B, H, N, 1]`.
+    fn denorm(&self, out: &Tensor) -> TResult<Tensor> {
+        out.f_squeeze_dim(-1)?
+            .f_mul_scalar(self.std)?
+            .f_add_scalar(self.mean)
+    }
+}
+
+/// Adam (with L2 weight decay, as torch.optim.Adam) and global-norm gradient clipping, written
+/// with tch's fallible ops so that a bad step is an error, not a panic.
+struct Adam {
+    params: Vec<Tensor>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: i32,
+    lr: f64,
+    wd: f64,
+    clip: f64,
+}
+
+impl Adam {
+    const B1: f64 = 0.9;
+    const B2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    fn new(vs: &nn::VarStore, lr: f64, wd: f64, clip: f64) -> TResult<Adam> {
+        let params = vs.trainable_variables();
+        let m = params
+            .iter()
+            .map(|p| p.f_zeros_like())
+            .collect::<TResult<Vec<_>>>()?;
+        let v = params
+            .iter()
+            .map(|p| p.f_zeros_like())
+            .collect::<TResult<Vec<_>>>()?;
+        Ok(Adam {
+            params,
+            m,
+            v,
+            t: 0,
+            lr,
+            wd,
+            clip,
+        })
+    }
+
+    fn zero_grad(&mut self) -> TResult<()> {
+        for p in &self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.f_zero_()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> TResult<()> {
+        tch::no_grad(|| -> TResult<()> {
+            self.t += 1;
+            let grads: Vec<Tensor> = self.params.iter().map(|p| p.grad()).collect();
+            let mut scale = 1.0;
+            if self.clip > 0.0 {
+                let mut sq = 0.0;
+                for g in grads.iter().filter(|g| g.defined()) {
+                    sq += g.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
+                }
+                let norm = sq.sqrt();
+                if norm > self.clip {
+                    scale = self.clip / (norm + 1e-6);
+                }
+            }
+            let bc1 = 1.0 - Self::B1.powi(self.t);
+            let bc2 = 1.0 - Self::B2.powi(self.t);
+            for (i, g) in grads.iter().enumerate() {
+                if !g.defined() {
+                    continue;
+                }
+                let p = &self.params[i];
+                let g = g.f_mul_scalar(scale)?.f_add(&p.f_mul_scalar(self.wd)?)?;
+                let m = &mut self.m[i];
+                let _ = m.f_mul_scalar_(Self::B1)?;
+                let _ = m.f_add_(&g.f_mul_scalar(1.0 - Self::B1)?)?;
+                let v = &mut self.v[i];
+                let _ = v.f_mul_scalar_(Self::B2)?;
+                let _ = v.f_add_(&g.f_square()?.f_mul_scalar(1.0 - Self::B2)?)?;
+                let denom = v.f_div_scalar(bc2)?.f_sqrt()?.f_add_scalar(Self::EPS)?;
+                let update = self.m[i]
+                    .f_div_scalar(bc1)?
+                    .f_div(&denom)?
+                    .f_mul_scalar(self.lr)?;
+                let mut p = p.shallow_clone();
+                let _ = p.f_sub_(&update)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// How an evaluation ended. Divergence and timeouts are results, not errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum EvalStatus {
+    Ok,
+    Diverged {
+        step: usize,
+        loss: f64,
+    },
+    TimedOut {
+        step: usize,
+        seconds: f64,
+    },
+    /// The evaluator itself failed (not the architecture); set by the search, not the proxy.
+    Failed {
+        kind: String,
+        message: String,
+    },
+}
+
+/// The one-step-tuning proxy: a short fixed training budget, then validation masked MAE.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Optimizer steps of training.
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub clip: f64,
+    /// Validation samples scored, evenly spread over the validation split (0 = all).
+    pub val_samples: usize,
+    /// Wall-clock limit of one evaluation, seconds (0 = none).
+    pub max_seconds: f64,
+    pub seed: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            steps: 40,
+            batch_size: 32,
+            lr: 2e-3,
+            weight_decay: 1e-4,
+            clip: 5.0,
+            val_samples: 256,
+            max_seconds: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+/// What the proxy measured for one architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyReport {
+    pub status: EvalStatus,
+    /// Validation masked MAE in data units (None when the run did not finish).
+    pub val_mae: Option<f64>,
+    /// Training loss of the first and last step.
+    pub first_loss: f64,
+    pub last_loss: f64,
+    pub steps: usize,
+    pub params: i64,
+    pub seconds: f64,
+}
+
+/// Full training of the final model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub clip: f64,
+    /// Epochs without validation improvement before stopping.
+    pub patience: usize,
+    /// Caps the batches of one epoch (0 = the whole training split).
+    pub max_batches_per_epoch: usize,
+    pub eval_batch_size: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 30,
+            batch_size: 64,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            clip: 5.0,
+            patience: 8,
+            max_batches_per_epoch: 0,
+            eval_batch_size: 128,
+            seed: 42,
+        }
+    }
+}
+
+/// One epoch of full training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_mae: f64,
+    pub seconds: f64,
+}
+
+/// The result of full training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub dataset: String,
+    pub arch: ArchSpec,
+    pub params: i64,
+    pub status: EvalStatus,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub history: Vec<EpochLog>,
+    /// Metrics of the best (by validation MAE) weights; None if no epoch finished.
+    pub val: Option<MetricsTable>,
+    pub test: Option<MetricsTable>,
+    pub seconds: f64,
+}
+
+/// A copy of every variable, by name (the best weights during training).
+type Snapshot = Vec<(String, Tensor)>;
+
+/// A built model with its weights.
+pub struct Trained {
+    pub vs: nn::VarStore,
+    pub model: StModel,
+}
+
+impl Trained {
+    /// Builds a freshly initialized model (seeded).
+    pub fn build(arch: &Arch, data: &TrainData, cfg: &ModelConfig, seed: u64) -> Result<Trained> {
+        cfg.validate().map_err(Error::Config)?;
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(data.device);
+        let model = StModel::new(&vs.root(), arch, data.shape, cfg, &data.graph)?;
+        Ok(Trained { vs, model })
+    }
+
+    pub fn params(&self) -> i64 {
+        param_count(&self.vs)
+    }
+
+    /// De-normalized forecasts and targets `[S, H, N]` for the samples in `range`.
+    pub fn predict(
+        &self,
+        data: &TrainData,
+        starts: &[i64],
+        batch: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut preds = Vec::new();
+        let mut ys = Vec::new();
+        tch::no_grad(|| -> Result<()> {
+            for chunk in starts.chunks(batch.max(1)) {
+                let (x, y) = data.batch(chunk)?;
+                let out = self.model.forward_t(&x, false)?;
+                preds.push(data.denorm(&out)?);
+                ys.push(y);
+            }
+            Ok(())
+        })?;
+        if preds.is_empty() {
+            return Err(Error::Config(
+                "prediction over an empty set of samples".into(),
+            ));
+        }
+        Ok((Tensor::f_cat(&preds, 0)?, Tensor::f_cat(&ys, 0)?))
+    }
+
+    /// One optimizer step on a batch; returns the loss.
+    fn train_step(&self, opt: &mut Adam, data: &TrainData, starts: &[i64]) -> Result<f64> {
+        let (x, y) = data.batch(starts)?;
+        let out = self.model.forward_t(&x, true)?;
+        let loss = masked_mae(&data.denorm(&out)?, &y, data.null)?;
+        let value = loss.f_double_value(&[])?;
+        if !value.is_finite() {
+            return Ok(value);
+        }
+        opt.zero_grad()?;
+        loss.f_backward()?;
+        opt.step()?;
+        Ok(value)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter()
+            .map(|(k, t)| {
+                let mut c = t.f_zeros_like()?;
+                tch::no_grad(|| c.f_copy_(&t))?;
+                Ok((k, c))
+            })
+            .collect()
+    }
+
+    fn restore(&self, snap: &[(String, Tensor)]) -> Result<()> {
+        let vars = self.vs.variables();
+        tch::no_grad(|| -> Result<()> {
+            for (k, t) in snap {
+                if let Some(dst) = vars.get(k) {
+                    dst.shallow_clone().f_copy_(t)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `count` sample indices spread evenly over `range` (all of it when `count` is 0 or larger).
+pub fn spread(range: &Range<usize>, count: usize) -> Vec<i64> {
+    let len = range.len();
+    if count == 0 || count >= len {
+        return range.clone().map(|i| i as i64).collect();
+    }
+    (0..count)
+        .map(|k| (range.start + k * len / count) as i64)
+        .collect()
+}
+
+fn shuffled(range: &Range<usize>, rng: &mut ChaCha8Rng) -> Vec<i64> {
+    let mut v: Vec<i64> = range.clone().map(|i| i as i64).collect();
+    v.shuffle(rng);
+    v
+}
+
+/// Runs the one-step-tuning proxy for `arch`.
+pub fn proxy_eval(
+    arch: &Arch,
+    data: &TrainData,
+    model_cfg: &ModelConfig,
+    cfg: &ProxyConfig,
+) -> Result<ProxyReport> {
+    if data.train.is_empty() || data.val.is_empty() {
+        return Err(Error::Config(format!(
+            "dataset {}: the proxy needs non-empty train and validation splits",
+            data.name
+        )));
+    }
+    let started = Instant::now();
+    let trained = Trained::build(arch, data, model_cfg, cfg.seed)?;
+    let params = trained.params();
+    let mut opt = Adam::new(&trained.vs, cfg.lr, cfg.weight_decay, cfg.clip)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut order = Vec::new();
+    let (mut first, mut last) = (f64::NAN, f64::NAN);
+    let bs = cfg.batch_size.max(1);
+    for step in 0..cfg.steps {
+        if order.len() < bs {
+            order = shuffled(&data.train, &mut rng);
+        }
+        let batch: Vec<i64> = order.split_off(order.len().saturating_sub(bs));
+        let loss = trained.train_step(&mut opt, data, &batch)?;
+        if step == 0 {
+            first = loss;
+        }
+        last = loss;
+        let report = |status| ProxyReport {
+            status,
+            val_mae: None,
+            first_loss: first,
+            last_loss: last,
+            steps: step + 1,
+            params,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if !loss.is_finite() {
+            return Ok(report(EvalStatus::Diverged { step, loss }));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if cfg.max_seconds > 0.0 && secs > cfg.max_seconds && step + 1 < cfg.steps {
+            return Ok(report(EvalStatus::TimedOut {
+                step,
+                seconds: secs,
+            }));
+        }
+    }
+    let (pred, y) = trained.predict(data, &spread(&data.val, cfg.val_samples), 128)?;
+    let val = masked_mae(&pred, &y, data.null)?.f_double_value(&[])?;
+    let status = if val.is_finite() {
+        EvalStatus::Ok
+    } else {
+        EvalStatus::Diverged {
+            step: cfg.steps,
+            loss: val,
+        }
+    };
+    Ok(ProxyReport {
+        val_mae: val.is_finite().then_some(val),
+        status,
+        first_loss: first,
+        last_loss: last,
+        steps: cfg.steps,
+        params,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Trains `arch` fully with early stopping; returns the report and the best weights.
+pub fn train_full(
+    arch: &Arch,
+    data: &TrainData,
+    model_cfg: &ModelConfig,
+    cfg: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochLog),
+) -> Result<(TrainReport, Trained)> {
+    let started = Instant::now();
+    let trained = Trained::build(arch, data, model_cfg, cfg.seed)?;
+    let mut opt = Adam::new(&trained.vs, cfg.lr, cfg.weight_decay, cfg.clip)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let val_idx = spread(&data.val, 0);
+    let test_idx = spread(&data.test, 0);
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, Snapshot)> = None;
+    let mut status = EvalStatus::Ok;
+    let mut since_best = 0;
+    'epochs: for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        let order = shuffled(&data.train, &mut rng);
+        let mut batches: Vec<&[i64]> = order.chunks(cfg.batch_size.max(1)).collect();
+        if cfg.max_batches_per_epoch > 0 {
+            batches.truncate(cfg.max_batches_per_epoch);
+        }
+        let mut sum = 0.0;
+        for (i, b) in batches.iter().enumerate() {
+            let loss = trained.train_step(&mut opt, data, b)?;
+            if !loss.is_finite() {
+                status = EvalStatus::Diverged {
+                    step: (epoch - 1) * batches.len() + i,
+                    loss,
+                };
+                break 'epochs;
+            }
+            sum += loss;
+        }
+        let (pred, y) = trained.predict(data, &val_idx, cfg.eval_batch_size)?;
+        let val_mae = masked_mae(&pred, &y, data.null)?.f_double_value(&[])?;
+        let log = EpochLog {
+            epoch,
+            train_loss: sum / batches.len().max(1) as f64,
+            val_mae,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        on_epoch(&log);
+        history.push(log);
+        if !val_mae.is_finite() {
+            status = EvalStatus::Diverged {
+                step: epoch * batches.len(),
+                loss: val_mae,
+            };
+            break;
+        }
+        if best.as_ref().is_none_or(|(b, _, _)| val_mae < *b) {
+            best = Some((val_mae, epoch, trained.snapshot()?));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= cfg.patience.max(1) {
+                break;
+            }
+        }
+    }
+    let (mut val, mut test, mut best_epoch) = (None, None, 0);
+    if let Some((_, epoch, snap)) = &best {
+        trained.restore(snap)?;
+        best_epoch = *epoch;
+        let (p, y) = trained.predict(data, &val_idx, cfg.eval_batch_size)?;
+        val = Some(MetricsTable::compute(&p, &y, data.null)?);
+        let (p, y) = trained.predict(data, &test_idx, cfg.eval_batch_size)?;
+        test = Some(MetricsTable::compute(&p, &y, data.null)?);
+    }
+    let report = TrainReport {
+        dataset: data.name.clone(),
+        arch: arch.to_spec(),
+        params: trained.params(),
+        status,
+        epochs_run: history.len(),
+        best_epoch,
+        history,
+        val,
+        test,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((report, trained))
+}
