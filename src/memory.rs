@@ -191,7 +191,8 @@ mod tests {
         assert_eq!(ids, vec![1, 3, 0]);
         assert_eq!(m.best_score(), Some(1.0));
         let full = m.render(2, 2, 10_000);
-        assert_eq!(full.lines().count(), 4, "{full}");
+        // Recent: candidates 3 (already shown as best#2) and 2.
+        assert_eq!(full.lines().count(), 3, "{full}");
         assert!(full.starts_with("best#1 val_mae=1.0000"));
         assert!(full.contains("recent(candidate 2) val_mae=failed"));
         // A budget of one line keeps only the best entry.

@@ -23,19 +23,25 @@ fn zero_nan(t: &Tensor) -> TResult<Tensor> {
     zeros.f_where_self(&t.f_isnan()?, t)
 }
 
+/// `err * mask` where the mask is positive, 0 elsewhere. Invalid entries are dropped with
+/// `where`, not by zeroing NaNs afterwards: a NaN forecast at a valid entry must stay NaN so
+/// that divergence is seen (zeroing every NaN, as some reference code does, hides it).
+fn apply_mask(err: &Tensor, m: &Tensor) -> TResult<Tensor> {
+    let valid = m.f_gt(0.0)?;
+    err.f_mul(m)?.f_where_self(&valid, &err.f_zeros_like()?)
+}
+
 /// Masked mean absolute error (a scalar tensor, differentiable: the training loss).
 pub fn masked_mae(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
     let m = mask(target, null)?;
-    zero_nan(&pred.f_sub(target)?.f_abs()?.f_mul(&m)?)?.f_mean(Kind::Float)
+    apply_mask(&pred.f_sub(target)?.f_abs()?, &m)?.f_mean(Kind::Float)
 }
 
 /// Masked root mean squared error.
 pub fn masked_rmse(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
     let m = mask(target, null)?;
     let d = pred.f_sub(target)?;
-    zero_nan(&d.f_mul(&d)?.f_mul(&m)?)?
-        .f_mean(Kind::Float)?
-        .f_sqrt()
+    apply_mask(&d.f_mul(&d)?, &m)?.f_mean(Kind::Float)?.f_sqrt()
 }
 
 /// Masked mean absolute percentage error, in percent. Targets that are (near) zero are also
@@ -46,11 +52,7 @@ pub fn masked_mape(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult
     let mean = m0.f_mean(Kind::Float)?;
     let m = zero_nan(&m0.f_div(&mean)?)?;
     let ape = pred.f_sub(target)?.f_abs()?.f_div(&target.f_abs()?)?;
-    let ape = zero_nan(&ape.f_mul(&m)?)?;
-    // inf * 0 is nan (zeroed above); a finite value over a zero target would be inf: mask it.
-    let finite = ape.f_isfinite()?;
-    ape.f_zeros_like()?
-        .f_where_self(&finite.f_logical_not()?, &ape)?
+    apply_mask(&ape, &m)?
         .f_mean(Kind::Float)?
         .f_mul_scalar(100.0)
 }

@@ -322,6 +322,10 @@ impl Trained {
     /// Builds a freshly initialized model (seeded).
     pub fn build(arch: &Arch, data: &TrainData, cfg: &ModelConfig, seed: u64) -> Result<Trained> {
         cfg.validate().map_err(Error::Config)?;
+        // libtorch's generator is process-global: seeding and initializing under one lock
+        // keeps a seeded build repeatable while other threads (evaluators) build models too.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
         tch::manual_seed(seed as i64);
         let vs = nn::VarStore::new(data.device);
         let model = StModel::new(&vs.root(), arch, data.shape, cfg, &data.graph)?;

@@ -1,0 +1,373 @@
+//! The search as an actor system, end to end: offline search on real data, a scripted mock
+//! OpenAI-compatible server (parse, repair, rejection counts), concurrent tree-of-thought
+//! branches, the stage switch event, evaluator restart, and kill -9 followed by resume.
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use ists::config::{Backend, Mode, Settings};
+use ists_actors::messages::{Event, EventMsg};
+use ists_actors::{run_search, settings, SearchOptions};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tiny(runs: &Path) -> Settings {
+    tch::set_num_threads(1);
+    let mut s = settings::load(Some(&root().join("config/tiny.toml"))).unwrap();
+    s.runs_dir = runs.to_path_buf();
+    s.data_dir = root().join("data");
+    s.prompts_dir = root().join("prompts");
+    s
+}
+
+fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Collects every event it receives.
+#[derive(Default)]
+struct Collector(Arc<Mutex<Vec<EventMsg>>>);
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+impl Handler<EventMsg> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: EventMsg, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(msg);
+    }
+}
+
+#[actix::test]
+async fn offline_search_on_metr_la_week_records_every_candidate_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = tiny(tmp.path());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let opts = SearchOptions {
+        name: Some("offline".into()),
+        ..SearchOptions::default()
+    }
+    .subscribe(Collector(events.clone()).start().recipient());
+    let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+    assert_eq!(summary.evaluated, 4);
+    assert!(summary.best.is_some());
+    assert_eq!(summary.final_results.len(), 1);
+    assert!(summary.final_results[0].report.test.is_some());
+    let dir = tmp.path().join("offline");
+    let j = journal(&dir);
+    assert_eq!(j.len(), 4);
+    let ids: HashSet<u64> = j.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    let hashes: HashSet<&str> = j.iter().map(|e| e["hash"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 4, "a candidate was recorded twice");
+    assert_eq!(hashes.len(), 4, "an architecture was evaluated twice");
+    for f in ["config.json", "best.json", "summary.json", "events.jsonl"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    assert!(std::fs::read_dir(dir.join("prompts")).unwrap().count() >= 4);
+    let ev = events.lock().unwrap();
+    let seqs: Vec<u64> = ev.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "events out of order"
+    );
+    assert!(matches!(
+        ev.last().unwrap().event,
+        Event::Finished { evaluated: 4, .. }
+    ));
+}
+
+/// A scripted OpenAI-compatible server that records how many requests overlap.
+struct Mock {
+    script: Mutex<VecDeque<String>>,
+    counter: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    delay: Duration,
+    /// Fallback when the script is empty: answers a tree-of-thought step for the node asked.
+    tot: bool,
+}
+
+async fn chat(state: web::Data<Arc<Mock>>, body: web::Json<serde_json::Value>) -> HttpResponse {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let n = state.counter.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(state.delay).await;
+    let scripted = state.script.lock().unwrap().pop_front();
+    let content = match scripted {
+        Some(c) => c,
+        None if state.tot => {
+            let prompt = body["messages"].to_string();
+            let node = (1..=3)
+                .find(|k| prompt.contains(&format!("incoming edges of node {k}")))
+                .unwrap_or(3);
+            let order = ["STT", "TTS", "STP"][n % 3];
+            let spatial = ["mix_gc", "dgcn", "s_trans"][(n / 3) % 3];
+            format!(
+                "```json\n{{\"edges\":[{{\"from\":{},\"to\":{node},\"op\":\"{order}\",\"spatial\":\"{spatial}\"}}]}}\n```",
+                node - 1
+            )
+        }
+        None => "no more script".into(),
+    };
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    HttpResponse::Ok().json(serde_json::json!({
+        "id": format!("c{n}"), "object": "chat.completion", "created": 0, "model": "mock",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+    }))
+}
+
+/// Starts the mock on 127.0.0.1:0; returns its base URL.
+fn start_mock(mock: Arc<Mock>) -> String {
+    let data = web::Data::new(mock);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/v1/chat/completions", web::post().to(chat))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix::spawn(server.run());
+    format!("http://{addr}/v1")
+}
+
+const A: &str = r#"{"edges":[{"from":0,"to":1,"op":"STT"},{"from":1,"to":3,"op":"TTS"}]}"#;
+const B: &str = r#"{"edges":[{"from":0,"to":2,"op":"STP"},{"from":2,"to":3,"op":"identity"}]}"#;
+const C: &str = r#"{"edges":[{"from":0,"to":3,"op":"TTS","temporal":"gdcc"}]}"#;
+
+#[actix::test]
+async fn scripted_llm_replies_are_parsed_repaired_and_counted() {
+    let script = [
+        "Let me think. {\"edges\": [{\"from\": 0, \"to\": 1, \"op\": \"STT\"".to_string(), // truncated
+        r#"{"edges":[{"from":0,"to":3,"op":"lstm"}]}"#.to_string(),                         // unknown op
+        format!("```json\n{A}\n```"),                                                        // fenced: ok
+        format!("Here is my design: {A} - it should work."),                                 // duplicate
+        r#"{"edges":[{"from":1,"to":2,"op":"STT"},{"from":2,"to":1,"op":"STT"},{"from":0,"to":3,"op":"STT"}]}"#.to_string(), // cycle
+        format!("Step 1: node 2 from node 0.\nFinal: {B}\nThanks."),                          // prose: ok
+        C.to_string(),                                                                       // bare: ok
+    ];
+    let mock = Arc::new(Mock {
+        script: Mutex::new(script.into_iter().collect()),
+        counter: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
+        delay: Duration::from_millis(1),
+        tot: false,
+    });
+    let url = start_mock(mock.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.llm.backend = Backend::Openai;
+    s.llm.base_url = url;
+    s.llm.timeout_secs = 30.0;
+    s.search.budget = 3;
+    s.search.in_flight = 1;
+    s.search.max_repairs = 2;
+    s.final_train.top_k = 0;
+    let opts = SearchOptions {
+        name: Some("mock".into()),
+        fake_cost: Some(Duration::from_millis(5)),
+        ..SearchOptions::default()
+    };
+    let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+    let on_disk: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("mock/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk["evaluated"], 3);
+    assert_eq!(on_disk["requests"], 7);
+    assert_eq!(on_disk["replies"], 7);
+    assert_eq!(on_disk["repairs"], 4);
+    assert_eq!(on_disk["failed_proposals"], 0);
+    let rejected: BTreeMap<String, usize> =
+        serde_json::from_value(on_disk["rejected"].clone()).unwrap();
+    let expected: BTreeMap<String, usize> = [
+        ("invalid_json", 1),
+        ("unknown_operator", 1),
+        ("duplicate", 1),
+        ("cycle", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(rejected, expected);
+    assert_eq!(summary.usage.prompt_tokens, 700);
+    assert_eq!(summary.usage.completion_tokens, 140);
+    assert_eq!(mock.counter.load(Ordering::SeqCst), 7);
+    // The repair prompt quotes the exact error.
+    let repair = std::fs::read_to_string(tmp.path().join("mock/prompts/s1-p0000-a2.md")).unwrap();
+    assert!(
+        repair.contains("edges[0].op: unknown operator 'lstm'"),
+        "{repair}"
+    );
+}
+
+#[actix::test]
+async fn tree_of_thought_branches_run_concurrently() {
+    let mock = Arc::new(Mock {
+        script: Mutex::new(VecDeque::new()),
+        counter: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
+        delay: Duration::from_millis(150),
+        tot: true,
+    });
+    let url = start_mock(mock.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.llm.backend = Backend::Openai;
+    s.llm.base_url = url;
+    s.search.mode = Mode::Tot;
+    s.search.budget = 2;
+    s.search.in_flight = 1;
+    s.search.tot.branches = 3;
+    s.search.tot.beam = 2;
+    s.search.tot.concurrency = 3;
+    s.final_train.top_k = 0;
+    let opts = SearchOptions {
+        name: Some("tot".into()),
+        fake_cost: Some(Duration::from_millis(5)),
+        ..SearchOptions::default()
+    };
+    let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+    assert_eq!(summary.evaluated, 2);
+    // Depth 1: 3 branches; depths 2 and 3: beam 2 x 3 branches.
+    assert_eq!(summary.requests, 3 + 6 + 6);
+    let overlap = mock.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        overlap >= 2,
+        "ToT requests never overlapped (max in flight {overlap})"
+    );
+}
+
+#[actix::test]
+async fn stage_switch_fires_once_at_the_configured_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.search.budget = 6;
+    s.search.exploration_share = 0.5;
+    s.final_train.top_k = 0;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let opts = SearchOptions {
+        fake_cost: Some(Duration::from_millis(5)),
+        ..SearchOptions::default()
+    }
+    .subscribe(Collector(events.clone()).start().recipient());
+    let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+    assert_eq!(summary.evaluated, 6);
+    let ev = events.lock().unwrap();
+    let switches: Vec<&Event> = ev
+        .iter()
+        .map(|e| &e.event)
+        .filter(|e| matches!(e, Event::StageSwitched { .. }))
+        .collect();
+    assert_eq!(switches.len(), 1, "{switches:?}");
+    assert!(matches!(switches[0], Event::StageSwitched { after: 3, .. }));
+    assert_eq!(summary.stage_switch_after, Some(3));
+    let dir = PathBuf::from(&summary.run_dir);
+    let stages: Vec<String> = journal(&dir)
+        .iter()
+        .map(|e| e["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert!(stages.iter().any(|s| s == "optimization"), "{stages:?}");
+}
+
+#[actix::test]
+async fn a_failing_evaluator_is_restarted_and_the_search_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.search.budget = 3;
+    s.final_train.top_k = 0;
+    let opts = SearchOptions {
+        inject_failures: 1,
+        ..SearchOptions::default()
+    };
+    let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+    assert_eq!(summary.evaluated, 3);
+    assert_eq!(
+        summary.eval_retries, 1,
+        "the failed evaluation was not retried"
+    );
+    assert!(
+        summary.eval_failures.is_empty(),
+        "{:?}",
+        summary.eval_failures
+    );
+    let dir = PathBuf::from(&summary.run_dir);
+    assert!(journal(&dir).iter().all(|e| e["status"]["status"] == "ok"));
+}
+
+#[test]
+fn kill_minus_nine_then_resume_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("killed");
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+            .current_dir(root())
+            .args(args)
+            .env("ISTS__RUNS_DIR", tmp.path())
+            .env("ISTS__FINAL__TOP_K", "0")
+            .env("OMP_NUM_THREADS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn(&[
+        "search",
+        "--config",
+        "config/tiny.toml",
+        "--budget",
+        "10",
+        "--name",
+        "killed",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while journal(&run).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "search made no progress"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("search exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = std::fs::read_to_string(run.join("journal.jsonl")).unwrap();
+    let before_lines: Vec<&str> = before
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        .collect();
+    assert!(before_lines.len() >= 3 && before_lines.len() < 10);
+    let status = spawn(&["search", "--resume", run.to_str().unwrap()])
+        .wait()
+        .unwrap();
+    assert!(status.success());
+    let after = std::fs::read_to_string(run.join("journal.jsonl")).unwrap();
+    for l in &before_lines {
+        assert!(
+            after.contains(l),
+            "an evaluation completed before the kill was lost"
+        );
+    }
+    let j = journal(&run);
+    assert_eq!(j.len(), 10);
+    let ids: HashSet<u64> = j.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    let hashes: HashSet<&str> = j.iter().map(|e| e["hash"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 10, "a candidate was recorded twice");
+    assert_eq!(hashes.len(), 10, "an architecture was evaluated twice");
+}
