@@ -24,7 +24,14 @@ impl Actor for CsvEarlyStop {
 impl Handler<EventMsg> for CsvEarlyStop {
     type Result = ();
     fn handle(&mut self, msg: EventMsg, _: &mut Context<Self>) {
-        if let Event::Evaluated { candidate, score, status, seconds, .. } = msg.event {
+        if let Event::Evaluated {
+            candidate,
+            score,
+            status,
+            seconds,
+            ..
+        } = msg.event
+        {
             let score_text = score.map(|s| format!("{s:.4}")).unwrap_or_default();
             let _ = writeln!(self.out, "{candidate},{score_text},{status:?},{seconds:.3}");
             if score.is_some_and(|s| s <= self.target) {
@@ -35,7 +42,11 @@ impl Handler<EventMsg> for CsvEarlyStop {
 }
 
 fn main() -> anyhow::Result<()> {
-    let target: f64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(5.0);
+    let target: f64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(5.0);
     let mut s = settings::load(Some(std::path::Path::new("config/tiny.toml")))?;
     s.search.budget = 8;
     let sys = actix::System::new();
@@ -43,7 +54,12 @@ fn main() -> anyhow::Result<()> {
         let (tx, mut rx) = watch::channel(false);
         let mut out = std::fs::File::create("candidates.csv")?;
         writeln!(out, "candidate,score,status,seconds")?;
-        let ext = CsvEarlyStop { out, target, stop: tx }.start();
+        let ext = CsvEarlyStop {
+            out,
+            target,
+            stop: tx,
+        }
+        .start();
         let opts = SearchOptions::default().subscribe(ext.recipient());
         let shutdown = async move {
             let _ = rx.wait_for(|hit| *hit).await;

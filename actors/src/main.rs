@@ -145,7 +145,7 @@ fn main() -> Result<()> {
                 s.search.budget = b;
             }
             s.validate().map_err(anyhow::Error::msg)?;
-            cmd_search(s, resume, name, inject_failures)
+            cmd_search(s, resume, name, inject_failures, budget)
         }
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Actors {
@@ -245,11 +245,13 @@ fn cmd_search(
     resume: Option<PathBuf>,
     name: Option<String>,
     inject_failures: usize,
+    resume_budget: Option<usize>,
 ) -> Result<()> {
     let sys = actix::System::new();
     let summary = sys.block_on(async move {
         let opts = SearchOptions {
             resume,
+            resume_budget,
             name,
             progress: true,
             inject_failures,

@@ -45,6 +45,8 @@ pub enum SearchError {
 pub struct SearchOptions {
     /// Resume this run directory instead of creating a new one.
     pub resume: Option<PathBuf>,
+    /// On resume, a new total budget (the run's own budget otherwise).
+    pub resume_budget: Option<usize>,
     /// Name of a new run directory (timestamped when None).
     pub name: Option<String>,
     /// Show a progress bar.
@@ -86,14 +88,16 @@ pub async fn run_search(
         path: path.display().to_string(),
         msg: e,
     };
-    // A resumed search continues with the settings it started with (budget may be raised).
+    // A resumed search continues with the settings it started with (`resume_budget` aside).
     let (run, settings) = match &opts.resume {
         Some(dir) => {
             let snap = dir.join("config.json");
             let text = std::fs::read_to_string(&snap).map_err(|e| run_err(&snap, e.to_string()))?;
             let mut old: Settings =
                 serde_json::from_str(&text).map_err(|e| run_err(&snap, e.to_string()))?;
-            old.search.budget = old.search.budget.max(settings.search.budget);
+            if let Some(b) = opts.resume_budget {
+                old.search.budget = b;
+            }
             (
                 RunDir::open(dir).map_err(|e| run_err(dir, e.to_string()))?,
                 old,

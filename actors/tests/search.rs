@@ -361,7 +361,7 @@ fn kill_minus_nine_then_resume_loses_nothing() {
     for l in &before_lines {
         assert!(
             after.contains(l),
-            "an evaluation completed before the kill was lost"
+            "an evaluation completed before the kill was lost: {l}\njournal after resume:\n{after}"
         );
     }
     let j = journal(&run);
