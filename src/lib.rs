@@ -14,14 +14,19 @@
 //!   PyG-Temporal json), windows, splits, scaling, graph normalizations.
 //! - [`train`]: batches, Adam, the one-step-tuning proxy and full training with early stopping.
 //! - [`metrics`]: masked MAE / RMSE / MAPE per horizon.
+//! - [`baselines`]: historical average and last value on the same split.
+//! - [`export`]: save a trained model (safetensors) and load it back.
+//! - [`stats`]: Kendall's tau and Spearman's rho (proxy fidelity).
 //! - [`prompt`], [`parse`], [`memory`]: prompt rendering from template files, extraction and
 //!   validation of architectures from LLM replies, and the sorted memory bank.
 //! - [`config`]: the settings of a search, shared by the CLI, the actors and the daemon.
 //! - [`error`]: the crate's error type.
 
+pub mod baselines;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod memory;
 pub mod metrics;
 pub mod model;
@@ -29,6 +34,7 @@ pub mod ops;
 pub mod parse;
 pub mod prompt;
 pub mod space;
+pub mod stats;
 pub mod train;
 
 pub use error::{Error, Result};

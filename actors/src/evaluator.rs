@@ -137,7 +137,13 @@ impl Handler<TrainFinal> for EvaluatorActor {
         match catch_unwind(AssertUnwindSafe(|| {
             train_full(&msg.arch, data, &setup.model, &msg.config, &mut log)
         })) {
-            Ok(Ok((report, _))) => Ok(report),
+            Ok(Ok((report, trained))) => {
+                if let Some(dir) = &msg.export {
+                    ists::export::save(dir, &trained, &msg.arch, data, &setup.model)
+                        .map_err(|e| format!("exporting to {}: {e}", dir.display()))?;
+                }
+                Ok(report)
+            }
             Ok(Err(e)) => Err(e.to_string()),
             Err(p) => Err(format!("panic: {}", panic_text(p))),
         }

@@ -16,6 +16,7 @@
 //! - [`supervisor`]: wiring, restart policy, `run_search` with a shutdown future.
 //! - [`settings`]: layered configuration (defaults, file, `ISTS__` environment).
 //! - [`rundir`], [`progress`], [`summary`]: run directory, progress bar, summary counters.
+//! - [`report`]: the Markdown report with PNG plots of a run.
 //! - [`bench`]: the actor-overhead and pipelining benchmark.
 
 pub mod bench;
@@ -28,6 +29,7 @@ pub mod offline;
 pub mod parser_actor;
 pub mod progress;
 pub mod prompt_actor;
+pub mod report;
 pub mod rundir;
 pub mod settings;
 pub mod stage_actor;

@@ -42,6 +42,53 @@ enum Cmd {
         /// Where to write the JSON result.
         #[arg(long, default_value = "train-result.json")]
         out: PathBuf,
+        /// Save the trained model in this directory (for `ists predict`).
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// Forecast with a saved model and score it on the test split.
+    Predict {
+        /// Model directory written by `train --save` or a search (`RUN_DIR/model`).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write the forecasts `[samples, horizon, nodes]` as .npy here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write RUN_DIR/report.md with PNG plots.
+    Report { run_dir: PathBuf },
+    /// Baselines on the same data and split: historical average, last value, a fixed
+    /// Graph-WaveNet-like architecture, random search and the offline instructor at equal budget.
+    Baseline {
+        #[arg(long)]
+        data: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Candidate budget of the two searches (default: the config's).
+        #[arg(long)]
+        budget: Option<usize>,
+        /// Only the classical baselines (no training).
+        #[arg(long)]
+        classical_only: bool,
+    },
+    /// Proxy fidelity: rank correlation of proxy scores and fully trained scores.
+    Fidelity {
+        #[arg(long)]
+        data: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Architectures sampled.
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        /// Proxy step budgets compared (comma separated).
+        #[arg(long, default_value = "5,15,45")]
+        budgets: String,
+        #[arg(long, default_value = "fidelity")]
+        out: PathBuf,
     },
     /// Inspect a dataset: shapes, missing values, splits.
     Data {
@@ -121,7 +168,35 @@ fn main() -> Result<()> {
             epochs,
             proxy,
             out,
-        } => cmd_train(arch, data, config, epochs, proxy, out),
+            save,
+        } => cmd_train(arch, data, config, epochs, proxy, out, save),
+        Cmd::Predict {
+            model,
+            data,
+            config,
+            out,
+        } => cmd_predict(model, data, config, out),
+        Cmd::Report { run_dir } => {
+            let r = ists_actors::report::write_report(&run_dir)?;
+            println!("report: {}", r.markdown.display());
+            for p in r.plots {
+                println!("plot: {}", p.display());
+            }
+            Ok(())
+        }
+        Cmd::Baseline {
+            data,
+            config,
+            budget,
+            classical_only,
+        } => cmd_baseline(data, config, budget, classical_only),
+        Cmd::Fidelity {
+            data,
+            config,
+            n,
+            budgets,
+            out,
+        } => cmd_fidelity(data, config, n, &budgets, out),
         Cmd::Data {
             cmd: DataCmd::Inspect { source, config },
         } => cmd_inspect(source, config),
@@ -181,6 +256,7 @@ fn cmd_train(
     epochs: Option<usize>,
     proxy: bool,
     out: PathBuf,
+    save: Option<PathBuf>,
 ) -> Result<()> {
     let mut s = load_settings(config, data)?;
     if let Some(e) = epochs {
@@ -194,37 +270,42 @@ fn cmd_train(
         ists::config::parse_device(&s.evaluators.devices[0]).map_err(anyhow::Error::msg)?;
     let data = TrainData::new(&prepared, device)?;
     println!("architecture: {}", arch.summary());
-    let result =
-        if proxy {
-            let r = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
-            println!(
+    let result = if proxy {
+        let r = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
+        println!(
             "proxy: status {:?}, val MAE {}, {} steps, loss {:.4} -> {:.4}, {} parameters, {:.2}s",
             r.status,
-            r.val_mae.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+            r.val_mae
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into()),
             r.steps,
             r.first_loss,
             r.last_loss,
             r.params,
             r.seconds
         );
-            serde_json::to_value(&r)?
-        } else {
-            let mut log = |e: &ists::train::EpochLog| {
-                println!(
-                    "epoch {:>3}  train loss {:.4}  val MAE {:.4}  ({:.1}s)",
-                    e.epoch, e.train_loss, e.val_mae, e.seconds
-                )
-            };
-            let (report, _) = train_full(&arch, &data, &s.model, &s.final_train.train, &mut log)?;
+        serde_json::to_value(&r)?
+    } else {
+        let mut log = |e: &ists::train::EpochLog| {
             println!(
-                "{} parameters, best epoch {} of {}, status {:?}",
-                report.params, report.best_epoch, report.epochs_run, report.status
-            );
-            if let Some(t) = &report.test {
-                println!("test metrics ({}):\n{t}", report.dataset);
-            }
-            serde_json::to_value(&report)?
+                "epoch {:>3}  train loss {:.4}  val MAE {:.4}  ({:.1}s)",
+                e.epoch, e.train_loss, e.val_mae, e.seconds
+            )
         };
+        let (report, trained) = train_full(&arch, &data, &s.model, &s.final_train.train, &mut log)?;
+        if let Some(dir) = &save {
+            ists::export::save(dir, &trained, &arch, &data, &s.model)?;
+            println!("model saved in {}", dir.display());
+        }
+        println!(
+            "{} parameters, best epoch {} of {}, status {:?}",
+            report.params, report.best_epoch, report.epochs_run, report.status
+        );
+        if let Some(t) = &report.test {
+            println!("test metrics ({}):\n{t}", report.dataset);
+        }
+        serde_json::to_value(&report)?
+    };
     std::fs::write(&out, serde_json::to_string_pretty(&result)?)
         .with_context(|| format!("writing {}", out.display()))?;
     println!("result written to {}", out.display());
@@ -408,4 +489,206 @@ fn pems08_shaped(s: &Settings) -> Result<ists::data::Prepared> {
     let p = prepare(&load(&spec)?, &cfg)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(p)
+}
+
+fn cmd_predict(
+    model: PathBuf,
+    data: Option<String>,
+    config: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    let s = load_settings(config, data)?;
+    tch::set_num_threads(s.evaluators.threads.max(1));
+    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let data = TrainData::new(&prepared, tch::Device::Cpu)?;
+    let (trained, arch, meta) = ists::export::load(&model, &data)?;
+    println!("model: {} (trained on {})", arch.summary(), meta.dataset);
+    let idx: Vec<i64> = data.test.clone().map(|i| i as i64).collect();
+    let (pred, y) = trained.predict(&data, &idx, 128)?;
+    let table = ists::metrics::MetricsTable::compute(&pred, &y, data.null)?;
+    println!("test metrics ({} samples):\n{table}", idx.len());
+    if let Some(path) = out {
+        let shape: Vec<usize> = pred.size().iter().map(|&d| d as usize).collect();
+        let values = Vec::<f32>::try_from(pred.flatten(0, -1))?;
+        ists::data::write_npy(&path, &shape, &values)?;
+        println!("forecasts {:?} written to {}", shape, path.display());
+    }
+    Ok(())
+}
+
+fn metrics_row(name: &str, m: &ists::metrics::MetricsTable) -> String {
+    let mut cells = String::new();
+    for (h, sc) in &m.horizons {
+        cells.push_str(&format!(
+            " @{h} {:.3}/{:.3}/{:.2}% |",
+            sc.mae, sc.rmse, sc.mape
+        ));
+    }
+    let a = &m.average;
+    format!(
+        "| {name} |{cells} {:.3}/{:.3}/{:.2}% |",
+        a.mae, a.rmse, a.mape
+    )
+}
+
+fn cmd_baseline(
+    data: Option<String>,
+    config: Option<PathBuf>,
+    budget: Option<usize>,
+    classical_only: bool,
+) -> Result<()> {
+    use ists::baselines::{historical_average, last_value, score};
+    let mut s = load_settings(config, data)?;
+    if let Some(b) = budget {
+        s.search.budget = b;
+    }
+    tch::set_num_threads(s.evaluators.threads.max(1));
+    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let test = prepared.splits.test.clone();
+    println!(
+        "dataset {} - test samples {}..{} (the same split the search scores on)",
+        prepared.name, test.start, test.end
+    );
+    println!("| model | horizons MAE/RMSE/MAPE | average |");
+    println!("|---|---|---|");
+    println!(
+        "{}",
+        metrics_row(
+            "historical average",
+            &score(&prepared, &test, &historical_average(&prepared, &test))?
+        )
+    );
+    println!(
+        "{}",
+        metrics_row(
+            "last value",
+            &score(&prepared, &test, &last_value(&prepared, &test))?
+        )
+    );
+    if classical_only {
+        return Ok(());
+    }
+    let data = TrainData::new(&prepared, tch::Device::Cpu)?;
+    let gwn_text =
+        std::fs::read_to_string("config/gwn-arch.json").context("reading config/gwn-arch.json")?;
+    let gwn = Arch::from_json(&gwn_text, ists::space::SpaceKind::Autocts)?;
+    let (report, _) = train_full(&gwn, &data, &s.model, &s.final_train.train, &mut |_| {})?;
+    if let Some(t) = &report.test {
+        println!("{}", metrics_row("Graph-WaveNet-like (autocts, fixed)", t));
+    }
+    // Random search = the offline instructor with exploration only (pure sampling);
+    // evolutionary = the offline instructor with its optimization stage.
+    for (name, share) in [
+        ("random search", 1.0),
+        (
+            "offline instructor (evolutionary)",
+            s.search.exploration_share,
+        ),
+    ] {
+        let mut cfg = s.clone();
+        cfg.search.exploration_share = share;
+        cfg.llm.backend = Backend::Offline;
+        cfg.final_train.top_k = 1;
+        let sys = actix::System::new();
+        let summary = sys.block_on(run_search(
+            cfg,
+            SearchOptions::default(),
+            std::future::pending(),
+        ))?;
+        match summary
+            .final_results
+            .first()
+            .and_then(|f| f.report.test.as_ref())
+        {
+            Some(t) => println!(
+                "{}",
+                metrics_row(&format!("{name}, budget {}", summary.budget), t)
+            ),
+            None => println!("| {name} | no final model | |"),
+        }
+    }
+    Ok(())
+}
+
+fn cmd_fidelity(
+    data: Option<String>,
+    config: Option<PathBuf>,
+    n: usize,
+    budgets: &str,
+    out: PathBuf,
+) -> Result<()> {
+    use rand::SeedableRng;
+    let s = load_settings(config, data)?;
+    tch::set_num_threads(s.evaluators.threads.max(1));
+    let budgets: Vec<usize> = budgets
+        .split(',')
+        .map(|b| {
+            b.trim()
+                .parse::<usize>()
+                .context("--budgets takes comma-separated step counts")
+        })
+        .collect::<Result<_>>()?;
+    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let data = TrainData::new(&prepared, tch::Device::Cpu)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.search.seed);
+    let mut archs: Vec<Arch> = Vec::new();
+    while archs.len() < n {
+        let a = Arch::sample(s.search.space, &mut rng);
+        if !archs.iter().any(|b| b.hash() == a.hash()) {
+            archs.push(a);
+        }
+    }
+    let mut full = Vec::new();
+    let mut proxy: Vec<Vec<f64>> = vec![Vec::new(); budgets.len()];
+    for (i, a) in archs.iter().enumerate() {
+        let (report, _) = train_full(a, &data, &s.model, &s.final_train.train, &mut |_| {})?;
+        let score = report
+            .val
+            .as_ref()
+            .map(|m| m.average.mae)
+            .unwrap_or(f64::NAN);
+        full.push(score);
+        for (k, &steps) in budgets.iter().enumerate() {
+            let mut p = s.proxy.clone();
+            p.steps = steps;
+            let r = proxy_eval(a, &data, &s.model, &p)?;
+            proxy[k].push(r.val_mae.unwrap_or(f64::NAN));
+        }
+        eprintln!("architecture {}/{n}: full val MAE {score:.4}", i + 1);
+    }
+    std::fs::create_dir_all(&out)?;
+    println!("| proxy steps | Kendall tau | Spearman rho | architectures |");
+    println!("|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for (k, &steps) in budgets.iter().enumerate() {
+        let ok: Vec<(f64, f64)> = proxy[k]
+            .iter()
+            .zip(&full)
+            .filter(|(a, b)| a.is_finite() && b.is_finite())
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        let (x, y): (Vec<f64>, Vec<f64>) = ok.into_iter().unzip();
+        let tau = ists::stats::kendall_tau(&x, &y);
+        let rho = ists::stats::spearman_rho(&x, &y);
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        println!("| {steps} | {} | {} | {} |", f(tau), f(rho), x.len());
+        rows.push(serde_json::json!({"steps": steps, "kendall_tau": tau, "spearman_rho": rho, "n": x.len()}));
+    }
+    let result = serde_json::json!({
+        "dataset": prepared.name, "full_val_mae": full, "proxy_val_mae": proxy,
+        "budgets": budgets, "correlations": rows,
+        "architectures": archs.iter().map(|a| a.to_spec()).collect::<Vec<_>>(),
+        "full_training": s.final_train.train,
+    });
+    std::fs::write(
+        out.join("fidelity.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    let plot = ists_actors::report::fidelity_plot(&out, &full, &proxy, &budgets)?;
+    println!(
+        "written {} and {}",
+        out.join("fidelity.json").display(),
+        plot.display()
+    );
+    Ok(())
 }

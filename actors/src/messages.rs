@@ -335,4 +335,6 @@ pub struct TrainFinal {
     pub candidate: usize,
     pub arch: Arch,
     pub config: ists::train::TrainConfig,
+    /// Save the trained model here (architecture, sizes, safetensors weights).
+    pub export: Option<std::path::PathBuf>,
 }

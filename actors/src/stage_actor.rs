@@ -707,7 +707,7 @@ async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summary) {
     let Ok(memory) = w.get_memory.send(GetMemory).await else {
         return;
     };
-    for e in memory.best.iter().take(s.final_train.top_k) {
+    for (rank, e) in memory.best.iter().take(s.final_train.top_k).enumerate() {
         let Ok(arch) = Arch::from_spec(&e.arch, s.search.space) else {
             continue;
         };
@@ -715,6 +715,8 @@ async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summary) {
             candidate: e.id,
             arch,
             config: s.final_train.train.clone(),
+            // The best candidate's model is kept for `ists report` and `ists predict`.
+            export: (rank == 0).then(|| w.run.path.join("model")),
         };
         match w.evaluators.train_final(msg).await {
             Ok(report) => {
