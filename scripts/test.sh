@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-libtorch.sh
 export OMP_NUM_THREADS=1
+# The Ray evaluator tests run against a real local Ray head (loopback only).
+ISTS_RAY="$(scripts/setup-ray.sh)"
+export ISTS_RAY
 cargo test --workspace "$@"

@@ -247,17 +247,69 @@ impl Default for LlmSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvaluatorSettings {
-    /// `cpu`, `cuda:0`, `cuda:1`, ...; one evaluator actor each.
+    /// `local` (evaluator actors on this machine) or `ray` (one Ray job per candidate).
+    pub backend: EvalBackend,
+    /// `cpu`, `cuda:0`, `cuda:1`, ...; one evaluator actor each (local backend, and final
+    /// training for both backends).
     pub devices: Vec<String>,
     /// Intra-op threads of each evaluator (1 avoids OpenMP contention on small machines).
     pub threads: i32,
+    pub ray: RaySettings,
 }
 
 impl Default for EvaluatorSettings {
     fn default() -> Self {
         EvaluatorSettings {
+            backend: EvalBackend::Local,
             devices: vec!["cpu".into()],
             threads: 1,
+            ray: RaySettings::default(),
+        }
+    }
+}
+
+/// Evaluator back ends.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalBackend {
+    Local,
+    Ray,
+}
+
+/// A Ray cluster reached through its Jobs REST API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaySettings {
+    /// Dashboard address of the head, e.g. `http://127.0.0.1:8265`.
+    pub address: String,
+    pub entrypoint_num_cpus: f64,
+    pub entrypoint_num_gpus: f64,
+    /// Jobs in flight at once: keep it within the cluster's free slots (jobs beyond them wait
+    /// PENDING and Ray fails them after its start timeout).
+    pub max_in_flight: usize,
+    /// The `ists` binary as every node sees it (default: this binary's path).
+    pub binary: Option<PathBuf>,
+    /// The data folder as every node sees it (default: `data_dir`, made absolute).
+    pub data_dir: Option<PathBuf>,
+    pub poll_ms: u64,
+    /// A job running longer than this is stopped and recorded as timed out.
+    pub job_timeout_secs: f64,
+    /// How long an unreachable head is waited for before the candidate fails.
+    pub reconnect_secs: f64,
+}
+
+impl Default for RaySettings {
+    fn default() -> Self {
+        RaySettings {
+            address: "http://127.0.0.1:8265".into(),
+            entrypoint_num_cpus: 1.0,
+            entrypoint_num_gpus: 0.0,
+            max_in_flight: 2,
+            binary: None,
+            data_dir: None,
+            poll_ms: 250,
+            job_timeout_secs: 1800.0,
+            reconnect_secs: 120.0,
         }
     }
 }
@@ -302,6 +354,9 @@ impl Settings {
         }
         for d in &self.evaluators.devices {
             parse_device(d).map_err(|e| format!("evaluators.devices: {e}"))?;
+        }
+        if self.evaluators.ray.max_in_flight == 0 {
+            return Err("evaluators.ray.max_in_flight must be >= 1".into());
         }
         if self.llm.timeout_secs <= 0.0 {
             return Err("llm.timeout_secs must be > 0".into());

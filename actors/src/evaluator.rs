@@ -150,46 +150,67 @@ impl Handler<TrainFinal> for EvaluatorActor {
     }
 }
 
-/// The evaluators of a search; candidates go to the least-loaded one.
+/// The evaluators of a search; candidates go to the least-loaded one. Workers are
+/// `Recipient<Evaluate>`s, so local evaluator actors and remote back ends (Ray) mix freely;
+/// final training always runs on the local evaluators.
 #[derive(Clone)]
 pub struct EvaluatorPool {
-    workers: Vec<(Addr<EvaluatorActor>, Arc<AtomicUsize>)>,
+    workers: Vec<(Recipient<Evaluate>, Arc<AtomicUsize>)>,
+    trainers: Vec<Addr<EvaluatorActor>>,
+    capacity: usize,
 }
 
 impl EvaluatorPool {
     /// One SyncArbiter (one thread) per device.
     pub fn start(devices: &[tch::Device], setup: Arc<EvalSetup>) -> EvaluatorPool {
-        let workers = devices
+        let trainers: Vec<Addr<EvaluatorActor>> = devices
             .iter()
             .map(|&d| {
                 let s = setup.clone();
-                let addr = SyncArbiter::start(1, move || EvaluatorActor::new(d, s.clone()));
-                (addr, Arc::new(AtomicUsize::new(0)))
+                SyncArbiter::start(1, move || EvaluatorActor::new(d, s.clone()))
             })
             .collect();
-        EvaluatorPool { workers }
+        let workers = trainers
+            .iter()
+            .map(|a| (a.clone().recipient(), Arc::new(AtomicUsize::new(0))))
+            .collect();
+        EvaluatorPool {
+            workers,
+            capacity: trainers.len(),
+            trainers,
+        }
     }
 
+    /// Candidates go to `remote` (which runs up to `capacity` at once); the local evaluators
+    /// only train the final models.
+    pub fn with_remote(mut self, remote: Recipient<Evaluate>, capacity: usize) -> EvaluatorPool {
+        self.workers = vec![(remote, Arc::new(AtomicUsize::new(0)))];
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// How many evaluations can run at once.
     pub fn len(&self) -> usize {
-        self.workers.len()
+        self.capacity
     }
 
     pub fn is_empty(&self) -> bool {
-        self.workers.is_empty()
+        self.capacity == 0
     }
 
-    fn pick(&self) -> (Addr<EvaluatorActor>, Arc<AtomicUsize>) {
-        let (a, l) = self
+    /// Evaluates on the least-loaded worker. A mailbox error (worker gone) is a failure.
+    pub async fn evaluate(&self, msg: Evaluate) -> EvalOutcome {
+        let Some((addr, load)) = self
             .workers
             .iter()
             .min_by_key(|(_, load)| load.load(Ordering::SeqCst))
-            .expect("pool has at least one evaluator");
-        (a.clone(), l.clone())
-    }
-
-    /// Evaluates on the least-loaded evaluator. A mailbox error (evaluator gone) is a failure.
-    pub async fn evaluate(&self, msg: Evaluate) -> EvalOutcome {
-        let (addr, load) = self.pick();
+            .cloned()
+        else {
+            return EvalOutcome::Failed {
+                kind: "no_evaluator".into(),
+                message: "the pool has no evaluator".into(),
+            };
+        };
         load.fetch_add(1, Ordering::SeqCst);
         let r = addr.send(msg).await;
         load.fetch_sub(1, Ordering::SeqCst);
@@ -200,10 +221,10 @@ impl EvaluatorPool {
     }
 
     pub async fn train_final(&self, msg: TrainFinal) -> Result<TrainReport, String> {
-        let (addr, load) = self.pick();
-        load.fetch_add(1, Ordering::SeqCst);
-        let r = addr.send(msg).await;
-        load.fetch_sub(1, Ordering::SeqCst);
-        r.map_err(|e| e.to_string())?
+        let addr = self
+            .trainers
+            .first()
+            .ok_or_else(|| "no local evaluator for final training".to_string())?;
+        addr.send(msg).await.map_err(|e| e.to_string())?
     }
 }

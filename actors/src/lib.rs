@@ -11,6 +11,7 @@
 //! - [`offline`]: OfflineInstructor, the seeded embedded instructor (no key, no network).
 //! - [`parser_actor`]: ParserActor, reply -> validated, canonical, new architecture.
 //! - [`evaluator`]: EvaluatorActor per device on a `SyncArbiter`, and the pool.
+//! - [`ray`]: RayEvaluator, one Ray job per candidate through the Jobs REST API.
 //! - [`memory_actor`]: MemoryActor, the sorted bank and its durable journal.
 //! - [`stage_actor`]: StageActor, the driver: pipelining, CoT/ToT, repairs, stage switch.
 //! - [`supervisor`]: wiring, restart policy, `run_search` with a shutdown future.
@@ -29,6 +30,7 @@ pub mod offline;
 pub mod parser_actor;
 pub mod progress;
 pub mod prompt_actor;
+pub mod ray;
 pub mod report;
 pub mod rundir;
 pub mod settings;

@@ -59,6 +59,27 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Evaluate one candidate by the proxy and print an `ISTS_RESULT {json}` line (the
+    /// entrypoint of Ray jobs; usable from any scheduler).
+    Eval {
+        /// The search settings as hex-encoded JSON (as the Ray evaluator passes them).
+        #[arg(long, conflicts_with = "settings")]
+        settings_hex: Option<String>,
+        /// Or a settings file (TOML layered over the defaults, or a run's config.json).
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        /// The architecture as hex-encoded JSON.
+        #[arg(long, conflicts_with = "arch")]
+        arch_hex: Option<String>,
+        /// Or an architecture JSON file.
+        #[arg(long)]
+        arch: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        candidate: usize,
+        /// The data folder as this node sees it.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Write RUN_DIR/report.md with PNG plots.
     Report { run_dir: PathBuf },
     /// Baselines on the same data and split: historical average, last value, a fixed
@@ -176,6 +197,14 @@ fn main() -> Result<()> {
             config,
             out,
         } => cmd_predict(model, data, config, out),
+        Cmd::Eval {
+            settings_hex,
+            settings,
+            arch_hex,
+            arch,
+            candidate,
+            data_dir,
+        } => cmd_eval(settings_hex, settings, arch_hex, arch, candidate, data_dir),
         Cmd::Report { run_dir } => {
             let r = ists_actors::report::write_report(&run_dir)?;
             println!("report: {}", r.markdown.display());
@@ -690,5 +719,51 @@ fn cmd_fidelity(
         out.join("fidelity.json").display(),
         plot.display()
     );
+    Ok(())
+}
+
+fn cmd_eval(
+    settings_hex: Option<String>,
+    settings_file: Option<PathBuf>,
+    arch_hex: Option<String>,
+    arch_file: Option<PathBuf>,
+    candidate: usize,
+    data_dir: Option<PathBuf>,
+) -> Result<()> {
+    use ists_actors::ray::{from_hex, RESULT_MARKER};
+    let mut s: Settings = match (settings_hex, settings_file) {
+        (Some(h), _) => {
+            let bytes = from_hex(&h)
+                .map_err(anyhow::Error::msg)
+                .context("--settings-hex")?;
+            serde_json::from_slice(&bytes).context("--settings-hex: settings JSON")?
+        }
+        (None, Some(p)) if p.extension().is_some_and(|e| e == "json") => {
+            serde_json::from_str(&std::fs::read_to_string(&p)?)
+                .with_context(|| format!("{}", p.display()))?
+        }
+        (None, p) => settings::load(p.as_deref())?,
+    };
+    if let Some(d) = data_dir {
+        s.data_dir = d;
+    }
+    let arch_text = match (arch_hex, arch_file) {
+        (Some(h), _) => {
+            String::from_utf8(from_hex(&h).map_err(anyhow::Error::msg)?).context("--arch-hex")?
+        }
+        (None, Some(p)) => {
+            std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?
+        }
+        (None, None) => bail!("give --arch or --arch-hex"),
+    };
+    let arch = Arch::from_json(&arch_text, s.search.space)?;
+    tch::set_num_threads(s.evaluators.threads.max(1));
+    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let device =
+        ists::config::parse_device(&s.evaluators.devices[0]).map_err(anyhow::Error::msg)?;
+    let data = TrainData::new(&prepared, device)?;
+    let report = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
+    eprintln!("candidate {candidate}: {:?}", report.status);
+    println!("{RESULT_MARKER}{}", serde_json::to_string(&report)?);
     Ok(())
 }

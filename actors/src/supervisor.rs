@@ -12,12 +12,13 @@ use crate::offline::OfflineInstructor;
 use crate::parser_actor::ParserActor;
 use crate::progress::Progress;
 use crate::prompt_actor::PromptActor;
+use crate::ray::RayEvaluator;
 use crate::rundir::{EventLog, RunDir};
 use crate::stage_actor::{StageActor, Wiring};
 use crate::summary::Summary;
 use actix::prelude::*;
 use dashmap::DashMap;
-use ists::config::{parse_device, Backend, Settings};
+use ists::config::{parse_device, Backend, EvalBackend, Settings};
 use ists::data::{load, prepare, Prepared};
 use ists::memory::Stage;
 use ists::prompt::{TaskInfo, Templates};
@@ -194,7 +195,18 @@ pub async fn run_search(
         fake_cost: opts.fake_cost,
         inject_failures: Arc::new(AtomicUsize::new(opts.inject_failures)),
     });
-    let evaluators = EvaluatorPool::start(&devices, setup);
+    let mut evaluators = EvaluatorPool::start(&devices, setup);
+    if settings.evaluators.backend == EvalBackend::Ray {
+        let name = run
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "search".into());
+        let ray = RayEvaluator::new(settings.evaluators.ray.clone(), &name, &settings)
+            .map_err(SearchError::Settings)?
+            .start();
+        evaluators = evaluators.with_remote(ray.recipient(), settings.evaluators.ray.max_in_flight);
+    }
     let wiring = Wiring {
         render_cot: prompt.clone().recipient(),
         render_step: prompt.clone().recipient(),
