@@ -73,11 +73,45 @@ impl Actor for EvaluatorActor {
     type Context = SyncContext<Self>;
 }
 
+/// The kind of an evaluator fault, for the failure counters: a CUDA out-of-memory is the
+/// candidate's (too big for the card), other device errors are the device's.
+pub fn fault_kind(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("out of memory") {
+        "cuda_oom"
+    } else if m.contains("cuda")
+        || m.contains("cublas")
+        || m.contains("cudnn")
+        || m.contains("device-side")
+    {
+        "device_error"
+    } else {
+        "eval_error"
+    }
+}
+
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn faults_are_classified() {
+        use super::fault_kind;
+        assert_eq!(
+            fault_kind("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            "cuda_oom"
+        );
+        assert_eq!(
+            fault_kind("CUDA error: an illegal memory access was encountered"),
+            "device_error"
+        );
+        assert_eq!(fault_kind("shape mismatch"), "eval_error");
+    }
 }
 
 impl Handler<Evaluate> for EvaluatorActor {
@@ -105,7 +139,7 @@ impl Handler<Evaluate> for EvaluatorActor {
                 proxy_eval(&msg.arch, data, &setup.model, &setup.proxy)
             })) {
                 Ok(Ok(r)) => Ok(r),
-                Ok(Err(e)) => Err(("eval_error".to_string(), e.to_string())),
+                Ok(Err(e)) => Err((fault_kind(&e.to_string()).to_string(), e.to_string())),
                 Err(p) => Err(("panic".to_string(), panic_text(p))),
             },
         };

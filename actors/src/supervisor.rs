@@ -180,13 +180,7 @@ pub async fn run_search(
             }
         },
     };
-    let devices = settings
-        .evaluators
-        .devices
-        .iter()
-        .map(|d| parse_device(d))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(SearchError::Settings)?;
+    let devices = resolve_devices(&settings.evaluators.devices).map_err(SearchError::Settings)?;
     let setup = Arc::new(EvalSetup {
         prepared: Arc::new(prepared.clone()),
         model: settings.model.clone(),
@@ -245,6 +239,32 @@ pub async fn run_search(
     let _ = bus.send(Flush).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     result.map_err(|_| SearchError::Aborted("the stage actor stopped without a summary".into()))
+}
+
+/// The configured devices, with `all` expanded to every visible CUDA device (or the CPU when
+/// there is none, so a config written for a GPU box still runs elsewhere).
+pub fn resolve_devices(names: &[String]) -> Result<Vec<tch::Device>, String> {
+    let mut out = Vec::new();
+    for d in names {
+        if d == "all" {
+            let n = tch::Cuda::device_count();
+            if n == 0 {
+                tracing::warn!("evaluators.devices = all: no CUDA device visible, using the CPU");
+                out.push(tch::Device::Cpu);
+            }
+            out.extend((0..n as usize).map(tch::Device::Cuda));
+        } else {
+            let dev = parse_device(d)?;
+            if let tch::Device::Cuda(i) = dev {
+                let n = tch::Cuda::device_count() as usize;
+                if i >= n {
+                    return Err(format!("evaluators.devices: {d} is not available ({n} CUDA devices visible; is the binary built with --features cuda?)"));
+                }
+            }
+            out.push(dev);
+        }
+    }
+    Ok(out)
 }
 
 impl actix::Supervised for PromptActor {}
