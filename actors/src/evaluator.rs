@@ -4,6 +4,7 @@
 //! error, a panic inside libtorch) fails that candidate and stops the actor; the SyncArbiter
 //! then builds a fresh one from the factory - that is the restart.
 
+use crate::fair::EvalGate;
 use crate::messages::{EvalOutcome, Evaluate, TrainFinal};
 use actix::prelude::*;
 use ists::data::Prepared;
@@ -144,10 +145,12 @@ impl Handler<TrainFinal> for EvaluatorActor {
     }
 }
 
-/// The evaluators of a search; candidates go to the least-loaded one.
+/// The evaluators of a search; candidates go to the least-loaded one. Under a daemon, every
+/// evaluation first waits for a slot of the daemon's fair share (`gate`).
 #[derive(Clone)]
 pub struct EvaluatorPool {
     workers: Vec<(Addr<EvaluatorActor>, Arc<AtomicUsize>)>,
+    gate: Option<EvalGate>,
 }
 
 impl EvaluatorPool {
@@ -161,7 +164,23 @@ impl EvaluatorPool {
                 (addr, Arc::new(AtomicUsize::new(0)))
             })
             .collect();
-        EvaluatorPool { workers }
+        EvaluatorPool {
+            workers,
+            gate: None,
+        }
+    }
+
+    /// Makes every evaluation wait for a slot of a shared scheduler first.
+    pub fn with_gate(mut self, gate: Option<EvalGate>) -> EvaluatorPool {
+        self.gate = gate;
+        self
+    }
+
+    async fn permit(&self) -> Option<crate::fair::Permit> {
+        match &self.gate {
+            Some(g) => Some(g.scheduler.acquire(&g.search).await),
+            None => None,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -183,6 +202,7 @@ impl EvaluatorPool {
 
     /// Evaluates on the least-loaded evaluator. A mailbox error (evaluator gone) is a failure.
     pub async fn evaluate(&self, msg: Evaluate) -> EvalOutcome {
+        let _permit = self.permit().await;
         let (addr, load) = self.pick();
         load.fetch_add(1, Ordering::SeqCst);
         let r = addr.send(msg).await;
@@ -194,6 +214,7 @@ impl EvaluatorPool {
     }
 
     pub async fn train_final(&self, msg: TrainFinal) -> Result<TrainReport, String> {
+        let _permit = self.permit().await;
         let (addr, load) = self.pick();
         load.fetch_add(1, Ordering::SeqCst);
         let r = addr.send(msg).await;

@@ -59,6 +59,10 @@ pub struct SearchOptions {
     pub inject_failures: usize,
     /// An instructor to use instead of the one the settings name (tests, extensions).
     pub instructor: Option<Recipient<Complete>>,
+    /// Event numbering continues after this (a daemon resuming a search keeps one sequence).
+    pub first_seq: u64,
+    /// A shared, fair scheduler every evaluation waits on (the daemon's evaluator slots).
+    pub gate: Option<crate::fair::EvalGate>,
 }
 
 impl SearchOptions {
@@ -129,7 +133,7 @@ pub async fn run_search(
         Stage::Exploration,
     )
     .map_err(|e| run_err(&run.journal(), e))?;
-    let bus = EventBus::default().start();
+    let bus = EventBus::starting_at(opts.first_seq).start();
     let memory = memory.start();
     bus.do_send(Subscribe(memory.clone().recipient()));
     let log = EventLog::open(&run).map_err(|e| run_err(&run.path, e.to_string()))?;
@@ -168,16 +172,7 @@ pub async fn run_search(
     let parser = Supervisor::start(move |_| ParserActor::new(space, known));
     let llm: Recipient<Complete> = match opts.instructor {
         Some(r) => r,
-        None => match settings.llm.backend {
-            Backend::Offline => {
-                let seed = settings.search.seed;
-                Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient()
-            }
-            Backend::Openai => {
-                let l = settings.llm.clone();
-                Supervisor::start(move |_| LlmActor::new(l)).recipient()
-            }
-        },
+        None => instructor_for(&settings),
     };
     let devices = settings
         .evaluators
@@ -194,7 +189,7 @@ pub async fn run_search(
         fake_cost: opts.fake_cost,
         inject_failures: Arc::new(AtomicUsize::new(opts.inject_failures)),
     });
-    let evaluators = EvaluatorPool::start(&devices, setup);
+    let evaluators = EvaluatorPool::start(&devices, setup).with_gate(opts.gate);
     let wiring = Wiring {
         render_cot: prompt.clone().recipient(),
         render_step: prompt.clone().recipient(),
@@ -233,6 +228,21 @@ pub async fn run_search(
     let _ = bus.send(Flush).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     result.map_err(|_| SearchError::Aborted("the stage actor stopped without a summary".into()))
+}
+
+/// Starts the instructor the settings name (offline or OpenAI-compatible), supervised.
+pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
+    let space = settings.search.space;
+    match settings.llm.backend {
+        Backend::Offline => {
+            let seed = settings.search.seed;
+            Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient()
+        }
+        Backend::Openai => {
+            let l = settings.llm.clone();
+            Supervisor::start(move |_| LlmActor::new(l)).recipient()
+        }
+    }
 }
 
 impl actix::Supervised for PromptActor {}
