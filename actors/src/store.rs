@@ -316,7 +316,7 @@ impl Store {
                     serde_json::to_string(&e.status)?,
                     e.score,
                     e.seconds,
-                    e.params as i64
+                    e.params
                 ],
             )?;
             added += n;
