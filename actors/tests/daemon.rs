@@ -363,6 +363,60 @@ async fn auth_and_bad_input_get_clear_4xx_and_the_daemon_keeps_serving() {
     assert!(matches!(err, Some(DaemonError::InsecureBind(_))), "{err:?}");
 }
 
+#[actix::test]
+async fn graceful_shutdown_drains_and_the_next_start_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = daemon_settings(tmp.path());
+    d.fake_cost_ms = Some(100);
+    let handle = Daemon::new(base(), d.clone()).start().await.unwrap();
+    let http = Http::new(handle.addr());
+    let id = http
+        .submit(serde_json::json!({"search": {"budget": 12, "in_flight": 2}}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http.json(&format!("/searches/{id}")).await["evaluated"]
+        .as_u64()
+        .unwrap()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.shutdown().await;
+    // Drained: every evaluation in flight finished and is both in the journal and the store,
+    // and the search is left unfinished for the next start.
+    let journal_len = journal(&tmp.path().join("runs").join(&id).join("journal.jsonl")).len();
+    {
+        let db = rusqlite::Connection::open(tmp.path().join("ists.sqlite")).unwrap();
+        let (status, stored): (String, i64) = db
+            .query_row(
+                "SELECT status, (SELECT COUNT(*) FROM evaluations WHERE search_id = ?1) FROM searches WHERE id = ?1",
+                [id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(status, "running");
+        assert_eq!(stored as usize, journal_len);
+        assert!(journal_len >= 2 && journal_len < 12, "{journal_len}");
+    }
+    let handle = Daemon::new(base(), d).start().await.unwrap();
+    let http = Http::new(handle.addr());
+    let row = http.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(row["status"], "completed", "{row}");
+    assert_eq!(row["evaluated"], 12);
+    let page = http
+        .json(&format!("/searches/{id}/candidates?limit=100"))
+        .await;
+    let ids: HashSet<u64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["candidate"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 12);
+    handle.shutdown().await;
+}
+
 /// The `ists daemon` binary on a free port in `data_dir`; returns it and its address.
 fn spawn_daemon(data_dir: &Path, extra: &str, log: &str) -> (std::process::Child, String) {
     let config = data_dir.join("daemon.toml");
