@@ -397,7 +397,7 @@ async fn graceful_shutdown_drains_and_the_next_start_resumes() {
             .unwrap();
         assert_eq!(status, "running");
         assert_eq!(stored as usize, journal_len);
-        assert!(journal_len >= 2 && journal_len < 12, "{journal_len}");
+        assert!((2..12).contains(&journal_len), "{journal_len}");
     }
     let handle = Daemon::new(base(), d).start().await.unwrap();
     let http = Http::new(handle.addr());
