@@ -4,6 +4,7 @@
 //! error, a panic inside libtorch) fails that candidate and stops the actor; the SyncArbiter
 //! then builds a fresh one from the factory - that is the restart.
 
+use crate::fair::EvalGate;
 use crate::messages::{EvalOutcome, Evaluate, TrainFinal};
 use actix::prelude::*;
 use ists::data::Prepared;
@@ -186,12 +187,14 @@ impl Handler<TrainFinal> for EvaluatorActor {
 
 /// The evaluators of a search; candidates go to the least-loaded one. Workers are
 /// `Recipient<Evaluate>`s, so local evaluator actors and remote back ends (Ray) mix freely;
-/// final training always runs on the local evaluators.
+/// final training always runs on the local evaluators. Under a daemon, every evaluation first
+/// waits for a slot of the daemon's fair share (`gate`).
 #[derive(Clone)]
 pub struct EvaluatorPool {
     workers: Vec<(Recipient<Evaluate>, Arc<AtomicUsize>)>,
     trainers: Vec<Addr<EvaluatorActor>>,
     capacity: usize,
+    gate: Option<EvalGate>,
 }
 
 impl EvaluatorPool {
@@ -212,6 +215,7 @@ impl EvaluatorPool {
             workers,
             capacity: trainers.len(),
             trainers,
+            gate: None,
         }
     }
 
@@ -221,6 +225,19 @@ impl EvaluatorPool {
         self.workers = vec![(remote, Arc::new(AtomicUsize::new(0)))];
         self.capacity = capacity.max(1);
         self
+    }
+
+    /// Makes every evaluation wait for a slot of a shared scheduler first.
+    pub fn with_gate(mut self, gate: Option<EvalGate>) -> EvaluatorPool {
+        self.gate = gate;
+        self
+    }
+
+    async fn permit(&self) -> Option<crate::fair::Permit> {
+        match &self.gate {
+            Some(g) => Some(g.scheduler.acquire(&g.search).await),
+            None => None,
+        }
     }
 
     /// How many evaluations can run at once.
@@ -234,6 +251,7 @@ impl EvaluatorPool {
 
     /// Evaluates on the least-loaded worker. A mailbox error (worker gone) is a failure.
     pub async fn evaluate(&self, msg: Evaluate) -> EvalOutcome {
+        let _permit = self.permit().await;
         let Some((addr, load)) = self
             .workers
             .iter()
@@ -255,6 +273,7 @@ impl EvaluatorPool {
     }
 
     pub async fn train_final(&self, msg: TrainFinal) -> Result<TrainReport, String> {
+        let _permit = self.permit().await;
         let addr = self
             .trainers
             .first()

@@ -41,9 +41,17 @@ impl Handler<Publish> for EventBus {
             seq: self.seq,
             event: msg.0,
         };
-        // A subscriber that went away is dropped rather than failing the search.
-        self.subscribers
-            .retain(|s| s.try_send(m.clone()).is_ok() || s.connected());
+        // A subscriber that went away is dropped rather than failing the search. `do_send`
+        // ignores the mailbox capacity: a busy subscriber (a database writer) gets every
+        // event late rather than missing some, as `try_send` on a full mailbox would.
+        self.subscribers.retain(|s| {
+            if s.connected() {
+                s.do_send(m.clone());
+                true
+            } else {
+                false
+            }
+        });
     }
 }
 

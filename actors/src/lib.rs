@@ -19,13 +19,19 @@
 //! - [`rundir`], [`progress`], [`summary`]: run directory, progress bar, summary counters.
 //! - [`report`]: the Markdown report with PNG plots of a run.
 //! - [`bench`]: the actor-overhead and pipelining benchmark.
+//! - [`daemon`], [`api`], [`store`], [`fair`], [`metrics`]: the long-running daemon - HTTP API,
+//!   SQLite store, resume at start, fair evaluator share, Prometheus metrics.
 
+pub mod api;
 pub mod bench;
+pub mod daemon;
 pub mod evaluator;
 pub mod events;
+pub mod fair;
 pub mod llm_actor;
 pub mod memory_actor;
 pub mod messages;
+pub mod metrics;
 pub mod offline;
 pub mod parser_actor;
 pub mod progress;
@@ -35,7 +41,9 @@ pub mod report;
 pub mod rundir;
 pub mod settings;
 pub mod stage_actor;
+pub mod store;
 pub mod summary;
 pub mod supervisor;
 
+pub use daemon::{Daemon, DaemonError, DaemonHandle, DaemonSettings};
 pub use supervisor::{run_search, SearchError, SearchOptions};

@@ -1,4 +1,4 @@
-//! The `ists` command line: `train`, `data inspect`, `search` and `bench`.
+//! The `ists` command line: `train`, `data inspect`, `search`, `daemon` and `bench`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -136,6 +136,21 @@ enum Cmd {
         #[arg(long, default_value_t = 0, hide = true)]
         inject_failures: usize,
     },
+    /// Run the daemon: HTTP API, SQLite store, unfinished searches resumed at start.
+    Daemon {
+        /// Search defaults plus a `[daemon]` section.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to bind (overrides daemon.bind).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Port (overrides daemon.port; 0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Data directory (overrides daemon.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Benchmarks (not tests): `actors` or `proxy`.
     Bench {
         #[command(subcommand)]
@@ -251,6 +266,12 @@ fn main() -> Result<()> {
             s.validate().map_err(anyhow::Error::msg)?;
             cmd_search(s, resume, name, inject_failures, budget)
         }
+        Cmd::Daemon {
+            config,
+            bind,
+            port,
+            data_dir,
+        } => cmd_daemon(config, bind, port, data_dir),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Actors {
                 latency_ms,
@@ -401,6 +422,56 @@ fn cmd_search(
         bail!("search stopped early: {stop}");
     }
     Ok(())
+}
+
+fn cmd_daemon(
+    config: Option<PathBuf>,
+    bind: Option<String>,
+    port: Option<u16>,
+    data_dir: Option<PathBuf>,
+) -> Result<()> {
+    use std::io::Write;
+    let (base, mut d) = ists_actors::daemon::load_config(config.as_deref())?;
+    if let Some(b) = bind {
+        d.bind = b;
+    }
+    if let Some(p) = port {
+        d.port = p;
+    }
+    if let Some(dir) = data_dir {
+        d.data_dir = dir;
+    }
+    let sys = actix::System::new();
+    sys.block_on(async move {
+        let handle = ists_actors::Daemon::new(base, d).start().await?;
+        // The address on stdout (and in data_dir/daemon.addr) lets scripts use --port 0.
+        println!("listening on http://{}", handle.addr());
+        std::io::stdout().flush()?;
+        let shutdown = async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+            eprintln!("shutting down: draining searches (they resume at the next start)");
+        };
+        handle.run_until(shutdown).await;
+        Ok(())
+    })
 }
 
 fn cmd_bench_actors(latency_ms: u64, cost_ms: u64, candidates: usize) -> Result<()> {

@@ -338,3 +338,38 @@ pub struct TrainFinal {
     /// Save the trained model here (architecture, sizes, safetensors weights).
     pub export: Option<std::path::PathBuf>,
 }
+
+/// Ask a daemon's store writer to catch up with the search's journal. It replies once every
+/// event sent to it before this one is stored (its mailbox is in order), so the caller may then
+/// mark the search finished without an SSE client missing the last events.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct SyncStore;
+
+/// Ask the daemon's search manager to run (or resume) a search already stored as queued.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), String>")]
+pub struct StartSearch {
+    pub id: String,
+    pub settings: ists::config::Settings,
+}
+
+/// Ask the search manager to cancel a search; replies whether it was queued or running.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "bool")]
+pub struct CancelSearch {
+    pub id: String,
+}
+
+/// A search task ended (sent by the task to the search manager).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SearchEnded {
+    pub id: String,
+}
+
+/// Ask the search manager to drain every search (in-flight evaluations finish and are recorded;
+/// the searches stay unfinished and resume at the next start) and reply when all have stopped.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopSearches;

@@ -18,25 +18,38 @@ pub enum SettingsError {
     Invalid(String),
 }
 
+/// Reads a settings file and checks its syntax alone, so an error names this file.
+pub fn read_file(p: &Path) -> Result<toml::Table, SettingsError> {
+    if !p.exists() {
+        return Err(SettingsError::File {
+            path: p.display().to_string(),
+            msg: "no such file".into(),
+        });
+    }
+    let text = std::fs::read_to_string(p).map_err(|e| SettingsError::File {
+        path: p.display().to_string(),
+        msg: e.to_string(),
+    })?;
+    toml::from_str::<toml::Table>(&text).map_err(|e| SettingsError::File {
+        path: p.display().to_string(),
+        msg: e.to_string(),
+    })
+}
+
 /// Layers defaults, `file` (if given) and the environment.
 pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+    let table = file.map(read_file).transpose()?;
+    load_table(table.as_ref(), file)
+}
+
+/// Layers defaults, an already read file (`label` names it in errors) and the environment.
+pub fn load_table(
+    table: Option<&toml::Table>,
+    file: Option<&Path>,
+) -> Result<Settings, SettingsError> {
     let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
-    if let Some(p) = file {
-        if !p.exists() {
-            return Err(SettingsError::File {
-                path: p.display().to_string(),
-                msg: "no such file".into(),
-            });
-        }
-        // Parse the file alone first so a syntax error names this file, not the merge.
-        let text = std::fs::read_to_string(p).map_err(|e| SettingsError::File {
-            path: p.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        toml::from_str::<toml::Value>(&text).map_err(|e| SettingsError::File {
-            path: p.display().to_string(),
-            msg: e.to_string(),
-        })?;
+    if let Some(t) = table {
+        let text = toml::to_string(t).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         b = b.add_source(File::from_str(&text, FileFormat::Toml));
     }
     b = b.add_source(
@@ -70,4 +83,66 @@ pub fn from_json(value: &serde_json::Value) -> Result<Settings, SettingsError> {
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     s.validate().map_err(SettingsError::Invalid)?;
     Ok(s)
+}
+
+/// Parses settings from a JSON object layered over `base` (objects merge key by key, anything
+/// else replaces). Errors name the field at fault, e.g. `search.budget: invalid type ...`.
+pub fn from_json_over(
+    base: &Settings,
+    value: &serde_json::Value,
+) -> Result<Settings, SettingsError> {
+    let mut merged =
+        serde_json::to_value(base).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+    merge(&mut merged, value);
+    let s: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            SettingsError::Invalid(e.into_inner().to_string())
+        } else {
+            SettingsError::Invalid(format!("{path}: {}", e.into_inner()))
+        }
+    })?;
+    s.validate().map_err(SettingsError::Invalid)?;
+    Ok(s)
+}
+
+fn merge(into: &mut serde_json::Value, over: &serde_json::Value) {
+    match (into, over) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_over_base_names_the_field_at_fault() {
+        let base = load(None).unwrap();
+        let s = from_json_over(&base, &serde_json::json!({"search": {"budget": 5}})).unwrap();
+        assert_eq!(s.search.budget, 5);
+        assert_eq!(s.search.in_flight, base.search.in_flight);
+        let e = from_json_over(&base, &serde_json::json!({"search": {"budget": "x"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("search.budget"), "{e}");
+        let e = from_json_over(&base, &serde_json::json!({"search": {"budgt": 1}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("budgt"), "{e}");
+        let e = from_json_over(&base, &serde_json::json!({"search": {"budget": 0}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("search.budget"), "{e}");
+    }
 }

@@ -60,6 +60,10 @@ pub struct SearchOptions {
     pub inject_failures: usize,
     /// An instructor to use instead of the one the settings name (tests, extensions).
     pub instructor: Option<Recipient<Complete>>,
+    /// Event numbering continues after this (a daemon resuming a search keeps one sequence).
+    pub first_seq: u64,
+    /// A shared, fair scheduler every evaluation waits on (the daemon's evaluator slots).
+    pub gate: Option<crate::fair::EvalGate>,
 }
 
 impl SearchOptions {
@@ -130,7 +134,7 @@ pub async fn run_search(
         Stage::Exploration,
     )
     .map_err(|e| run_err(&run.journal(), e))?;
-    let bus = EventBus::default().start();
+    let bus = EventBus::starting_at(opts.first_seq).start();
     let memory = memory.start();
     bus.do_send(Subscribe(memory.clone().recipient()));
     let log = EventLog::open(&run).map_err(|e| run_err(&run.path, e.to_string()))?;
@@ -169,16 +173,7 @@ pub async fn run_search(
     let parser = Supervisor::start(move |_| ParserActor::new(space, known));
     let llm: Recipient<Complete> = match opts.instructor {
         Some(r) => r,
-        None => match settings.llm.backend {
-            Backend::Offline => {
-                let seed = settings.search.seed;
-                Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient()
-            }
-            Backend::Openai => {
-                let l = settings.llm.clone();
-                Supervisor::start(move |_| LlmActor::new(l)).recipient()
-            }
-        },
+        None => instructor_for(&settings),
     };
     let devices = resolve_devices(&settings.evaluators.devices).map_err(SearchError::Settings)?;
     let setup = Arc::new(EvalSetup {
@@ -189,7 +184,7 @@ pub async fn run_search(
         fake_cost: opts.fake_cost,
         inject_failures: Arc::new(AtomicUsize::new(opts.inject_failures)),
     });
-    let mut evaluators = EvaluatorPool::start(&devices, setup);
+    let mut evaluators = EvaluatorPool::start(&devices, setup).with_gate(opts.gate);
     if settings.evaluators.backend == EvalBackend::Ray {
         let name = run
             .path
@@ -265,6 +260,21 @@ pub fn resolve_devices(names: &[String]) -> Result<Vec<tch::Device>, String> {
         }
     }
     Ok(out)
+}
+
+/// Starts the instructor the settings name (offline or OpenAI-compatible), supervised.
+pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
+    let space = settings.search.space;
+    match settings.llm.backend {
+        Backend::Offline => {
+            let seed = settings.search.seed;
+            Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient()
+        }
+        Backend::Openai => {
+            let l = settings.llm.clone();
+            Supervisor::start(move |_| LlmActor::new(l)).recipient()
+        }
+    }
 }
 
 impl actix::Supervised for PromptActor {}
