@@ -16,6 +16,7 @@
 //! - [`metrics`]: masked MAE / RMSE / MAPE per horizon.
 //! - [`prompt`], [`parse`], [`memory`]: prompt rendering from template files, extraction and
 //!   validation of architectures from LLM replies, and the sorted memory bank.
+//! - [`schema`]: JSON schemas of replies, for servers that constrain decoding.
 //! - [`config`]: the settings of a search, shared by the CLI, the actors and the daemon.
 //! - [`error`]: the crate's error type.
 
@@ -28,6 +29,7 @@ pub mod model;
 pub mod ops;
 pub mod parse;
 pub mod prompt;
+pub mod schema;
 pub mod space;
 pub mod train;
 

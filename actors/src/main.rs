@@ -1,4 +1,4 @@
-//! The `ists` command line: `train`, `data inspect`, `search` and `bench`.
+//! The `ists` command line: `train`, `data inspect`, `search`, `llm serve` and `bench`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -68,6 +68,11 @@ enum Cmd {
         #[arg(long, default_value_t = 0, hide = true)]
         inject_failures: usize,
     },
+    /// The bundled local LLM: `serve` installs (once) and runs it in the foreground.
+    Llm {
+        #[command(subcommand)]
+        cmd: LlmCmd,
+    },
     /// Benchmarks (not tests): `actors` or `proxy`.
     Bench {
         #[command(subcommand)]
@@ -81,6 +86,15 @@ enum DataCmd {
     Inspect {
         /// Bundled dataset name or path.
         source: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LlmCmd {
+    /// Serve the local model on 127.0.0.1:`llm.local.port` until interrupted.
+    Serve {
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -146,6 +160,23 @@ fn main() -> Result<()> {
             }
             s.validate().map_err(anyhow::Error::msg)?;
             cmd_search(s, resume, name, inject_failures, budget)
+        }
+        Cmd::Llm {
+            cmd: LlmCmd::Serve { config },
+        } => {
+            let s = settings::load(config.as_deref())?;
+            let mut server = ists_actors::local_llm::LocalServer::ensure(&s.llm.local)?;
+            println!(
+                "serving {} at {}",
+                ists_actors::local_llm::MODEL_NAME,
+                server.base_url()
+            );
+            if !server.started() {
+                println!("(a server was already running there; nothing to do)");
+            }
+            // The server stops with us: ctrl-c reaches the whole process group.
+            server.wait()?;
+            Ok(())
         }
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Actors {
@@ -273,6 +304,21 @@ fn cmd_search(
         summary.repairs,
         summary.rejected
     );
+    if summary.requests > 0 {
+        let u = summary.usage;
+        println!(
+            "llm: {} requests, {:.1}s, tokens prompt {} (cached {}) completion {}{}, retries {:?}, errors {:?}, fallbacks {}",
+            summary.requests,
+            summary.llm_seconds,
+            u.prompt_tokens,
+            u.cached_tokens,
+            u.completion_tokens,
+            summary.cost_usd.map(|c| format!(", about ${c:.4}")).unwrap_or_default(),
+            summary.llm_retries,
+            summary.llm_errors,
+            summary.fallbacks
+        );
+    }
     if let Some(b) = &summary.best {
         println!(
             "best proxy MAE {:.4} (candidate {}, hash {})",
