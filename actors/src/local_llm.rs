@@ -208,12 +208,37 @@ impl LocalServer {
         format!("http://127.0.0.1:{}/v1", self.port)
     }
 
-    /// Waits until the server exits (`ists llm serve`); returns at once for a reused one.
-    pub fn wait(&mut self) -> std::io::Result<()> {
-        if let Some(c) = self.child.as_mut() {
-            c.wait()?;
-            self.child = None;
+    /// Runs until SIGINT or SIGTERM (then stops the server it started) or until the server
+    /// exits (`ists llm serve`); returns at once for a reused server. Catching SIGTERM matters:
+    /// the default action would end `ists` without stopping the node child.
+    pub fn serve_until_signal(mut self) -> std::io::Result<()> {
+        if self.child.is_none() {
+            return Ok(());
         }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = term.recv() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                        if let Some(c) = self.child.as_mut() {
+                            if let Ok(Some(status)) = c.try_wait() {
+                                self.child = None;
+                                tracing::error!("the local LLM server exited with {status}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })?;
+        drop(self);
         Ok(())
     }
 

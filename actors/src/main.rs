@@ -165,7 +165,7 @@ fn main() -> Result<()> {
             cmd: LlmCmd::Serve { config },
         } => {
             let s = settings::load(config.as_deref())?;
-            let mut server = ists_actors::local_llm::LocalServer::ensure(&s.llm.local)?;
+            let server = ists_actors::local_llm::LocalServer::ensure(&s.llm.local)?;
             println!(
                 "serving {} at {}",
                 ists_actors::local_llm::MODEL_NAME,
@@ -174,8 +174,7 @@ fn main() -> Result<()> {
             if !server.started() {
                 println!("(a server was already running there; nothing to do)");
             }
-            // The server stops with us: ctrl-c reaches the whole process group.
-            server.wait()?;
+            server.serve_until_signal()?;
             Ok(())
         }
         Cmd::Bench { cmd } => match cmd {
