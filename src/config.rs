@@ -168,6 +168,10 @@ pub struct SearchSettings {
     pub max_repairs: usize,
     /// Proposals that fail (parse, duplicate, repairs exhausted) before the search gives up.
     pub max_failures: usize,
+    /// With an LLM backend: when a proposal fails (repairs exhausted, LLM error, tree-of-thought
+    /// dead end), the seeded offline instructor proposes instead, so the budget is spent on
+    /// evaluations; each such proposal is counted in the summary's `fallbacks`.
+    pub fallback: bool,
     pub seed: u64,
 }
 
@@ -184,6 +188,7 @@ impl Default for SearchSettings {
             in_flight: 2,
             max_repairs: 2,
             max_failures: 50,
+            fallback: true,
             seed: 7,
         }
     }
@@ -197,6 +202,8 @@ pub enum Backend {
     Offline,
     /// Any OpenAI-compatible chat-completions endpoint.
     Openai,
+    /// The bundled local model (`[llm.local]`), installed and started by `ists` itself.
+    Local,
 }
 
 impl std::str::FromStr for Backend {
@@ -205,9 +212,75 @@ impl std::str::FromStr for Backend {
         match s {
             "offline" => Ok(Backend::Offline),
             "openai" => Ok(Backend::Openai),
+            "local" => Ok(Backend::Local),
             _ => Err(format!(
-                "unknown llm backend '{s}' (expected offline or openai)"
+                "unknown llm backend '{s}' (expected offline, openai or local)"
             )),
+        }
+    }
+}
+
+/// How replies are constrained. `auto` asks for a strict JSON schema and falls back to
+/// `json_object`, then to plain text, when the server refuses the format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Auto,
+    JsonSchema,
+    JsonObject,
+    Text,
+}
+
+/// Price of a model in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Price {
+    pub prompt: f64,
+    pub completion: f64,
+    /// Cached prompt tokens (charged instead of `prompt` for them); 0 means "same as prompt".
+    pub cached: f64,
+}
+
+impl Price {
+    /// The cost in dollars of the given token counts (`cached` is a part of `prompt`).
+    pub fn cost(&self, prompt: u64, completion: u64, cached: u64) -> f64 {
+        let cached = cached.min(prompt);
+        let cached_rate = if self.cached > 0.0 {
+            self.cached
+        } else {
+            self.prompt
+        };
+        ((prompt - cached) as f64 * self.prompt
+            + cached as f64 * cached_rate
+            + completion as f64 * self.completion)
+            / 1e6
+    }
+}
+
+/// The bundled local model server (`--llm local`, `ists llm serve`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalLlmSettings {
+    /// Port on 127.0.0.1; a server already answering there with the same model is reused.
+    pub port: u16,
+    /// Inference threads (1: the evaluators need the other cores, and contention slows both).
+    pub threads: usize,
+    /// Context window of the server, in tokens.
+    pub context_tokens: usize,
+    /// Cache folder (models, node modules); empty means `$ISTS_CACHE` or `~/.cache/ists`.
+    pub cache_dir: PathBuf,
+    /// Seconds to wait for the server to load the model and answer `/health`.
+    pub startup_secs: f64,
+}
+
+impl Default for LocalLlmSettings {
+    fn default() -> Self {
+        LocalLlmSettings {
+            port: 8090,
+            threads: 1,
+            context_tokens: 4096,
+            cache_dir: PathBuf::new(),
+            startup_secs: 120.0,
         }
     }
 }
@@ -223,9 +296,24 @@ pub struct LlmSettings {
     pub key_env: String,
     pub temperature: f32,
     pub max_tokens: u32,
+    /// Limit of one HTTP request; a request that hangs longer is retried.
     pub timeout_secs: f64,
     /// Requests in flight at once.
     pub max_concurrent: usize,
+    /// Retries of one request after 429, 5xx, timeouts and connection errors.
+    pub max_retries: usize,
+    /// First backoff delay; doubled at each retry, with jitter, up to `retry_max_secs`.
+    pub retry_base_secs: f64,
+    pub retry_max_secs: f64,
+    pub response_format: ResponseFormat,
+    /// Context window of the model in tokens: the memory section of a prompt is trimmed so that
+    /// prompt and reply fit (best entries kept first).
+    pub context_tokens: usize,
+    /// Optional seed sent with each request (servers that support it answer reproducibly).
+    pub seed: Option<u64>,
+    /// Prices per model name, for the cost estimate in the summary.
+    pub prices: std::collections::BTreeMap<String, Price>,
+    pub local: LocalLlmSettings,
 }
 
 impl Default for LlmSettings {
@@ -239,6 +327,14 @@ impl Default for LlmSettings {
             max_tokens: 1024,
             timeout_secs: 120.0,
             max_concurrent: 4,
+            max_retries: 4,
+            retry_base_secs: 0.5,
+            retry_max_secs: 30.0,
+            response_format: ResponseFormat::Auto,
+            context_tokens: 128_000,
+            seed: None,
+            prices: std::collections::BTreeMap::new(),
+            local: LocalLlmSettings::default(),
         }
     }
 }
@@ -358,8 +454,22 @@ impl Settings {
         if self.evaluators.ray.max_in_flight == 0 {
             return Err("evaluators.ray.max_in_flight must be >= 1".into());
         }
-        if self.llm.timeout_secs <= 0.0 {
+        if self.llm.timeout_secs.is_nan() || self.llm.timeout_secs <= 0.0 {
             return Err("llm.timeout_secs must be > 0".into());
+        }
+        for (k, v) in [
+            ("llm.retry_base_secs", self.llm.retry_base_secs),
+            ("llm.retry_max_secs", self.llm.retry_max_secs),
+        ] {
+            if v.is_nan() || v < 0.0 {
+                return Err(format!("{k} must be >= 0, got {v}"));
+            }
+        }
+        if (self.llm.context_tokens as u64) <= self.llm.max_tokens as u64 {
+            return Err(format!(
+                "llm.context_tokens ({}) must exceed llm.max_tokens ({})",
+                self.llm.context_tokens, self.llm.max_tokens
+            ));
         }
         Ok(())
     }

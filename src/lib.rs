@@ -19,6 +19,7 @@
 //! - [`stats`]: Kendall's tau and Spearman's rho (proxy fidelity).
 //! - [`prompt`], [`parse`], [`memory`]: prompt rendering from template files, extraction and
 //!   validation of architectures from LLM replies, and the sorted memory bank.
+//! - [`schema`]: JSON schemas of replies, for servers that constrain decoding.
 //! - [`config`]: the settings of a search, shared by the CLI, the actors and the daemon.
 //! - [`error`]: the crate's error type.
 
@@ -33,6 +34,7 @@ pub mod model;
 pub mod ops;
 pub mod parse;
 pub mod prompt;
+pub mod schema;
 pub mod space;
 pub mod stats;
 pub mod train;

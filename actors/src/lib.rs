@@ -7,7 +7,8 @@
 //! - [`messages`]: every message, one documented struct each.
 //! - [`events`]: the event bus; subscribers register a `Recipient<EventMsg>`.
 //! - [`prompt_actor`]: PromptActor, prompts from the template files.
-//! - [`llm_actor`]: LlmActor, any OpenAI-compatible endpoint (async-openai).
+//! - [`llm_actor`]: LlmActor, any OpenAI-compatible endpoint: retries, backoff, format fallback.
+//! - [`local_llm`]: the bundled local model server (install, start or reuse, stop).
 //! - [`offline`]: OfflineInstructor, the seeded embedded instructor (no key, no network).
 //! - [`parser_actor`]: ParserActor, reply -> validated, canonical, new architecture.
 //! - [`evaluator`]: EvaluatorActor per device on a `SyncArbiter`, and the pool.
@@ -29,6 +30,7 @@ pub mod evaluator;
 pub mod events;
 pub mod fair;
 pub mod llm_actor;
+pub mod local_llm;
 pub mod memory_actor;
 pub mod messages;
 pub mod metrics;

@@ -1,54 +1,79 @@
-//! LlmActor: chat completions from any OpenAI-compatible endpoint through `async-openai`
-//! (base URL, model and key from the settings and the environment). Requests run concurrently
-//! up to a cap, each under a timeout; 429 and 5xx answers are retried with exponential backoff
-//! by the client until the timeout is spent.
+//! LlmActor: chat completions from any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, a
+//! llama.cpp server, the bundled local model). Requests are built and replies decoded with
+//! `async-openai`'s typed protocol (with a lenient fallback for servers that omit required
+//! fields); the transport is plain `reqwest` so that the retry policy is ours: every request runs under a timeout; 429, 5xx, timeouts, connection errors and garbled
+//! bodies are retried with exponential backoff and full jitter, waiting at least what a
+//! `Retry-After` header asks; requests in flight are capped by a semaphore.
+//!
+//! Replies are constrained as far as the server allows: a strict `json_schema` derived from the
+//! search space ([`ists::schema`]) first; if the server refuses it (4xx), `json_object`; then
+//! plain text, from which the parser extracts the JSON. The downgrade is remembered for the
+//! rest of the search so each later request does not pay for the refusal again.
 
-use crate::messages::{Complete, LlmError, Reply, Usage};
+use crate::messages::{ChatMessage, Complete, LlmError, Purpose, Reply, Usage};
 use actix::prelude::*;
-use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::{
     ChatCompletionRequestAssistantMessageArgs, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestUserMessageArgs,
-    CreateChatCompletionRequestArgs,
+    CreateChatCompletionRequest, CreateChatCompletionRequestArgs, CreateChatCompletionResponse,
+    ResponseFormat as OpenAiFormat,
 };
-use async_openai::Client;
-use ists::config::LlmSettings;
+use ists::config::{LlmSettings, ResponseFormat};
+use ists::space::SpaceKind;
+use rand::Rng;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
+/// Response bodies larger than this are refused while reading (a runaway or hostile server).
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The longest wait a `Retry-After` header can impose; longer asks are cut to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Format levels, in fallback order.
+const SCHEMA: u8 = 0;
+const OBJECT: u8 = 1;
+const TEXT: u8 = 2;
+
 pub struct LlmActor {
-    client: Client<OpenAIConfig>,
-    settings: LlmSettings,
+    http: reqwest::Client,
+    settings: Arc<LlmSettings>,
+    space: SpaceKind,
+    key: Option<String>,
     permits: Arc<Semaphore>,
+    /// The current format level, shared by all requests (downgrades are sticky).
+    level: Arc<AtomicU8>,
 }
 
 impl LlmActor {
     /// Reads the key from the environment variable named in the settings (absent is fine for
-    /// local servers that need none).
-    pub fn new(settings: LlmSettings) -> LlmActor {
-        let key = std::env::var(&settings.key_env).unwrap_or_default();
-        let config = OpenAIConfig::new()
-            .with_api_base(settings.base_url.trim_end_matches('/'))
-            .with_api_key(key);
-        let timeout = Duration::from_secs_f64(settings.timeout_secs);
-        let backoff = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(Duration::from_millis(200))
-            .with_max_elapsed_time(Some(timeout))
-            .build();
+    /// local servers that need none). `space` shapes the JSON schema of the replies.
+    pub fn new(settings: LlmSettings, space: SpaceKind) -> LlmActor {
+        let key = std::env::var(&settings.key_env)
+            .ok()
+            .filter(|k| !k.is_empty());
+        // The timeout is applied per attempt around the whole exchange (see `attempt`); the
+        // connect timeout only makes an unreachable host fail fast.
         let http = reqwest::Client::builder()
-            .timeout(timeout)
+            .connect_timeout(Duration::from_secs_f64(settings.timeout_secs.min(10.0)))
             .build()
             .unwrap_or_default();
-        let client = Client::with_config(config)
-            .with_backoff(backoff)
-            .with_http_client(http);
-        let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+        let level = match settings.response_format {
+            ResponseFormat::Auto | ResponseFormat::JsonSchema => SCHEMA,
+            ResponseFormat::JsonObject => OBJECT,
+            ResponseFormat::Text => TEXT,
+        };
         LlmActor {
-            client,
-            settings,
-            permits,
+            http,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            settings: Arc::new(settings),
+            space,
+            key,
+            level: Arc::new(AtomicU8::new(level)),
         }
     }
 }
@@ -57,91 +82,402 @@ impl Actor for LlmActor {
     type Context = Context<Self>;
 }
 
-fn to_openai(
-    m: &crate::messages::ChatMessage,
-) -> Result<ChatCompletionRequestMessage, OpenAIError> {
-    Ok(match m.role.as_str() {
-        "system" => ChatCompletionRequestSystemMessageArgs::default()
-            .content(m.content.clone())
-            .build()?
-            .into(),
-        "assistant" => ChatCompletionRequestAssistantMessageArgs::default()
-            .content(m.content.clone())
-            .build()?
-            .into(),
-        _ => ChatCompletionRequestUserMessageArgs::default()
-            .content(m.content.clone())
-            .build()?
-            .into(),
-    })
+/// The `response_format` field for a level and purpose.
+fn response_format(level: u8, space: SpaceKind, purpose: &Purpose) -> Option<Value> {
+    match level {
+        SCHEMA => {
+            let (name, schema) = match purpose {
+                Purpose::Cot => ("architecture", ists::schema::arch_schema(space)),
+                Purpose::TotStep { node, .. } => {
+                    ("step_edges", ists::schema::step_schema(space, *node))
+                }
+            };
+            Some(json!({"type": "json_schema",
+                        "json_schema": {"name": name, "strict": true, "schema": schema}}))
+        }
+        OBJECT => Some(json!({"type": "json_object"})),
+        _ => None,
+    }
 }
 
-fn classify(e: OpenAIError) -> LlmError {
-    match e {
-        OpenAIError::Reqwest(r) if r.is_timeout() => LlmError::Timeout(0.0),
-        OpenAIError::Reqwest(r) => LlmError::Connection(r.to_string()),
-        OpenAIError::ApiError(a) => LlmError::Server(a.message),
-        other => LlmError::Server(other.to_string()),
+/// What one attempt ended with.
+enum Attempt {
+    Done(Reply),
+    /// Worth retrying after a delay (at least `after`, if the server said so).
+    Retry {
+        kind: &'static str,
+        err: LlmError,
+        after: Option<Duration>,
+    },
+    /// The server refused the request as malformed: maybe the response format.
+    Refused(LlmError),
+    Fatal(LlmError),
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date.
+pub fn retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
+/// Backoff before retry `n` (0-based): base * 2^n capped, with full jitter in [0.5, 1] of it
+/// so concurrent clients that failed together do not retry together; never below `after`.
+pub fn backoff(s: &LlmSettings, n: usize, after: Option<Duration>) -> Duration {
+    let exp = (s.retry_base_secs * 2f64.powi(n.min(30) as i32)).min(s.retry_max_secs);
+    let jittered = exp * rand::thread_rng().gen_range(0.5..=1.0);
+    let d = Duration::from_secs_f64(jittered.max(0.0));
+    after.map_or(d, |a| a.max(d))
+}
+
+fn error_message(body: &[u8]) -> String {
+    let v: Option<Value> = serde_json::from_slice(body).ok();
+    let msg = v
+        .as_ref()
+        .and_then(|v| v["error"]["message"].as_str().or(v["error"].as_str()))
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
+    msg.trim().to_string()
+}
+
+/// Reads a body up to [`MAX_RESPONSE_BYTES`].
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, LlmError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| LlmError::Connection(e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(LlmError::TooLarge(MAX_RESPONSE_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_completion(body: &[u8]) -> Result<(String, Usage), LlmError> {
+    // The typed response first; servers that leave out fields the OpenAI schema requires
+    // (id, created, ...) still work through the untyped reading below.
+    if let Ok(r) = serde_json::from_slice::<CreateChatCompletionResponse>(body) {
+        let text = r
+            .choices
+            .first()
+            .and_then(|c| c.message.content.clone())
+            .filter(|t| !t.trim().is_empty())
+            .ok_or(LlmError::NoContent)?;
+        let usage = r
+            .usage
+            .map(|u| Usage {
+                prompt_tokens: u.prompt_tokens as u64,
+                completion_tokens: u.completion_tokens as u64,
+                cached_tokens: u
+                    .prompt_tokens_details
+                    .and_then(|d| d.cached_tokens)
+                    .unwrap_or(0) as u64,
+            })
+            .unwrap_or_default();
+        return Ok((text, usage));
+    }
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| LlmError::BadResponse(e.to_string()))?;
+    let choice = v["choices"]
+        .get(0)
+        .ok_or_else(|| LlmError::BadResponse("no choices".into()))?;
+    let text = choice["message"]["content"]
+        .as_str()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(LlmError::NoContent)?
+        .to_string();
+    let u = &v["usage"];
+    let n = |x: &Value| x.as_u64().unwrap_or(0);
+    let usage = Usage {
+        prompt_tokens: n(&u["prompt_tokens"]),
+        completion_tokens: n(&u["completion_tokens"]),
+        cached_tokens: n(&u["prompt_tokens_details"]["cached_tokens"]),
+    };
+    Ok((text, usage))
+}
+
+async fn attempt(
+    http: &reqwest::Client,
+    s: &LlmSettings,
+    key: Option<&str>,
+    body: Vec<u8>,
+) -> Attempt {
+    let url = format!("{}/chat/completions", s.base_url.trim_end_matches('/'));
+    let mut req = http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let exchange = async {
+        let resp = req.send().await?;
+        let status = resp.status();
+        let after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after);
+        Ok::<_, reqwest::Error>((status, after, read_limited(resp).await))
+    };
+    let timeout = Duration::from_secs_f64(s.timeout_secs);
+    let (status, after, body) = match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => {
+            return Attempt::Retry {
+                kind: "timeout",
+                err: LlmError::Timeout(s.timeout_secs),
+                after: None,
+            }
+        }
+        Ok(Err(e)) => {
+            return Attempt::Retry {
+                kind: "connection",
+                err: LlmError::Connection(e.to_string()),
+                after: None,
+            }
+        }
+        Ok(Ok(r)) => r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e @ LlmError::TooLarge(_)) => return Attempt::Fatal(e),
+        Err(e) => {
+            return Attempt::Retry {
+                kind: "connection",
+                err: e,
+                after: None,
+            }
+        }
+    };
+    if status.as_u16() == 429 {
+        return Attempt::Retry {
+            kind: "rate_limited",
+            err: LlmError::RateLimited(error_message(&body)),
+            after,
+        };
+    }
+    if status.is_server_error() {
+        return Attempt::Retry {
+            kind: "server_error",
+            err: LlmError::Server(format!("{status}: {}", error_message(&body))),
+            after,
+        };
+    }
+    if status.is_client_error() {
+        return Attempt::Refused(LlmError::Refused {
+            status: status.as_u16(),
+            message: error_message(&body),
+        });
+    }
+    match parse_completion(&body) {
+        Ok((text, usage)) => Attempt::Done(Reply {
+            text,
+            usage,
+            latency_secs: 0.0,
+            retries: Vec::new(),
+        }),
+        // A cut or garbled body is a transport fault (a proxy dropped the end): retry.
+        Err(err @ LlmError::BadResponse(_)) => Attempt::Retry {
+            kind: "bad_response",
+            err,
+            after: None,
+        },
+        Err(err) => Attempt::Fatal(err),
+    }
+}
+
+/// The request as `async-openai`'s typed request.
+#[allow(deprecated)] // `max_tokens`: the field local servers (llama.cpp, vLLM) read.
+fn typed_request(
+    s: &LlmSettings,
+    messages: &[ChatMessage],
+    format: Option<Value>,
+) -> Result<CreateChatCompletionRequest, String> {
+    let msgs = messages
+        .iter()
+        .map(|m| -> Result<ChatCompletionRequestMessage, OpenAIError> {
+            Ok(match m.role.as_str() {
+                "system" => ChatCompletionRequestSystemMessageArgs::default()
+                    .content(m.content.clone())
+                    .build()?
+                    .into(),
+                "assistant" => ChatCompletionRequestAssistantMessageArgs::default()
+                    .content(m.content.clone())
+                    .build()?
+                    .into(),
+                _ => ChatCompletionRequestUserMessageArgs::default()
+                    .content(m.content.clone())
+                    .build()?
+                    .into(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut b = CreateChatCompletionRequestArgs::default();
+    b.model(s.model.clone())
+        .messages(msgs)
+        .temperature(s.temperature)
+        .max_tokens(s.max_tokens);
+    if let Some(f) = format {
+        let rf: OpenAiFormat = serde_json::from_value(f).map_err(|e| e.to_string())?;
+        b.response_format(rf);
+    }
+    if let Some(seed) = s.seed {
+        b.seed(seed as i64);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+fn request_body(s: &LlmSettings, messages: &[ChatMessage], format: Option<Value>) -> Vec<u8> {
+    match typed_request(s, messages, format.clone()) {
+        Ok(req) => serde_json::to_vec(&req).unwrap_or_default(),
+        // A response format the typed schema cannot express is still sent as written.
+        Err(e) => {
+            tracing::debug!("untyped request body: {e}");
+            let mut body = json!({
+                "model": s.model,
+                "messages": messages,
+                "temperature": s.temperature,
+                "max_tokens": s.max_tokens,
+            });
+            if let Some(f) = format {
+                body["response_format"] = f;
+            }
+            if let Some(seed) = s.seed {
+                body["seed"] = json!(seed);
+            }
+            serde_json::to_vec(&body).unwrap_or_default()
+        }
     }
 }
 
 impl Handler<Complete> for LlmActor {
     type Result = ResponseFuture<Result<Reply, LlmError>>;
     fn handle(&mut self, msg: Complete, _: &mut Context<Self>) -> Self::Result {
-        let client = self.client.clone();
+        let http = self.http.clone();
         let s = self.settings.clone();
+        let key = self.key.clone();
         let permits = self.permits.clone();
+        let level = self.level.clone();
+        let space = self.space;
         Box::pin(async move {
             let _permit = permits
                 .acquire_owned()
                 .await
                 .map_err(|e| LlmError::Connection(e.to_string()))?;
-            let messages = msg
-                .0
-                .messages
-                .iter()
-                .map(to_openai)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(classify)?;
-            let request = CreateChatCompletionRequestArgs::default()
-                .model(s.model.clone())
-                .messages(messages)
-                .temperature(s.temperature)
-                .max_tokens(s.max_tokens)
-                .build()
-                .map_err(classify)?;
             let t0 = Instant::now();
-            let chat = client.chat();
-            let fut = chat.create(request);
-            let resp =
-                match tokio::time::timeout(Duration::from_secs_f64(s.timeout_secs), fut).await {
-                    Err(_) => return Err(LlmError::Timeout(s.timeout_secs)),
-                    Ok(r) => r.map_err(|e| match classify(e) {
-                        LlmError::Timeout(_) => LlmError::Timeout(t0.elapsed().as_secs_f64()),
-                        other => other,
-                    })?,
-                };
-            let text = resp
-                .choices
-                .first()
-                .and_then(|c| c.message.content.clone())
-                .ok_or(LlmError::NoContent)?;
-            let usage = resp
-                .usage
-                .map(|u| Usage {
-                    prompt_tokens: u.prompt_tokens as u64,
-                    completion_tokens: u.completion_tokens as u64,
-                    cached_tokens: u
-                        .prompt_tokens_details
-                        .and_then(|d| d.cached_tokens)
-                        .unwrap_or(0) as u64,
-                })
-                .unwrap_or_default();
-            Ok(Reply {
-                text,
-                usage,
-                latency_secs: t0.elapsed().as_secs_f64(),
-            })
+            let mut retries = Vec::new();
+            let mut failures = 0usize;
+            loop {
+                let lvl = level.load(Ordering::SeqCst);
+                let format = response_format(lvl, space, &msg.0.hints.purpose);
+                let body = request_body(&s, &msg.0.messages, format);
+                match attempt(&http, &s, key.as_deref(), body).await {
+                    Attempt::Done(mut reply) => {
+                        reply.latency_secs = t0.elapsed().as_secs_f64();
+                        reply.retries = retries;
+                        return Ok(reply);
+                    }
+                    Attempt::Retry { kind, err, after } => {
+                        if failures >= s.max_retries {
+                            return Err(err);
+                        }
+                        let wait = backoff(&s, failures, after);
+                        tracing::warn!("llm: {err}; retry {} in {wait:.1?}", failures + 1);
+                        failures += 1;
+                        retries.push(kind.to_string());
+                        tokio::time::sleep(wait).await;
+                    }
+                    Attempt::Refused(err) => {
+                        // Only `auto` falls back; an explicit format is the user's choice.
+                        if s.response_format != ResponseFormat::Auto || lvl >= TEXT {
+                            return Err(err);
+                        }
+                        // Another request may have downgraded already: never go back up.
+                        let _ = level.compare_exchange(
+                            lvl,
+                            lvl + 1,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
+                        tracing::warn!("llm: {err}; falling back to a weaker response format");
+                        retries.push("format_fallback".to_string());
+                    }
+                    Attempt::Fatal(err) => return Err(err),
+                }
+            }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_caps_them() {
+        assert_eq!(retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after("100000"), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("-1"), None);
+        assert_eq!(retry_after("soon"), None);
+        let later = SystemTime::now() + Duration::from_secs(30);
+        let d = retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            d > Duration::from_secs(27) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(30));
+        assert_eq!(retry_after(&past), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_caps_and_honours_retry_after() {
+        let s = LlmSettings {
+            retry_base_secs: 1.0,
+            retry_max_secs: 5.0,
+            ..LlmSettings::default()
+        };
+        for _ in 0..50 {
+            let d0 = backoff(&s, 0, None).as_secs_f64();
+            assert!((0.5..=1.0).contains(&d0), "{d0}");
+            let d2 = backoff(&s, 2, None).as_secs_f64();
+            assert!((2.0..=4.0).contains(&d2), "{d2}");
+            let d9 = backoff(&s, 9, None).as_secs_f64();
+            assert!((2.5..=5.0).contains(&d9), "{d9}");
+            let ra = backoff(&s, 0, Some(Duration::from_secs(3)));
+            assert_eq!(ra, Duration::from_secs(3));
+        }
+    }
+
+    #[test]
+    fn completions_are_parsed_with_cached_tokens() {
+        let body = br#"{"choices":[{"message":{"content":"{}"}}],
+            "usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        let (text, u) = parse_completion(body).unwrap();
+        assert_eq!(text, "{}");
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            (10, 3, 4)
+        );
+        assert_eq!(
+            parse_completion(br#"{"choices":[{"message":{"content":""}}]}"#).unwrap_err(),
+            LlmError::NoContent
+        );
+        assert!(matches!(
+            parse_completion(br#"{"choices":[{"message":{"content":"x"#),
+            Err(LlmError::BadResponse(_))
+        ));
     }
 }

@@ -1,4 +1,5 @@
-//! The `ists` command line: `train`, `data inspect`, `search`, `daemon` and `bench`.
+//! The `ists` command line: `train`, `predict`, `eval`, `data inspect`, `search`, `daemon`,
+//! `llm serve`, `report`, `baseline`, `fidelity` and `bench`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -151,6 +152,11 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The bundled local LLM: `serve` installs (once) and runs it in the foreground.
+    Llm {
+        #[command(subcommand)]
+        cmd: LlmCmd,
+    },
     /// Benchmarks (not tests): `actors` or `proxy`.
     Bench {
         #[command(subcommand)]
@@ -164,6 +170,15 @@ enum DataCmd {
     Inspect {
         /// Bundled dataset name or path.
         source: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LlmCmd {
+    /// Serve the local model on 127.0.0.1:`llm.local.port` until interrupted.
+    Serve {
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -272,6 +287,22 @@ fn main() -> Result<()> {
             port,
             data_dir,
         } => cmd_daemon(config, bind, port, data_dir),
+        Cmd::Llm {
+            cmd: LlmCmd::Serve { config },
+        } => {
+            let s = settings::load(config.as_deref())?;
+            let server = ists_actors::local_llm::LocalServer::ensure(&s.llm.local)?;
+            println!(
+                "serving {} at {}",
+                ists_actors::local_llm::MODEL_NAME,
+                server.base_url()
+            );
+            if !server.started() {
+                println!("(a server was already running there; nothing to do)");
+            }
+            server.serve_until_signal()?;
+            Ok(())
+        }
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Actors {
                 latency_ms,
@@ -404,6 +435,21 @@ fn cmd_search(
         summary.repairs,
         summary.rejected
     );
+    if summary.requests > 0 {
+        let u = summary.usage;
+        println!(
+            "llm: {} requests, {:.1}s, tokens prompt {} (cached {}) completion {}{}, retries {:?}, errors {:?}, fallbacks {}",
+            summary.requests,
+            summary.llm_seconds,
+            u.prompt_tokens,
+            u.cached_tokens,
+            u.completion_tokens,
+            summary.cost_usd.map(|c| format!(", about ${c:.4}")).unwrap_or_default(),
+            summary.llm_retries,
+            summary.llm_errors,
+            summary.fallbacks
+        );
+    }
     if let Some(b) = &summary.best {
         println!(
             "best proxy MAE {:.4} (candidate {}, hash {})",

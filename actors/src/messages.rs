@@ -92,7 +92,11 @@ impl std::ops::AddAssign for Usage {
 pub struct Reply {
     pub text: String,
     pub usage: Usage,
+    /// Wall time of the request, retries and backoff included.
     pub latency_secs: f64,
+    /// Faults survived on the way, by kind (`rate_limited`, `timeout`, `format_fallback`, ...):
+    /// one entry per retried or downgraded attempt.
+    pub retries: Vec<String>,
 }
 
 /// Errors of an instructor request (after its own retries).
@@ -100,21 +104,33 @@ pub struct Reply {
 pub enum LlmError {
     #[error("request timed out after {0:.1}s")]
     Timeout(f64),
+    #[error("rate limited (429) after every retry: {0}")]
+    RateLimited(String),
     #[error("the server answered with an error: {0}")]
     Server(String),
+    #[error("the server refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
     #[error("could not reach the server: {0}")]
     Connection(String),
     #[error("the reply had no content")]
     NoContent,
+    #[error("the response is not a chat completion: {0}")]
+    BadResponse(String),
+    #[error("the response is over {0} bytes")]
+    TooLarge(usize),
 }
 
 impl LlmError {
     pub fn kind(&self) -> &'static str {
         match self {
             LlmError::Timeout(_) => "llm_timeout",
+            LlmError::RateLimited(_) => "llm_rate_limited",
             LlmError::Server(_) => "llm_server_error",
+            LlmError::Refused { .. } => "llm_refused",
             LlmError::Connection(_) => "llm_connection",
             LlmError::NoContent => "llm_no_content",
+            LlmError::BadResponse(_) => "llm_bad_response",
+            LlmError::TooLarge(_) => "llm_too_large",
         }
     }
 }

@@ -147,6 +147,7 @@ impl Handler<Complete> for OfflineInstructor {
             text,
             usage: Usage::default(),
             latency_secs: t0.elapsed().as_secs_f64(),
+            retries: Vec::new(),
         })
     }
 }

@@ -9,10 +9,17 @@ use actix::prelude::*;
 use ists::memory::Stage;
 use ists::prompt::{background, TaskInfo, Templates};
 
+/// Characters per token assumed when fitting a prompt into the context window. Tokenizers give
+/// about 4 for English prose but nearer 3 for JSON and numbers; the low figure errs on the side
+/// of a prompt that fits.
+pub const CHARS_PER_TOKEN: usize = 3;
+
 pub struct PromptActor {
     templates: Templates,
     task: TaskInfo,
     stage: Stage,
+    /// Tokens a prompt may take (context window minus the reply); None: no limit.
+    prompt_tokens: Option<usize>,
 }
 
 impl PromptActor {
@@ -21,7 +28,14 @@ impl PromptActor {
             templates,
             task,
             stage,
+            prompt_tokens: None,
         }
+    }
+
+    /// Limits prompts to `tokens` by trimming the memory section (see [`Self::build`]).
+    pub fn with_context(mut self, tokens: Option<usize>) -> PromptActor {
+        self.prompt_tokens = tokens;
+        self
     }
 
     fn sections(
@@ -49,7 +63,37 @@ impl PromptActor {
         ])
     }
 
+    /// Renders a prompt. When it exceeds the context budget, memory lines are dropped from the
+    /// end (the section lists the best entries first, so the best are kept) until it fits or
+    /// the section is empty.
     fn build(
+        &self,
+        template: &str,
+        memory: &crate::messages::MemoryView,
+        extra: &[(&str, String)],
+        hints: Hints,
+    ) -> Result<Prompt, String> {
+        let prompt = self.build_once(template, memory, extra, hints.clone())?;
+        let Some(limit) = self.prompt_tokens else {
+            return Ok(prompt);
+        };
+        let size = |p: &Prompt| p.messages.iter().map(|m| m.content.len()).sum::<usize>();
+        let budget = limit.saturating_mul(CHARS_PER_TOKEN);
+        if size(&prompt) <= budget {
+            return Ok(prompt);
+        }
+        let mut lines: Vec<&str> = memory.rendered.lines().collect();
+        let mut trimmed = memory.clone();
+        let mut best = prompt;
+        while !lines.is_empty() && size(&best) > budget {
+            lines.pop();
+            trimmed.rendered = lines.iter().map(|l| format!("{l}\n")).collect();
+            best = self.build_once(template, &trimmed, extra, hints.clone())?;
+        }
+        Ok(best)
+    }
+
+    fn build_once(
         &self,
         template: &str,
         memory: &crate::messages::MemoryView,
@@ -157,5 +201,79 @@ impl Handler<EventMsg> for PromptActor {
         if let Event::StageSwitched { to, .. } = msg.event {
             self.stage = to;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::MemoryView;
+    use ists::space::SpaceKind;
+    use std::sync::Arc;
+
+    fn actor(limit: Option<usize>) -> PromptActor {
+        let prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../prompts");
+        let task = TaskInfo {
+            dataset: "d".into(),
+            nodes: 10,
+            steps: 12,
+            horizon: 12,
+            in_features: 2,
+            space: SpaceKind::Ists,
+        };
+        PromptActor::new(Templates::new(prompts), task, Stage::Exploration).with_context(limit)
+    }
+
+    fn memory(lines: usize) -> MemoryView {
+        MemoryView {
+            rendered: (1..=lines)
+                .map(|i| {
+                    format!(
+                        "best#{i} val_mae=1.{i:04} params=100 edges=[{}]\n",
+                        "x".repeat(200)
+                    )
+                })
+                .collect(),
+            count: lines,
+            best: vec![],
+            known: Arc::new(Default::default()),
+            stage: Stage::Exploration,
+        }
+    }
+
+    #[actix::test]
+    async fn the_memory_section_is_trimmed_to_the_context_window_best_first() {
+        let msg = || RenderCot {
+            memory: memory(40),
+            request_id: 0,
+        };
+        let full = actor(None).start().send(msg()).await.unwrap().unwrap();
+        let size = |p: &Prompt| p.messages.iter().map(|m| m.content.len()).sum::<usize>();
+        assert!(full.messages[1].content.contains("best#40 "));
+        // Room for the prompt without memory plus about 10 memory lines.
+        let limit = (size(&full) - 30 * 250) / CHARS_PER_TOKEN;
+        let trimmed = actor(Some(limit))
+            .start()
+            .send(msg())
+            .await
+            .unwrap()
+            .unwrap();
+        let user = &trimmed.messages[1].content;
+        assert!(size(&trimmed) <= limit * CHARS_PER_TOKEN);
+        assert!(
+            user.contains("best#1 ") && user.contains("best#5 "),
+            "best entries dropped"
+        );
+        assert!(!user.contains("best#40 "), "nothing was trimmed");
+        let kept = user.matches("best#").count();
+        assert!((8..=12).contains(&kept), "{kept} lines kept");
+        // A limit that fits everything changes nothing.
+        let roomy = actor(Some(size(&full)))
+            .start()
+            .send(msg())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(roomy.messages[1].content, full.messages[1].content);
     }
 }

@@ -26,6 +26,8 @@ pub struct Wiring {
     pub render_step: Recipient<RenderTotStep>,
     pub render_repair: Recipient<RenderRepair>,
     pub llm: Recipient<Complete>,
+    /// Proposes when the LLM fails to (`search.fallback`); None with the offline backend.
+    pub fallback: Option<Recipient<Complete>>,
     pub parse_arch: Recipient<ParseArch>,
     pub parse_step: Recipient<ParseStep>,
     pub get_memory: Recipient<GetMemory>,
@@ -50,8 +52,24 @@ struct ProposalStats {
     rejected: Vec<String>,
     repairs: usize,
     llm_errors: Vec<String>,
+    retries: Vec<String>,
+    llm_seconds: f64,
     usage: Usage,
     failed: bool,
+    fallback: bool,
+}
+
+impl ProposalStats {
+    fn merge(&mut self, o: ProposalStats) {
+        self.requests += o.requests;
+        self.replies += o.replies;
+        self.repairs += o.repairs;
+        self.rejected.extend(o.rejected);
+        self.llm_errors.extend(o.llm_errors);
+        self.retries.extend(o.retries);
+        self.llm_seconds += o.llm_seconds;
+        self.usage += o.usage;
+    }
 }
 
 struct Proposal {
@@ -186,6 +204,11 @@ impl StageActor {
         for k in st.llm_errors {
             *sm.llm_errors.entry(k).or_default() += 1;
         }
+        for k in st.retries {
+            *sm.llm_retries.entry(k).or_default() += 1;
+        }
+        sm.llm_seconds += st.llm_seconds;
+        sm.fallbacks += st.fallback as usize;
         sm.usage += st.usage;
         if st.usage != Usage::default() {
             self.w.publish(Event::Tokens { usage: st.usage });
@@ -202,6 +225,7 @@ impl StageActor {
         let room = self
             .budget()
             .saturating_sub(self.evaluated + self.in_eval + self.proposing);
+        let shares = split_usage(st.usage, p.candidates.len().min(room));
         for (i, arch) in p.candidates.into_iter().enumerate() {
             if i >= room || self.draining {
                 self.w.release.do_send(Release(arch.hash()));
@@ -210,6 +234,7 @@ impl StageActor {
             let candidate = self.next_candidate;
             self.next_candidate += 1;
             self.in_eval += 1;
+            self.summary.candidate_usage.insert(candidate, shares[i]);
             self.w.publish(Event::Parsed {
                 proposal,
                 hash: arch.hash(),
@@ -324,6 +349,10 @@ impl StageActor {
                 final_training(&w, &settings, &mut summary).await;
             }
             summary.seconds += started.elapsed().as_secs_f64();
+            summary.cost_usd = settings.llm.prices.get(&settings.llm.model).map(|p| {
+                let u = summary.usage;
+                p.cost(u.prompt_tokens, u.completion_tokens, u.cached_tokens)
+            });
             let _ = w.run.write_json("summary.json", &summary);
             w.publish(Event::Finished {
                 evaluated: summary.evaluated,
@@ -338,6 +367,19 @@ impl StageActor {
             ctx.stop();
         }));
     }
+}
+
+/// `u` split into `n` near-equal parts (the remainder goes to the first ones).
+fn split_usage(u: Usage, n: usize) -> Vec<Usage> {
+    let n64 = n.max(1) as u64;
+    let part = |x: u64, i: usize| x / n64 + u64::from((i as u64) < x % n64);
+    (0..n)
+        .map(|i| Usage {
+            prompt_tokens: part(u.prompt_tokens, i),
+            completion_tokens: part(u.completion_tokens, i),
+            cached_tokens: part(u.cached_tokens, i),
+        })
+        .collect()
 }
 
 fn count_status(s: &mut Summary, status: &EvalStatus) {
@@ -390,6 +432,8 @@ async fn ask(
         Ok(reply) => {
             st.replies += 1;
             st.usage += reply.usage;
+            st.llm_seconds += reply.latency_secs;
+            st.retries.extend(reply.retries.iter().cloned());
             w.run.write_reply(tag, &reply.text);
             Ok(reply)
         }
@@ -398,6 +442,53 @@ async fn ask(
             st.llm_errors.push(kind);
             Err(e)
         }
+    }
+}
+
+/// Asks the fallback instructor for a whole architecture: the proposal is not lost when the
+/// LLM cannot deliver. The failure stays visible in the summary (`fallbacks`, the rejections
+/// and LLM errors that led to it).
+async fn fallback_proposal(
+    w: &Wiring,
+    proposal: usize,
+    request_base: u64,
+    st: ProposalStats,
+) -> Proposal {
+    let failed = |st: ProposalStats| Proposal {
+        candidates: vec![],
+        stats: ProposalStats { failed: true, ..st },
+    };
+    let Some(fallback) = &w.fallback else {
+        return failed(st);
+    };
+    let Ok(memory) = w.get_memory.send(GetMemory).await else {
+        return failed(st);
+    };
+    // A request id apart from the LLM's, so the seeded instructor does not repeat itself.
+    let request_id = request_base | 0xFF;
+    let Ok(Ok(prompt)) = w.render_cot.send(RenderCot { memory, request_id }).await else {
+        return failed(st);
+    };
+    let Ok(Ok(reply)) = fallback.send(Complete(prompt)).await else {
+        return failed(st);
+    };
+    match w.parse_arch.send(ParseArch { reply: reply.text }).await {
+        Ok(Ok(arch)) => {
+            w.publish(Event::Failed {
+                candidate: None,
+                proposal: Some(proposal),
+                kind: "fallback".into(),
+                reason: "the LLM gave no usable design; the offline instructor proposed".into(),
+            });
+            Proposal {
+                candidates: vec![arch],
+                stats: ProposalStats {
+                    fallback: true,
+                    ..st
+                },
+            }
+        }
+        _ => failed(st),
     }
 }
 
@@ -410,14 +501,11 @@ async fn cot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
             kind: kind.into(),
             reason,
         });
-        Proposal {
-            candidates: vec![],
-            stats: ProposalStats { failed: true, ..st },
-        }
+        fallback_proposal(w, proposal, request_base, st)
     };
     let memory = match w.get_memory.send(GetMemory).await {
         Ok(m) => m,
-        Err(e) => return fail(st, "memory", e.to_string()),
+        Err(e) => return fail(st, "memory", e.to_string()).await,
     };
     let mut prompt = match w
         .render_cot
@@ -428,14 +516,14 @@ async fn cot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
         .await
     {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => return fail(st, "prompt", e),
-        Err(e) => return fail(st, "prompt", e.to_string()),
+        Ok(Err(e)) => return fail(st, "prompt", e).await,
+        Err(e) => return fail(st, "prompt", e.to_string()).await,
     };
     for attempt in 0..=s.search.max_repairs {
         let tag = format!("s{}-p{proposal:04}-a{attempt}", w.run.session);
         let reply = match ask(w, &tag, &prompt, &mut st).await {
             Ok(r) => r,
-            Err(e) => return fail(st, "llm", e),
+            Err(e) => return fail(st, "llm", e).await,
         };
         match w
             .parse_arch
@@ -473,11 +561,11 @@ async fn cot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
                     .await
                 {
                     Ok(Ok(p)) => p,
-                    Ok(Err(e)) => return fail(st, "prompt", e),
-                    Err(e) => return fail(st, "prompt", e.to_string()),
+                    Ok(Err(e)) => return fail(st, "prompt", e).await,
+                    Err(e) => return fail(st, "prompt", e.to_string()).await,
                 };
             }
-            Err(e) => return fail(st, "parser", e.to_string()),
+            Err(e) => return fail(st, "parser", e.to_string()).await,
         }
     }
     fail(
@@ -485,6 +573,7 @@ async fn cot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
         "repairs_exhausted",
         "no valid new architecture after the repair budget".into(),
     )
+    .await
 }
 
 fn edge_key(e: &EdgeSpec) -> String {
@@ -596,11 +685,7 @@ async fn tot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
             .await;
         let mut scored: Vec<(f64, String, Vec<EdgeSpec>)> = Vec::new();
         for (partial, s2) in results {
-            st.requests += s2.requests;
-            st.replies += s2.replies;
-            st.usage += s2.usage;
-            st.rejected.extend(s2.rejected);
-            st.llm_errors.extend(s2.llm_errors);
+            st.merge(s2);
             if partial.iter().any(|e| e.to == node as i64) {
                 let key = partial.iter().map(edge_key).collect::<Vec<_>>().join(";");
                 if !scored.iter().any(|(_, k, _)| *k == key) {
@@ -617,11 +702,7 @@ async fn tot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
                 kind: "tot_dead_end".into(),
                 reason: format!("no branch produced usable edges for node {node}"),
             });
-            st.failed = true;
-            return Proposal {
-                candidates: vec![],
-                stats: st,
-            };
+            return fallback_proposal(w, proposal, request_base, st).await;
         }
     }
     // Full candidates go through the parser like any reply: validation, canonical form, dedup.
@@ -647,7 +728,9 @@ async fn tot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
             Err(_) => {}
         }
     }
-    st.failed = candidates.is_empty();
+    if candidates.is_empty() {
+        return fallback_proposal(w, proposal, request_base, st).await;
+    }
     Proposal {
         candidates,
         stats: st,

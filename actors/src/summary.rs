@@ -50,11 +50,25 @@ pub struct Summary {
     pub repairs: usize,
     /// Proposals abandoned after the repair budget or an LLM error.
     pub failed_proposals: usize,
+    /// Requests that failed after their retries, by kind (`llm_timeout`, `llm_rate_limited`...).
     pub llm_errors: BTreeMap<String, usize>,
+    /// Faults survived by retrying or downgrading the response format, by kind (requests that
+    /// failed in the end count once under `llm_errors` instead).
+    pub llm_retries: BTreeMap<String, usize>,
+    /// Proposals the LLM could not deliver that the seeded offline instructor filled in
+    /// (`search.fallback`), so that the budget is still spent on evaluations.
+    pub fallbacks: usize,
+    /// Wall time spent waiting for instructor replies (summed over concurrent requests).
+    pub llm_seconds: f64,
     pub stage: Option<Stage>,
     pub stage_switch_after: Option<usize>,
     pub best: Option<Best>,
     pub usage: Usage,
+    /// Tokens spent on each evaluated candidate: its proposal's requests, repairs included (a
+    /// tree-of-thought proposal's tokens are shared evenly among the candidates it produced).
+    pub candidate_usage: BTreeMap<usize, Usage>,
+    /// Estimated cost in US dollars, when `[llm.prices]` lists the model.
+    pub cost_usd: Option<f64>,
     pub seconds: f64,
     pub final_results: Vec<FinalResult>,
     /// Why the search stopped early, if it did.

@@ -6,6 +6,7 @@
 use crate::evaluator::{EvalSetup, EvaluatorPool};
 use crate::events::EventBus;
 use crate::llm_actor::LlmActor;
+use crate::local_llm::LocalServer;
 use crate::memory_actor::MemoryActor;
 use crate::messages::{Complete, Drain, EventMsg, Flush, Subscribe};
 use crate::offline::OfflineInstructor;
@@ -39,6 +40,8 @@ pub enum SearchError {
     RunDir { path: String, msg: String },
     #[error("the search stopped unexpectedly: {0}")]
     Aborted(String),
+    #[error(transparent)]
+    LocalLlm(#[from] crate::local_llm::LocalLlmError),
 }
 
 /// How to run a search besides its settings.
@@ -116,6 +119,20 @@ pub async fn run_search(
             (run, settings)
         }
     };
+    // The local backend: start (or reuse) the server now; `_local` stops one started here when
+    // the search returns, however it returns.
+    let (_local, settings) = if settings.llm.backend == Backend::Local && opts.instructor.is_none()
+    {
+        let local = settings.llm.local.clone();
+        let server = tokio::task::spawn_blocking(move || LocalServer::ensure(&local))
+            .await
+            .map_err(|e| SearchError::Aborted(e.to_string()))??;
+        let mut s = settings;
+        s.llm = server.client_settings(&s.llm);
+        (Some(server), s)
+    } else {
+        (None, settings)
+    };
     let settings = Arc::new(settings);
     let prepared = {
         let s = settings.clone();
@@ -157,6 +174,16 @@ pub async fn run_search(
         space: settings.search.space,
     };
     let templates = Templates::new(settings.prompts_dir.clone());
+    // What a prompt may take of the context window: the rest is the reply's.
+    let prompt_tokens = match settings.llm.backend {
+        Backend::Offline => None,
+        _ => Some(
+            settings
+                .llm
+                .context_tokens
+                .saturating_sub(settings.llm.max_tokens as usize),
+        ),
+    };
     let prompt = {
         let s0 = if resumed.len()
             >= (settings.search.exploration_share * settings.search.budget as f64).ceil() as usize
@@ -166,15 +193,21 @@ pub async fn run_search(
         } else {
             Stage::Exploration
         };
-        Supervisor::start(move |_| PromptActor::new(templates, task, s0))
+        Supervisor::start(move |_| {
+            PromptActor::new(templates, task, s0).with_context(prompt_tokens)
+        })
     };
     bus.do_send(Subscribe(prompt.clone().recipient()));
     let space = settings.search.space;
     let parser = Supervisor::start(move |_| ParserActor::new(space, known));
+    let seed = settings.search.seed;
+    let offline = || Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient();
     let llm: Recipient<Complete> = match opts.instructor {
         Some(r) => r,
         None => instructor_for(&settings),
     };
+    let fallback =
+        (settings.search.fallback && settings.llm.backend != Backend::Offline).then(offline);
     let devices = resolve_devices(&settings.evaluators.devices).map_err(SearchError::Settings)?;
     let setup = Arc::new(EvalSetup {
         prepared: Arc::new(prepared.clone()),
@@ -201,6 +234,7 @@ pub async fn run_search(
         render_step: prompt.clone().recipient(),
         render_repair: prompt.recipient(),
         llm,
+        fallback,
         parse_arch: parser.clone().recipient(),
         parse_step: parser.recipient(),
         get_memory: memory.clone().recipient(),
@@ -270,9 +304,9 @@ pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
             let seed = settings.search.seed;
             Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient()
         }
-        Backend::Openai => {
+        Backend::Openai | Backend::Local => {
             let l = settings.llm.clone();
-            Supervisor::start(move |_| LlmActor::new(l)).recipient()
+            Supervisor::start(move |_| LlmActor::new(l, space)).recipient()
         }
     }
 }
