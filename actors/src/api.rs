@@ -271,7 +271,10 @@ async fn exchanges(
     }
     let items = crate::rundir::read_exchanges(&s.run_dir(&id), session, proposal).map_err(|e| {
         tracing::error!(search = %id, "reading prompts and replies: {e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the run directory")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the run directory",
+        )
     })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "session": session, "proposal": proposal, "items": items

@@ -211,11 +211,16 @@ mod tests {
         assert_eq!(got[0].prompt.as_deref(), Some("P0"));
         assert_eq!(got[0].reply.as_deref(), Some("R0 <script>"));
         assert_eq!(got[1].reply, None);
-        std::fs::write(run.join("replies/s1-p0002-a1.md"), "x".repeat(EXCHANGE_MAX_BYTES + 10))
-            .unwrap();
+        std::fs::write(
+            run.join("replies/s1-p0002-a1.md"),
+            "x".repeat(EXCHANGE_MAX_BYTES + 10),
+        )
+        .unwrap();
         let got = read_exchanges(run, 1, 2).unwrap();
         let long = got[1].reply.as_deref().unwrap();
         assert!(long.ends_with("[... truncated]") && long.len() < EXCHANGE_MAX_BYTES + 40);
-        assert!(read_exchanges(&run.join("missing"), 1, 2).unwrap().is_empty());
+        assert!(read_exchanges(&run.join("missing"), 1, 2)
+            .unwrap()
+            .is_empty());
     }
 }

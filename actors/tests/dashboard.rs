@@ -125,7 +125,9 @@ async fn page_assets_and_exchanges_endpoint() {
     let js = get(&c, format!("{base}/assets/app.js"), false).await;
     let js = js.text().await.unwrap();
     assert!(
-        !js.contains("innerHTML") && !js.contains("outerHTML") && !js.contains("insertAdjacentHTML"),
+        !js.contains("innerHTML")
+            && !js.contains("outerHTML")
+            && !js.contains("insertAdjacentHTML"),
         "the dashboard writes untrusted text as text only"
     );
     // The API itself still needs the token for reads here.
@@ -244,6 +246,9 @@ async fn dashboard_in_a_headless_browser() {
     assert!(run.status.success(), "e2e failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("e2e: ok"));
     let png = std::fs::read(&shot).expect("no screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot"
+    );
     h.shutdown().await;
 }
