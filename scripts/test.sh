@@ -11,4 +11,7 @@ export OMP_NUM_THREADS=1
 # The Ray evaluator tests run against a real local Ray head (loopback only).
 ISTS_RAY="$(scripts/setup-ray.sh)"
 export ISTS_RAY
+# The dashboard's browser test: Debian's chromium and playwright-core (npm), installed once.
+ISTS_DASHBOARD_E2E="$(scripts/setup-dashboard-e2e.sh)"
+export ISTS_DASHBOARD_E2E
 cargo test --workspace "$@"

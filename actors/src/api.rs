@@ -173,10 +173,13 @@ async fn list(req: HttpRequest, s: State) -> Result<HttpResponse, ApiError> {
 async fn get(req: HttpRequest, s: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &s, false)?;
     check_id(&id)?;
-    match s.search(&id)? {
-        Some(row) => Ok(HttpResponse::Ok().json(row)),
-        None => Err(not_found(&id)),
-    }
+    let Some(row) = s.search(&id)? else {
+        return Err(not_found(&id));
+    };
+    // The summary (with the final training metrics) only for one search: the list stays small.
+    let mut v = serde_json::to_value(row).map_err(StoreError::from)?;
+    v["summary"] = s.store.summary(&id)?.unwrap_or(serde_json::Value::Null);
+    Ok(HttpResponse::Ok().json(v))
 }
 
 #[derive(Deserialize)]
@@ -251,6 +254,33 @@ async fn events(
         .streaming(stream))
 }
 
+/// The prompts and replies of one proposal (`session` counts the search's starts, as the
+/// `started` events do; `proposal` is the number in `parsed` / `rejected` events). Both are
+/// numbers checked by the router, and the files are looked up inside the search's own run
+/// directory, so no path ever comes from the client.
+async fn exchanges(
+    req: HttpRequest,
+    s: State,
+    path: web::Path<(String, u32, u32)>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &s, false)?;
+    let (id, session, proposal) = path.into_inner();
+    check_id(&id)?;
+    if s.store.status(&id)?.is_none() {
+        return Err(not_found(&id));
+    }
+    let items = crate::rundir::read_exchanges(&s.run_dir(&id), session, proposal).map_err(|e| {
+        tracing::error!(search = %id, "reading prompts and replies: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the run directory",
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "session": session, "proposal": proposal, "items": items
+    })))
+}
+
 async fn cancel(
     req: HttpRequest,
     s: State,
@@ -304,6 +334,10 @@ pub fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            // A malformed number in a path (e.g. a proposal) is a JSON 400 like every error.
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("path: {e}")).into()
+            }))
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .route("/searches", web::post().to(submit))
@@ -312,6 +346,11 @@ pub fn serve(
             .route("/searches/{id}/candidates", web::get().to(candidates))
             .route("/searches/{id}/events", web::get().to(events))
             .route("/searches/{id}/cancel", web::post().to(cancel))
+            .route(
+                "/searches/{id}/exchanges/{session}/{proposal}",
+                web::get().to(exchanges),
+            )
+            .configure(crate::dashboard::routes)
             .default_service(web::to(fallback))
     })
     .workers(workers)

@@ -370,6 +370,11 @@ impl Shared {
         })
     }
 
+    /// The run directory of search `id` (an id the API has already checked).
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.runs_dir.join(id)
+    }
+
     pub fn search(&self, id: &str) -> Result<Option<SearchRow>, StoreError> {
         self.store.get(id)
     }

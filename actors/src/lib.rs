@@ -21,11 +21,13 @@
 //! - [`report`]: the Markdown report with PNG plots of a run.
 //! - [`bench`]: the actor-overhead and pipelining benchmark.
 //! - [`daemon`], [`api`], [`store`], [`fair`], [`metrics`]: the long-running daemon - HTTP API,
-//!   SQLite store, resume at start, fair evaluator share, Prometheus metrics.
+//!   SQLite store, resume at start, fair evaluator share, Prometheus metrics; [`dashboard`]:
+//!   its web page.
 
 pub mod api;
 pub mod bench;
 pub mod daemon;
+pub mod dashboard;
 pub mod evaluator;
 pub mod events;
 pub mod fair;

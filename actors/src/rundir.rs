@@ -85,6 +85,75 @@ impl RunDir {
     }
 }
 
+/// One request of a proposal as logged: the prompt and the instructor's reply (either may be
+/// missing, e.g. a prompt whose request failed). The reply is untrusted text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exchange {
+    pub tag: String,
+    pub prompt: Option<String>,
+    pub reply: Option<String>,
+}
+
+/// Longest text returned per file: a runaway reply must not become a huge HTTP response.
+pub const EXCHANGE_MAX_BYTES: usize = 256 * 1024;
+
+/// A tag as the stage actor writes it: `s{session}-p{proposal:04}-` then lowercase letters,
+/// digits and dashes. Anything else in the directories is not ours and is never served.
+fn is_tag(name: &str) -> bool {
+    name.starts_with('s')
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    let cut = &bytes[..bytes.len().min(EXCHANGE_MAX_BYTES)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if bytes.len() > EXCHANGE_MAX_BYTES {
+        text.push_str("\n[... truncated]");
+    }
+    Ok(text)
+}
+
+/// The prompts and replies of proposal `proposal` of session `session` in the run directory
+/// `run`, in tag order (attempts, or tree-of-thought steps). The file names are built here from
+/// two numbers, never taken from a client.
+pub fn read_exchanges(run: &Path, session: u32, proposal: u32) -> std::io::Result<Vec<Exchange>> {
+    let prefix = format!("s{session}-p{proposal:04}-");
+    let mut by_tag = std::collections::BTreeMap::<String, Exchange>::new();
+    for (sub, is_prompt) in [("prompts", true), ("replies", false)] {
+        let dir = match std::fs::read_dir(run.join(sub)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in dir {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(tag) = name.to_str().and_then(|n| n.strip_suffix(".md")) else {
+                continue;
+            };
+            if !tag.starts_with(&prefix) || !is_tag(tag) || !entry.file_type()?.is_file() {
+                continue;
+            }
+            let text = read_capped(&entry.path())?;
+            let ex = by_tag.entry(tag.to_string()).or_insert_with(|| Exchange {
+                tag: tag.to_string(),
+                prompt: None,
+                reply: None,
+            });
+            if is_prompt {
+                ex.prompt = Some(text);
+            } else {
+                ex.reply = Some(text);
+            }
+        }
+    }
+    Ok(by_tag.into_values().collect())
+}
+
 /// Subscriber that appends every event to `events.jsonl`.
 pub struct EventLog {
     file: std::fs::File,
@@ -112,5 +181,46 @@ impl Handler<EventMsg> for EventLog {
                 tracing::warn!("cannot log event: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchanges_pair_prompts_and_replies_of_one_proposal_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path();
+        for sub in ["prompts", "replies"] {
+            std::fs::create_dir_all(run.join(sub)).unwrap();
+        }
+        let w = |sub: &str, name: &str, text: &str| {
+            std::fs::write(run.join(sub).join(name), text).unwrap()
+        };
+        w("prompts", "s1-p0002-a0.md", "P0");
+        w("replies", "s1-p0002-a0.md", "R0 <script>");
+        w("prompts", "s1-p0002-a1.md", "P1");
+        w("replies", "s1-p0020-a0.md", "other proposal");
+        w("replies", "s2-p0002-a0.md", "other session");
+        w("replies", "s1-p0002-a0.md.bak", "not a tag");
+        w("replies", "s1-p0002-A0.md", "not our grammar");
+        let got = read_exchanges(run, 1, 2).unwrap();
+        let tags: Vec<_> = got.iter().map(|e| e.tag.as_str()).collect();
+        assert_eq!(tags, ["s1-p0002-a0", "s1-p0002-a1"]);
+        assert_eq!(got[0].prompt.as_deref(), Some("P0"));
+        assert_eq!(got[0].reply.as_deref(), Some("R0 <script>"));
+        assert_eq!(got[1].reply, None);
+        std::fs::write(
+            run.join("replies/s1-p0002-a1.md"),
+            "x".repeat(EXCHANGE_MAX_BYTES + 10),
+        )
+        .unwrap();
+        let got = read_exchanges(run, 1, 2).unwrap();
+        let long = got[1].reply.as_deref().unwrap();
+        assert!(long.ends_with("[... truncated]") && long.len() < EXCHANGE_MAX_BYTES + 40);
+        assert!(read_exchanges(&run.join("missing"), 1, 2)
+            .unwrap()
+            .is_empty());
     }
 }

@@ -72,6 +72,8 @@ pub struct SearchRow {
     pub tokens: Tokens,
     /// Why the search failed or stopped early.
     pub error: Option<String>,
+    /// The instructor back end, `backend` or `backend:model` (the dashboard's list shows it).
+    pub llm: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +162,16 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The offline instructor has no model worth naming; an endpoint's model is what tells two
+/// searches apart.
+fn llm_label(backend: Option<String>, model: Option<String>) -> String {
+    match (backend, model) {
+        (Some(b), Some(m)) if b != "offline" && !m.is_empty() => format!("{b}:{m}"),
+        (Some(b), _) => b,
+        (None, _) => "unknown".into(),
+    }
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -341,7 +353,8 @@ impl Store {
         let row = c
             .query_row(
                 "SELECT id, status, created_ms, stage, budget, prompt_tokens, completion_tokens, error,
-                        (SELECT COUNT(*) FROM evaluations e WHERE e.search_id = s.id)
+                        (SELECT COUNT(*) FROM evaluations e WHERE e.search_id = s.id),
+                        json_extract(config, '$.llm.backend'), json_extract(config, '$.llm.model')
                  FROM searches s WHERE id = ?1",
                 params![id],
                 |r| {
@@ -365,6 +378,7 @@ impl Store {
                             completion: r.get::<_, i64>(6)?.max(0) as u64,
                         },
                         error: r.get(7)?,
+                        llm: llm_label(r.get(9)?, r.get(10)?),
                     })
                 },
             )
@@ -391,6 +405,21 @@ impl Store {
             row.stage = Some("exploration".into());
         }
         Ok(Some(row))
+    }
+
+    /// The stored summary of a finished search (with its final training reports, if any).
+    pub fn summary(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<Option<String>> = lock(&self.read)
+            .query_row(
+                "SELECT summary FROM searches WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match text.flatten() {
+            Some(t) => Some(serde_json::from_str(&t)?),
+            None => None,
+        })
     }
 
     /// Every search, newest first, at most `limit`.
