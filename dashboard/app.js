@@ -1,6 +1,6 @@
 // The ists dashboard: vanilla JavaScript, no dependencies. Everything that comes from a search
 // (LLM replies, prompts, reasons, ids) is put on the page with textContent or SVG text nodes,
-// never innerHTML: a reply is untrusted text and must never run as HTML or script.
+// never an HTML-parsing sink: a reply is untrusted text and must never run as HTML or script.
 'use strict';
 
 const $ = (sel) => document.querySelector(sel);
