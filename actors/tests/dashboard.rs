@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::root;
+
 const TOKEN: &str = "dash-token-41c9";
 const SCRIPT: &str = "<script>window.__pwned=1</script>";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Replies with a new architecture each time, wrapped in a `<script>`; the second reply has no
 /// architecture at all, so the search rejects it and repairs.

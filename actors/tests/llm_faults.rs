@@ -7,22 +7,17 @@
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use ists::config::{Backend, Settings};
 use ists::data::DataSpec;
-use ists_actors::{run_search, settings, SearchOptions};
+use ists_actors::{run_search, SearchOptions};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::journal;
 
 fn tiny(runs: &Path) -> Settings {
-    tch::set_num_threads(1);
-    let mut s = settings::load(Some(&root().join("config/tiny.toml"))).unwrap();
-    s.runs_dir = runs.to_path_buf();
-    s.data_dir = root().join("data");
-    s.prompts_dir = root().join("prompts");
+    let mut s = common::tiny(runs);
     s.final_train.top_k = 0;
     s.search.in_flight = 1;
     s
@@ -111,14 +106,6 @@ fn start_mock(mock: Arc<Mock>) -> String {
     let addr = server.addrs()[0];
     actix::spawn(server.run());
     format!("http://{addr}/v1")
-}
-
-fn journal(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {

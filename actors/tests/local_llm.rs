@@ -14,9 +14,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::root;
 
 /// Checks `v` against the subset of JSON Schema that `ists::schema` uses; returns the path of
 /// the first violation.

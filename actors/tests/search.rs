@@ -4,35 +4,17 @@
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use ists::config::{Backend, Mode, Settings};
+use ists::config::{Backend, Mode};
 use ists_actors::messages::{Event, EventMsg};
-use ists_actors::{run_search, settings, SearchOptions};
+use ists_actors::{run_search, SearchOptions};
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn tiny(runs: &Path) -> Settings {
-    tch::set_num_threads(1);
-    let mut s = settings::load(Some(&root().join("config/tiny.toml"))).unwrap();
-    s.runs_dir = runs.to_path_buf();
-    s.data_dir = root().join("data");
-    s.prompts_dir = root().join("prompts");
-    s
-}
-
-fn journal(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+mod common;
+use common::{journal, root, tiny};
 
 /// Collects every event it receives.
 #[derive(Default)]
