@@ -197,15 +197,21 @@ async fn candidates(
     authorize(&req, &s, false)?;
     check_id(&id)?;
     let page: Page = serde_urlencoded_query(req.query_string())?;
-    if s.store.status(&id)?.is_none() {
-        return Err(not_found(&id));
-    }
+    ensure_exists(&s, &id)?;
     let offset = page.offset.unwrap_or(0);
     let limit = page.limit.unwrap_or(50).clamp(1, 500);
     let (total, items) = s.store.candidates(&id, offset, limit)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "total": total, "offset": offset, "limit": limit, "items": items
     })))
+}
+
+/// 404 unless the search exists (the id's form is checked by `check_id` first).
+fn ensure_exists(s: &State, id: &str) -> Result<(), ApiError> {
+    match s.store.status(id)? {
+        Some(_) => Ok(()),
+        None => Err(not_found(id)),
+    }
 }
 
 fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, ApiError> {
@@ -221,9 +227,7 @@ async fn events(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &s, false)?;
     check_id(&id)?;
-    if s.store.status(&id)?.is_none() {
-        return Err(not_found(&id));
-    }
+    ensure_exists(&s, &id)?;
     let after = match req.headers().get("Last-Event-ID") {
         Some(v) => v
             .to_str()
@@ -266,9 +270,7 @@ async fn exchanges(
     authorize(&req, &s, false)?;
     let (id, session, proposal) = path.into_inner();
     check_id(&id)?;
-    if s.store.status(&id)?.is_none() {
-        return Err(not_found(&id));
-    }
+    ensure_exists(&s, &id)?;
     let items = crate::rundir::read_exchanges(&s.run_dir(&id), session, proposal).map_err(|e| {
         tracing::error!(search = %id, "reading prompts and replies: {e}");
         ApiError::new(
