@@ -449,7 +449,10 @@ impl Settings {
             return Err("evaluators.devices must list at least one device".into());
         }
         for d in &self.evaluators.devices {
-            parse_device(d).map_err(|e| format!("evaluators.devices: {e}"))?;
+            // "all" (every visible GPU) is resolved when the evaluators start.
+            if d != "all" {
+                parse_device(d).map_err(|e| format!("evaluators.devices: {e}, or all"))?;
+            }
         }
         if self.evaluators.ray.max_in_flight == 0 {
             return Err("evaluators.ray.max_in_flight must be >= 1".into());

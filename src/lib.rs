@@ -17,6 +17,7 @@
 //! - [`baselines`]: historical average and last value on the same split.
 //! - [`export`]: save a trained model (safetensors) and load it back.
 //! - [`stats`]: Kendall's tau and Spearman's rho (proxy fidelity).
+//! - [`devcheck`]: one architecture on two devices (GPU against CPU): agreement and speed.
 //! - [`prompt`], [`parse`], [`memory`]: prompt rendering from template files, extraction and
 //!   validation of architectures from LLM replies, and the sorted memory bank.
 //! - [`schema`]: JSON schemas of replies, for servers that constrain decoding.
@@ -26,6 +27,7 @@
 pub mod baselines;
 pub mod config;
 pub mod data;
+pub mod devcheck;
 pub mod error;
 pub mod export;
 pub mod memory;

@@ -327,8 +327,23 @@ impl Trained {
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
         tch::manual_seed(seed as i64);
-        let vs = nn::VarStore::new(data.device);
+        // Initialized on the CPU generator, then moved: the same seed gives the same weights on
+        // every device, so a candidate scores alike on cpu, cuda:0 or a Ray node's GPU.
+        let mut vs = nn::VarStore::new(Device::Cpu);
         let model = StModel::new(&vs.root(), arch, data.shape, cfg, &data.graph)?;
+        if data.device != Device::Cpu {
+            tch::no_grad(|| -> TResult<()> {
+                for (_, mut var) in vs.variables() {
+                    // `variables()` hands out shallow clones: `set_data` swaps the storage the
+                    // model's layers share, so they follow the move.
+                    let moved = var.f_to_device(data.device)?;
+                    var.f_set_data(&moved)?;
+                }
+                Ok(())
+            })?;
+            // Only records the device for later variables (the data already moved, fallibly).
+            vs.set_device(data.device);
+        }
         Ok(Trained { vs, model })
     }
 

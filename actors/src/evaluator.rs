@@ -55,6 +55,31 @@ impl EvaluatorActor {
         self.data.as_ref().ok_or_else(|| "no data".to_string())
     }
 
+    /// An injected fault. On a GPU it is a real one: an allocation no card can serve, so the
+    /// CUDA caching allocator's own out-of-memory error goes through `fault_kind` and the
+    /// restart, as a candidate too big for the card would (`scripts/gpu-check.sh` relies on it).
+    fn injected_fault(&self) -> (String, String) {
+        if self.device.is_cuda() {
+            // 2^40 floats = 4 TiB.
+            match tch::Tensor::f_empty([1i64 << 40], (tch::Kind::Float, self.device)) {
+                Err(e) => {
+                    let message = e.to_string();
+                    return (fault_kind(&message).to_string(), message);
+                }
+                Ok(_) => {
+                    return (
+                        "injected".into(),
+                        "a 4 TiB allocation succeeded on the device; no fault raised".into(),
+                    )
+                }
+            }
+        }
+        (
+            "injected".into(),
+            "fault injected by evaluators.inject_failures".into(),
+        )
+    }
+
     fn fake(&self, arch: &ists::space::Arch, cost: Duration) -> ProxyReport {
         std::thread::sleep(cost);
         let h = u64::from_str_radix(&arch.hash(), 16).unwrap_or(0);
@@ -124,11 +149,10 @@ impl Handler<Evaluate> for EvaluatorActor {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if injected {
+            let (kind, message) = self.injected_fault();
+            tracing::warn!(candidate = msg.candidate, %kind, detail = %message, "injected fault; restarting");
             ctx.stop();
-            return MessageResult(EvalOutcome::Failed {
-                kind: "injected".into(),
-                message: "fault injected by evaluators.inject_failures".into(),
-            });
+            return MessageResult(EvalOutcome::Failed { kind, message });
         }
         if let Some(cost) = self.setup.fake_cost {
             return MessageResult(EvalOutcome::Report(self.fake(&msg.arch, cost)));
@@ -147,7 +171,7 @@ impl Handler<Evaluate> for EvaluatorActor {
         MessageResult(match result {
             Ok(r) => EvalOutcome::Report(r),
             Err((kind, message)) => {
-                tracing::warn!(candidate = msg.candidate, %kind, %message, "evaluator fault; restarting");
+                tracing::warn!(candidate = msg.candidate, %kind, detail = %message, "evaluator fault; restarting");
                 ctx.stop();
                 EvalOutcome::Failed { kind, message }
             }

@@ -157,7 +157,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LlmCmd,
     },
-    /// Benchmarks (not tests): `actors` or `proxy`.
+    /// Benchmarks (not tests): `actors`, `proxy` or `gpu`.
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
@@ -201,6 +201,29 @@ enum BenchCmd {
         arch: PathBuf,
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+    },
+    /// A device against the CPU (`scripts/gpu-check.sh` runs it on a GPU host): forecasts and
+    /// proxy scores within tolerance, a real out-of-memory classified and survived, and the
+    /// proxy time per candidate on each, as a table. Exits non-zero when a check fails.
+    Gpu {
+        #[arg(long, default_value = "cuda:0")]
+        device: String,
+        #[arg(long, default_value = "cpu")]
+        reference: String,
+        #[arg(long, default_value = "config/reference-arch.json")]
+        arch: PathBuf,
+        /// Settings layered over the defaults (data, model, proxy).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Candidates timed on each device: the reference architecture, then sampled ones.
+        #[arg(long, default_value_t = 4)]
+        candidates: usize,
+        /// libtorch threads of the CPU timing (0 = every core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Where to write the JSON record.
+        #[arg(long, default_value = "gpu-check.json")]
+        out: PathBuf,
     },
 }
 
@@ -310,6 +333,23 @@ fn main() -> Result<()> {
                 candidates,
             } => cmd_bench_actors(latency_ms, cost_ms, candidates),
             BenchCmd::Proxy { arch, repeat } => cmd_bench_proxy(arch, repeat),
+            BenchCmd::Gpu {
+                device,
+                reference,
+                arch,
+                config,
+                candidates,
+                threads,
+                out,
+            } => cmd_bench_gpu(GpuCheck {
+                device,
+                reference,
+                arch,
+                config,
+                candidates,
+                threads,
+                out,
+            }),
         },
     }
 }
@@ -882,5 +922,165 @@ fn cmd_eval(
     let report = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
     eprintln!("candidate {candidate}: {:?}", report.status);
     println!("{RESULT_MARKER}{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+struct GpuCheck {
+    device: String,
+    reference: String,
+    arch: PathBuf,
+    config: Option<PathBuf>,
+    candidates: usize,
+    threads: usize,
+    out: PathBuf,
+}
+
+fn cmd_bench_gpu(a: GpuCheck) -> Result<()> {
+    use ists::devcheck::{compare, time_proxy, Tolerance};
+    use rand::SeedableRng;
+    let s = settings::load(a.config.as_deref())?;
+    let device = ists::config::parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let reference = ists::config::parse_device(&a.reference).map_err(anyhow::Error::msg)?;
+    let cuda = serde_json::json!({
+        "available": tch::Cuda::is_available(),
+        "devices": tch::Cuda::device_count(),
+        "cudnn": tch::Cuda::cudnn_is_available(),
+        "built_with_cuda_feature": cfg!(feature = "cuda"),
+    });
+    println!("libtorch CUDA: {cuda}");
+    for d in [device, reference] {
+        if let tch::Device::Cuda(i) = d {
+            if !tch::Cuda::is_available() {
+                bail!(
+                    "{}: libtorch sees no CUDA device. Build with `--features cuda` against the \
+                     GPU host's torch (scripts/gpu-check.sh build), run with LD_LIBRARY_PATH at \
+                     that torch's lib directory (scripts/gpu-check.sh run), and check the \
+                     driver with nvidia-smi",
+                    a.device
+                );
+            }
+            if i as i64 >= tch::Cuda::device_count() {
+                bail!(
+                    "cuda:{i}: only {} CUDA devices are visible",
+                    tch::Cuda::device_count()
+                );
+            }
+        }
+    }
+    let threads = match a.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    tch::set_num_threads(threads as i32);
+    let arch = read_arch(&a.arch, &s)?;
+    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    println!("{}", prepared.summary());
+    println!("architecture: {}", arch.summary());
+
+    let tol = Tolerance::default();
+    let agreement = compare(&arch, &prepared, &s.model, &s.proxy, reference, device, tol)?;
+    println!(
+        "\n| check ({} vs {}) | {} | {} | relative difference | bound |",
+        agreement.other, agreement.reference, agreement.reference, agreement.other
+    );
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| untrained forecasts (max abs diff {:.3e}) | | | {:.3e} | {:.1e} |",
+        agreement.forward_max_abs, agreement.forward_rel, tol.forward
+    );
+    println!(
+        "| first training loss | {:.5} | {:.5} | {:.3e} | {:.1e} |",
+        agreement.first_loss.0, agreement.first_loss.1, agreement.first_loss_rel, tol.first_loss
+    );
+    let f = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.5}"));
+    println!(
+        "| proxy validation MAE ({} steps) | {} | {} | {:.3e} | {:.1e} |",
+        s.proxy.steps,
+        f(agreement.val_mae.0),
+        f(agreement.val_mae.1),
+        agreement.val_mae_rel,
+        tol.val_mae
+    );
+
+    // A real out-of-memory on the device: classified as the evaluator classifies it, and the
+    // device keeps working afterwards (the timing below runs on it).
+    let oom = if device.is_cuda() {
+        let r = tch::Tensor::f_empty([1i64 << 40], (tch::Kind::Float, device));
+        let (kind, message) = match r {
+            Err(e) => {
+                let m = e.to_string();
+                (ists_actors::evaluator::fault_kind(&m).to_string(), m)
+            }
+            Ok(_) => (
+                "none".to_string(),
+                "a 4 TiB allocation succeeded".to_string(),
+            ),
+        };
+        let first_line = message.lines().next().unwrap_or_default().to_string();
+        println!(
+            "\nout-of-memory check: 4 TiB allocation on {} -> kind {kind}: {first_line}",
+            a.device
+        );
+        Some(serde_json::json!({"kind": kind, "message": first_line}))
+    } else {
+        None
+    };
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.search.seed);
+    let mut archs = vec![arch.clone()];
+    while archs.len() < a.candidates.max(1) {
+        let c = Arch::sample(s.search.space, &mut rng);
+        if archs.iter().all(|b| b.hash() != c.hash()) {
+            archs.push(c);
+        }
+    }
+    let on_device = time_proxy(&archs, &prepared, &s.model, &s.proxy, device)?;
+    let on_reference = time_proxy(&archs, &prepared, &s.model, &s.proxy, reference)?;
+    println!(
+        "\n| device | threads | candidates | warm-up s | median s per candidate | mean s | speed-up (median) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for t in [&on_reference, &on_device] {
+        println!(
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2}x |",
+            t.device,
+            if t.device == "cpu" {
+                t.threads.to_string()
+            } else {
+                "-".into()
+            },
+            t.seconds.len(),
+            t.warmup_seconds,
+            t.median(),
+            t.mean(),
+            on_reference.median() / t.median()
+        );
+    }
+    let record = serde_json::json!({
+        "cuda": cuda,
+        "dataset": prepared.name,
+        "proxy": s.proxy,
+        "model": s.model,
+        "agreement": agreement,
+        "oom": oom,
+        "timing": [on_reference, on_device],
+        "architectures": archs.iter().map(|a| a.to_spec()).collect::<Vec<_>>(),
+    });
+    std::fs::write(&a.out, serde_json::to_string_pretty(&record)?)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!("\nrecord written to {}", a.out.display());
+    let mut failed: Vec<String> = agreement.failures.clone();
+    if let Some(o) = &oom {
+        if o["kind"] != "cuda_oom" {
+            failed.push(format!(
+                "the out-of-memory was classified as {}, not cuda_oom",
+                o["kind"]
+            ));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("device check failed:\n- {}", failed.join("\n- "));
+    }
+    println!("device check passed");
     Ok(())
 }

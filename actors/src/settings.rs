@@ -145,4 +145,29 @@ mod tests {
             .to_string();
         assert!(e.contains("search.budget"), "{e}");
     }
+
+    #[test]
+    fn devices_all_is_valid_and_resolves_to_the_cpu_without_a_gpu() {
+        let base = load(Some(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/gpu-check.toml"
+        ))))
+        .unwrap();
+        assert_eq!(base.evaluators.devices, ["all"]);
+        let e = from_json_over(
+            &base,
+            &serde_json::json!({"evaluators": {"devices": ["gpu0"]}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("evaluators.devices") && e.contains("gpu0"),
+            "{e}"
+        );
+        // CI has no GPU (and the default build no CUDA): "all" falls back to the CPU.
+        if !tch::Cuda::is_available() {
+            let d = crate::supervisor::resolve_devices(&base.evaluators.devices).unwrap();
+            assert_eq!(d, [tch::Device::Cpu]);
+        }
+    }
 }

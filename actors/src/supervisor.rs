@@ -209,6 +209,7 @@ pub async fn run_search(
     let fallback =
         (settings.search.fallback && settings.llm.backend != Backend::Offline).then(offline);
     let devices = resolve_devices(&settings.evaluators.devices).map_err(SearchError::Settings)?;
+    tracing::info!(devices = ?devices, "one evaluator actor per device");
     let setup = Arc::new(EvalSetup {
         prepared: Arc::new(prepared.clone()),
         model: settings.model.clone(),

@@ -353,3 +353,49 @@ fn kill_minus_nine_then_resume_loses_nothing() {
     assert_eq!(ids.len(), 10, "a candidate was recorded twice");
     assert_eq!(hashes.len(), 10, "an architecture was evaluated twice");
 }
+
+/// `ists bench gpu` (what scripts/gpu-check.sh runs on a GPU host) with the CPU as both
+/// devices: every check runs, passes, and lands in the JSON record; a device libtorch cannot
+/// see is refused with a message that says what to do.
+#[test]
+fn bench_gpu_cpu_against_cpu_passes_and_writes_its_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("gpu-check.json");
+    let run = |device: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+            .current_dir(root())
+            .args([
+                "bench",
+                "gpu",
+                "--config",
+                "config/tiny.toml",
+                "--candidates",
+                "2",
+            ])
+            .args(["--threads", "1", "--device", device, "--out"])
+            .arg(&out)
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap()
+    };
+    let ok = run("cpu");
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("device check passed"), "{stdout}");
+    assert!(stdout.contains("| proxy validation MAE"), "{stdout}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(record["agreement"]["failures"], serde_json::json!([]));
+    assert_eq!(record["timing"][1]["seconds"].as_array().unwrap().len(), 2);
+    assert!(record["oom"].is_null(), "no out-of-memory check on the CPU");
+    if !tch::Cuda::is_available() {
+        let refused = run("cuda:0");
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("libtorch sees no CUDA device"), "{err}");
+    }
+}

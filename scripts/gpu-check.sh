@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The GPU check of the evaluator, in two halves: the GPU host has torch 2.11.0+cu130 in its
+# Python but no Rust toolchain and no network; the build machine has both but no GPU.
+#
+#   scripts/gpu-check.sh build   (build machine) the `ists` binary with `--features cuda`,
+#                                linked against the same torch 2.11.0 wheel, staged in gpu-check/
+#                                (git-ignored, about 25 MB; copy it, or `carry` it, to the host)
+#   scripts/gpu-check.sh run     (GPU host, repository root) within 5 minutes:
+#                                1. `ists bench gpu`: cuda:0 against cpu on the same architecture,
+#                                   data and seed (forecasts, first loss and proxy score within
+#                                   tolerance), a real CUDA out-of-memory classified `cuda_oom`,
+#                                   and the proxy time per candidate on GPU and CPU as a table;
+#                                2. a short search on `devices = ["all"]` through the actors, with
+#                                   two real out-of-memory faults injected: the candidate that hit
+#                                   them is recorded as failed `cuda_oom`, the evaluator is rebuilt
+#                                   and every other candidate is evaluated.
+#
+# Results go to $OUT when set (the device tool's output folder), else gpu-check/out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stage=gpu-check
+
+build() {
+  scripts/setup-libtorch.sh --cuda
+  CARGO_TARGET_DIR=target/cuda cargo build --release --features cuda -p ists-actors --bin ists
+  mkdir -p "$stage"
+  cp target/cuda/release/ists "$stage/ists"
+  strip --strip-debug "$stage/ists" 2>/dev/null || true
+  if ! readelf -d "$stage/ists" | grep -q 'libtorch_cuda.so'; then
+    echo "gpu-check: $stage/ists does not link libtorch_cuda.so (is the cuda feature on?)" >&2
+    exit 1
+  fi
+  echo "gpu-check: staged $stage/ists ($(du -h "$stage/ists" | cut -f1)); on the GPU host run: scripts/gpu-check.sh run" >&2
+}
+
+run() {
+  local out="${OUT:-$stage/out}" bin="$stage/ists" fails=0
+  mkdir -p "$out"
+  [ -x "$bin" ] || { echo "gpu-check: no $bin; run 'scripts/gpu-check.sh build' on the build machine first" >&2; exit 1; }
+  local py
+  py=$(command -v python3 || command -v python)
+  local torchlib
+  torchlib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') || {
+    echo "gpu-check: $py cannot import torch; the binary needs the host's torch 2.11.0 libraries" >&2; exit 1; }
+  local tv
+  tv=$("$py" -c 'import torch; print(torch.__version__)')
+  case "$tv" in
+    2.11.0*) ;;
+    *) echo "gpu-check: the host has torch $tv; the binary is built against 2.11.0 (libtorch's ABI changes between versions)" >&2; exit 1 ;;
+  esac
+  # The host's torch replaces the build machine's libtorch (the binary's rpath points there);
+  # libtorch_cuda finds cuBLAS, cuDNN, ... through its own rpath into the host's nvidia wheels.
+  export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  {
+    echo "# GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "torch $tv ($torchlib)"
+    local gpu
+    gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null) \
+      || gpu=$("$py" -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null) \
+      || gpu="none visible (neither nvidia-smi nor torch.cuda found one)"
+    echo "GPU: $gpu"
+    echo "CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    echo "libtorch resolved as:"
+    ldd "$bin" | grep -E 'libtorch|libc10' | sed 's/^/  /'
+  } | tee "$out/environment.txt"
+
+  echo; echo "## 1. ists bench gpu (cuda:0 against cpu)"
+  if ! timeout 170 "$bin" bench gpu --out "$out/bench-gpu.json" 2> "$out/bench-gpu.log" | tee "$out/bench-gpu.md"; then
+    echo "FAILED: bench gpu (log tail below, whole log in $out/bench-gpu.log)"; tail -n 20 "$out/bench-gpu.log"; fails=$((fails + 1))
+  fi
+
+  echo; echo "## 2. search on devices = [\"all\"] with two real out-of-memory faults"
+  rm -rf "$out/runs"
+  if NO_COLOR=1 ISTS__RUNS_DIR="$out/runs" timeout 110 "$bin" search --config config/gpu-check.toml \
+      --name gpu-check --inject-failures 2 > "$out/search.txt" 2> "$out/search.log"; then
+    tail -n 12 "$out/search.txt"
+  else
+    echo "FAILED: search (log tail below)"; tail -n 20 "$out/search.log"; fails=$((fails + 1))
+  fi
+  grep -m1 'one evaluator actor per device' "$out/search.log" | sed 's/^.*devices=/evaluator devices: /' || true
+  local ooms
+  ooms=$(grep 'injected fault' "$out/search.log" | grep -c 'cuda_oom' || true)
+  echo "evaluator faults classified cuda_oom (then rebuilt): $ooms of 2"
+  [ "$ooms" -eq 2 ] || { echo "FAILED: expected 2 out-of-memory faults classified cuda_oom"; fails=$((fails + 1)); }
+  if ! "$py" - "$out/runs/gpu-check/journal.jsonl" <<'PY'
+import json, sys
+entries = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+cands = [e for e in entries if "hash" in e and "status" in e]
+ids = [e["id"] for e in cands]
+failed = [e for e in cands if e["status"].get("status") == "failed"]
+ok = [e for e in cands if e["status"].get("status") == "ok"]
+print(f"journal: {len(cands)} candidates, {len(ok)} ok, {len(failed)} failed "
+      + ", ".join(f"(candidate {e['id']}: {e['status'].get('kind')})" for e in failed))
+problems = []
+if len(ids) != len(set(ids)):
+    problems.append("a candidate was recorded twice")
+if len(cands) != 6:
+    problems.append(f"{len(cands)} candidates recorded, the budget is 6")
+# Each fault fails one attempt; a candidate is retried once on the rebuilt evaluator, so it is
+# recorded as failed only when both faults hit it (which one they hit depends on timing).
+if any(e["status"].get("kind") != "cuda_oom" for e in failed):
+    problems.append("a candidate failed with a kind other than cuda_oom")
+if problems:
+    print("FAILED:", "; ".join(problems))
+    sys.exit(1)
+PY
+  then fails=$((fails + 1)); fi
+  if [ -f "$out/runs/gpu-check/model/weights.safetensors" ]; then
+    echo "final model exported: $out/runs/gpu-check/model"
+  else
+    echo "FAILED: no exported final model"; fails=$((fails + 1))
+  fi
+
+  echo
+  if [ "$fails" -eq 0 ]; then echo "gpu-check: PASSED"; else echo "gpu-check: $fails check(s) FAILED"; exit 1; fi
+}
+
+case "${1:-}" in
+  build) build ;;
+  run) run ;;
+  *) echo "usage: scripts/gpu-check.sh build|run" >&2; exit 2 ;;
+esac
