@@ -47,16 +47,8 @@ fn arch() -> Arch {
 fn cpu_against_cpu_agrees_exactly_and_impossible_bounds_fail() {
     let p = prepared();
     let (model, proxy) = small();
-    let a = compare(
-        &arch(),
-        &p,
-        &model,
-        &proxy,
-        Device::Cpu,
-        Device::Cpu,
-        Tolerance::default(),
-    )
-    .unwrap();
+    let cpu_vs_cpu = |tol| compare(&arch(), &p, &model, &proxy, Device::Cpu, Device::Cpu, tol);
+    let a = cpu_vs_cpu(Tolerance::default()).unwrap();
     assert!(a.passed(), "{:?}", a.failures);
     assert_eq!(a.forward_max_abs, 0.0);
     assert_eq!(a.first_loss.0, a.first_loss.1);
@@ -66,16 +58,7 @@ fn cpu_against_cpu_agrees_exactly_and_impossible_bounds_fail() {
         first_loss: -1.0,
         val_mae: -1.0,
     };
-    let b = compare(
-        &arch(),
-        &p,
-        &model,
-        &proxy,
-        Device::Cpu,
-        Device::Cpu,
-        impossible,
-    )
-    .unwrap();
+    let b = cpu_vs_cpu(impossible).unwrap();
     assert_eq!(b.failures.len(), 3, "{:?}", b.failures);
 }
 

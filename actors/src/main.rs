@@ -205,26 +205,29 @@ enum BenchCmd {
     /// A device against the CPU (`scripts/gpu-check.sh` runs it on a GPU host): forecasts and
     /// proxy scores within tolerance, a real out-of-memory classified and survived, and the
     /// proxy time per candidate on each, as a table. Exits non-zero when a check fails.
-    Gpu {
-        #[arg(long, default_value = "cuda:0")]
-        device: String,
-        #[arg(long, default_value = "cpu")]
-        reference: String,
-        #[arg(long, default_value = "config/reference-arch.json")]
-        arch: PathBuf,
-        /// Settings layered over the defaults (data, model, proxy).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Candidates timed on each device: the reference architecture, then sampled ones.
-        #[arg(long, default_value_t = 4)]
-        candidates: usize,
-        /// libtorch threads of the CPU timing (0 = every core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Where to write the JSON record.
-        #[arg(long, default_value = "gpu-check.json")]
-        out: PathBuf,
-    },
+    Gpu(GpuCheck),
+}
+
+#[derive(clap::Args)]
+struct GpuCheck {
+    #[arg(long, default_value = "cuda:0")]
+    device: String,
+    #[arg(long, default_value = "cpu")]
+    reference: String,
+    #[arg(long, default_value = "config/reference-arch.json")]
+    arch: PathBuf,
+    /// Settings layered over the defaults (data, model, proxy).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Candidates timed on each device: the reference architecture, then sampled ones.
+    #[arg(long, default_value_t = 4)]
+    candidates: usize,
+    /// libtorch threads of the CPU timing (0 = every core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Where to write the JSON record.
+    #[arg(long, default_value = "gpu-check.json")]
+    out: PathBuf,
 }
 
 fn main() -> Result<()> {
@@ -333,23 +336,7 @@ fn main() -> Result<()> {
                 candidates,
             } => cmd_bench_actors(latency_ms, cost_ms, candidates),
             BenchCmd::Proxy { arch, repeat } => cmd_bench_proxy(arch, repeat),
-            BenchCmd::Gpu {
-                device,
-                reference,
-                arch,
-                config,
-                candidates,
-                threads,
-                out,
-            } => cmd_bench_gpu(GpuCheck {
-                device,
-                reference,
-                arch,
-                config,
-                candidates,
-                threads,
-                out,
-            }),
+            BenchCmd::Gpu(args) => cmd_bench_gpu(args),
         },
     }
 }
@@ -923,16 +910,6 @@ fn cmd_eval(
     eprintln!("candidate {candidate}: {:?}", report.status);
     println!("{RESULT_MARKER}{}", serde_json::to_string(&report)?);
     Ok(())
-}
-
-struct GpuCheck {
-    device: String,
-    reference: String,
-    arch: PathBuf,
-    config: Option<PathBuf>,
-    candidates: usize,
-    threads: usize,
-    out: PathBuf,
 }
 
 fn cmd_bench_gpu(a: GpuCheck) -> Result<()> {
