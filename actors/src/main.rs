@@ -96,6 +96,10 @@ enum Cmd {
         /// Only the classical baselines (no training).
         #[arg(long)]
         classical_only: bool,
+        /// Repeat the two searches with this many seeds (search, proxy and final training
+        /// seeds advance together; both searches share each seed) and summarize.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
     },
     /// Proxy fidelity: rank correlation of proxy scores and fully trained scores.
     Fidelity {
@@ -274,7 +278,8 @@ fn main() -> Result<()> {
             config,
             budget,
             classical_only,
-        } => cmd_baseline(data, config, budget, classical_only),
+            seeds,
+        } => cmd_baseline(data, config, budget, classical_only, seeds),
         Cmd::Fidelity {
             data,
             config,
@@ -709,6 +714,7 @@ fn cmd_baseline(
     config: Option<PathBuf>,
     budget: Option<usize>,
     classical_only: bool,
+    seeds: usize,
 ) -> Result<()> {
     use ists::baselines::{historical_average, last_value, score};
     let mut s = load_settings(config, data)?;
@@ -751,34 +757,70 @@ fn cmd_baseline(
     }
     // Random search = the offline instructor with exploration only (pure sampling);
     // evolutionary = the offline instructor with its optimization stage.
-    for (name, share) in [
+    let methods = [
         ("random search", 1.0),
         (
             "offline instructor (evolutionary)",
             s.search.exploration_share,
         ),
-    ] {
-        let mut cfg = s.clone();
-        cfg.search.exploration_share = share;
-        cfg.llm.backend = Backend::Offline;
-        cfg.final_train.top_k = 1;
-        let sys = actix::System::new();
-        let summary = sys.block_on(run_search(
-            cfg,
-            SearchOptions::default(),
-            std::future::pending(),
-        ))?;
-        match summary
-            .final_results
-            .first()
-            .and_then(|f| f.report.test.as_ref())
-        {
-            Some(t) => println!(
-                "{}",
-                metrics_row(&format!("{name}, budget {}", summary.budget), t)
-            ),
-            None => println!("| {name} | no final model | |"),
+    ];
+    // Average test MAE per method, one per seed (NaN where a search produced no final model).
+    let mut avg: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+    for k in 0..seeds.max(1) as u64 {
+        for (m, (name, share)) in methods.iter().enumerate() {
+            let mut cfg = s.clone();
+            cfg.search.exploration_share = *share;
+            cfg.search.seed = s.search.seed + k;
+            cfg.proxy.seed = s.proxy.seed + k;
+            cfg.final_train.train.seed = s.final_train.train.seed + k;
+            cfg.llm.backend = Backend::Offline;
+            cfg.final_train.top_k = 1;
+            let sys = actix::System::new();
+            let summary = sys.block_on(run_search(
+                cfg,
+                SearchOptions::default(),
+                std::future::pending(),
+            ))?;
+            let label = match seeds {
+                0 | 1 => format!("{name}, budget {}", summary.budget),
+                _ => format!("{name}, budget {}, seed +{k}", summary.budget),
+            };
+            match summary
+                .final_results
+                .first()
+                .and_then(|f| f.report.test.as_ref())
+            {
+                Some(t) => {
+                    println!("{}", metrics_row(&label, t));
+                    avg[m].push(t.average.mae);
+                }
+                None => {
+                    println!("| {label} | no final model | |");
+                    avg[m].push(f64::NAN);
+                }
+            }
         }
+    }
+    if seeds > 1 {
+        println!("\n| method | seeds | average test MAE, mean | sd | min | max |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for ((name, _), v) in methods.iter().zip(&avg) {
+            let ok: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+            let n = ok.len() as f64;
+            let mean = ok.iter().sum::<f64>() / n;
+            let sd = (ok.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            let min = ok.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = ok.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            println!(
+                "| {name} | {} | {mean:.4} | {sd:.4} | {min:.4} | {max:.4} |",
+                ok.len()
+            );
+        }
+        let wins = avg[1].iter().zip(&avg[0]).filter(|(o, r)| o < r).count();
+        println!(
+            "\nthe instructed search beat random search on {wins} of {} seeds (paired: same seed, same budget)",
+            avg[0].len()
+        );
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! playwright-core, `dashboard/test/e2e.mjs`) against a daemon whose instructor is a mock
 //! OpenAI-compatible server replying with `<script>` around its architectures.
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use ists::config::Backend;
 use ists_actors::daemon::DaemonSettings;
 use ists_actors::{settings, Daemon, DaemonHandle};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::root;
+use common::{completion, root, start_chat_mock};
 
 const TOKEN: &str = "dash-token-41c9";
 const SCRIPT: &str = "<script>window.__pwned=1</script>";
@@ -42,26 +42,7 @@ async fn chat(n: web::Data<Arc<AtomicUsize>>) -> HttpResponse {
             e(2, k / 81)
         )
     };
-    HttpResponse::Ok().json(serde_json::json!({
-        "id": format!("c{k}"), "object": "chat.completion", "created": 0, "model": "mock",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
-    }))
-}
-
-fn start_mock(counter: Arc<AtomicUsize>) -> String {
-    let data = web::Data::new(counter);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/v1/chat/completions", web::post().to(chat))
-    })
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix::spawn(server.run());
-    format!("http://{addr}/v1")
+    completion(format!("c{k}"), &content)
 }
 
 /// A daemon whose every search asks the mock (set in the daemon's own settings: a submitted
@@ -72,7 +53,7 @@ async fn start(dir: &Path, counter: Arc<AtomicUsize>, fake_cost_ms: u64) -> Daem
     base.prompts_dir = root().join("prompts");
     base.final_train.top_k = 0;
     base.llm.backend = Backend::Openai;
-    base.llm.base_url = start_mock(counter);
+    base.llm.base_url = start_chat_mock(counter, 1, chat);
     base.llm.model = "mock-model".into();
     base.llm.timeout_secs = 30.0;
     let d = DaemonSettings {

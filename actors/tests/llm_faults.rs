@@ -4,7 +4,7 @@
 //! `json_schema`, a server that always fails, and instruction text in the dataset name. The
 //! search must complete, record every evaluation once, and count every fault by kind.
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use ists::config::{Backend, Settings};
 use ists::data::DataSpec;
 use ists_actors::{run_search, SearchOptions};
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::journal;
+use common::{completion, journal, start_chat_mock};
 
 fn tiny(runs: &Path) -> Settings {
     let mut s = common::tiny(runs);
@@ -46,15 +46,6 @@ struct Mock {
     seen: Mutex<Vec<(Instant, serde_json::Value)>>,
 }
 
-fn completion(content: &str) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "id": "c", "object": "chat.completion", "created": 0, "model": "mock",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
-                  "prompt_tokens_details": {"cached_tokens": 40}}
-    }))
-}
-
 async fn chat(state: web::Data<Arc<Mock>>, _req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let format = body["response_format"]["type"].as_str().map(str::to_string);
@@ -62,7 +53,7 @@ async fn chat(state: web::Data<Arc<Mock>>, _req: HttpRequest, body: web::Bytes) 
     let next = state.script.lock().unwrap().pop_front();
     let act = next.or_else(|| state.default.lock().unwrap().clone());
     match act {
-        None => completion("no more script"),
+        None => completion("c", "no more script"),
         Some(Act::Status { code, retry_after }) => {
             let mut r = HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap());
             if let Some(ra) = retry_after {
@@ -72,10 +63,10 @@ async fn chat(state: web::Data<Arc<Mock>>, _req: HttpRequest, body: web::Bytes) 
         }
         Some(Act::Hang(d)) => {
             tokio::time::sleep(d).await;
-            completion("too late")
+            completion("c", "too late")
         }
         Some(Act::RawBody(b)) => HttpResponse::Ok().content_type("application/json").body(b),
-        Some(Act::Content(c)) => completion(&c),
+        Some(Act::Content(c)) => completion("c", &c),
         Some(Act::RefuseSchema(c)) => {
             if format.as_deref() == Some("json_schema") {
                 state
@@ -86,26 +77,10 @@ async fn chat(state: web::Data<Arc<Mock>>, _req: HttpRequest, body: web::Bytes) 
                 HttpResponse::BadRequest().json(serde_json::json!(
                     {"error": {"message": "response_format json_schema is not supported"}}))
             } else {
-                completion(&c)
+                completion("c", &c)
             }
         }
     }
-}
-
-fn start_mock(mock: Arc<Mock>) -> String {
-    let data = web::Data::new(mock);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-            .route("/v1/chat/completions", web::post().to(chat))
-    })
-    .workers(2)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix::spawn(server.run());
-    format!("http://{addr}/v1")
 }
 
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
@@ -145,7 +120,7 @@ async fn every_fault_is_survived_and_counted_by_kind() {
         script: Mutex::new(script.into()),
         ..Mock::default()
     });
-    let url = start_mock(mock.clone());
+    let url = start_chat_mock(mock.clone(), 2, chat);
     let tmp = tempfile::tempdir().unwrap();
     let mut s = tiny(tmp.path());
     s.llm.backend = Backend::Openai;
@@ -266,7 +241,7 @@ async fn a_server_without_json_schema_gets_json_object_and_a_dead_server_gets_fa
         ),
         ..Mock::default()
     });
-    let url = start_mock(mock.clone());
+    let url = start_chat_mock(mock.clone(), 2, chat);
     let tmp = tempfile::tempdir().unwrap();
     let mut s = tiny(tmp.path());
     s.llm.backend = Backend::Openai;
@@ -301,7 +276,7 @@ async fn a_server_without_json_schema_gets_json_object_and_a_dead_server_gets_fa
         code: 503,
         retry_after: Some("0"),
     });
-    let url = start_mock(dead.clone());
+    let url = start_chat_mock(dead.clone(), 2, chat);
     let mut s = tiny(tmp.path());
     s.llm.backend = Backend::Openai;
     s.llm.base_url = url;

@@ -3,7 +3,7 @@
 //! branches, the stage switch event, evaluator restart, and kill -9 followed by resume.
 
 use actix::prelude::*;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use ists::config::{Backend, Mode};
 use ists_actors::messages::{Event, EventMsg};
 use ists_actors::{run_search, SearchOptions};
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{journal, root, tiny};
+use common::{completion, journal, root, start_chat_mock, tiny};
 
 /// Collects every event it receives.
 #[derive(Default)]
@@ -102,27 +102,7 @@ async fn chat(state: web::Data<Arc<Mock>>, body: web::Json<serde_json::Value>) -
         None => "no more script".into(),
     };
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
-    HttpResponse::Ok().json(serde_json::json!({
-        "id": format!("c{n}"), "object": "chat.completion", "created": 0, "model": "mock",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
-    }))
-}
-
-/// Starts the mock on 127.0.0.1:0; returns its base URL.
-fn start_mock(mock: Arc<Mock>) -> String {
-    let data = web::Data::new(mock);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/v1/chat/completions", web::post().to(chat))
-    })
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix::spawn(server.run());
-    format!("http://{addr}/v1")
+    completion(format!("c{n}"), &content)
 }
 
 const A: &str = r#"{"edges":[{"from":0,"to":1,"op":"STT"},{"from":1,"to":3,"op":"TTS"}]}"#;
@@ -148,7 +128,7 @@ async fn scripted_llm_replies_are_parsed_repaired_and_counted() {
         delay: Duration::from_millis(1),
         tot: false,
     });
-    let url = start_mock(mock.clone());
+    let url = start_chat_mock(mock.clone(), 1, chat);
     let tmp = tempfile::tempdir().unwrap();
     let mut s = tiny(tmp.path());
     s.llm.backend = Backend::Openai;
@@ -206,7 +186,7 @@ async fn tree_of_thought_branches_run_concurrently() {
         delay: Duration::from_millis(150),
         tot: true,
     });
-    let url = start_mock(mock.clone());
+    let url = start_chat_mock(mock.clone(), 1, chat);
     let tmp = tempfile::tempdir().unwrap();
     let mut s = tiny(tmp.path());
     s.llm.backend = Backend::Openai;

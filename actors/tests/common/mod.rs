@@ -27,3 +27,40 @@ pub fn tiny(runs: &Path) -> Settings {
     s.prompts_dir = root().join("prompts");
     s
 }
+
+/// An OpenAI chat completion whose message is `content` (100 prompt tokens, 40 of them cached,
+/// 20 completion tokens): the reply body of every mock server.
+pub fn completion(id: impl std::fmt::Display, content: &str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(serde_json::json!({
+        "id": id.to_string(), "object": "chat.completion", "created": 0, "model": "mock",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+                  "prompt_tokens_details": {"cached_tokens": 40}}
+    }))
+}
+
+/// Serves `handler` as `POST /v1/chat/completions` on 127.0.0.1:0 (inside the running actix
+/// system) with `state` as app data; returns the base URL to put in `llm.base_url`.
+pub fn start_chat_mock<S, F, Args>(state: S, workers: usize, handler: F) -> String
+where
+    S: Send + Sync + 'static,
+    F: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    use actix_web::{web, App, HttpServer};
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            // The fault tests send megabyte prompts back (a 1 MB reply is echoed in a repair).
+            .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+            .route("/v1/chat/completions", web::post().to(handler.clone()))
+    })
+    .workers(workers)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix::spawn(server.run());
+    format!("http://{addr}/v1")
+}
