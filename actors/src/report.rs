@@ -10,6 +10,8 @@ use ists::config::Settings;
 use ists::memory::{MemoryEntry, Stage};
 use ists::metrics::MetricsTable;
 use ists::space::Arch;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use std::collections::BTreeMap;
@@ -194,6 +196,49 @@ fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+type XyChart<'a, 'p> =
+    ChartContext<'a, BitMapBackend<'p>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A captioned chart over `x` and `y` with its mesh and axis names drawn: the common frame of
+/// the report's plots.
+fn xy_chart<'a, 'p>(
+    root: &'a DrawingArea<BitMapBackend<'p>, Shift>,
+    name: &str,
+    caption: &str,
+    (x, x_desc): (std::ops::Range<f64>, &str),
+    (y, y_desc): (std::ops::Range<f64>, &str),
+) -> Result<XyChart<'a, 'p>, ReportError> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| plot_err(name, e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| plot_err(name, e))?;
+    Ok(chart)
+}
+
+/// Draws the legend box and writes the file.
+fn finish<'a, 'p: 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, BitMapBackend<'p>, Cartesian2d<X, Y>>,
+    root: &DrawingArea<BitMapBackend<'p>, Shift>,
+    name: &str,
+) -> Result<(), ReportError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(name, e))?;
+    root.present().map_err(|e| plot_err(name, e))
+}
+
 fn search_curve(run: &Path, entries: &[MemoryEntry]) -> Result<PathBuf, ReportError> {
     let name = "search_curve.png";
     let path = run.join(name);
@@ -201,19 +246,13 @@ fn search_curve(run: &Path, entries: &[MemoryEntry]) -> Result<PathBuf, ReportEr
     root.fill(&WHITE).map_err(|e| plot_err(name, e))?;
     let n = entries.len() as f64;
     let (lo, hi) = y_range(entries.iter().filter_map(score_of));
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Search curve: proxy validation MAE", ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.5..n - 0.5, lo..hi)
-        .map_err(|e| plot_err(name, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("candidate")
-        .y_desc("proxy MAE")
-        .draw()
-        .map_err(|e| plot_err(name, e))?;
+    let mut chart = xy_chart(
+        &root,
+        name,
+        "Search curve: proxy validation MAE",
+        (-0.5..n - 0.5, "candidate"),
+        (lo..hi, "proxy MAE"),
+    )?;
     // Shade the optimization stage.
     if let Some(first) = entries.iter().position(|e| e.stage == Stage::Optimization) {
         chart
@@ -255,13 +294,7 @@ fn search_curve(run: &Path, entries: &[MemoryEntry]) -> Result<PathBuf, ReportEr
         .map_err(|e| plot_err(name, e))?
         .label("best so far")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], RED.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(name, e))?;
-    root.present().map_err(|e| plot_err(name, e))?;
+    finish(&mut chart, &root, name)?;
     Ok(run.join(name))
 }
 
@@ -273,22 +306,13 @@ fn scores(run: &Path, entries: &[MemoryEntry]) -> Result<PathBuf, ReportError> {
     let (lo, hi) = y_range(entries.iter().filter_map(score_of));
     let lo = lo.min(0.0);
     let n = entries.len() as f64;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Proxy score of every candidate (failed: none)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.5..n - 0.5, lo..hi)
-        .map_err(|e| plot_err(name, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("candidate")
-        .y_desc("proxy MAE")
-        .draw()
-        .map_err(|e| plot_err(name, e))?;
+    let mut chart = xy_chart(
+        &root,
+        name,
+        "Proxy score of every candidate (failed: none)",
+        (-0.5..n - 0.5, "candidate"),
+        (lo..hi, "proxy MAE"),
+    )?;
     chart
         .draw_series(entries.iter().enumerate().filter_map(|(i, e)| {
             let colour = match e.stage {
@@ -381,13 +405,7 @@ fn op_frequencies(
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(name, e))?;
-    root.present().map_err(|e| plot_err(name, e))?;
+    finish(&mut chart, &root, name)?;
     Ok(run.join(name))
 }
 
@@ -473,22 +491,13 @@ pub fn fidelity_plot(
     root.fill(&WHITE).map_err(|e| plot_err(name, e))?;
     let (xlo, xhi) = y_range(proxy.iter().flatten().cloned());
     let (ylo, yhi) = y_range(full.iter().cloned());
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Proxy fidelity: proxy vs full-training validation MAE",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(xlo..xhi, ylo..yhi)
-        .map_err(|e| plot_err(name, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("proxy val MAE")
-        .y_desc("full training val MAE")
-        .draw()
-        .map_err(|e| plot_err(name, e))?;
+    let mut chart = xy_chart(
+        &root,
+        name,
+        "Proxy fidelity: proxy vs full-training validation MAE",
+        (xlo..xhi, "proxy val MAE"),
+        (ylo..yhi, "full training val MAE"),
+    )?;
     let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
     for (k, steps) in budgets.iter().enumerate() {
         let c = colours[k % colours.len()];
@@ -504,12 +513,6 @@ pub fn fidelity_plot(
             .label(format!("{steps} proxy steps"))
             .legend(move |(x, y)| Circle::new((x + 6, y), 5, c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(name, e))?;
-    root.present().map_err(|e| plot_err(name, e))?;
+    finish(&mut chart, &root, name)?;
     Ok(dir.join(name))
 }
