@@ -379,8 +379,7 @@ fn cmd_train(
     let arch = read_arch(&arch, &s)?;
     let prepared = ists_actors::supervisor::prepare_data(&s)?;
     println!("{}", prepared.summary());
-    let device =
-        ists::config::parse_device(&s.evaluators.devices[0]).map_err(anyhow::Error::msg)?;
+    let device = ists_actors::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
     let data = TrainData::new(&prepared, device)?;
     println!("architecture: {}", arch.summary());
     let result = if proxy {
@@ -945,8 +944,7 @@ fn cmd_eval(
     let arch = Arch::from_json(&arch_text, s.search.space)?;
     tch::set_num_threads(s.evaluators.threads.max(1));
     let prepared = ists_actors::supervisor::prepare_data(&s)?;
-    let device =
-        ists::config::parse_device(&s.evaluators.devices[0]).map_err(anyhow::Error::msg)?;
+    let device = ists_actors::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
     let data = TrainData::new(&prepared, device)?;
     let report = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
     eprintln!("candidate {candidate}: {:?}", report.status);

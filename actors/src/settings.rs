@@ -168,6 +168,24 @@ mod tests {
         if !tch::Cuda::is_available() {
             let d = crate::supervisor::resolve_devices(&base.evaluators.devices).unwrap();
             assert_eq!(d, [tch::Device::Cpu]);
+            assert_eq!(
+                crate::supervisor::single_device(&base).unwrap(),
+                tch::Device::Cpu
+            );
+        }
+    }
+
+    #[test]
+    fn a_ray_job_evaluates_where_ray_placed_it_not_on_the_heads_devices() {
+        use crate::supervisor::single_device;
+        let mut s = load(None).unwrap();
+        s.evaluators.backend = ists::config::EvalBackend::Ray;
+        s.evaluators.devices = vec!["cuda:3".into()];
+        assert_eq!(single_device(&s).unwrap(), tch::Device::Cpu);
+        s.evaluators.ray.entrypoint_num_gpus = 1.0;
+        match single_device(&s) {
+            Ok(d) => assert!(tch::Cuda::is_available() && d == tch::Device::Cuda(0)),
+            Err(e) => assert!(e.contains("entrypoint_num_gpus"), "{e}"),
         }
     }
 }

@@ -297,6 +297,26 @@ pub fn resolve_devices(names: &[String]) -> Result<Vec<tch::Device>, String> {
     Ok(out)
 }
 
+/// The device of a single evaluation outside the actor system (`ists train`, `ists eval`).
+/// Inside a Ray job (the settings are a Ray search's) it is the GPU Ray assigned - visible as
+/// `cuda:0`, since Ray sets `CUDA_VISIBLE_DEVICES` - when `entrypoint_num_gpus` > 0, else the
+/// CPU: the head's own device list says nothing about a worker node.
+pub fn single_device(settings: &Settings) -> Result<tch::Device, String> {
+    if settings.evaluators.backend == EvalBackend::Ray {
+        if settings.evaluators.ray.entrypoint_num_gpus > 0.0 {
+            if !tch::Cuda::is_available() {
+                return Err("evaluators.ray.entrypoint_num_gpus > 0, but this node's ists binary sees no CUDA device (build it with --features cuda; check nvidia-smi)".into());
+            }
+            return Ok(tch::Device::Cuda(0));
+        }
+        return Ok(tch::Device::Cpu);
+    }
+    resolve_devices(&settings.evaluators.devices)?
+        .first()
+        .copied()
+        .ok_or_else(|| "evaluators.devices is empty".to_string())
+}
+
 /// Starts the instructor the settings name (offline or OpenAI-compatible), supervised.
 pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
     let space = settings.search.space;
