@@ -70,6 +70,18 @@ impl ProposalStats {
         self.llm_seconds += o.llm_seconds;
         self.usage += o.usage;
     }
+
+    /// Counts a reply the parser rejected and publishes it; `repair` says whether the LLM is
+    /// asked again for this proposal.
+    fn reject(&mut self, w: &Wiring, proposal: usize, rej: &Rejection, repair: bool) {
+        self.rejected.push(rej.kind().into());
+        w.publish(Event::Rejected {
+            proposal,
+            kind: rej.kind().into(),
+            reason: rej.message(),
+            repair,
+        });
+    }
 }
 
 struct Proposal {
@@ -540,13 +552,7 @@ async fn cot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
             }
             Ok(Err(rej)) => {
                 let repair = attempt < s.search.max_repairs;
-                st.rejected.push(rej.kind().to_string());
-                w.publish(Event::Rejected {
-                    proposal,
-                    kind: rej.kind().into(),
-                    reason: rej.message(),
-                    repair,
-                });
+                st.reject(w, proposal, &rej, repair);
                 if !repair {
                     break;
                 }
@@ -667,13 +673,7 @@ async fn tot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
                             (full, st)
                         }
                         Ok(Err(rej)) => {
-                            st.rejected.push(rej.kind().into());
-                            w.publish(Event::Rejected {
-                                proposal,
-                                kind: rej.kind().into(),
-                                reason: rej.message(),
-                                repair: false,
-                            });
+                            st.reject(w, proposal, &rej, false);
                             (vec![], st)
                         }
                         Err(_) => (vec![], st),
@@ -717,13 +717,7 @@ async fn tot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
         match w.parse_arch.send(ParseArch { reply: text }).await {
             Ok(Ok(arch)) => candidates.push(arch),
             Ok(Err(rej)) => {
-                st.rejected.push(rej.kind().into());
-                w.publish(Event::Rejected {
-                    proposal,
-                    kind: rej.kind().into(),
-                    reason: rej.message(),
-                    repair: false,
-                });
+                st.reject(w, proposal, &rej, false);
             }
             Err(_) => {}
         }
