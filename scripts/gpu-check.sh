@@ -78,9 +78,14 @@ run() {
     echo "FAILED: search (log tail below)"; tail -n 20 "$out/search.log"; fails=$((fails + 1))
   fi
   grep -m1 'one evaluator actor per device' "$out/search.log" | sed 's/^.*devices=/evaluator devices: /' || true
+  # Every fault is in summary.json: under retried_faults when the retry (on the rebuilt
+  # evaluator) succeeded, under eval_failures when the candidate failed twice.
   local ooms
-  ooms=$(grep 'injected fault' "$out/search.log" | grep -c 'cuda_oom' || true)
-  echo "evaluator faults classified cuda_oom (then rebuilt): $ooms of 2"
+  ooms=$("$py" -c 'import json, sys
+s = json.load(open(sys.argv[1]))
+print(s.get("retried_faults", {}).get("cuda_oom", 0) + s.get("eval_failures", {}).get("cuda_oom", 0))' \
+    "$out/runs/gpu-check/summary.json" 2>/dev/null || echo 0)
+  echo "evaluator faults classified cuda_oom (evaluator rebuilt each time): $ooms of 2"
   [ "$ooms" -eq 2 ] || { echo "FAILED: expected 2 out-of-memory faults classified cuda_oom"; fails=$((fails + 1)); }
   if ! "$py" - "$out/runs/gpu-check/journal.jsonl" <<'PY'
 import json, sys

@@ -466,6 +466,12 @@ fn cmd_search(
         summary.repairs,
         summary.rejected
     );
+    if summary.eval_retries > 0 || !summary.eval_failures.is_empty() {
+        println!(
+            "evaluator faults: survived by a retry {:?}, failed candidates {:?}",
+            summary.retried_faults, summary.eval_failures
+        );
+    }
     if summary.requests > 0 {
         let u = summary.usage;
         println!(

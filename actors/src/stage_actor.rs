@@ -264,7 +264,11 @@ impl StageActor {
         self.maybe_finish(ctx);
     }
 
-    fn on_evaluated(&mut self, r: Result<(MemoryEntry, bool), String>, ctx: &mut Context<Self>) {
+    fn on_evaluated(
+        &mut self,
+        r: Result<(MemoryEntry, Option<String>), String>,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_eval -= 1;
         match r {
             Err(e) => {
@@ -275,8 +279,9 @@ impl StageActor {
             Ok((entry, retried)) => {
                 self.evaluated += 1;
                 self.summary.evaluated = self.evaluated;
-                if retried {
+                if let Some(kind) = retried {
                     self.summary.eval_retries += 1;
+                    *self.summary.retried_faults.entry(kind).or_default() += 1;
                 }
                 count_status(&mut self.summary, &entry.status);
                 match &entry.status {
@@ -737,15 +742,16 @@ async fn evaluate(
     candidate: usize,
     arch: Arch,
     stage: Stage,
-) -> Result<(MemoryEntry, bool), String> {
+) -> Result<(MemoryEntry, Option<String>), String> {
     let msg = Evaluate {
         candidate,
         arch: arch.clone(),
     };
     let mut outcome = w.evaluators.evaluate(msg.clone()).await;
-    let mut retried = false;
-    if matches!(outcome, EvalOutcome::Failed { .. }) {
-        retried = true;
+    // The kind of the fault that was retried, if one was.
+    let mut retried = None;
+    if let EvalOutcome::Failed { kind, .. } = &outcome {
+        retried = Some(kind.clone());
         outcome = w.evaluators.evaluate(msg).await;
     }
     let entry = match outcome {

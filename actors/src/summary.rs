@@ -44,6 +44,10 @@ pub struct Summary {
     pub eval_failures: BTreeMap<String, usize>,
     /// Evaluator faults that were retried on a restarted evaluator.
     pub eval_retries: usize,
+    /// The same faults by kind (`cuda_oom`, `device_error`, ...): the retry's outcome is what
+    /// the journal records, so without this a fault that a retry survived would leave no trace.
+    #[serde(default)]
+    pub retried_faults: BTreeMap<String, usize>,
     pub requests: usize,
     pub replies: usize,
     pub rejected: BTreeMap<String, usize>,

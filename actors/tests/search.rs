@@ -262,6 +262,11 @@ async fn a_failing_evaluator_is_restarted_and_the_search_completes() {
         summary.eval_retries, 1,
         "the failed evaluation was not retried"
     );
+    // The fault a retry survived is still on record, by kind.
+    assert_eq!(
+        summary.retried_faults,
+        BTreeMap::from([("injected".to_string(), 1)])
+    );
     assert!(
         summary.eval_failures.is_empty(),
         "{:?}",
