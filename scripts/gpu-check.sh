@@ -59,9 +59,9 @@ run() {
       || gpu=$("$py" -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null) \
       || gpu="none visible (neither nvidia-smi nor torch.cuda found one)"
     echo "GPU: $gpu"
-    echo "CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    echo "CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //' || true)"
     echo "libtorch resolved as:"
-    ldd "$bin" | grep -E 'libtorch|libc10' | sed 's/^/  /'
+    ldd "$bin" 2>&1 | grep -E 'libtorch|libc10' | sed 's/^/  /' || echo "  (ldd unavailable)"
   } | tee "$out/environment.txt"
 
   echo; echo "## 1. ists bench gpu (cuda:0 against cpu)"
