@@ -858,9 +858,49 @@ fn cmd_fidelity(
             archs.push(a);
         }
     }
+    // Each architecture's scores are appended to OUT/scores.jsonl as soon as they exist, after
+    // a first line that fingerprints the study; a rerun with the same settings picks up where
+    // an interrupted one stopped instead of training everything again.
+    std::fs::create_dir_all(&out)?;
+    let header = serde_json::json!({
+        "dataset": prepared.name, "space": s.search.space.to_string(), "seed": s.search.seed,
+        "model": s.model, "proxy": s.proxy, "full_training": s.final_train.train,
+        "budgets": budgets,
+    });
+    let log_path = out.join("scores.jsonl");
+    let mut done: Vec<serde_json::Value> = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(&log_path) {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let first: Option<serde_json::Value> =
+            lines.next().and_then(|l| serde_json::from_str(l).ok());
+        if first.as_ref() != Some(&header) {
+            bail!(
+                "{} holds scores of a study with other settings (or is damaged); pick another --out or remove it",
+                log_path.display()
+            );
+        }
+        // A torn last line (killed mid-write) is dropped: that architecture is redone.
+        done = lines.filter_map(|l| serde_json::from_str(l).ok()).collect();
+    } else {
+        std::fs::write(&log_path, format!("{header}\n"))
+            .with_context(|| format!("writing {}", log_path.display()))?;
+    }
     let mut full = Vec::new();
     let mut proxy: Vec<Vec<f64>> = vec![Vec::new(); budgets.len()];
     for (i, a) in archs.iter().enumerate() {
+        let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        if let Some(row) = done.get(i).filter(|r| r["hash"] == a.hash()) {
+            full.push(num(&row["full_val_mae"]));
+            for (k, p) in proxy.iter_mut().enumerate() {
+                p.push(num(&row["proxy_val_mae"][k]));
+            }
+            eprintln!(
+                "architecture {}/{n}: taken from {}",
+                i + 1,
+                log_path.display()
+            );
+            continue;
+        }
         let (report, _) = train_full(a, &data, &s.model, &s.final_train.train, &mut |_| {})?;
         let score = report
             .val
@@ -868,15 +908,26 @@ fn cmd_fidelity(
             .map(|m| m.average.mae)
             .unwrap_or(f64::NAN);
         full.push(score);
+        let mut row_proxy = Vec::new();
         for (k, &steps) in budgets.iter().enumerate() {
             let mut p = s.proxy.clone();
             p.steps = steps;
             let r = proxy_eval(a, &data, &s.model, &p)?;
-            proxy[k].push(r.val_mae.unwrap_or(f64::NAN));
+            let v = r.val_mae.unwrap_or(f64::NAN);
+            proxy[k].push(v);
+            row_proxy.push(v);
         }
+        let row = serde_json::json!({
+            "index": i, "hash": a.hash(), "full_val_mae": score, "proxy_val_mae": row_proxy,
+        });
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .and_then(|mut f| writeln!(f, "{row}").and_then(|_| f.sync_data()))
+            .with_context(|| format!("appending to {}", log_path.display()))?;
         eprintln!("architecture {}/{n}: full val MAE {score:.4}", i + 1);
     }
-    std::fs::create_dir_all(&out)?;
     println!("| proxy steps | Kendall tau | Spearman rho | architectures |");
     println!("|---:|---:|---:|---:|");
     let mut rows = Vec::new();

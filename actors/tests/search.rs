@@ -384,3 +384,44 @@ fn bench_gpu_cpu_against_cpu_passes_and_writes_its_record() {
         assert!(err.contains("libtorch sees no CUDA device"), "{err}");
     }
 }
+
+/// `ists fidelity` keeps each architecture's scores in OUT/scores.jsonl as it goes: a rerun
+/// takes them over instead of training again, and a study with other settings is refused.
+#[test]
+fn fidelity_resumes_from_its_scores_and_refuses_other_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fid");
+    let run = |budgets: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+            .current_dir(root())
+            .args(["fidelity", "--config", "config/tiny.toml", "--n", "3"])
+            .args(["--budgets", budgets, "--out"])
+            .arg(&out)
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap()
+    };
+    let first = run("1,2");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let log = std::fs::read_to_string(out.join("scores.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 4, "header + 3 architectures:\n{log}");
+    // Lose the last architecture, as a kill would: the rerun redoes only that one.
+    let kept: Vec<&str> = log.lines().take(3).collect();
+    std::fs::write(out.join("scores.jsonl"), kept.join("\n") + "\n").unwrap();
+    let second = run("1,2");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    assert_eq!(err.matches("taken from").count(), 2, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&second.stdout),
+        "the resumed study reports the same table"
+    );
+    let other = run("1,3");
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("other settings"));
+}
