@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{completion, journal, root, start_chat_mock, tiny};
+use common::{completion, ists, journal, root, start_chat_mock, tiny};
 
 /// Collects every event it receives.
 #[derive(Default)]
@@ -346,22 +346,11 @@ fn kill_minus_nine_then_resume_loses_nothing() {
 fn bench_gpu_cpu_against_cpu_passes_and_writes_its_record() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("gpu-check.json");
+    let out_arg = out.to_str().unwrap();
     let run = |device: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
-            .current_dir(root())
-            .args([
-                "bench",
-                "gpu",
-                "--config",
-                "config/tiny.toml",
-                "--candidates",
-                "2",
-            ])
-            .args(["--threads", "1", "--device", device, "--out"])
-            .arg(&out)
-            .env("OMP_NUM_THREADS", "1")
-            .output()
-            .unwrap()
+        ists(&format!(
+            "bench gpu --config config/tiny.toml --candidates 2 --threads 1 --device {device} --out {out_arg}"
+        ))
     };
     let ok = run("cpu");
     let stdout = String::from_utf8_lossy(&ok.stdout);
@@ -391,15 +380,11 @@ fn bench_gpu_cpu_against_cpu_passes_and_writes_its_record() {
 fn fidelity_resumes_from_its_scores_and_refuses_other_settings() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("fid");
+    let out_arg = out.to_str().unwrap();
     let run = |budgets: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
-            .current_dir(root())
-            .args(["fidelity", "--config", "config/tiny.toml", "--n", "3"])
-            .args(["--budgets", budgets, "--out"])
-            .arg(&out)
-            .env("OMP_NUM_THREADS", "1")
-            .output()
-            .unwrap()
+        ists(&format!(
+            "fidelity --config config/tiny.toml --n 3 --budgets {budgets} --out {out_arg}"
+        ))
     };
     let first = run("1,2");
     assert!(

@@ -64,3 +64,14 @@ where
     actix::spawn(server.run());
     format!("http://{addr}/v1")
 }
+
+/// Runs the `ists` binary from the workspace root with one intra-op thread and waits for it.
+/// `cmdline` is split at whitespace (temporary paths and our arguments contain none).
+pub fn ists(cmdline: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+        .current_dir(root())
+        .args(cmdline.split_whitespace())
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap()
+}
