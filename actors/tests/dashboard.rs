@@ -178,22 +178,9 @@ async fn page_assets_and_exchanges_endpoint() {
     h.shutdown().await;
 }
 
-/// Where the browser test finds playwright-core (scripts/test.sh sets it up); in CI its absence
-/// is a failure, elsewhere the test is skipped with a message.
+/// Where the browser test finds playwright-core (scripts/test.sh sets it up).
 fn playwright_dir() -> Option<PathBuf> {
-    match std::env::var_os("ISTS_DASHBOARD_E2E") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("ISTS_DASHBOARD_E2E is not set: run scripts/test.sh")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: ISTS_DASHBOARD_E2E unset (scripts/test.sh installs chromium and \
-                 playwright-core and sets it)"
-            );
-            None
-        }
-    }
+    common::installed_by_test_script("ISTS_DASHBOARD_E2E", "chromium and playwright-core")
 }
 
 #[actix::test]

@@ -34,16 +34,7 @@ struct Head {
 
 impl Head {
     fn ray() -> Option<PathBuf> {
-        match std::env::var_os("ISTS_RAY") {
-            Some(p) => Some(PathBuf::from(p)),
-            None if std::env::var_os("CI").is_some() => {
-                panic!("ISTS_RAY is not set: run scripts/test.sh")
-            }
-            None => {
-                eprintln!("SKIPPED: ISTS_RAY unset (scripts/test.sh installs Ray and sets it)");
-                None
-            }
-        }
+        common::installed_by_test_script("ISTS_RAY", "Ray")
     }
 
     fn start(ray: &Path) -> Head {

@@ -75,3 +75,18 @@ pub fn ists(cmdline: &str) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// A path that `scripts/test.sh` installs and passes in `var`. In CI its absence is a failure;
+/// elsewhere the test using it is skipped with a message naming what would set it up.
+pub fn installed_by_test_script(var: &str, what: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: run scripts/test.sh")
+        }
+        None => {
+            eprintln!("SKIPPED: {var} unset (scripts/test.sh installs {what} and sets it)");
+            None
+        }
+    }
+}
