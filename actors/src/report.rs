@@ -451,22 +451,16 @@ fn forecast(run: &Path, pred: &tch::Tensor, y: &tch::Tensor) -> Result<PathBuf, 
             .x_desc("test sample")
             .draw()
             .map_err(|e| plot_err(name, e))?;
-        chart
-            .draw_series(LineSeries::new(
-                t.iter().enumerate().map(|(i, v)| (i as f64, *v)),
-                BLACK,
-            ))
-            .map_err(|e| plot_err(name, e))?
-            .label("truth")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], BLACK));
-        chart
-            .draw_series(LineSeries::new(
-                p.iter().enumerate().map(|(i, v)| (i as f64, *v)),
-                RED,
-            ))
-            .map_err(|e| plot_err(name, e))?
-            .label("forecast")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], RED));
+        for (values, colour, label) in [(&t, BLACK, "truth"), (&p, RED, "forecast")] {
+            chart
+                .draw_series(LineSeries::new(
+                    values.iter().enumerate().map(|(i, v)| (i as f64, *v)),
+                    colour,
+                ))
+                .map_err(|e| plot_err(name, e))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], colour));
+        }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
