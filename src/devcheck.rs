@@ -2,7 +2,6 @@
 //! `ists bench gpu`: `cuda:0` against `cpu`), forward outputs and proxy scores compared within
 //! tolerances, and the proxy time per candidate measured on each.
 
-use crate::data::Prepared;
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::space::Arch;
@@ -77,26 +76,24 @@ fn forward(arch: &Arch, data: &TrainData, model: &ModelConfig, seed: u64) -> Res
     Ok(pred.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?)
 }
 
-/// Runs `arch` on both devices with the same seed: forecasts of the freshly built model, then
-/// the whole proxy. The reference device's values are the denominators of the relative errors.
+/// Runs `arch` on both copies of the data (one per device) with the same seed: forecasts of
+/// the freshly built model, then the whole proxy. The reference's values are the denominators
+/// of the relative errors.
 pub fn compare(
     arch: &Arch,
-    prepared: &Prepared,
+    reference: &TrainData,
+    other: &TrainData,
     model: &ModelConfig,
     proxy: &ProxyConfig,
-    reference: Device,
-    other: Device,
     tol: Tolerance,
 ) -> Result<Agreement> {
-    let a_data = TrainData::new(prepared, reference)?;
-    let b_data = TrainData::new(prepared, other)?;
-    let fa = forward(arch, &a_data, model, proxy.seed)?;
-    let fb = forward(arch, &b_data, model, proxy.seed)?;
+    let fa = forward(arch, reference, model, proxy.seed)?;
+    let fb = forward(arch, other, model, proxy.seed)?;
     let max_abs = fa.f_sub(&fb)?.f_abs()?.f_max()?.f_double_value(&[])?;
     let scale = fa.f_abs()?.f_max()?.f_double_value(&[])?;
     let forward_rel = max_abs / scale.max(f64::MIN_POSITIVE);
-    let ra = proxy_eval(arch, &a_data, model, proxy)?;
-    let rb = proxy_eval(arch, &b_data, model, proxy)?;
+    let ra = proxy_eval(arch, reference, model, proxy)?;
+    let rb = proxy_eval(arch, other, model, proxy)?;
     let first_loss_rel = rel(ra.first_loss, rb.first_loss);
     let val_mae_rel = match (ra.val_mae, rb.val_mae) {
         (Some(a), Some(b)) => rel(a, b),
@@ -124,8 +121,8 @@ pub fn compare(
         ));
     }
     Ok(Agreement {
-        reference: device_name(reference),
-        other: device_name(other),
+        reference: device_name(reference.device),
+        other: device_name(other.device),
         forward_max_abs: max_abs,
         forward_rel,
         first_loss: (ra.first_loss, rb.first_loss),
@@ -166,33 +163,32 @@ impl Timing {
     }
 }
 
-/// Times the proxy of each of `archs` on `device` after one warm-up evaluation of the first.
+/// Times the proxy of each of `archs` on the device of `data` after one warm-up evaluation of
+/// the first.
 /// The proxy ends by reading the validation MAE back to the host, which waits for the device,
 /// so wall time is the device's time.
 pub fn time_proxy(
     archs: &[Arch],
-    prepared: &Prepared,
+    data: &TrainData,
     model: &ModelConfig,
     proxy: &ProxyConfig,
-    device: Device,
 ) -> Result<Timing> {
     let first = archs
         .first()
         .ok_or_else(|| Error::Config("time_proxy needs at least one architecture".into()))?;
-    let data = TrainData::new(prepared, device)?;
     let t0 = Instant::now();
-    proxy_eval(first, &data, model, proxy)?;
+    proxy_eval(first, data, model, proxy)?;
     let warmup_seconds = t0.elapsed().as_secs_f64();
     let mut seconds = Vec::new();
     let mut val_mae = Vec::new();
     for a in archs {
         let t = Instant::now();
-        let r = proxy_eval(a, &data, model, proxy)?;
+        let r = proxy_eval(a, data, model, proxy)?;
         seconds.push(t.elapsed().as_secs_f64());
         val_mae.push(r.val_mae);
     }
     Ok(Timing {
-        device: device_name(device),
+        device: device_name(data.device),
         threads: tch::get_num_threads(),
         warmup_seconds,
         seconds,

@@ -620,6 +620,17 @@ impl Arch {
             .join("; ")
     }
 
+    /// Samples into `archs` until it holds `n` architectures with distinct hashes (the ones
+    /// already there count and stay first): the candidate lists of `fidelity` and `bench gpu`.
+    pub fn fill_distinct<R: Rng>(space: SpaceKind, archs: &mut Vec<Arch>, n: usize, rng: &mut R) {
+        while archs.len() < n {
+            let a = Arch::sample(space, rng);
+            if archs.iter().all(|b| b.hash() != a.hash()) {
+                archs.push(a);
+            }
+        }
+    }
+
     /// Draws a random valid architecture: each node gets one to three incoming edges from
     /// earlier nodes with random operators.
     pub fn sample<R: Rng>(space: SpaceKind, rng: &mut R) -> Arch {

@@ -6,7 +6,7 @@ use ists::data::{load, prepare, DataSpec, PrepareConfig, Prepared};
 use ists::devcheck::{compare, time_proxy, Tolerance};
 use ists::model::ModelConfig;
 use ists::space::{Arch, SpaceKind};
-use ists::train::ProxyConfig;
+use ists::train::{ProxyConfig, TrainData};
 use rand::SeedableRng;
 use std::path::Path;
 use tch::Device;
@@ -47,7 +47,11 @@ fn arch() -> Arch {
 fn cpu_against_cpu_agrees_exactly_and_impossible_bounds_fail() {
     let p = prepared();
     let (model, proxy) = small();
-    let cpu_vs_cpu = |tol| compare(&arch(), &p, &model, &proxy, Device::Cpu, Device::Cpu, tol);
+    let (first, second) = (
+        TrainData::new(&p, Device::Cpu).unwrap(),
+        TrainData::new(&p, Device::Cpu).unwrap(),
+    );
+    let cpu_vs_cpu = |tol| compare(&arch(), &first, &second, &model, &proxy, tol);
     let a = cpu_vs_cpu(Tolerance::default()).unwrap();
     assert!(a.passed(), "{:?}", a.failures);
     assert_eq!(a.forward_max_abs, 0.0);
@@ -68,11 +72,12 @@ fn timing_covers_every_candidate_after_a_warmup() {
     let (model, proxy) = small();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let archs = vec![arch(), Arch::sample(SpaceKind::Ists, &mut rng)];
-    let t = time_proxy(&archs, &p, &model, &proxy, Device::Cpu).unwrap();
+    let data = TrainData::new(&p, Device::Cpu).unwrap();
+    let t = time_proxy(&archs, &data, &model, &proxy).unwrap();
     assert_eq!(t.device, "cpu");
     assert_eq!(t.seconds.len(), 2);
     assert!(t.warmup_seconds > 0.0 && t.seconds.iter().all(|s| *s > 0.0));
     assert!(t.median() >= t.seconds.iter().cloned().fold(f64::INFINITY, f64::min));
     assert!(t.val_mae.iter().all(|v| v.is_some()));
-    assert!(time_proxy(&[], &p, &model, &proxy, Device::Cpu).is_err());
+    assert!(time_proxy(&[], &data, &model, &proxy).is_err());
 }

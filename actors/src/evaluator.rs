@@ -55,24 +55,18 @@ impl EvaluatorActor {
         self.data.as_ref().ok_or_else(|| "no data".to_string())
     }
 
-    /// An injected fault. On a GPU it is a real one: an allocation no card can serve, so the
-    /// CUDA caching allocator's own out-of-memory error goes through `fault_kind` and the
-    /// restart, as a candidate too big for the card would (`scripts/gpu-check.sh` relies on it).
+    /// An injected fault. On a GPU it is a real one (`provoke_oom`): the CUDA caching
+    /// allocator's own out-of-memory error goes through `fault_kind` and the restart, as a
+    /// candidate too big for the card would (`scripts/gpu-check.sh` relies on it).
     fn injected_fault(&self) -> (String, String) {
         if self.device.is_cuda() {
-            // 2^40 floats = 4 TiB.
-            match tch::Tensor::f_empty([1i64 << 40], (tch::Kind::Float, self.device)) {
-                Err(e) => {
-                    let message = e.to_string();
-                    return (fault_kind(&message).to_string(), message);
-                }
-                Ok(_) => {
-                    return (
-                        "injected".into(),
-                        "a 4 TiB allocation succeeded on the device; no fault raised".into(),
-                    )
-                }
-            }
+            return match provoke_oom(self.device) {
+                Some((kind, message)) => (kind.to_string(), message),
+                None => (
+                    "injected".into(),
+                    "a 4 TiB allocation succeeded on the device; no fault raised".into(),
+                ),
+            };
         }
         (
             "injected".into(),
@@ -113,6 +107,19 @@ pub fn fault_kind(message: &str) -> &'static str {
         "device_error"
     } else {
         "eval_error"
+    }
+}
+
+/// Asks `device` for 4 TiB (2^40 floats), more than any card holds, and classifies the error
+/// as evaluator faults are classified: a real out-of-memory, for fault injection and for
+/// `ists bench gpu`. `None` when the allocation succeeded.
+pub fn provoke_oom(device: tch::Device) -> Option<(&'static str, String)> {
+    match tch::Tensor::f_empty([1i64 << 40], (tch::Kind::Float, device)) {
+        Err(e) => {
+            let message = e.to_string();
+            Some((fault_kind(&message), message))
+        }
+        Ok(_) => None,
     }
 }
 

@@ -852,12 +852,7 @@ fn cmd_fidelity(
     let data = TrainData::new(&prepared, tch::Device::Cpu)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.search.seed);
     let mut archs: Vec<Arch> = Vec::new();
-    while archs.len() < n {
-        let a = Arch::sample(s.search.space, &mut rng);
-        if !archs.iter().any(|b| b.hash() == a.hash()) {
-            archs.push(a);
-        }
-    }
+    Arch::fill_distinct(s.search.space, &mut archs, n, &mut rng);
     // Each architecture's scores are appended to OUT/scores.jsonl as soon as they exist, after
     // a first line that fingerprints the study; a rerun with the same settings picks up where
     // an interrupted one stopped instead of training everything again.
@@ -1052,7 +1047,10 @@ fn cmd_bench_gpu(a: GpuCheck) -> Result<()> {
     println!("architecture: {}", arch.summary());
 
     let tol = Tolerance::default();
-    let agreement = compare(&arch, &prepared, &s.model, &s.proxy, reference, device, tol)?;
+    // The data goes to each device once; the comparison and the timing share it.
+    let on_ref_data = TrainData::new(&prepared, reference)?;
+    let on_dev_data = TrainData::new(&prepared, device)?;
+    let agreement = compare(&arch, &on_ref_data, &on_dev_data, &s.model, &s.proxy, tol)?;
     println!(
         "\n| check ({} vs {}) | {} | {} | relative difference | bound |",
         agreement.other, agreement.reference, agreement.reference, agreement.other
@@ -1079,13 +1077,9 @@ fn cmd_bench_gpu(a: GpuCheck) -> Result<()> {
     // A real out-of-memory on the device: classified as the evaluator classifies it, and the
     // device keeps working afterwards (the timing below runs on it).
     let oom = if device.is_cuda() {
-        let r = tch::Tensor::f_empty([1i64 << 40], (tch::Kind::Float, device));
-        let (kind, message) = match r {
-            Err(e) => {
-                let m = e.to_string();
-                (ists_actors::evaluator::fault_kind(&m).to_string(), m)
-            }
-            Ok(_) => (
+        let (kind, message) = match ists_actors::evaluator::provoke_oom(device) {
+            Some((kind, m)) => (kind.to_string(), m),
+            None => (
                 "none".to_string(),
                 "a 4 TiB allocation succeeded".to_string(),
             ),
@@ -1102,14 +1096,9 @@ fn cmd_bench_gpu(a: GpuCheck) -> Result<()> {
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.search.seed);
     let mut archs = vec![arch.clone()];
-    while archs.len() < a.candidates.max(1) {
-        let c = Arch::sample(s.search.space, &mut rng);
-        if archs.iter().all(|b| b.hash() != c.hash()) {
-            archs.push(c);
-        }
-    }
-    let on_device = time_proxy(&archs, &prepared, &s.model, &s.proxy, device)?;
-    let on_reference = time_proxy(&archs, &prepared, &s.model, &s.proxy, reference)?;
+    Arch::fill_distinct(s.search.space, &mut archs, a.candidates, &mut rng);
+    let on_device = time_proxy(&archs, &on_dev_data, &s.model, &s.proxy)?;
+    let on_reference = time_proxy(&archs, &on_ref_data, &s.model, &s.proxy)?;
     println!(
         "\n| device | threads | candidates | warm-up s | median s per candidate | mean s | speed-up (median) |"
     );
