@@ -16,7 +16,9 @@
 //! - [`metrics`]: masked MAE / RMSE / MAPE per horizon.
 //! - [`baselines`]: historical average and last value on the same split.
 //! - [`export`]: save a trained model (safetensors) and load it back.
-//! - [`stats`]: Kendall's tau and Spearman's rho (proxy fidelity).
+//! - [`stats`]: Kendall's tau, Spearman's rho, the paired Wilcoxon test, seed summaries.
+//! - [`fidelity`]: the proxy-fidelity study: cheap proxies against a multi-seed ground truth,
+//!   resumable results, their correlations and costs.
 //! - [`devcheck`]: one architecture on two devices (GPU against CPU): agreement and speed.
 //! - [`prompt`], [`parse`], [`memory`]: prompt rendering from template files, extraction and
 //!   validation of architectures from LLM replies, and the sorted memory bank.
@@ -30,6 +32,7 @@ pub mod data;
 pub mod devcheck;
 pub mod error;
 pub mod export;
+pub mod fidelity;
 pub mod memory;
 pub mod metrics;
 pub mod model;

@@ -1,5 +1,6 @@
-//! Rank statistics for proxy fidelity: Kendall's tau-b and Spearman's rho between the proxy
-//! scores and the fully trained scores of the same architectures.
+//! Statistics of the studies: Kendall's tau-b and Spearman's rho between proxy scores and fully
+//! trained scores (proxy fidelity), and the paired one-sided Wilcoxon signed-rank test and seed
+//! summaries (search against random search over paired seeds).
 
 /// Ranks with ties given their average rank (1-based).
 pub fn ranks(v: &[f64]) -> Vec<f64> {
@@ -59,6 +60,48 @@ pub fn spearman_rho(x: &[f64], y: &[f64]) -> Option<f64> {
     (d > 0.0).then(|| cov / d)
 }
 
+/// Mean and sample standard deviation of the finite values (NaN where there are none; the sd
+/// is NaN for a single value).
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let ok: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = ok.len() as f64;
+    let mean = ok.iter().sum::<f64>() / n;
+    let sd = (ok.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    (mean, sd)
+}
+
+/// Exact one-sided p-value of the paired Wilcoxon signed-rank test that `x` tends to be smaller
+/// than `y`: the chance, with every difference's sign a fair coin, of a rank sum of negative
+/// differences at least as large as the one observed. Zero differences are dropped, tied
+/// magnitudes share their average rank (the exact null distribution is enumerated on doubled
+/// ranks, so ties stay exact). 1.0 when every pair ties.
+pub fn wilcoxon_less(x: &[f64], y: &[f64]) -> f64 {
+    let d: Vec<f64> = x
+        .iter()
+        .zip(y)
+        .map(|(a, b)| a - b)
+        .filter(|d| *d != 0.0)
+        .collect();
+    if d.is_empty() {
+        return 1.0;
+    }
+    let mags: Vec<f64> = d.iter().map(|v| v.abs()).collect();
+    // Doubled average ranks are integers.
+    let r2: Vec<usize> = ranks(&mags).iter().map(|r| (r * 2.0).round() as usize).collect();
+    let w: usize = r2.iter().zip(&d).filter(|(_, v)| **v < 0.0).map(|(r, _)| r).sum();
+    let total: usize = r2.iter().sum();
+    // ways[s]: sign patterns whose negative ranks sum to s.
+    let mut ways = vec![0f64; total + 1];
+    ways[0] = 1.0;
+    for &r in &r2 {
+        for s in (r..=total).rev() {
+            ways[s] += ways[s - r];
+        }
+    }
+    let all: f64 = ways.iter().sum();
+    ways[w..].iter().sum::<f64>() / all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +123,33 @@ mod tests {
         assert_eq!(ranks(&[10.0, 20.0, 20.0, 5.0]), vec![2.0, 3.5, 3.5, 1.0]);
         assert_eq!(kendall_tau(&[1.0], &[1.0]), None);
         assert_eq!(spearman_rho(&[1.0, 1.0], &[1.0, 2.0]), None);
+    }
+
+    #[test]
+    fn wilcoxon_on_fixed_inputs() {
+        // Every one of 8 pairs smaller: only the all-negative pattern is as extreme, 1 / 2^8.
+        let y = [1.0; 8];
+        let x: Vec<f64> = (1..=8).map(|k| 1.0 - k as f64 * 0.01).collect();
+        assert!((wilcoxon_less(&x, &y) - 1.0 / 256.0).abs() < 1e-12);
+        // And the other way round: every pattern is at least as extreme.
+        assert_eq!(wilcoxon_less(&y, &x), 1.0);
+        // d = [-1, -2, +3]: ranks 1, 2, 3, W- = 3; patterns with W- >= 3 out of 8: {3}, {1,2},
+        // {1,3}, {2,3}, {1,2,3} = 5.
+        let p = wilcoxon_less(&[0.0, 0.0, 3.0], &[1.0, 2.0, 0.0]);
+        assert!((p - 5.0 / 8.0).abs() < 1e-12, "{p}");
+        // Ties in magnitude: d = [-1, -1, +1] -> ranks 2, 2, 2 (doubled 4, 4, 4); W- = 2 of 3
+        // ranks; patterns with at least two negatives: 4 of 8.
+        let p = wilcoxon_less(&[0.0, 0.0, 1.0], &[1.0, 1.0, 0.0]);
+        assert!((p - 0.5).abs() < 1e-12, "{p}");
+        // Zero differences are dropped; all zero is no evidence.
+        assert_eq!(wilcoxon_less(&[1.0, 2.0], &[1.0, 2.0]), 1.0);
+    }
+
+    #[test]
+    fn mean_and_sd_skip_missing_runs() {
+        let (m, sd) = mean_sd(&[1.0, f64::NAN, 3.0]);
+        assert_eq!(m, 2.0);
+        assert!((sd - 2f64.sqrt()).abs() < 1e-12);
+        assert!(mean_sd(&[]).0.is_nan());
     }
 }

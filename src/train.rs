@@ -230,6 +230,9 @@ pub struct ProxyConfig {
     /// Wall-clock limit of one evaluation, seconds (0 = none).
     pub max_seconds: f64,
     pub seed: u64,
+    /// Steps of linear learning-rate warm-up from lr/warmup to lr (0 = none). Short runs with
+    /// a full learning rate from step one mostly measure how fast a model starts learning.
+    pub warmup: usize,
 }
 
 impl Default for ProxyConfig {
@@ -243,6 +246,7 @@ impl Default for ProxyConfig {
             val_samples: 256,
             max_seconds: 0.0,
             seed: 1,
+            warmup: 0,
         }
     }
 }
@@ -451,6 +455,18 @@ pub fn proxy_eval(
     model_cfg: &ModelConfig,
     cfg: &ProxyConfig,
 ) -> Result<ProxyReport> {
+    proxy_run(arch, data, model_cfg, cfg, &mut |_| {})
+}
+
+/// [`proxy_eval`], handing each step's training loss to `on_step` (the loss curve, for proxies
+/// that extrapolate it).
+pub fn proxy_run(
+    arch: &Arch,
+    data: &TrainData,
+    model_cfg: &ModelConfig,
+    cfg: &ProxyConfig,
+    on_step: &mut dyn FnMut(f64),
+) -> Result<ProxyReport> {
     if data.train.is_empty() || data.val.is_empty() {
         return Err(Error::Config(format!(
             "dataset {}: the proxy needs non-empty train and validation splits",
@@ -470,7 +486,11 @@ pub fn proxy_eval(
             order = shuffled(&data.train, &mut rng);
         }
         let batch: Vec<i64> = order.split_off(order.len().saturating_sub(bs));
+        if cfg.warmup > 0 {
+            opt.lr = cfg.lr * ((step + 1) as f64 / cfg.warmup as f64).min(1.0);
+        }
         let loss = trained.train_step(&mut opt, data, &batch)?;
+        on_step(loss);
         if step == 0 {
             first = loss;
         }
@@ -514,6 +534,32 @@ pub fn proxy_eval(
         params,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Global gradient norm of the training loss at initialization, on one batch of `batch_size`
+/// training samples (a zero-cost score: no optimizer step is taken).
+pub fn grad_norm_at_init(
+    arch: &Arch,
+    data: &TrainData,
+    model_cfg: &ModelConfig,
+    batch_size: usize,
+    seed: u64,
+) -> Result<f64> {
+    let trained = Trained::build(arch, data, model_cfg, seed)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order = shuffled(&data.train, &mut rng);
+    order.truncate(batch_size.max(1));
+    let (x, y) = data.batch(&order)?;
+    let out = trained.model.forward_t(&x, true)?;
+    masked_mae(&data.denorm(&out)?, &y, data.null)?.f_backward()?;
+    let mut sq = 0.0;
+    for p in trained.vs.trainable_variables() {
+        let g = p.grad();
+        if g.defined() {
+            sq += g.f_norm()?.f_double_value(&[])?.powi(2);
+        }
+    }
+    Ok(sq.sqrt())
 }
 
 /// Trains `arch` fully with early stopping; returns the report and the best weights.

@@ -102,20 +102,7 @@ enum Cmd {
         seeds: usize,
     },
     /// Proxy fidelity: rank correlation of proxy scores and fully trained scores.
-    Fidelity {
-        #[arg(long)]
-        data: Option<String>,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Architectures sampled.
-        #[arg(long, default_value_t = 8)]
-        n: usize,
-        /// Proxy step budgets compared (comma separated).
-        #[arg(long, default_value = "5,15,45")]
-        budgets: String,
-        #[arg(long, default_value = "fidelity")]
-        out: PathBuf,
-    },
+    Fidelity(FidelityArgs),
     /// Inspect a dataset: shapes, missing values, splits.
     Data {
         #[command(subcommand)]
@@ -212,6 +199,33 @@ enum BenchCmd {
     Gpu(GpuCheck),
 }
 
+/// `ists fidelity`: how well cheap proxies rank architectures against full training.
+#[derive(clap::Args)]
+struct FidelityArgs {
+    /// A bundled data set name or a path (overrides the config's data.source).
+    #[arg(long)]
+    data: Option<String>,
+    /// Settings file: the model widths, the proxy ([proxy]) and the ground truth ([final.train]).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Architectures sampled from the search space (seeded by search.seed), after the --extra ones.
+    #[arg(long, default_value_t = 30)]
+    n: usize,
+    /// Hand designs added first (architecture JSON files, comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "config/reference-arch.json,config/gwn-arch.json")]
+    extra: Vec<PathBuf>,
+    /// Proxies scored: step, long4x_warmup, extrapolated, subset4x, seeds2, params, grad_norm, or all.
+    #[arg(long, default_value = "all")]
+    proxies: String,
+    /// Ground-truth trainings per architecture (seeds final.train.seed, +1, ...).
+    #[arg(long, default_value_t = 2)]
+    truth_seeds: usize,
+    /// Results file, one JSON line per architecture (resumed when it exists; a settings
+    /// fingerprint beside it refuses a study with other settings). Default fidelity/fidelity-<data>.jsonl.
+    #[arg(long)]
+    results: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 struct GpuCheck {
     #[arg(long, default_value = "cuda:0")]
@@ -280,13 +294,7 @@ fn main() -> Result<()> {
             classical_only,
             seeds,
         } => cmd_baseline(data, config, budget, classical_only, seeds),
-        Cmd::Fidelity {
-            data,
-            config,
-            n,
-            budgets,
-            out,
-        } => cmd_fidelity(data, config, n, &budgets, out),
+        Cmd::Fidelity(args) => cmd_fidelity(args),
         Cmd::Data {
             cmd: DataCmd::Inspect { source, config },
         } => cmd_inspect(source, config),
@@ -830,132 +838,98 @@ fn cmd_baseline(
     Ok(())
 }
 
-fn cmd_fidelity(
-    data: Option<String>,
-    config: Option<PathBuf>,
-    n: usize,
-    budgets: &str,
-    out: PathBuf,
-) -> Result<()> {
+fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
+    use ists::fidelity::{run_study, summarize, ProxyKind, ResultsFile, Study, StudySettings};
     use rand::SeedableRng;
-    let s = load_settings(config, data)?;
+    let s = load_settings(a.config, a.data)?;
     tch::set_num_threads(s.evaluators.threads.max(1));
-    let budgets: Vec<usize> = budgets
-        .split(',')
-        .map(|b| {
-            b.trim()
-                .parse::<usize>()
-                .context("--budgets takes comma-separated step counts")
-        })
-        .collect::<Result<_>>()?;
+    let kinds = ProxyKind::parse_list(&a.proxies)?;
     let prepared = ists_actors::supervisor::prepare_data(&s)?;
-    let data = TrainData::new(&prepared, tch::Device::Cpu)?;
+    // The hand designs first: a study cut short still compares them.
+    let mut archs = Vec::new();
+    for path in a.extra.iter().filter(|p| !p.as_os_str().is_empty()) {
+        archs.push(read_arch(path, &s)?);
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.search.seed);
-    let mut archs: Vec<Arch> = Vec::new();
-    Arch::fill_distinct(s.search.space, &mut archs, n, &mut rng);
-    // Each architecture's scores are appended to OUT/scores.jsonl as soon as they exist, after
-    // a first line that fingerprints the study; a rerun with the same settings picks up where
-    // an interrupted one stopped instead of training everything again.
-    std::fs::create_dir_all(&out)?;
-    let header = serde_json::json!({
-        "dataset": prepared.name, "space": s.search.space.to_string(), "seed": s.search.seed,
-        "model": s.model, "proxy": s.proxy, "full_training": s.final_train.train,
-        "budgets": budgets,
+    let mut sampled = Vec::new();
+    Arch::fill_distinct(s.search.space, &mut sampled, a.n, &mut rng);
+    for x in sampled {
+        if !archs.iter().any(|a| a.hash() == x.hash()) {
+            archs.push(x);
+        }
+    }
+    let settings = StudySettings {
+        dataset: prepared.name.clone(),
+        model: s.model.clone(),
+        proxy: s.proxy.clone(),
+        truth: s.final_train.train.clone(),
+    };
+    let results_path = a.results.unwrap_or_else(|| {
+        PathBuf::from(format!("fidelity/fidelity-{}.jsonl", s.data.source.replace('/', "_")))
     });
-    let log_path = out.join("scores.jsonl");
-    let mut done: Vec<serde_json::Value> = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(&log_path) {
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let first: Option<serde_json::Value> =
-            lines.next().and_then(|l| serde_json::from_str(l).ok());
-        if first.as_ref() != Some(&header) {
-            bail!(
-                "{} holds scores of a study with other settings (or is damaged); pick another --out or remove it",
-                log_path.display()
-            );
-        }
-        // A torn last line (killed mid-write) is dropped: that architecture is redone.
-        done = lines.filter_map(|l| serde_json::from_str(l).ok()).collect();
-    } else {
-        std::fs::write(&log_path, format!("{header}\n"))
-            .with_context(|| format!("writing {}", log_path.display()))?;
-    }
-    let mut full = Vec::new();
-    let mut proxy: Vec<Vec<f64>> = vec![Vec::new(); budgets.len()];
-    for (i, a) in archs.iter().enumerate() {
-        let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-        if let Some(row) = done.get(i).filter(|r| r["hash"] == a.hash()) {
-            full.push(num(&row["full_val_mae"]));
-            for (k, p) in proxy.iter_mut().enumerate() {
-                p.push(num(&row["proxy_val_mae"][k]));
-            }
-            eprintln!(
-                "architecture {}/{n}: taken from {}",
-                i + 1,
-                log_path.display()
-            );
-            continue;
-        }
-        let (report, _) = train_full(a, &data, &s.model, &s.final_train.train, &mut |_| {})?;
-        let score = report
-            .val
-            .as_ref()
-            .map(|m| m.average.mae)
-            .unwrap_or(f64::NAN);
-        full.push(score);
-        let mut row_proxy = Vec::new();
-        for (k, &steps) in budgets.iter().enumerate() {
-            let mut p = s.proxy.clone();
-            p.steps = steps;
-            let r = proxy_eval(a, &data, &s.model, &p)?;
-            let v = r.val_mae.unwrap_or(f64::NAN);
-            proxy[k].push(v);
-            row_proxy.push(v);
-        }
-        let row = serde_json::json!({
-            "index": i, "hash": a.hash(), "full_val_mae": score, "proxy_val_mae": row_proxy,
-        });
-        use std::io::Write as _;
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&log_path)
-            .and_then(|mut f| writeln!(f, "{row}").and_then(|_| f.sync_data()))
-            .with_context(|| format!("appending to {}", log_path.display()))?;
-        eprintln!("architecture {}/{n}: full val MAE {score:.4}", i + 1);
-    }
-    println!("| proxy steps | Kendall tau | Spearman rho | architectures |");
-    println!("|---:|---:|---:|---:|");
-    let mut rows = Vec::new();
-    for (k, &steps) in budgets.iter().enumerate() {
-        let ok: Vec<(f64, f64)> = proxy[k]
-            .iter()
-            .zip(&full)
-            .filter(|(a, b)| a.is_finite() && b.is_finite())
-            .map(|(a, b)| (*a, *b))
-            .collect();
-        let (x, y): (Vec<f64>, Vec<f64>) = ok.into_iter().unzip();
-        let tau = ists::stats::kendall_tau(&x, &y);
-        let rho = ists::stats::spearman_rho(&x, &y);
-        let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-        println!("| {steps} | {} | {} | {} |", f(tau), f(rho), x.len());
-        rows.push(serde_json::json!({"steps": steps, "kendall_tau": tau, "spearman_rho": rho, "n": x.len()}));
-    }
-    let result = serde_json::json!({
-        "dataset": prepared.name, "full_val_mae": full, "proxy_val_mae": proxy,
-        "budgets": budgets, "correlations": rows,
-        "architectures": archs.iter().map(|a| a.to_spec()).collect::<Vec<_>>(),
-        "full_training": s.final_train.train,
-    });
-    std::fs::write(
-        out.join("fidelity.json"),
-        serde_json::to_string_pretty(&result)?,
-    )?;
-    let plot = ists_actors::report::fidelity_plot(&out, &full, &proxy, &budgets)?;
-    println!(
-        "written {} and {}",
-        out.join("fidelity.json").display(),
-        plot.display()
+    let mut results = ResultsFile::open(&results_path, &settings)?;
+    let study = Study::new(&prepared, settings)?;
+    eprintln!(
+        "fidelity study on {}: {} architectures, proxies {}, {} ground-truth seeds of {} steps; results in {}",
+        prepared.name,
+        archs.len(),
+        a.proxies,
+        a.truth_seeds,
+        study.truth_steps(),
+        results_path.display()
     );
+    let rows = run_study(&study, &archs, &kinds, a.truth_seeds, &mut results, &mut |l| {
+        eprintln!("{l}")
+    })?;
+    let sum = summarize(&rows);
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{} architectures; ground truth (mean val MAE over seeds) {:.4} - {:.4}, sd {:.4}, {:.1} s per training; seed-to-seed Kendall tau {}",
+        sum.architectures,
+        sum.truth_min,
+        sum.truth_max,
+        sum.truth_sd,
+        sum.truth_mean_seconds,
+        f(sum.seed_ceiling_tau)
+    );
+    println!("| proxy | Kendall tau | Spearman rho | s / candidate | share of one training | n |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for p in &sum.proxies {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.1}% | {} |",
+            p.name,
+            f(p.kendall_tau),
+            f(p.spearman_rho),
+            p.mean_seconds,
+            p.cost_share * 100.0,
+            p.n
+        );
+    }
+    // The proxies scored in validation MAE share one plot; zero-cost scores have other units.
+    let mae_like = ["step", "long4x_warmup", "subset4x", "seeds2"];
+    let with_truth: Vec<&ists::fidelity::Row> = rows.iter().filter(|r| !r.truth.is_empty()).collect();
+    let full: Vec<f64> = with_truth.iter().map(|r| r.truth_mean()).collect();
+    let series: Vec<(String, Vec<f64>)> = mae_like
+        .iter()
+        .filter(|n| kinds.iter().any(|k| k.name() == **n))
+        .map(|n| {
+            let v = with_truth
+                .iter()
+                .map(|r| match r.proxy.get(*n) {
+                    Some(p) if p.score < ists::fidelity::DIVERGED => p.score,
+                    _ => f64::NAN,
+                })
+                .collect();
+            (n.to_string(), v)
+        })
+        .collect();
+    let plot = results_path.with_extension("png");
+    ists_actors::report::fidelity_plot(&plot, &full, &series)?;
+    std::fs::write(
+        results_path.with_extension("summary.json"),
+        serde_json::to_string_pretty(&sum)? + "\n",
+    )?;
+    println!("written {}, {} and its summary", results_path.display(), plot.display());
     Ok(())
 }
 

@@ -471,42 +471,41 @@ fn forecast(run: &Path, pred: &tch::Tensor, y: &tch::Tensor) -> Result<PathBuf, 
     Ok(run.join(name))
 }
 
-/// Proxy score vs fully trained score, one colour per proxy budget.
+/// Proxy score vs fully trained score at `path`, one colour per proxy (`series`: name and one
+/// score per architecture, NaN where missing).
 pub fn fidelity_plot(
-    dir: &Path,
+    path: &Path,
     full: &[f64],
-    proxy: &[Vec<f64>],
-    budgets: &[usize],
+    series: &[(String, Vec<f64>)],
 ) -> Result<PathBuf, ReportError> {
     fonts();
-    let name = "fidelity.png";
-    let path = dir.join(name);
-    let root = BitMapBackend::new(&path, (800, 600)).into_drawing_area();
+    let name = "fidelity plot";
+    let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(name, e))?;
-    let (xlo, xhi) = y_range(proxy.iter().flatten().cloned());
+    let (xlo, xhi) = y_range(series.iter().flat_map(|s| s.1.iter().cloned()));
     let (ylo, yhi) = y_range(full.iter().cloned());
     let mut chart = xy_chart(
         &root,
         name,
         "Proxy fidelity: proxy vs full-training validation MAE",
         (xlo..xhi, "proxy val MAE"),
-        (ylo..yhi, "full training val MAE"),
+        (ylo..yhi, "full training val MAE (mean over seeds)"),
     )?;
     let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-    for (k, steps) in budgets.iter().enumerate() {
+    for (k, (label, scores)) in series.iter().enumerate() {
         let c = colours[k % colours.len()];
         chart
             .draw_series(
-                proxy[k]
+                scores
                     .iter()
                     .zip(full)
                     .filter(|(a, b)| a.is_finite() && b.is_finite())
                     .map(move |(a, b)| Circle::new((*a, *b), 5, c.filled())),
             )
             .map_err(|e| plot_err(name, e))?
-            .label(format!("{steps} proxy steps"))
+            .label(label.clone())
             .legend(move |(x, y)| Circle::new((x + 6, y), 5, c.filled()));
     }
     finish(&mut chart, &root, name)?;
-    Ok(dir.join(name))
+    Ok(path.to_path_buf())
 }

@@ -374,39 +374,56 @@ fn bench_gpu_cpu_against_cpu_passes_and_writes_its_record() {
     }
 }
 
-/// `ists fidelity` keeps each architecture's scores in OUT/scores.jsonl as it goes: a rerun
-/// takes them over instead of training again, and a study with other settings is refused.
+/// `ists fidelity` keeps each architecture's row in its results file as it goes: a rerun takes
+/// them over instead of training again, and a study with other settings is refused.
 #[test]
-fn fidelity_resumes_from_its_scores_and_refuses_other_settings() {
+fn fidelity_resumes_from_its_results_and_refuses_other_settings() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("fid");
-    let out_arg = out.to_str().unwrap();
-    let run = |budgets: &str| {
+    let results = tmp.path().join("fid/fidelity-tiny.jsonl");
+    let res_arg = results.to_str().unwrap();
+    let run = |extra: &str| {
         ists(&format!(
-            "fidelity --config config/tiny.toml --n 3 --budgets {budgets} --out {out_arg}"
+            "fidelity --config config/tiny.toml --n 2 --proxies all --truth-seeds 2 --results {res_arg}{extra}"
         ))
     };
-    let first = run("1,2");
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let log = std::fs::read_to_string(out.join("scores.jsonl")).unwrap();
-    assert_eq!(log.lines().count(), 4, "header + 3 architectures:\n{log}");
+    let first = run("");
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{err}");
+    let log = std::fs::read_to_string(&results).unwrap();
+    // Two hand designs and two sampled ones.
+    assert_eq!(log.lines().count(), 4, "{log}");
+    for line in log.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["proxy"].as_object().unwrap().len(), 7, "{row}");
+        assert_eq!(row["truth"].as_array().unwrap().len(), 2, "{row}");
+        assert!(row["truth"][0]["val_mae"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("| long4x_warmup |"), "{stdout}");
+    assert!(stdout.contains("seed-to-seed Kendall tau"), "{stdout}");
+    assert!(results.with_extension("png").exists());
     // Lose the last architecture, as a kill would: the rerun redoes only that one.
     let kept: Vec<&str> = log.lines().take(3).collect();
-    std::fs::write(out.join("scores.jsonl"), kept.join("\n") + "\n").unwrap();
-    let second = run("1,2");
+    std::fs::write(&results, kept.join("\n") + "\n").unwrap();
+    let second = run("");
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{err}");
-    assert_eq!(err.matches("taken from").count(), 2, "{err}");
-    assert_eq!(
-        String::from_utf8_lossy(&first.stdout),
-        String::from_utf8_lossy(&second.stdout),
-        "the resumed study reports the same table"
-    );
-    let other = run("1,3");
+    assert_eq!(err.matches("taken over").count(), 3, "{err}");
+    assert_eq!(err.matches("measured,").count(), 1, "{err}");
+    // Seeded on one thread, the redone architecture scores the same: the same correlations
+    // (the seconds columns are measured anew).
+    let taus = |out: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| proxy"))
+            .map(|l| l.split('|').take(4).collect::<Vec<_>>().join("|"))
+            .collect()
+    };
+    assert_eq!(taus(&first).len(), 7);
+    assert_eq!(taus(&first), taus(&second), "the resumed study reports the same table");
+    let other = ists(&format!(
+        "fidelity --config config/tiny.toml --n 2 --results {res_arg} --data chickenpox"
+    ));
     assert!(!other.status.success());
     assert!(String::from_utf8_lossy(&other.stderr).contains("other settings"));
 }

@@ -158,6 +158,42 @@ impl Prepared {
         }
         samples.start..samples.end - 1 + self.input_len + self.output_len
     }
+    /// The same series restricted to `nodes` (in that order): inputs, targets and the
+    /// adjacency among them. Scalers stay those of the whole set, so values keep their units.
+    /// Used by proxies that train on a subset of the graph for more steps at equal cost.
+    pub fn subset_nodes(&self, nodes: &[usize]) -> Result<Prepared, DataError> {
+        if let Some(&bad) = nodes.iter().find(|&&v| v >= self.n) {
+            return Err(DataError::Config {
+                msg: format!(
+                    "{}: node {bad} out of range (the set has {} nodes)",
+                    self.name, self.n
+                ),
+            });
+        }
+        let (n, f) = (self.n, self.in_features);
+        let mut inputs = Vec::with_capacity(self.t * nodes.len() * f);
+        let mut target = Vec::with_capacity(self.t * nodes.len());
+        for t in 0..self.t {
+            for &v in nodes {
+                let at = (t * n + v) * f;
+                inputs.extend_from_slice(&self.inputs[at..at + f]);
+                target.push(self.target[t * n + v]);
+            }
+        }
+        let adj = nodes
+            .iter()
+            .flat_map(|&a| nodes.iter().map(move |&b| self.adj[a * n + b]))
+            .collect();
+        Ok(Prepared {
+            name: format!("{} ({} of {} nodes)", self.name, nodes.len(), n),
+            n: nodes.len(),
+            inputs,
+            target,
+            adj,
+            ..self.clone()
+        })
+    }
+
     /// Share of target entries equal to the null value.
     pub fn missing_ratio(&self) -> f64 {
         missing_ratio(&self.target, self.null_value)
@@ -493,6 +529,32 @@ mod tests {
         assert_eq!(p.steps_of(&p.splits.test), p.splits.test.start..p.t);
         // Consecutive splits' first samples follow on.
         assert_eq!(p.splits.val.start, p.splits.train.end);
+    }
+
+    #[test]
+    fn a_node_subset_keeps_its_series_and_edges() {
+        let (t, n) = (30, 3);
+        let cfg = PrepareConfig {
+            input_len: 2,
+            output_len: 2,
+            ..Default::default()
+        };
+        let p = prepare(&raw(t, n, 1, ramp(t, n, 1), None), &cfg).unwrap();
+        let s = p.subset_nodes(&[2, 0]).unwrap();
+        assert_eq!((s.n, s.t, s.in_features), (2, p.t, p.in_features));
+        let f = p.in_features;
+        for step in [0, 7, t - 1] {
+            assert_eq!(s.target[step * 2], p.target[step * n + 2]);
+            assert_eq!(s.target[step * 2 + 1], p.target[step * n]);
+            assert_eq!(
+                s.inputs[step * 2 * f..(step * 2 + 1) * f],
+                p.inputs[(step * n + 2) * f..(step * n + 3) * f]
+            );
+        }
+        assert_eq!(s.adj, vec![p.adj[2 * n + 2], p.adj[2 * n], p.adj[2], p.adj[0]]);
+        assert_eq!(s.scaler, p.scaler, "values keep the whole set's units");
+        let err = p.subset_nodes(&[0, 3]).unwrap_err().to_string();
+        assert!(err.contains("node 3 out of range"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,651 @@
+//! The proxy-fidelity study: how well each cheap proxy ranks architectures against a ground
+//! truth of full trainings with several seeds, and what it costs. One row per architecture,
+//! written as it completes (`bench/results/fidelity-<data>.jsonl` in BENCHMARKS.md), so a
+//! study resumes after a kill and a rerun with more proxies, seeds or architectures computes
+//! only what is missing. The figures of a finished study come from [`summarize`].
+
+use crate::data::Prepared;
+use crate::error::{Error, Result};
+use crate::model::ModelConfig;
+use crate::space::{Arch, ArchSpec};
+use crate::stats::{kendall_tau, mean_sd, spearman_rho};
+use crate::train::{
+    grad_norm_at_init, proxy_run, train_full, ProxyConfig, TrainConfig, TrainData, Trained,
+};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The score of a run that diverged or produced no validation score: ranked last by every
+/// proxy and by the ground truth (JSON has no infinity).
+pub const DIVERGED: f64 = 1e9;
+
+/// A cheap proxy. Every score is "lower is predicted better".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// Today's one-step tuning: `proxy.steps` steps, validation MAE.
+    Step,
+    /// Four times the steps, the first quarter a linear learning-rate warm-up.
+    Long4xWarmup,
+    /// The training-loss curve of the `step` run, `a + b ln(step)` fitted on its second half
+    /// and extrapolated to the ground truth's step count.
+    Extrapolated,
+    /// A quarter of the nodes (a fixed random subset) for four times the steps: about the
+    /// cost of `step`, seen for longer.
+    Subset4x,
+    /// The mean validation MAE of `step` under two seeds.
+    Seeds2,
+    /// Zero-cost: minus the parameter count (more capacity predicted better).
+    Params,
+    /// Zero-cost: minus the gradient norm at initialization on one batch (trainability).
+    GradNorm,
+}
+
+impl ProxyKind {
+    pub const ALL: [ProxyKind; 7] = [
+        ProxyKind::Step,
+        ProxyKind::Long4xWarmup,
+        ProxyKind::Extrapolated,
+        ProxyKind::Subset4x,
+        ProxyKind::Seeds2,
+        ProxyKind::Params,
+        ProxyKind::GradNorm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyKind::Step => "step",
+            ProxyKind::Long4xWarmup => "long4x_warmup",
+            ProxyKind::Extrapolated => "extrapolated",
+            ProxyKind::Subset4x => "subset4x",
+            ProxyKind::Seeds2 => "seeds2",
+            ProxyKind::Params => "params",
+            ProxyKind::GradNorm => "grad_norm",
+        }
+    }
+
+    /// Parses a comma-separated list of proxy names (`all` for every one).
+    pub fn parse_list(text: &str) -> Result<Vec<ProxyKind>> {
+        if text.trim() == "all" {
+            return Ok(ProxyKind::ALL.to_vec());
+        }
+        text.split(',')
+            .map(|t| {
+                let t = t.trim();
+                ProxyKind::ALL
+                    .into_iter()
+                    .find(|k| k.name() == t)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = ProxyKind::ALL.iter().map(|k| k.name()).collect();
+                        Error::Config(format!(
+                            "unknown proxy `{t}` (known: {}, or all)",
+                            known.join(", ")
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// One proxy's score for one architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProxyScore {
+    pub score: f64,
+    pub seconds: f64,
+}
+
+/// One full training of the ground truth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthRun {
+    pub seed: u64,
+    /// Average validation MAE of the best-validation weights.
+    pub val_mae: f64,
+    pub test_mae: f64,
+    pub seconds: f64,
+    pub best_epoch: usize,
+}
+
+/// One architecture of the study (a line of the results file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub hash: String,
+    pub arch: ArchSpec,
+    pub params: i64,
+    pub proxy: BTreeMap<String, ProxyScore>,
+    pub truth: Vec<TruthRun>,
+}
+
+impl Row {
+    /// The ground truth: mean validation MAE over the seeds trained.
+    pub fn truth_mean(&self) -> f64 {
+        mean_sd(&self.truth.iter().map(|t| t.val_mae).collect::<Vec<_>>()).0
+    }
+}
+
+/// What the study trains and how: the settings every row of one results file shares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudySettings {
+    pub dataset: String,
+    pub model: ModelConfig,
+    pub proxy: ProxyConfig,
+    pub truth: TrainConfig,
+}
+
+/// The data and settings the proxies and the ground truth run on.
+pub struct Study {
+    pub settings: StudySettings,
+    data: TrainData,
+    subset: TrainData,
+}
+
+impl Study {
+    pub fn new(prepared: &Prepared, settings: StudySettings) -> Result<Study> {
+        let data = TrainData::new(prepared, tch::Device::Cpu)?;
+        let mut nodes: Vec<usize> = (0..prepared.n).collect();
+        nodes.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+            settings.proxy.seed,
+        ));
+        nodes.truncate((prepared.n / 4).max(2).min(prepared.n));
+        nodes.sort_unstable();
+        let subset = TrainData::new(&prepared.subset_nodes(&nodes)?, tch::Device::Cpu)?;
+        Ok(Study {
+            settings,
+            data,
+            subset,
+        })
+    }
+
+    /// Optimizer steps of one ground-truth training (before early stopping).
+    pub fn truth_steps(&self) -> usize {
+        let t = &self.settings.truth;
+        let per_epoch = self.data.train.len().div_ceil(t.batch_size.max(1));
+        let per_epoch = match t.max_batches_per_epoch {
+            0 => per_epoch,
+            m => per_epoch.min(m),
+        };
+        t.epochs * per_epoch
+    }
+
+    /// Computes every proxy in `kinds` that `row` lacks.
+    pub fn fill_proxies(&self, arch: &Arch, row: &mut Row, kinds: &[ProxyKind]) -> Result<()> {
+        let missing: Vec<ProxyKind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| !row.proxy.contains_key(k.name()))
+            .collect();
+        let (s, p) = (&self.settings, &self.settings.proxy);
+        let needs_step = missing.iter().any(|k| {
+            matches!(
+                k,
+                ProxyKind::Step | ProxyKind::Extrapolated | ProxyKind::Seeds2
+            )
+        });
+        let mut step = None;
+        if needs_step {
+            let mut curve = Vec::new();
+            let r = proxy_run(arch, &self.data, &s.model, p, &mut |l| curve.push(l))?;
+            step = Some((r.val_mae.unwrap_or(DIVERGED), r.seconds, curve));
+        }
+        for kind in missing {
+            let started = Instant::now();
+            let score = match kind {
+                ProxyKind::Step | ProxyKind::Extrapolated | ProxyKind::Seeds2 => {
+                    let Some((val, secs, curve)) = &step else {
+                        continue;
+                    };
+                    let (score, seconds) = match kind {
+                        ProxyKind::Step => (*val, *secs),
+                        ProxyKind::Extrapolated => {
+                            (extrapolate(curve, self.truth_steps()), *secs)
+                        }
+                        _ => {
+                            let other = ProxyConfig {
+                                seed: p.seed + 1,
+                                ..p.clone()
+                            };
+                            let r = proxy_eval_score(arch, &self.data, &s.model, &other)?;
+                            ((val + r.0) / 2.0, secs + r.1)
+                        }
+                    };
+                    row.proxy
+                        .insert(kind.name().into(), ProxyScore { score, seconds });
+                    continue;
+                }
+                ProxyKind::Long4xWarmup => {
+                    let long = ProxyConfig {
+                        steps: p.steps * 4,
+                        warmup: p.steps,
+                        ..p.clone()
+                    };
+                    proxy_eval_score(arch, &self.data, &s.model, &long)?.0
+                }
+                ProxyKind::Subset4x => {
+                    let long = ProxyConfig {
+                        steps: p.steps * 4,
+                        ..p.clone()
+                    };
+                    proxy_eval_score(arch, &self.subset, &s.model, &long)?.0
+                }
+                ProxyKind::Params => {
+                    -(Trained::build(arch, &self.data, &s.model, p.seed)?.params() as f64)
+                }
+                ProxyKind::GradNorm => {
+                    let g = grad_norm_at_init(arch, &self.data, &s.model, p.batch_size, p.seed)?;
+                    if g.is_finite() {
+                        -g
+                    } else {
+                        DIVERGED
+                    }
+                }
+            };
+            let seconds = started.elapsed().as_secs_f64();
+            row.proxy
+                .insert(kind.name().into(), ProxyScore { score, seconds });
+        }
+        Ok(())
+    }
+
+    /// One ground-truth training of `arch` with `seed`.
+    pub fn truth(&self, arch: &Arch, seed: u64) -> Result<TruthRun> {
+        let cfg = TrainConfig {
+            seed,
+            ..self.settings.truth.clone()
+        };
+        let (report, _) = train_full(arch, &self.data, &self.settings.model, &cfg, &mut |_| {})?;
+        let avg = |m: &Option<crate::metrics::MetricsTable>| {
+            m.as_ref()
+                .map(|m| m.average.mae)
+                .filter(|v| v.is_finite())
+                .unwrap_or(DIVERGED)
+        };
+        Ok(TruthRun {
+            seed,
+            val_mae: avg(&report.val),
+            test_mae: avg(&report.test),
+            seconds: report.seconds,
+            best_epoch: report.best_epoch,
+        })
+    }
+
+    /// A row for `arch` with nothing measured yet but its size.
+    pub fn empty_row(&self, arch: &Arch) -> Result<Row> {
+        let params = Trained::build(arch, &self.data, &self.settings.model, 0)?.params();
+        Ok(Row {
+            hash: arch.hash(),
+            arch: arch.to_spec(),
+            params,
+            proxy: BTreeMap::new(),
+            truth: Vec::new(),
+        })
+    }
+}
+
+/// Measures every architecture of `archs` under the proxies `kinds` and `seeds` ground-truth
+/// seeds (`truth.seed`, `truth.seed + 1`, ...), taking what `results` already holds and saving
+/// after each architecture. `progress` hears one line per architecture.
+pub fn run_study(
+    study: &Study,
+    archs: &[Arch],
+    kinds: &[ProxyKind],
+    seeds: usize,
+    results: &mut ResultsFile,
+    progress: &mut dyn FnMut(String),
+) -> Result<Vec<Row>> {
+    let mut done: Vec<Row> = Vec::new();
+    for (i, arch) in archs.iter().enumerate() {
+        let mut row = match results.take(&arch.hash()) {
+            Some(r) => r,
+            None => study.empty_row(arch)?,
+        };
+        let before = row.clone();
+        study.fill_proxies(arch, &mut row, kinds)?;
+        for k in 0..seeds as u64 {
+            let seed = study.settings.truth.seed + k;
+            if !row.truth.iter().any(|t| t.seed == seed) {
+                row.truth.push(study.truth(arch, seed)?);
+            }
+        }
+        let line = format!(
+            "architecture {}/{}: {} ground truth {:.4}",
+            i + 1,
+            archs.len(),
+            if row == before { "taken over," } else { "measured," },
+            row.truth_mean()
+        );
+        done.push(row);
+        results.save(&done)?;
+        progress(line);
+    }
+    Ok(done)
+}
+
+/// Validation MAE (DIVERGED when none) and seconds of one proxy run.
+fn proxy_eval_score(
+    arch: &Arch,
+    data: &TrainData,
+    model: &ModelConfig,
+    cfg: &ProxyConfig,
+) -> Result<(f64, f64)> {
+    let r = proxy_run(arch, data, model, cfg, &mut |_| {})?;
+    Ok((r.val_mae.unwrap_or(DIVERGED), r.seconds))
+}
+
+/// Fits `loss = a + b ln(step)` (steps 1-based) to the second half of `curve` by least squares
+/// and returns its value at step `at`. DIVERGED for a curve with a non-finite loss or fewer
+/// than two points in its second half.
+pub fn extrapolate(curve: &[f64], at: usize) -> f64 {
+    let from = curve.len() / 2;
+    let pts: Vec<(f64, f64)> = (from..curve.len())
+        .map(|i| (((i + 1) as f64).ln(), curve[i]))
+        .collect();
+    if pts.len() < 2 || pts.iter().any(|(_, l)| !l.is_finite()) {
+        return DIVERGED;
+    }
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let b = sxy / sxx;
+    let v = my + b * ((at.max(1) as f64).ln() - mx);
+    if v.is_finite() {
+        v
+    } else {
+        DIVERGED
+    }
+}
+
+/// The results file of a study and its settings fingerprint (`<file>.settings.json`).
+pub struct ResultsFile {
+    pub path: PathBuf,
+    pub rows: Vec<Row>,
+}
+
+impl ResultsFile {
+    /// Opens (or starts) the results at `path` for `settings`. A file written under other
+    /// settings is refused; a torn last line (a kill mid-write) is dropped.
+    pub fn open(path: &Path, settings: &StudySettings) -> Result<ResultsFile> {
+        let fp_path = fingerprint_path(path);
+        let fingerprint = serde_json::to_value(settings)
+            .map_err(|e| Error::Config(format!("study settings: {e}")))?;
+        match std::fs::read_to_string(&fp_path) {
+            Ok(text) => {
+                let stored: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| Error::File {
+                        path: fp_path.clone(),
+                        msg: format!("damaged settings fingerprint: {e}"),
+                    })?;
+                if stored != fingerprint {
+                    return Err(Error::File {
+                        path: fp_path,
+                        msg: "holds a study with other settings (dataset, model, proxy or \
+                              ground-truth training); pick another results file or remove both"
+                            .into(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                }
+                let text = serde_json::to_string_pretty(&fingerprint)
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                std::fs::write(&fp_path, text + "\n").map_err(|e| Error::io(&fp_path, e))?;
+            }
+            Err(e) => return Err(Error::io(&fp_path, e)),
+        }
+        let mut rows = Vec::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+                for (i, line) in lines.iter().enumerate() {
+                    match serde_json::from_str::<Row>(line) {
+                        Ok(r) => rows.push(r),
+                        Err(_) if i + 1 == lines.len() => {
+                            tracing::warn!("{}: dropped a torn last line", path.display())
+                        }
+                        Err(e) => {
+                            return Err(Error::File {
+                                path: path.into(),
+                                msg: format!("line {}: {e}", i + 1),
+                            })
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        Ok(ResultsFile {
+            path: path.into(),
+            rows,
+        })
+    }
+
+    /// The row of `hash`, if measured before.
+    pub fn take(&mut self, hash: &str) -> Option<Row> {
+        let i = self.rows.iter().position(|r| r.hash == hash)?;
+        Some(self.rows.remove(i))
+    }
+
+    /// Writes `rows` (then any rows of the file not among them) atomically: a temporary file,
+    /// synced, renamed over the old one.
+    pub fn save(&self, rows: &[Row]) -> Result<()> {
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            for r in rows.iter().chain(&self.rows) {
+                writeln!(f, "{}", serde_json::to_string(r)?)?;
+            }
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        write().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+fn fingerprint_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".settings.json");
+    path.with_file_name(name)
+}
+
+/// One proxy's agreement with the ground truth.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProxyFidelity {
+    pub name: String,
+    pub n: usize,
+    pub kendall_tau: Option<f64>,
+    pub spearman_rho: Option<f64>,
+    pub mean_seconds: f64,
+    /// Mean proxy seconds over mean ground-truth seconds (one seed).
+    pub cost_share: f64,
+}
+
+/// The figures of a study.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    pub architectures: usize,
+    /// Kendall tau between the first two ground-truth seeds: the best any proxy can reach.
+    pub seed_ceiling_tau: Option<f64>,
+    pub truth_min: f64,
+    pub truth_max: f64,
+    pub truth_sd: f64,
+    pub truth_mean_seconds: f64,
+    pub proxies: Vec<ProxyFidelity>,
+}
+
+/// Correlations of each proxy with the mean ground truth, over the rows that have both.
+pub fn summarize(rows: &[Row]) -> Summary {
+    let rows: Vec<&Row> = rows.iter().filter(|r| !r.truth.is_empty()).collect();
+    let truth: Vec<f64> = rows.iter().map(|r| r.truth_mean()).collect();
+    let two: Vec<&&Row> = rows.iter().filter(|r| r.truth.len() >= 2).collect();
+    let seed_ceiling_tau = kendall_tau(
+        &two.iter().map(|r| r.truth[0].val_mae).collect::<Vec<_>>(),
+        &two.iter().map(|r| r.truth[1].val_mae).collect::<Vec<_>>(),
+    );
+    let truth_secs: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.truth.iter().map(|t| t.seconds))
+        .collect();
+    let truth_mean_seconds = mean_sd(&truth_secs).0;
+    let mut names: Vec<&str> = ProxyKind::ALL.iter().map(|k| k.name()).collect();
+    for r in &rows {
+        for k in r.proxy.keys() {
+            if !names.contains(&k.as_str()) {
+                names.push(k);
+            }
+        }
+    }
+    let proxies = names
+        .into_iter()
+        .filter_map(|name| {
+            let (mut x, mut y, mut secs) = (Vec::new(), Vec::new(), Vec::new());
+            for (r, t) in rows.iter().zip(&truth) {
+                if let Some(p) = r.proxy.get(name) {
+                    x.push(p.score);
+                    y.push(*t);
+                    secs.push(p.seconds);
+                }
+            }
+            (!x.is_empty()).then(|| {
+                let mean_seconds = mean_sd(&secs).0;
+                ProxyFidelity {
+                    name: name.to_string(),
+                    n: x.len(),
+                    kendall_tau: kendall_tau(&x, &y),
+                    spearman_rho: spearman_rho(&x, &y),
+                    mean_seconds,
+                    cost_share: mean_seconds / truth_mean_seconds,
+                }
+            })
+        })
+        .collect();
+    let (_, truth_sd) = mean_sd(&truth);
+    Summary {
+        architectures: rows.len(),
+        seed_ceiling_tau,
+        truth_min: truth.iter().copied().fold(f64::INFINITY, f64::min),
+        truth_max: truth.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        truth_sd,
+        truth_mean_seconds,
+        proxies,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(hash: &str, truth: &[f64], proxies: &[(&str, f64)]) -> Row {
+        Row {
+            hash: hash.into(),
+            arch: ArchSpec {
+                space: None,
+                nodes: None,
+                edges: Vec::new(),
+            },
+            params: 0,
+            proxy: proxies
+                .iter()
+                .map(|(n, s)| {
+                    (
+                        n.to_string(),
+                        ProxyScore {
+                            score: *s,
+                            seconds: 1.0,
+                        },
+                    )
+                })
+                .collect(),
+            truth: truth
+                .iter()
+                .enumerate()
+                .map(|(i, v)| TruthRun {
+                    seed: i as u64,
+                    val_mae: *v,
+                    test_mae: *v,
+                    seconds: 10.0,
+                    best_epoch: 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn summary_ranks_proxies_against_the_mean_truth() {
+        let rows = vec![
+            row("a", &[1.0, 1.2], &[("step", 3.0), ("params", -1.0)]),
+            row("b", &[2.0, 1.9], &[("step", 4.0), ("params", -3.0)]),
+            row("c", &[3.0, 3.1], &[("step", 5.0)]),
+            row("d", &[], &[("step", 0.0)]),
+        ];
+        let s = summarize(&rows);
+        assert_eq!(s.architectures, 3, "rows without ground truth are left out");
+        assert_eq!(s.seed_ceiling_tau, Some(1.0));
+        let step = &s.proxies[0];
+        assert_eq!((step.name.as_str(), step.n), ("step", 3));
+        assert_eq!(step.kendall_tau, Some(1.0));
+        assert!((step.cost_share - 0.1).abs() < 1e-12);
+        let params = s.proxies.iter().find(|p| p.name == "params").unwrap();
+        assert_eq!((params.n, params.kendall_tau), (2, Some(-1.0)));
+        assert_eq!((s.truth_min, s.truth_max), (1.1, 3.05));
+    }
+
+    #[test]
+    fn extrapolation_follows_a_log_curve() {
+        let curve: Vec<f64> = (1..=20).map(|s| 5.0 - 0.5 * (s as f64).ln()).collect();
+        let v = extrapolate(&curve, 400);
+        assert!((v - (5.0 - 0.5 * 400f64.ln())).abs() < 1e-9, "{v}");
+        assert_eq!(extrapolate(&[1.0, f64::NAN], 10), DIVERGED);
+        assert_eq!(extrapolate(&[1.0], 10), DIVERGED);
+    }
+
+    #[test]
+    fn proxy_lists_parse_and_name_the_unknown() {
+        assert_eq!(ProxyKind::parse_list("all").unwrap().len(), 7);
+        assert_eq!(
+            ProxyKind::parse_list("step, params").unwrap(),
+            vec![ProxyKind::Step, ProxyKind::Params]
+        );
+        let err = ProxyKind::parse_list("step,warp").unwrap_err().to_string();
+        assert!(err.contains("unknown proxy `warp`"), "{err}");
+    }
+
+    #[test]
+    fn results_resume_drop_a_torn_line_and_refuse_other_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("res/fidelity-x.jsonl");
+        let settings = StudySettings {
+            dataset: "x".into(),
+            model: ModelConfig::default(),
+            proxy: ProxyConfig::default(),
+            truth: TrainConfig::default(),
+        };
+        let f = ResultsFile::open(&path, &settings).unwrap();
+        f.save(&[row("a", &[1.0], &[]), row("b", &[2.0], &[])])
+            .unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"hash\":\"c\",\"ar");
+        std::fs::write(&path, text).unwrap();
+        let mut f = ResultsFile::open(&path, &settings).unwrap();
+        assert_eq!(f.rows.len(), 2);
+        assert_eq!(f.take("b").unwrap().truth[0].val_mae, 2.0);
+        assert!(f.take("b").is_none());
+        // Rows not handed back are kept after the given ones.
+        f.save(&[row("z", &[3.0], &[])]).unwrap();
+        let again = ResultsFile::open(&path, &settings).unwrap();
+        let hashes: Vec<&str> = again.rows.iter().map(|r| r.hash.as_str()).collect();
+        assert_eq!(hashes, ["z", "a"]);
+        let other = StudySettings {
+            dataset: "y".into(),
+            ..settings
+        };
+        let err = ResultsFile::open(&path, &other).err().unwrap().to_string();
+        assert!(err.contains("other settings"), "{err}");
+    }
+}
