@@ -3,7 +3,7 @@
 //! pipelined search saves over a sequential propose-then-evaluate loop.
 
 use crate::messages::{Complete, Event, EventMsg, LlmError, Reply};
-use crate::offline::OfflineInstructor;
+use crate::instructor::offline::OfflineInstructor;
 use crate::{run_search, SearchOptions};
 use actix::prelude::*;
 use ists::config::Settings;

@@ -337,7 +337,7 @@ pub struct Flush;
 /// The search finished (or stopped); carries the summary.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct SearchDone(pub crate::summary::Summary);
+pub struct SearchDone(pub crate::run::summary::Summary);
 
 /// Ask the StageActor to stop proposing and drain (graceful shutdown).
 #[derive(Message, Debug, Clone, Copy)]

@@ -166,10 +166,10 @@ mod tests {
         );
         // CI has no GPU (and the default build no CUDA): "all" falls back to the CPU.
         if !tch::Cuda::is_available() {
-            let d = crate::supervisor::resolve_devices(&base.evaluators.devices).unwrap();
+            let d = crate::search::supervisor::resolve_devices(&base.evaluators.devices).unwrap();
             assert_eq!(d, [tch::Device::Cpu]);
             assert_eq!(
-                crate::supervisor::single_device(&base).unwrap(),
+                crate::search::supervisor::single_device(&base).unwrap(),
                 tch::Device::Cpu
             );
         }
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_ray_job_evaluates_where_ray_placed_it_not_on_the_heads_devices() {
-        use crate::supervisor::single_device;
+        use crate::search::supervisor::single_device;
         let mut s = load(None).unwrap();
         s.evaluators.backend = ists::config::EvalBackend::Ray;
         s.evaluators.devices = vec!["cuda:3".into()];

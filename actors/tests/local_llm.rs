@@ -8,7 +8,7 @@
 use ists::config::{Backend, Mode, Settings};
 use ists::schema::{arch_schema, step_schema};
 use ists::space::SpaceKind;
-use ists_actors::local_llm::LocalServer;
+use ists_actors::instructor::local::LocalServer;
 use ists_actors::{run_search, settings, SearchOptions};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -169,6 +169,6 @@ async fn cot_and_tot_searches_run_through_the_real_local_model() {
     drop(server);
     if started {
         // What the test started is stopped again.
-        assert_eq!(ists_actors::local_llm::probe(18093), Ok(None));
+        assert_eq!(ists_actors::instructor::local::probe(18093), Ok(None));
     }
 }

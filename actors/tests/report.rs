@@ -39,7 +39,7 @@ async fn report_of_a_small_real_run() {
         run.join("model/weights.safetensors").exists(),
         "best model not exported"
     );
-    let report = tokio::task::spawn_blocking(move || ists_actors::report::write_report(&run))
+    let report = tokio::task::spawn_blocking(move || ists_actors::run::report::write_report(&run))
         .await
         .unwrap()
         .unwrap();

@@ -4,10 +4,10 @@
 //! records results, switches from exploration to optimization (published as an event), and at
 //! the end trains the top candidates fully and hands the summary back.
 
-use crate::evaluator::EvaluatorPool;
+use crate::eval::evaluator::EvaluatorPool;
 use crate::messages::*;
-use crate::rundir::RunDir;
-use crate::summary::{Best, FinalResult, Summary};
+use crate::run::dir::RunDir;
+use crate::run::summary::{Best, FinalResult, Summary};
 use actix::prelude::*;
 use futures::stream::{self, StreamExt};
 use ists::config::{Mode, Settings};

@@ -3,7 +3,7 @@
 //! Every error is JSON `{"error": "..."}` with a 4xx/5xx status; no message quotes a token.
 
 use crate::daemon::{DaemonError, Shared};
-use crate::store::StoreError;
+use crate::daemon::store::StoreError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use futures::StreamExt;
@@ -271,7 +271,7 @@ async fn exchanges(
     let (id, session, proposal) = path.into_inner();
     check_id(&id)?;
     ensure_exists(&s, &id)?;
-    let items = crate::rundir::read_exchanges(&s.run_dir(&id), session, proposal).map_err(|e| {
+    let items = crate::run::dir::read_exchanges(&s.run_dir(&id), session, proposal).map_err(|e| {
         tracing::error!(search = %id, "reading prompts and replies: {e}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -352,7 +352,7 @@ pub fn serve(
                 "/searches/{id}/exchanges/{session}/{proposal}",
                 web::get().to(exchanges),
             )
-            .configure(crate::dashboard::routes)
+            .configure(crate::daemon::dashboard::routes)
             .default_service(web::to(fallback))
     })
     .workers(workers)

@@ -3,20 +3,20 @@
 //! `Recipient`s. Actors with state worth keeping run under actix's `Supervisor`, which restarts
 //! them if they stop; evaluators restart through their `SyncArbiter`.
 
-use crate::evaluator::{EvalSetup, EvaluatorPool};
+use crate::eval::evaluator::{EvalSetup, EvaluatorPool};
 use crate::events::EventBus;
-use crate::llm_actor::LlmActor;
-use crate::local_llm::LocalServer;
-use crate::memory_actor::MemoryActor;
+use crate::instructor::llm::LlmActor;
+use crate::instructor::local::LocalServer;
+use crate::search::memory::MemoryActor;
 use crate::messages::{Complete, Drain, EventMsg, Flush, Subscribe};
-use crate::offline::OfflineInstructor;
-use crate::parser_actor::ParserActor;
-use crate::progress::Progress;
-use crate::prompt_actor::PromptActor;
-use crate::ray::RayEvaluator;
-use crate::rundir::{EventLog, RunDir};
-use crate::stage_actor::{StageActor, Wiring};
-use crate::summary::Summary;
+use crate::instructor::offline::OfflineInstructor;
+use crate::search::parser::ParserActor;
+use crate::run::progress::Progress;
+use crate::search::prompt::PromptActor;
+use crate::eval::ray::RayEvaluator;
+use crate::run::dir::{EventLog, RunDir};
+use crate::search::stage::{StageActor, Wiring};
+use crate::run::summary::Summary;
 use actix::prelude::*;
 use dashmap::DashMap;
 use ists::config::{parse_device, Backend, EvalBackend, Settings};
@@ -41,7 +41,7 @@ pub enum SearchError {
     #[error("the search stopped unexpectedly: {0}")]
     Aborted(String),
     #[error(transparent)]
-    LocalLlm(#[from] crate::local_llm::LocalLlmError),
+    LocalLlm(#[from] crate::instructor::local::LocalLlmError),
 }
 
 /// How to run a search besides its settings.
@@ -66,7 +66,7 @@ pub struct SearchOptions {
     /// Event numbering continues after this (a daemon resuming a search keeps one sequence).
     pub first_seq: u64,
     /// A shared, fair scheduler every evaluation waits on (the daemon's evaluator slots).
-    pub gate: Option<crate::fair::EvalGate>,
+    pub gate: Option<crate::eval::fair::EvalGate>,
 }
 
 impl SearchOptions {

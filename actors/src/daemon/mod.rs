@@ -1,16 +1,21 @@
-//! The daemon: many searches at once behind an HTTP API (see [`crate::api`]), persisted in
-//! SQLite (see [`crate::store`]) and resumed at start. Each search is the ordinary actor search
+//! The daemon: many searches at once behind an HTTP API (see [`crate::daemon::api`]), persisted in
+//! SQLite (see [`crate::daemon::store`]) and resumed at start. Each search is the ordinary actor search
 //! (`run_search`) with its own run directory and journal under the daemon's data directory;
 //! the daemon adds a store writer subscriber, a metered instructor and a fair share of the
 //! evaluator slots. Embedding: [`Daemon::start`] returns a [`DaemonHandle`]; shutdown is a
 //! future given to [`DaemonHandle::run_until`].
 
-use crate::fair::{EvalGate, FairScheduler};
+pub mod api;
+pub mod dashboard;
+pub mod metrics;
+pub mod store;
+
+use crate::eval::fair::{EvalGate, FairScheduler};
 use crate::messages::{CancelSearch, EventMsg, SearchEnded, StartSearch, StopSearches, SyncStore};
-use crate::metrics::{Gauges, MeteredInstructor, Metrics};
+use crate::daemon::metrics::{Gauges, MeteredInstructor, Metrics};
 use crate::settings::{self, SettingsError};
-use crate::store::{read_journal_from, SearchRow, Status, Store, StoreError, StoredEvent};
-use crate::supervisor::instructor_for;
+use crate::daemon::store::{read_journal_from, SearchRow, Status, Store, StoreError, StoredEvent};
+use crate::search::supervisor::instructor_for;
 use crate::{run_search, SearchOptions};
 use actix::prelude::*;
 use config::{Config, Environment, File, FileFormat};
@@ -720,7 +725,7 @@ impl Daemon {
                 )),
             }
         }
-        let (server, addr) = crate::api::serve(shared.clone(), ip, d.port, d.workers)?;
+        let (server, addr) = crate::daemon::api::serve(shared.clone(), ip, d.port, d.workers)?;
         let _ = std::fs::write(d.data_dir.join("daemon.addr"), addr.to_string());
         Ok(DaemonHandle {
             addr,

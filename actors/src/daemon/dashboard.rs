@@ -6,9 +6,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
-const APP_JS: &str = include_str!("../../dashboard/app.js");
-const STYLE_CSS: &str = include_str!("../../dashboard/style.css");
+const INDEX_HTML: &str = include_str!("../../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../../dashboard/app.js");
+const STYLE_CSS: &str = include_str!("../../../dashboard/style.css");
 
 /// Only the page's own files may run or style it: even if some text were ever inserted as HTML
 /// by mistake, an inline `<script>` from an LLM reply would not execute.

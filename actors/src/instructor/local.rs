@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 /// The model name the shim reports (`/health`, `/v1/models`).
 pub const MODEL_NAME: &str = "gemma-3-270m-q4_k_m";
-const SETUP_SH: &str = include_str!("../../scripts/local-llm/setup.sh");
-const SERVER_MJS: &str = include_str!("../../scripts/local-llm/server.mjs");
+const SETUP_SH: &str = include_str!("../../../scripts/local-llm/setup.sh");
+const SERVER_MJS: &str = include_str!("../../../scripts/local-llm/server.mjs");
 
 /// Errors while installing or starting the local server.
 #[derive(Debug, thiserror::Error)]

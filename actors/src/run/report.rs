@@ -3,8 +3,8 @@
 //! order frequencies per stage, forecast vs ground truth for a few sensors, and the metrics
 //! table of the final model next to the classical baselines on the same test split.
 
-use crate::memory_actor::read_journal;
-use crate::summary::Summary;
+use crate::search::memory::read_journal;
+use crate::run::summary::Summary;
 use ists::baselines::{historical_average, last_value, score};
 use ists::config::Settings;
 use ists::memory::{MemoryEntry, Stage};
@@ -51,7 +51,7 @@ fn plot_err(name: &str, e: impl ToString) -> ReportError {
 fn fonts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+        let bytes: &'static [u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
         if register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
             tracing::warn!("could not register the bundled font");
         }
@@ -91,7 +91,7 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
     plots.push(op_frequencies(run, &entries, settings.search.space)?);
 
     let prepared =
-        crate::supervisor::prepare_data(&settings).map_err(|e| ReportError::Data(e.to_string()))?;
+        crate::search::supervisor::prepare_data(&settings).map_err(|e| ReportError::Data(e.to_string()))?;
     let test = prepared.splits.test.clone();
     let ha = score(&prepared, &test, &historical_average(&prepared, &test))?;
     let lv = score(&prepared, &test, &last_value(&prepared, &test))?;

@@ -280,7 +280,7 @@ fn main() -> Result<()> {
             data_dir,
         } => cmd_eval(settings_hex, settings, arch_hex, arch, candidate, data_dir),
         Cmd::Report { run_dir } => {
-            let r = ists_actors::report::write_report(&run_dir)?;
+            let r = ists_actors::run::report::write_report(&run_dir)?;
             println!("report: {}", r.markdown.display());
             for p in r.plots {
                 println!("plot: {}", p.display());
@@ -330,10 +330,10 @@ fn main() -> Result<()> {
             cmd: LlmCmd::Serve { config },
         } => {
             let s = settings::load(config.as_deref())?;
-            let server = ists_actors::local_llm::LocalServer::ensure(&s.llm.local)?;
+            let server = ists_actors::instructor::local::LocalServer::ensure(&s.llm.local)?;
             println!(
                 "serving {} at {}",
-                ists_actors::local_llm::MODEL_NAME,
+                ists_actors::instructor::local::MODEL_NAME,
                 server.base_url()
             );
             if !server.started() {
@@ -385,9 +385,9 @@ fn cmd_train(
     }
     tch::set_num_threads(s.evaluators.threads.max(1));
     let arch = read_arch(&arch, &s)?;
-    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     println!("{}", prepared.summary());
-    let device = ists_actors::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
+    let device = ists_actors::search::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
     let data = TrainData::new(&prepared, device)?;
     println!("architecture: {}", arch.summary());
     let result = if proxy {
@@ -629,7 +629,7 @@ fn cmd_bench_proxy(arch_path: PathBuf, repeat: usize) -> Result<()> {
     tch::set_num_threads(s.evaluators.threads.max(1));
     let arch = read_arch(&arch_path, &s)?;
     let mut cases = Vec::new();
-    let p = ists_actors::supervisor::prepare_data(&s)?;
+    let p = ists_actors::search::supervisor::prepare_data(&s)?;
     cases.push(("METR-LA week (207 nodes)", p));
     cases.push(("PEMS08 shape (170 nodes)", pems08_shaped(&s)?));
     println!("| input | steps | batch | seconds per proxy evaluation (median of {repeat}) |");
@@ -690,7 +690,7 @@ fn cmd_predict(
 ) -> Result<()> {
     let s = load_settings(config, data)?;
     tch::set_num_threads(s.evaluators.threads.max(1));
-    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     let data = TrainData::new(&prepared, tch::Device::Cpu)?;
     let (trained, arch, meta) = ists::export::load(&model, &data)?;
     println!("model: {} (trained on {})", arch.summary(), meta.dataset);
@@ -735,7 +735,7 @@ fn cmd_baseline(
         s.search.budget = b;
     }
     tch::set_num_threads(s.evaluators.threads.max(1));
-    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     let test = prepared.splits.test.clone();
     println!(
         "dataset {} - test samples {}..{} (the same split the search scores on)",
@@ -844,7 +844,7 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
     let s = load_settings(a.config, a.data)?;
     tch::set_num_threads(s.evaluators.threads.max(1));
     let kinds = ProxyKind::parse_list(&a.proxies)?;
-    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     // The hand designs first: a study cut short still compares them.
     let mut archs = Vec::new();
     for path in a.extra.iter().filter(|p| !p.as_os_str().is_empty()) {
@@ -924,7 +924,7 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
         })
         .collect();
     let plot = results_path.with_extension("png");
-    ists_actors::report::fidelity_plot(&plot, &full, &series)?;
+    ists_actors::run::report::fidelity_plot(&plot, &full, &series)?;
     std::fs::write(
         results_path.with_extension("summary.json"),
         serde_json::to_string_pretty(&sum)? + "\n",
@@ -941,7 +941,7 @@ fn cmd_eval(
     candidate: usize,
     data_dir: Option<PathBuf>,
 ) -> Result<()> {
-    use ists_actors::ray::{from_hex, RESULT_MARKER};
+    use ists_actors::eval::ray::{from_hex, RESULT_MARKER};
     let mut s: Settings = match (settings_hex, settings_file) {
         (Some(h), _) => {
             let bytes = from_hex(&h)
@@ -969,8 +969,8 @@ fn cmd_eval(
     };
     let arch = Arch::from_json(&arch_text, s.search.space)?;
     tch::set_num_threads(s.evaluators.threads.max(1));
-    let prepared = ists_actors::supervisor::prepare_data(&s)?;
-    let device = ists_actors::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
+    let device = ists_actors::search::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
     let data = TrainData::new(&prepared, device)?;
     let report = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
     eprintln!("candidate {candidate}: {:?}", report.status);
@@ -1016,7 +1016,7 @@ fn cmd_bench_gpu(a: GpuCheck) -> Result<()> {
     };
     tch::set_num_threads(threads as i32);
     let arch = read_arch(&a.arch, &s)?;
-    let prepared = ists_actors::supervisor::prepare_data(&s)?;
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     println!("{}", prepared.summary());
     println!("architecture: {}", arch.summary());
 
@@ -1051,7 +1051,7 @@ fn cmd_bench_gpu(a: GpuCheck) -> Result<()> {
     // A real out-of-memory on the device: classified as the evaluator classifies it, and the
     // device keeps working afterwards (the timing below runs on it).
     let oom = if device.is_cuda() {
-        let (kind, message) = match ists_actors::evaluator::provoke_oom(device) {
+        let (kind, message) = match ists_actors::eval::evaluator::provoke_oom(device) {
             Some((kind, m)) => (kind.to_string(), m),
             None => (
                 "none".to_string(),

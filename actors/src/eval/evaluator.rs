@@ -4,7 +4,7 @@
 //! error, a panic inside libtorch) fails that candidate and stops the actor; the SyncArbiter
 //! then builds a fresh one from the factory - that is the restart.
 
-use crate::fair::EvalGate;
+use crate::eval::fair::EvalGate;
 use crate::messages::{EvalOutcome, Evaluate, TrainFinal};
 use actix::prelude::*;
 use ists::data::Prepared;
@@ -264,7 +264,7 @@ impl EvaluatorPool {
         self
     }
 
-    async fn permit(&self) -> Option<crate::fair::Permit> {
+    async fn permit(&self) -> Option<crate::eval::fair::Permit> {
         match &self.gate {
             Some(g) => Some(g.scheduler.acquire(&g.search).await),
             None => None,
