@@ -73,6 +73,9 @@ impl Default for DataSettings {
 pub struct FinalSettings {
     /// How many of the best candidates are trained fully (0 = none).
     pub top_k: usize,
+    /// Seeds each of them is trained with (train.seed, +1, ...); the final model is the
+    /// candidate with the best mean validation MAE over its seeds, never chosen on test.
+    pub seeds: usize,
     pub train: TrainConfig,
 }
 
@@ -80,6 +83,7 @@ impl Default for FinalSettings {
     fn default() -> Self {
         FinalSettings {
             top_k: 1,
+            seeds: 1,
             train: TrainConfig::default(),
         }
     }
@@ -155,6 +159,9 @@ pub struct SearchSettings {
     pub space: SpaceKind,
     /// Candidates evaluated in total.
     pub budget: usize,
+    /// Optimizer steps the search may spend scoring candidates, proxy runs and promotions
+    /// together (0 = no limit but `budget`): searches compared at equal compute get the same.
+    pub budget_steps: u64,
     /// Share of the budget spent in exploration before optimization.
     pub exploration_share: f64,
     /// Switch early when this many evaluations in a row bring no new best (0 = off).
@@ -173,6 +180,8 @@ pub struct SearchSettings {
     /// evaluations; each such proposal is counted in the summary's `fallbacks`.
     pub fallback: bool,
     pub seed: u64,
+    /// Successive-halving rungs above the proxy (off by default).
+    pub rungs: crate::rungs::RungSettings,
 }
 
 impl Default for SearchSettings {
@@ -180,6 +189,7 @@ impl Default for SearchSettings {
         SearchSettings {
             space: SpaceKind::Ists,
             budget: 12,
+            budget_steps: 0,
             exploration_share: 0.5,
             plateau: 0,
             mode: Mode::Cot,
@@ -190,6 +200,7 @@ impl Default for SearchSettings {
             max_failures: 50,
             fallback: true,
             seed: 7,
+            rungs: crate::rungs::RungSettings::default(),
         }
     }
 }
@@ -426,6 +437,30 @@ impl Settings {
         }
         if s.in_flight == 0 {
             return Err("search.in_flight must be >= 1".into());
+        }
+        if s.budget_steps > 1_000_000_000_000 {
+            return Err(format!(
+                "search.budget_steps must be <= 10^12, got {}",
+                s.budget_steps
+            ));
+        }
+        if !(2..=16).contains(&s.rungs.eta) {
+            return Err(format!(
+                "search.rungs.eta must be within 2..=16, got {}",
+                s.rungs.eta
+            ));
+        }
+        if s.rungs.levels > 4 {
+            return Err(format!(
+                "search.rungs.levels must be <= 4, got {}",
+                s.rungs.levels
+            ));
+        }
+        if !(1..=16).contains(&self.final_train.seeds) {
+            return Err(format!(
+                "final.seeds must be within 1..=16, got {}",
+                self.final_train.seeds
+            ));
         }
         for (k, v) in [
             ("search.tot.branches", s.tot.branches),

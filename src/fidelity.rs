@@ -199,9 +199,7 @@ impl Study {
                     };
                     let (score, seconds) = match kind {
                         ProxyKind::Step => (*val, *secs),
-                        ProxyKind::Extrapolated => {
-                            (extrapolate(curve, self.truth_steps()), *secs)
-                        }
+                        ProxyKind::Extrapolated => (extrapolate(curve, self.truth_steps()), *secs),
                         _ => {
                             let other = ProxyConfig {
                                 seed: p.seed + 1,
@@ -313,7 +311,11 @@ pub fn run_study(
             "architecture {}/{}: {} ground truth {:.4}",
             i + 1,
             archs.len(),
-            if row == before { "taken over," } else { "measured," },
+            if row == before {
+                "taken over,"
+            } else {
+                "measured,"
+            },
             row.truth_mean()
         );
         done.push(row);

@@ -22,6 +22,7 @@
 //! - [`devcheck`]: one architecture on two devices (GPU against CPU): agreement and speed.
 //! - [`prompt`], [`parse`], [`memory`]: prompt rendering from template files, extraction and
 //!   validation of architectures from LLM replies, and the sorted memory bank.
+//! - [`rungs`]: successive-halving rungs (ASHA) inside a search: who is promoted next.
 //! - [`schema`]: JSON schemas of replies, for servers that constrain decoding.
 //! - [`config`]: the settings of a search, shared by the CLI, the actors and the daemon.
 //! - [`error`]: the crate's error type.
@@ -39,6 +40,7 @@ pub mod model;
 pub mod ops;
 pub mod parse;
 pub mod prompt;
+pub mod rungs;
 pub mod schema;
 pub mod space;
 pub mod stats;

@@ -1,5 +1,6 @@
-//! The sorted memory bank: every evaluated candidate, ordered by proxy score, with the rendering
-//! that feeds the best (and a few recent) entries back into the prompts.
+//! The sorted memory bank: every evaluated candidate, ordered by the highest rung (fidelity) it
+//! reached and then by its score there, with the rendering that feeds the best (and a few
+//! recent) entries back into the prompts.
 
 use crate::space::ArchSpec;
 use crate::train::EvalStatus;
@@ -40,16 +41,35 @@ pub struct MemoryEntry {
     pub stage: Stage,
     pub params: i64,
     pub seconds: f64,
+    /// The successive-halving rung of this score (0 = the proxy; see [`crate::rungs`]).
+    #[serde(default)]
+    pub rung: usize,
+    /// Optimizer steps behind the score (its fidelity; 0 in journals written before rungs).
+    #[serde(default)]
+    pub steps: usize,
 }
 
-/// Key ordering entries by score (failed ones last), then by id for stability.
+/// Key ordering entries by rung (highest first), then score (failed ones last), then id.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-struct Rank(f64, usize);
+struct Rank(std::cmp::Reverse<usize>, f64, usize);
 impl Eq for Rank {}
 #[allow(clippy::derive_ord_xor_partial_ord)]
 impl Ord for Rank {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+        self.0
+            .cmp(&o.0)
+            .then(self.1.total_cmp(&o.1))
+            .then(self.2.cmp(&o.2))
+    }
+}
+
+impl Rank {
+    fn of(e: &MemoryEntry, pos: usize) -> Rank {
+        Rank(
+            std::cmp::Reverse(e.rung),
+            e.score.unwrap_or(f64::INFINITY),
+            pos,
+        )
     }
 }
 
@@ -66,17 +86,28 @@ impl MemoryBank {
         Self::default()
     }
 
-    /// Adds an entry; returns false (and keeps the first) if its hash is already present.
+    /// Adds an entry, or replaces the entry of the same hash with the result of a higher rung
+    /// (a promotion). Returns false, keeping what is there, for the same or a lower rung.
     pub fn insert(&mut self, entry: MemoryEntry) -> bool {
-        if self.by_hash.contains_key(&entry.hash) {
-            return false;
+        if let Some(&pos) = self.by_hash.get(&entry.hash) {
+            if entry.rung <= self.entries[pos].rung {
+                return false;
+            }
+            self.sorted.remove(&Rank::of(&self.entries[pos], pos));
+            self.sorted.insert(Rank::of(&entry, pos));
+            self.entries[pos] = entry;
+            return true;
         }
         let pos = self.entries.len();
         self.by_hash.insert(entry.hash.clone(), pos);
-        self.sorted
-            .insert(Rank(entry.score.unwrap_or(f64::INFINITY), pos));
+        self.sorted.insert(Rank::of(&entry, pos));
         self.entries.push(entry);
         true
+    }
+
+    /// Whether `entry` would change the bank: a new hash, or a higher rung of a known one.
+    pub fn accepts(&self, entry: &MemoryEntry) -> bool {
+        self.get(&entry.hash).is_none_or(|e| entry.rung > e.rung)
     }
 
     pub fn contains(&self, hash: &str) -> bool {
@@ -105,7 +136,7 @@ impl MemoryBank {
     pub fn best(&self, k: usize) -> Vec<&MemoryEntry> {
         self.sorted
             .iter()
-            .map(|r| &self.entries[r.1])
+            .map(|r| &self.entries[r.2])
             .filter(|e| e.score.is_some())
             .take(k)
             .collect()
@@ -138,7 +169,15 @@ impl MemoryBank {
             let arch = serde_json::to_string(&e.arch.edges)
                 .unwrap_or_default()
                 .replace('<', "\\u003c");
-            format!("{tag} val_mae={score} params={} edges={arch}\n", e.params)
+            // The fidelity beside the score: a score after more steps is worth more.
+            let fidelity = match e.steps {
+                0 => String::new(),
+                n => format!(" steps={n} rung={}", e.rung),
+            };
+            format!(
+                "{tag} val_mae={score}{fidelity} params={} edges={arch}\n",
+                e.params
+            )
         };
         for (rank, e) in best.iter().enumerate() {
             let l = line(format!("best#{}", rank + 1), e);
@@ -180,7 +219,34 @@ mod tests {
             stage: Stage::Exploration,
             params: 10,
             seconds: 0.1,
+            rung: 0,
+            steps: 0,
         }
+    }
+
+    #[test]
+    fn a_higher_rung_replaces_and_outranks() {
+        let mut m = MemoryBank::new();
+        m.insert(entry(0, Some(3.0)));
+        m.insert(entry(1, Some(1.0)));
+        let mut promoted = entry(0, Some(3.5));
+        promoted.rung = 1;
+        promoted.steps = 90;
+        assert!(m.accepts(&promoted));
+        assert!(m.insert(promoted.clone()));
+        assert!(!m.accepts(&promoted), "the same rung again");
+        assert!(
+            !m.insert(entry(0, Some(0.1))),
+            "a lower rung never replaces"
+        );
+        assert_eq!(m.len(), 2);
+        let ids: Vec<(usize, usize)> = m.best(5).iter().map(|e| (e.id, e.rung)).collect();
+        assert_eq!(ids, vec![(0, 1), (1, 0)], "rung first, then score");
+        let r = m.render(5, 0, 10_000);
+        assert!(
+            r.starts_with("best#1 val_mae=3.5000 steps=90 rung=1 params=10"),
+            "{r}"
+        );
     }
 
     #[test]

@@ -87,8 +87,16 @@ pub fn wilcoxon_less(x: &[f64], y: &[f64]) -> f64 {
     }
     let mags: Vec<f64> = d.iter().map(|v| v.abs()).collect();
     // Doubled average ranks are integers.
-    let r2: Vec<usize> = ranks(&mags).iter().map(|r| (r * 2.0).round() as usize).collect();
-    let w: usize = r2.iter().zip(&d).filter(|(_, v)| **v < 0.0).map(|(r, _)| r).sum();
+    let r2: Vec<usize> = ranks(&mags)
+        .iter()
+        .map(|r| (r * 2.0).round() as usize)
+        .collect();
+    let w: usize = r2
+        .iter()
+        .zip(&d)
+        .filter(|(_, v)| **v < 0.0)
+        .map(|(r, _)| r)
+        .sum();
     let total: usize = r2.iter().sum();
     // ways[s]: sign patterns whose negative ranks sum to s.
     let mut ways = vec![0f64; total + 1];

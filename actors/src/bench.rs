@@ -2,8 +2,8 @@
 //! evaluator of fixed cost E, to measure messaging overhead per candidate and how much the
 //! pipelined search saves over a sequential propose-then-evaluate loop.
 
-use crate::messages::{Complete, Event, EventMsg, LlmError, Reply};
 use crate::instructor::offline::OfflineInstructor;
+use crate::messages::{Complete, Event, EventMsg, LlmError, Reply};
 use crate::{run_search, SearchOptions};
 use actix::prelude::*;
 use ists::config::Settings;

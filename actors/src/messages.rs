@@ -216,6 +216,8 @@ pub struct ParseStep {
 pub struct Evaluate {
     pub candidate: usize,
     pub arch: Arch,
+    /// Proxy steps for a promotion to a higher rung (None = the configured proxy).
+    pub steps: Option<usize>,
 }
 
 /// What an evaluator returns. Divergence and timeouts are reports; `Failed` is an evaluator
@@ -281,6 +283,24 @@ pub enum Event {
     Evaluated {
         candidate: usize,
         hash: String,
+        score: Option<f64>,
+        status: EvalStatus,
+        seconds: f64,
+    },
+    /// A candidate among the best of its rung is trained again with more steps.
+    Promoting {
+        candidate: usize,
+        hash: String,
+        rung: usize,
+        steps: usize,
+    },
+    /// The result of a promotion (recorded in the journal and the memory bank, which ranks it
+    /// by this higher rung).
+    Promoted {
+        candidate: usize,
+        hash: String,
+        rung: usize,
+        steps: usize,
         score: Option<f64>,
         status: EvalStatus,
         seconds: f64,

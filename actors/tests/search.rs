@@ -420,10 +420,183 @@ fn fidelity_resumes_from_its_results_and_refuses_other_settings() {
             .collect()
     };
     assert_eq!(taus(&first).len(), 7);
-    assert_eq!(taus(&first), taus(&second), "the resumed study reports the same table");
+    assert_eq!(
+        taus(&first),
+        taus(&second),
+        "the resumed study reports the same table"
+    );
     let other = ists(&format!(
         "fidelity --config config/tiny.toml --n 2 --results {res_arg} --data chickenpox"
     ));
     assert!(!other.status.success());
     assert!(String::from_utf8_lossy(&other.stderr).contains("other settings"));
+}
+
+/// Successive-halving rungs (asynchronous, as ASHA): whoever is among the best third of the
+/// candidates that finished a rung when it finishes is trained again with 3 times the steps;
+/// at the end every candidate in the final best third has been promoted. The memory ranks by
+/// rung; the top two are trained fully with two seeds each and the one with the better mean
+/// validation MAE is chosen.
+#[actix::test]
+async fn rungs_promote_the_best_third_and_the_final_choice_is_on_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.search.budget = 9;
+    s.search.rungs.levels = 2;
+    s.search.rungs.eta = 3;
+    s.final_train.top_k = 2;
+    s.final_train.seeds = 2;
+    let steps = s.proxy.steps as u64;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let opts = SearchOptions {
+        fake_cost: Some(Duration::from_millis(5)),
+        ..SearchOptions::default()
+    }
+    .subscribe(Collector(events.clone()).start().recipient());
+    let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+    assert_eq!(summary.evaluated, 9);
+    let dir = PathBuf::from(&summary.run_dir);
+    let j = journal(&dir);
+    assert_eq!(j.len(), 9 + summary.promotions, "a line per evaluation");
+    assert_top_third_promoted(&j, 0, 9);
+    let at = |r: u64| j.iter().filter(|e| e["rung"] == r).count();
+    assert!(
+        at(1) >= 3 && at(2) >= 1,
+        "rung 1: {}, rung 2: {}",
+        at(1),
+        at(2)
+    );
+    assert_eq!(at(1) + at(2), summary.promotions);
+    for e in &j {
+        let rung = e["rung"].as_u64().unwrap() as u32;
+        assert_eq!(e["steps"].as_u64().unwrap(), steps * 3u64.pow(rung), "{e}");
+    }
+    let spent: u64 = j.iter().map(|e| e["steps"].as_u64().unwrap()).sum();
+    assert_eq!(summary.eval_steps, spent);
+    assert_eq!(summary.best.as_ref().unwrap().rung, 2);
+    let ev = events.lock().unwrap();
+    let count = |f: fn(&Event) -> bool| ev.iter().filter(|e| f(&e.event)).count();
+    assert_eq!(
+        count(|e| matches!(e, Event::Promoting { .. })),
+        summary.promotions
+    );
+    assert_eq!(
+        count(|e| matches!(e, Event::Promoted { .. })),
+        summary.promotions
+    );
+    assert_eq!(count(|e| matches!(e, Event::Evaluated { .. })), 9);
+    // The final choice: two candidates, two seeds each, ordered by mean validation MAE.
+    let f = &summary.final_results;
+    assert_eq!(f.len(), 2);
+    assert!(f.iter().all(|r| r.seeds.len() == 2));
+    assert!(f[0].mean_val_mae.unwrap() <= f[1].mean_val_mae.unwrap());
+    assert!(dir.join("model").is_dir(), "the chosen model is exported");
+}
+
+/// Every candidate among the best `1/3` of the `n` scored at `rung` has a line at `rung + 1`.
+fn assert_top_third_promoted(j: &[serde_json::Value], rung: u64, n: usize) {
+    let mut scored: Vec<(f64, &str)> = j
+        .iter()
+        .filter(|e| e["rung"] == rung)
+        .filter_map(|e| Some((e["score"].as_f64()?, e["hash"].as_str()?)))
+        .collect();
+    assert_eq!(scored.len(), n);
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (_, hash) in &scored[..n / 3] {
+        assert!(
+            j.iter()
+                .any(|e| e["hash"] == *hash && e["rung"] == rung + 1),
+            "{hash} is in the best third of rung {rung} but was not promoted"
+        );
+    }
+}
+
+/// A search killed between rungs resumes: no candidate is evaluated twice at the same rung,
+/// and the promotions that were due are made.
+#[actix::test]
+async fn a_search_killed_mid_rung_resumes_its_promotions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.search.budget = 9;
+    s.search.rungs.levels = 1;
+    s.search.rungs.eta = 3;
+    s.final_train.top_k = 0;
+    let fake = || SearchOptions {
+        fake_cost: Some(Duration::from_millis(5)),
+        ..SearchOptions::default()
+    };
+    let summary = run_search(s, fake(), std::future::pending()).await.unwrap();
+    assert!(summary.promotions >= 3);
+    let dir = PathBuf::from(&summary.run_dir);
+    let full = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    // Keep every candidate's proxy result and one promotion, as a kill after it would.
+    let mut kept: Vec<&str> = full.lines().filter(|l| l.contains("\"rung\":0")).collect();
+    let promoted: Vec<&str> = full.lines().filter(|l| l.contains("\"rung\":1")).collect();
+    assert_eq!(kept.len(), 9);
+    kept.push(promoted[0]);
+    std::fs::write(dir.join("journal.jsonl"), kept.join("\n") + "\n").unwrap();
+    let resumed = run_search(
+        tiny(tmp.path()),
+        SearchOptions {
+            resume: Some(dir.clone()),
+            ..fake()
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.evaluated, 9, "no new candidates");
+    assert_eq!(resumed.resumed, 9);
+    let j = journal(&dir);
+    assert_eq!(
+        j.len(),
+        9 + resumed.promotions,
+        "the kept promotion is counted once"
+    );
+    assert_top_third_promoted(&j, 0, 9);
+    assert!(j[..10]
+        .iter()
+        .zip(&kept)
+        .all(|(e, l)| *e == serde_json::from_str::<serde_json::Value>(l).unwrap()));
+    let mut seen = HashSet::new();
+    for e in &j {
+        let key = (e["hash"].as_str().unwrap().to_string(), e["rung"].as_u64());
+        assert!(seen.insert(key), "evaluated twice at one rung: {e}");
+    }
+}
+
+/// A step budget bounds the compute of a search, proxy runs and promotions together, whatever
+/// the candidate budget: the way two methods are compared at equal compute.
+#[actix::test]
+async fn a_step_budget_bounds_the_compute_of_a_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = || SearchOptions {
+        fake_cost: Some(Duration::from_millis(5)),
+        ..SearchOptions::default()
+    };
+    let mut s = tiny(tmp.path());
+    let steps = s.proxy.steps as u64;
+    s.search.budget = 1000;
+    s.search.budget_steps = 10 * steps;
+    s.final_train.top_k = 0;
+    let plain = run_search(s.clone(), fake(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(plain.evaluated, 10);
+    assert_eq!(plain.eval_steps, 10 * steps);
+    // With rungs, promotions (3 times the steps) come out of the same budget.
+    s.search.budget_steps = 14 * steps;
+    s.search.rungs.levels = 1;
+    s.search.rungs.eta = 3;
+    let laddered = run_search(s, fake(), std::future::pending()).await.unwrap();
+    assert!(laddered.promotions >= 1, "{laddered:?}");
+    assert!(laddered.eval_steps <= 14 * steps, "{}", laddered.eval_steps);
+    assert_eq!(
+        laddered.eval_steps,
+        (laddered.evaluated as u64 + 3 * laddered.promotions as u64) * steps
+    );
+    assert!(
+        laddered.evaluated < 14,
+        "promotions took part of the budget"
+    );
 }

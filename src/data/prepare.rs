@@ -551,7 +551,10 @@ mod tests {
                 p.inputs[(step * n + 2) * f..(step * n + 3) * f]
             );
         }
-        assert_eq!(s.adj, vec![p.adj[2 * n + 2], p.adj[2 * n], p.adj[2], p.adj[0]]);
+        assert_eq!(
+            s.adj,
+            vec![p.adj[2 * n + 2], p.adj[2 * n], p.adj[2], p.adj[0]]
+        );
         assert_eq!(s.scaler, p.scaler, "values keep the whole set's units");
         let err = p.subset_nodes(&[0, 3]).unwrap_err().to_string();
         assert!(err.contains("node 3 out of range"), "{err}");

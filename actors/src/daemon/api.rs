@@ -2,8 +2,8 @@
 //! (server-sent events, resumable with `Last-Event-ID`), cancel, health and Prometheus metrics.
 //! Every error is JSON `{"error": "..."}` with a 4xx/5xx status; no message quotes a token.
 
-use crate::daemon::{DaemonError, Shared};
 use crate::daemon::store::StoreError;
+use crate::daemon::{DaemonError, Shared};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use futures::StreamExt;
@@ -271,13 +271,14 @@ async fn exchanges(
     let (id, session, proposal) = path.into_inner();
     check_id(&id)?;
     ensure_exists(&s, &id)?;
-    let items = crate::run::dir::read_exchanges(&s.run_dir(&id), session, proposal).map_err(|e| {
-        tracing::error!(search = %id, "reading prompts and replies: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot read the run directory",
-        )
-    })?;
+    let items =
+        crate::run::dir::read_exchanges(&s.run_dir(&id), session, proposal).map_err(|e| {
+            tracing::error!(search = %id, "reading prompts and replies: {e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the run directory",
+            )
+        })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "session": session, "proposal": proposal, "items": items
     })))

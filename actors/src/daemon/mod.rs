@@ -10,12 +10,12 @@ pub mod dashboard;
 pub mod metrics;
 pub mod store;
 
+use crate::daemon::metrics::{Gauges, MeteredInstructor, Metrics};
+use crate::daemon::store::{read_journal_from, SearchRow, Status, Store, StoreError, StoredEvent};
 use crate::eval::fair::{EvalGate, FairScheduler};
 use crate::messages::{CancelSearch, EventMsg, SearchEnded, StartSearch, StopSearches, SyncStore};
-use crate::daemon::metrics::{Gauges, MeteredInstructor, Metrics};
-use crate::settings::{self, SettingsError};
-use crate::daemon::store::{read_journal_from, SearchRow, Status, Store, StoreError, StoredEvent};
 use crate::search::supervisor::instructor_for;
+use crate::settings::{self, SettingsError};
 use crate::{run_search, SearchOptions};
 use actix::prelude::*;
 use config::{Config, Environment, File, FileFormat};
@@ -419,6 +419,7 @@ impl Handler<EventMsg> for StoreWriter {
         if matches!(
             msg.event,
             Event::Evaluated { .. }
+                | Event::Promoted { .. }
                 | Event::Failed {
                     candidate: Some(_),
                     ..

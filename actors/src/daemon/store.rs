@@ -320,8 +320,14 @@ impl Store {
                     stage.as_str().unwrap_or("")
                 ],
             )?;
+            // A promotion (a higher rung of the same candidate) replaces the stored score: the
+            // store shows each candidate at the highest fidelity it reached, as the bank does.
+            let insert = match e.rung {
+                0 => "INSERT OR IGNORE INTO evaluations (search_id, candidate, status, score, seconds, params) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                _ => "INSERT OR REPLACE INTO evaluations (search_id, candidate, status, score, seconds, params) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            };
             tx.execute(
-                "INSERT OR IGNORE INTO evaluations (search_id, candidate, status, score, seconds, params) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                insert,
                 params![
                     id,
                     e.id as i64,

@@ -119,8 +119,12 @@ struct Job {
 }
 
 impl Job {
-    fn id(&self, candidate: usize, attempt: usize) -> String {
-        format!("ists-{}-c{candidate}-a{attempt}", self.search)
+    /// The job id of one attempt; a promotion (more steps) is another job of the candidate.
+    fn id(&self, candidate: usize, steps: Option<usize>, attempt: usize) -> String {
+        match steps {
+            None => format!("ists-{}-c{candidate}-a{attempt}", self.search),
+            Some(n) => format!("ists-{}-c{candidate}-s{n}-a{attempt}", self.search),
+        }
     }
 
     /// Runs `f` until it succeeds or the head stayed unreachable for `reconnect_secs`.
@@ -184,9 +188,16 @@ impl Job {
         Ok(v["logs"].as_str().unwrap_or("").to_string())
     }
 
-    async fn submit(&self, id: &str, candidate: usize, arch: &str) -> Result<(), String> {
+    async fn submit(
+        &self,
+        id: &str,
+        candidate: usize,
+        steps: Option<usize>,
+        arch: &str,
+    ) -> Result<(), String> {
+        let steps = steps.map(|n| format!(" --steps {n}")).unwrap_or_default();
         let entrypoint = format!(
-            "{} eval --settings-hex {} --arch-hex {} --candidate {candidate} --data-dir {}",
+            "{} eval --settings-hex {} --arch-hex {} --candidate {candidate} --data-dir {}{steps}",
             shell_quote(&self.binary.display().to_string()),
             to_hex(self.settings_json.as_bytes()),
             to_hex(arch.as_bytes()),
@@ -245,16 +256,16 @@ impl Job {
         }
     }
 
-    async fn evaluate(&self, candidate: usize, arch: String) -> EvalOutcome {
+    async fn evaluate(&self, candidate: usize, steps: Option<usize>, arch: String) -> EvalOutcome {
         let started = Instant::now();
         for attempt in 0..MAX_ATTEMPTS {
-            let id = self.id(candidate, attempt);
+            let id = self.id(candidate, steps, attempt);
             let mut state = match self.state(&id).await {
                 Ok(s) => s,
                 Err(e) => return failed("ray_unreachable", e),
             };
             if state == JobState::Missing {
-                if let Err(e) = self.submit(&id, candidate, &arch).await {
+                if let Err(e) = self.submit(&id, candidate, steps, &arch).await {
                     return failed("ray_submit", e);
                 }
                 state = JobState::Active;
@@ -280,7 +291,7 @@ impl Job {
                     Ok(JobState::Missing) => {
                         // The head restarted and forgot the job: submit it again, same id.
                         tracing::warn!(%id, "job vanished (head restarted?); resubmitting");
-                        if let Err(e) = self.submit(&id, candidate, &arch).await {
+                        if let Err(e) = self.submit(&id, candidate, steps, &arch).await {
                             return failed("ray_submit", e);
                         }
                         JobState::Active
@@ -342,7 +353,8 @@ impl Handler<Evaluate> for RayEvaluator {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return failed("ray_closed", "evaluator closed".into());
             };
-            job.evaluate(msg.candidate, msg.arch.to_json()).await
+            job.evaluate(msg.candidate, msg.steps, msg.arch.to_json())
+                .await
         })
     }
 }

@@ -3,8 +3,8 @@
 //! order frequencies per stage, forecast vs ground truth for a few sensors, and the metrics
 //! table of the final model next to the classical baselines on the same test split.
 
-use crate::search::memory::read_journal;
 use crate::run::summary::Summary;
+use crate::search::memory::read_journal;
 use ists::baselines::{historical_average, last_value, score};
 use ists::config::Settings;
 use ists::memory::{MemoryEntry, Stage};
@@ -83,15 +83,18 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
     let summary: Option<Summary> = std::fs::read_to_string(run.join("summary.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    let mut entries = entries;
+    // The proxy score of every candidate (rung 0) is plotted; promotions to higher rungs are
+    // listed in a table of their own.
+    let (mut entries, promotions): (Vec<MemoryEntry>, Vec<MemoryEntry>) =
+        entries.into_iter().partition(|e| e.rung == 0);
     entries.sort_by_key(|e| e.id);
     let mut plots = Vec::new();
     plots.push(search_curve(run, &entries)?);
     plots.push(scores(run, &entries)?);
     plots.push(op_frequencies(run, &entries, settings.search.space)?);
 
-    let prepared =
-        crate::search::supervisor::prepare_data(&settings).map_err(|e| ReportError::Data(e.to_string()))?;
+    let prepared = crate::search::supervisor::prepare_data(&settings)
+        .map_err(|e| ReportError::Data(e.to_string()))?;
     let test = prepared.splits.test.clone();
     let ha = score(&prepared, &test, &historical_average(&prepared, &test))?;
     let lv = score(&prepared, &test, &last_value(&prepared, &test))?;
@@ -131,8 +134,8 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
                 .unwrap_or_default();
             let _ = writeln!(
                 md,
-                "Best candidate {} (proxy MAE {:.4}): `{arch}`\n",
-                b.candidate, b.score
+                "Best candidate {} (proxy MAE {:.4} at rung {}): `{arch}`\n",
+                b.candidate, b.score, b.rung
             );
         }
     }
@@ -140,6 +143,17 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
         md,
         "## Search curve\n\n![search curve](search_curve.png)\n\n![proxy scores](scores.png)\n"
     );
+    if !promotions.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Successive-halving rungs\n\nThe best candidates were trained again with more steps; the memory ranks them by the highest rung reached.\n\n| candidate | rung | steps | validation MAE |\n|---:|---:|---:|---:|"
+        );
+        for e in &promotions {
+            let score = e.score.map_or("-".into(), |v| format!("{v:.4}"));
+            let _ = writeln!(md, "| {} | {} | {} | {score} |", e.id, e.rung, e.steps);
+        }
+        let _ = writeln!(md);
+    }
     let _ = writeln!(
         md,
         "## Operators per stage\n\n![operators](operators.png)\n"

@@ -1,7 +1,7 @@
 //! The run summary: counts of everything that happened, by kind, written to `summary.json`.
 
 use crate::messages::Usage;
-use ists::memory::Stage;
+use ists::memory::{MemoryEntry, Stage};
 use ists::space::ArchSpec;
 use ists::train::TrainReport;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,30 @@ pub struct Best {
     pub hash: String,
     pub score: f64,
     pub arch: ArchSpec,
+    /// The successive-halving rung of `score` (0 = the proxy).
+    #[serde(default)]
+    pub rung: usize,
+}
+
+impl Best {
+    /// The best as `e` (whose score must be set; NaN otherwise).
+    pub fn of(e: &MemoryEntry) -> Best {
+        Best {
+            candidate: e.id,
+            hash: e.hash.clone(),
+            score: e.score.unwrap_or(f64::NAN),
+            arch: e.arch.clone(),
+            rung: e.rung,
+        }
+    }
+}
+
+/// One seed's full training of a top candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedScore {
+    pub seed: u64,
+    pub val_mae: Option<f64>,
+    pub test_mae: Option<f64>,
 }
 
 /// A fully trained top candidate.
@@ -21,7 +45,21 @@ pub struct Best {
 pub struct FinalResult {
     pub candidate: usize,
     pub proxy_score: Option<f64>,
+    /// The report of its seed with the best validation MAE (whose model is exported when this
+    /// candidate is chosen).
     pub report: TrainReport,
+    /// The seed of `report`.
+    #[serde(default)]
+    pub seed: u64,
+    /// Every seed it was trained with (`final.seeds`).
+    #[serde(default)]
+    pub seeds: Vec<SeedScore>,
+    /// Mean validation MAE over the seeds: what the final model is chosen by.
+    #[serde(default)]
+    pub mean_val_mae: Option<f64>,
+    /// Mean test MAE over the seeds (reported, never used to choose).
+    #[serde(default)]
+    pub mean_test_mae: Option<f64>,
 }
 
 /// Counters of a search. Every reply is counted once under `replies`; each rejection under
@@ -38,6 +76,13 @@ pub struct Summary {
     pub evaluated: usize,
     /// Evaluated candidates taken over from the journal at resume.
     pub resumed: usize,
+    /// Promotions to a higher successive-halving rung evaluated (`search.rungs`).
+    #[serde(default)]
+    pub promotions: usize,
+    /// Optimizer steps spent on candidate evaluations and promotions (the search's compute,
+    /// comparable across methods; resumed evaluations not included).
+    #[serde(default)]
+    pub eval_steps: u64,
     /// Of the evaluated, how many ended diverged / timed out / failed (evaluator fault).
     pub diverged: usize,
     pub timed_out: usize,

@@ -109,7 +109,8 @@ impl Handler<Record> for MemoryActor {
     type Result = Result<bool, String>;
     fn handle(&mut self, msg: Record, _: &mut Context<Self>) -> Self::Result {
         let entry = msg.0;
-        if self.bank.contains(&entry.hash) {
+        // A hash already recorded comes back only as a promotion to a higher rung.
+        if !self.bank.accepts(&entry) {
             return Ok(false);
         }
         let mut line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;

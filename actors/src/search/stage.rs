@@ -1,20 +1,22 @@
 //! StageActor: drives the search. It keeps the pipeline full (proposals are generated while
 //! evaluators work, up to `search.in_flight` candidates ahead), runs chain-of-thought or
 //! tree-of-thought proposals with repairs, sends candidates to the least-loaded evaluator,
-//! records results, switches from exploration to optimization (published as an event), and at
+//! records results, promotes the best candidates to longer trainings (successive-halving rungs,
+//! `search.rungs`), switches from exploration to optimization (published as an event), and at
 //! the end trains the top candidates fully and hands the summary back.
 
 use crate::eval::evaluator::EvaluatorPool;
 use crate::messages::*;
 use crate::run::dir::RunDir;
-use crate::run::summary::{Best, FinalResult, Summary};
+use crate::run::summary::{Best, FinalResult, SeedScore, Summary};
 use actix::prelude::*;
 use futures::stream::{self, StreamExt};
 use ists::config::{Mode, Settings};
 use ists::memory::{MemoryEntry, Stage};
+use ists::rungs::{Ladder, Promotion};
 use ists::space::{Arch, ArchSpec, EdgeSpec};
-use ists::train::EvalStatus;
-use std::collections::BTreeSet;
+use ists::train::{EvalStatus, TrainConfig, TrainReport};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -94,9 +96,18 @@ pub struct StageActor {
     settings: Arc<Settings>,
     stage: Stage,
     switch_at: usize,
+    /// Distinct candidates evaluated (promotions are not candidates).
     evaluated: usize,
     in_eval: usize,
+    /// Promotions being evaluated.
+    promoting: usize,
     proposing: usize,
+    ladder: Ladder,
+    /// Optimizer steps of every evaluation launched or done, resumed ones included (against
+    /// `search.budget_steps`; a proposal reserves its candidates' proxy steps).
+    steps_committed: u64,
+    /// Architectures that may be promoted, by hash.
+    climbers: HashMap<String, Arch>,
     next_candidate: usize,
     next_proposal: usize,
     since_best: usize,
@@ -118,7 +129,20 @@ impl StageActor {
     ) -> StageActor {
         let s = &settings.search;
         let switch_at = ((s.exploration_share * s.budget as f64).ceil() as usize).min(s.budget);
-        let evaluated = resumed.len();
+        let mut ladder = Ladder::new(s.rungs.clone());
+        let mut climbers = HashMap::new();
+        for e in resumed {
+            ladder.record(e.id, &e.hash, e.rung, e.score);
+            if let Ok(a) = Arch::from_spec(&e.arch, s.space) {
+                climbers.insert(e.hash.clone(), a);
+            }
+        }
+        // A promoted candidate has one journal line per rung; it is one candidate.
+        let evaluated = resumed
+            .iter()
+            .map(|e| e.hash.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         let mut summary = summary;
         summary.evaluated = evaluated;
         summary.resumed = evaluated;
@@ -128,16 +152,13 @@ impl StageActor {
             Stage::Exploration
         };
         for e in resumed {
-            count_status(&mut summary, &e.status);
-            if let Some(score) = e.score {
-                if summary.best.as_ref().is_none_or(|b| score < b.score) {
-                    summary.best = Some(Best {
-                        candidate: e.id,
-                        hash: e.hash.clone(),
-                        score,
-                        arch: e.arch.clone(),
-                    });
-                }
+            if e.rung == 0 {
+                count_status(&mut summary, &e.status);
+            } else {
+                summary.promotions += 1;
+            }
+            if beats(e, summary.best.as_ref()) {
+                summary.best = Some(Best::of(e));
             }
         }
         if stage == Stage::Optimization {
@@ -152,7 +173,11 @@ impl StageActor {
             switch_at,
             evaluated,
             in_eval: 0,
+            promoting: 0,
             proposing: 0,
+            steps_committed: resumed.iter().map(|e| e.steps as u64).sum(),
+            ladder,
+            climbers,
             next_proposal: 0,
             since_best: 0,
             summary,
@@ -167,20 +192,61 @@ impl StageActor {
         self.settings.search.budget
     }
 
-    /// Starts proposals while there is budget and pipeline room.
+    /// Proxy steps of an evaluation at `rung`.
+    fn rung_steps(&self, rung: usize) -> u64 {
+        let s = &self.settings;
+        s.search.rungs.steps(s.proxy.steps, rung) as u64
+    }
+
+    /// Whether the step budget affords one more evaluation at a rung (detached from `self`, for
+    /// the ladder).
+    fn fits(&self) -> impl Fn(usize) -> bool {
+        let (s, committed) = (&self.settings, self.steps_committed);
+        let (budget, rungs, proxy) = (s.search.budget_steps, s.search.rungs.clone(), s.proxy.steps);
+        move |rung| budget == 0 || committed + rungs.steps(proxy, rung) as u64 <= budget
+    }
+
+    /// How many more evaluations of `steps` steps the step budget allows.
+    fn affordable(&self, steps: u64) -> u64 {
+        match self.settings.search.budget_steps {
+            0 => u64::MAX,
+            b => b.saturating_sub(self.steps_committed) / steps.max(1),
+        }
+    }
+
+    /// Starts promotions, then proposals, while there is budget and pipeline room. Promotions
+    /// go first: the best candidates so far get their longer training before new ones.
     fn fill(&mut self, ctx: &mut Context<Self>) {
-        let s = &self.settings.search;
+        let settings = self.settings.clone();
+        let s = &settings.search;
         let depth = s.in_flight.max(self.w.evaluators.len());
+        while !self.draining
+            && self.summary.stopped.is_none()
+            && self.in_eval + self.promoting + self.proposing < depth
+        {
+            let fits = self.fits();
+            let Some(p) = self.ladder.next_promotion(fits) else {
+                break;
+            };
+            self.promote(p, ctx);
+        }
+        let proxy_steps = self.rung_steps(0);
         while !self.draining && self.summary.stopped.is_none() {
             let committed = self.evaluated + self.in_eval + self.proposing;
-            if committed >= self.budget() || self.in_eval + self.proposing >= depth {
+            let affordable = self.affordable(proxy_steps);
+            if committed >= self.budget()
+                || affordable == 0
+                || self.in_eval + self.promoting + self.proposing >= depth
+            {
                 break;
             }
             let slots = match s.mode {
                 Mode::Cot => 1,
                 Mode::Tot => s.tot.beam.min(self.budget() - committed),
-            };
+            }
+            .min(affordable.min(usize::MAX as u64) as usize);
             self.proposing += slots;
+            self.steps_committed += slots as u64 * proxy_steps;
             let proposal = self.next_proposal;
             self.next_proposal += 1;
             let request_base = (self.w.run.session as u64) << 40 | (proposal as u64) << 16;
@@ -234,9 +300,21 @@ impl StageActor {
                 ));
             }
         }
+        let proxy_steps = self.rung_steps(0);
+        // The proposal reserved the steps of `slots` candidates: beyond those, only what the
+        // step budget still affords is taken.
+        let extra = usize::try_from(self.affordable(proxy_steps)).unwrap_or(usize::MAX);
         let room = self
             .budget()
-            .saturating_sub(self.evaluated + self.in_eval + self.proposing);
+            .saturating_sub(self.evaluated + self.in_eval + self.proposing)
+            .min(slots.saturating_add(extra));
+        let used = if self.draining {
+            0
+        } else {
+            p.candidates.len().min(room)
+        };
+        self.steps_committed =
+            self.steps_committed + used as u64 * proxy_steps - slots as u64 * proxy_steps;
         let shares = split_usage(st.usage, p.candidates.len().min(room));
         for (i, arch) in p.candidates.into_iter().enumerate() {
             if i >= room || self.draining {
@@ -252,33 +330,99 @@ impl StageActor {
                 hash: arch.hash(),
                 summary: arch.summary(),
             });
+            self.climbers.insert(arch.hash(), arch.clone());
             let w = self.w.clone();
             let stage = self.stage;
-            let fut = async move { evaluate(&w, candidate, arch, stage).await };
+            let job = Job {
+                candidate,
+                arch,
+                stage,
+                rung: 0,
+                steps: None,
+            };
+            let fut = async move { evaluate(&w, job).await };
             ctx.spawn(
                 fut.into_actor(self)
-                    .map(|r, act, ctx| act.on_evaluated(r, ctx)),
+                    .map(|r, act, ctx| act.on_evaluated(r, 0, ctx)),
             );
         }
         self.fill(ctx);
         self.maybe_finish(ctx);
     }
 
+    /// Evaluates a promoted candidate at its next rung (more proxy steps).
+    fn promote(&mut self, p: Promotion, ctx: &mut Context<Self>) {
+        let Some(arch) = self.climbers.get(&p.hash).cloned() else {
+            // Not rebuildable (a journal from another space): never offered again.
+            self.ladder.record(p.id, &p.hash, p.rung, None);
+            return;
+        };
+        let steps = self.rung_steps(p.rung) as usize;
+        self.promoting += 1;
+        self.steps_committed += steps as u64;
+        self.w.publish(Event::Promoting {
+            candidate: p.id,
+            hash: p.hash.clone(),
+            rung: p.rung,
+            steps,
+        });
+        let w = self.w.clone();
+        let job = Job {
+            candidate: p.id,
+            arch,
+            stage: self.stage,
+            rung: p.rung,
+            steps: Some(steps),
+        };
+        let rung = p.rung;
+        let fut = async move { evaluate(&w, job).await };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |r, act, ctx| act.on_evaluated(r, rung, ctx)),
+        );
+    }
+
     fn on_evaluated(
         &mut self,
         r: Result<(MemoryEntry, Option<String>), String>,
+        rung: usize,
         ctx: &mut Context<Self>,
     ) {
-        self.in_eval -= 1;
+        if rung == 0 {
+            self.in_eval -= 1;
+        } else {
+            self.promoting -= 1;
+        }
         match r {
             Err(e) => {
                 // The journal could not be written: stop rather than run on without durability.
                 tracing::error!("recording failed: {e}");
                 self.summary.stopped = Some(format!("journal write failed: {e}"));
             }
+            Ok((entry, retried)) if rung > 0 => {
+                self.ladder.record(entry.id, &entry.hash, rung, entry.score);
+                self.summary.promotions += 1;
+                self.summary.eval_steps += entry.steps as u64;
+                if let Some(kind) = retried {
+                    self.summary.eval_retries += 1;
+                    *self.summary.retried_faults.entry(kind).or_default() += 1;
+                }
+                self.w.publish(Event::Promoted {
+                    candidate: entry.id,
+                    hash: entry.hash.clone(),
+                    rung,
+                    steps: entry.steps,
+                    score: entry.score,
+                    status: entry.status.clone(),
+                    seconds: entry.seconds,
+                });
+                self.note_best(&entry);
+            }
             Ok((entry, retried)) => {
+                self.ladder.record(entry.id, &entry.hash, 0, entry.score);
                 self.evaluated += 1;
                 self.summary.evaluated = self.evaluated;
+                self.summary.eval_steps += entry.steps as u64;
                 if let Some(kind) = retried {
                     self.summary.eval_retries += 1;
                     *self.summary.retried_faults.entry(kind).or_default() += 1;
@@ -299,25 +443,8 @@ impl StageActor {
                         seconds: entry.seconds,
                     }),
                 }
-                let improved = match (entry.score, &self.summary.best) {
-                    (Some(s), Some(b)) => s < b.score,
-                    (Some(_), None) => true,
-                    _ => false,
-                };
-                if improved {
-                    let score = entry.score.unwrap_or(f64::NAN);
-                    self.summary.best = Some(Best {
-                        candidate: entry.id,
-                        hash: entry.hash.clone(),
-                        score,
-                        arch: entry.arch.clone(),
-                    });
+                if self.note_best(&entry) {
                     self.since_best = 0;
-                    self.w.publish(Event::NewBest {
-                        candidate: entry.id,
-                        score,
-                    });
-                    let _ = self.w.run.write_json("best.json", &self.summary.best);
                 } else {
                     self.since_best += 1;
                 }
@@ -326,6 +453,22 @@ impl StageActor {
         }
         self.fill(ctx);
         self.maybe_finish(ctx);
+    }
+
+    /// Makes `entry` the best if it beats it (a higher rung, or the same rung and a lower
+    /// score); publishes and writes `best.json` when it does.
+    fn note_best(&mut self, entry: &MemoryEntry) -> bool {
+        if !beats(entry, self.summary.best.as_ref()) {
+            return false;
+        }
+        let best = Best::of(entry);
+        self.w.publish(Event::NewBest {
+            candidate: best.candidate,
+            score: best.score,
+        });
+        self.summary.best = Some(best);
+        let _ = self.w.run.write_json("best.json", &self.summary.best);
+        true
     }
 
     /// The task-level switch: after the exploration share of the budget, or on a plateau.
@@ -347,9 +490,15 @@ impl StageActor {
     }
 
     fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
-        let done_work =
-            self.evaluated >= self.budget() || self.draining || self.summary.stopped.is_some();
-        if self.finished || !done_work || self.in_eval > 0 || self.proposing > 0 {
+        // With the budget spent, promotions still waiting are run before the end.
+        let fits = self.fits();
+        let no_more_candidates =
+            self.evaluated >= self.budget() || self.affordable(self.rung_steps(0)) == 0;
+        let done_work = (no_more_candidates && !self.ladder.pending(fits))
+            || self.draining
+            || self.summary.stopped.is_some();
+        let busy = self.in_eval + self.promoting + self.proposing > 0;
+        if self.finished || !done_work || busy {
             return;
         }
         self.finished = true;
@@ -383,6 +532,15 @@ impl StageActor {
             }
             ctx.stop();
         }));
+    }
+}
+
+/// Whether `e` beats the best so far: a score at a higher rung, or a lower score at the same.
+fn beats(e: &MemoryEntry, best: Option<&Best>) -> bool {
+    match (e.score, best) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(s), Some(b)) => e.rung > b.rung || (e.rung == b.rung && s < b.score),
     }
 }
 
@@ -737,15 +895,28 @@ async fn tot_proposal(w: &Wiring, s: &Settings, proposal: usize, request_base: u
 }
 
 /// Evaluates a candidate (one retry on a restarted evaluator after a fault) and records it.
-async fn evaluate(
-    w: &Wiring,
+/// One evaluation to run: a new candidate (rung 0) or a promotion.
+struct Job {
     candidate: usize,
     arch: Arch,
     stage: Stage,
-) -> Result<(MemoryEntry, Option<String>), String> {
+    rung: usize,
+    /// Proxy steps of a promotion (None = the configured proxy).
+    steps: Option<usize>,
+}
+
+async fn evaluate(w: &Wiring, job: Job) -> Result<(MemoryEntry, Option<String>), String> {
+    let Job {
+        candidate,
+        arch,
+        stage,
+        rung,
+        steps,
+    } = job;
     let msg = Evaluate {
         candidate,
         arch: arch.clone(),
+        steps,
     };
     let mut outcome = w.evaluators.evaluate(msg.clone()).await;
     // The kind of the fault that was retried, if one was.
@@ -764,6 +935,8 @@ async fn evaluate(
             stage,
             params: r.params,
             seconds: r.seconds,
+            rung,
+            steps: r.steps,
         },
         EvalOutcome::Failed { kind, message } => MemoryEntry {
             id: candidate,
@@ -774,6 +947,8 @@ async fn evaluate(
             stage,
             params: 0,
             seconds: 0.0,
+            rung,
+            steps: 0,
         },
     };
     match w.record.send(Record(entry.clone())).await {
@@ -783,6 +958,9 @@ async fn evaluate(
     }
 }
 
+/// Trains the `final.top_k` best candidates with `final.seeds` seeds each; the candidate with
+/// the best mean validation MAE comes first in `summary.final_results` and its best seed's
+/// model is exported to `RUN_DIR/model`.
 async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summary) {
     if s.final_train.top_k == 0 {
         return;
@@ -790,33 +968,100 @@ async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summary) {
     let Ok(memory) = w.get_memory.send(GetMemory).await else {
         return;
     };
-    for (rank, e) in memory.best.iter().take(s.final_train.top_k).enumerate() {
+    let seeds = s.final_train.seeds.max(1) as u64;
+    let single = s.final_train.top_k == 1 && seeds == 1;
+    let mut results = Vec::new();
+    for e in memory.best.iter().take(s.final_train.top_k) {
         let Ok(arch) = Arch::from_spec(&e.arch, s.search.space) else {
             continue;
         };
-        let msg = TrainFinal {
-            candidate: e.id,
-            arch,
-            config: s.final_train.train.clone(),
-            // The best candidate's model is kept for `ists report` and `ists predict`.
-            export: (rank == 0).then(|| w.run.path.join("model")),
-        };
-        match w.evaluators.train_final(msg).await {
-            Ok(report) => {
-                let _ = w.run.write_json(&format!("final-{}.json", e.id), &report);
-                summary.final_results.push(FinalResult {
-                    candidate: e.id,
-                    proxy_score: e.score,
-                    report,
-                });
-            }
-            Err(err) => {
-                tracing::error!(candidate = e.id, "final training failed: {err}");
-                *summary
-                    .eval_failures
-                    .entry("final_training".into())
-                    .or_default() += 1;
+        let mut runs = Vec::new();
+        for k in 0..seeds {
+            let seed = s.final_train.train.seed + k;
+            let dir = w.run.path.join(format!("model-c{}-s{seed}", e.id));
+            let msg = TrainFinal {
+                candidate: e.id,
+                arch: arch.clone(),
+                config: TrainConfig {
+                    seed,
+                    ..s.final_train.train.clone()
+                },
+                // Each model is kept until the choice; the chosen one becomes RUN_DIR/model.
+                export: Some(if single {
+                    w.run.path.join("model")
+                } else {
+                    dir
+                }),
+            };
+            match w.evaluators.train_final(msg).await {
+                Ok(report) => {
+                    let name = match seeds {
+                        1 => format!("final-{}.json", e.id),
+                        _ => format!("final-{}-s{seed}.json", e.id),
+                    };
+                    let _ = w.run.write_json(&name, &report);
+                    runs.push((seed, report));
+                }
+                Err(err) => {
+                    tracing::error!(candidate = e.id, seed, "final training failed: {err}");
+                    *summary
+                        .eval_failures
+                        .entry("final_training".into())
+                        .or_default() += 1;
+                }
             }
         }
+        if let Some(r) = final_result(e, runs) {
+            results.push(r);
+        }
     }
+    results.sort_by(|a, b| {
+        let key = |r: &FinalResult| r.mean_val_mae.unwrap_or(f64::INFINITY);
+        key(a).total_cmp(&key(b))
+    });
+    if let (false, Some(chosen)) = (single, results.first()) {
+        let from = w
+            .run
+            .path
+            .join(format!("model-c{}-s{}", chosen.candidate, chosen.seed));
+        let to = w.run.path.join("model");
+        let _ = std::fs::remove_dir_all(&to);
+        if let Err(e) = std::fs::rename(&from, &to) {
+            tracing::error!("keeping the chosen model {}: {e}", from.display());
+        }
+    }
+    summary.final_results = results;
+}
+
+/// A candidate's seeds summed up: the best-validation seed's report, the means.
+fn final_result(e: &MemoryEntry, runs: Vec<(u64, TrainReport)>) -> Option<FinalResult> {
+    let val = |r: &TrainReport| r.val.as_ref().map(|m| m.average.mae);
+    let test = |r: &TrainReport| r.test.as_ref().map(|m| m.average.mae);
+    let seeds: Vec<SeedScore> = runs
+        .iter()
+        .map(|(seed, r)| SeedScore {
+            seed: *seed,
+            val_mae: val(r),
+            test_mae: test(r),
+        })
+        .collect();
+    let mean = |v: Vec<Option<f64>>| -> Option<f64> {
+        let v: Vec<f64> = v.into_iter().flatten().filter(|x| x.is_finite()).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let mean_val_mae = mean(seeds.iter().map(|s| s.val_mae).collect());
+    let mean_test_mae = mean(seeds.iter().map(|s| s.test_mae).collect());
+    let (seed, report) = runs.into_iter().min_by(|a, b| {
+        let k = |r: &TrainReport| val(r).filter(|v| v.is_finite()).unwrap_or(f64::INFINITY);
+        k(&a.1).total_cmp(&k(&b.1))
+    })?;
+    Some(FinalResult {
+        candidate: e.id,
+        proxy_score: e.score,
+        report,
+        seed,
+        seeds,
+        mean_val_mae,
+        mean_test_mae,
+    })
 }

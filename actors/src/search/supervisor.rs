@@ -4,19 +4,19 @@
 //! them if they stop; evaluators restart through their `SyncArbiter`.
 
 use crate::eval::evaluator::{EvalSetup, EvaluatorPool};
+use crate::eval::ray::RayEvaluator;
 use crate::events::EventBus;
 use crate::instructor::llm::LlmActor;
 use crate::instructor::local::LocalServer;
-use crate::search::memory::MemoryActor;
-use crate::messages::{Complete, Drain, EventMsg, Flush, Subscribe};
 use crate::instructor::offline::OfflineInstructor;
-use crate::search::parser::ParserActor;
-use crate::run::progress::Progress;
-use crate::search::prompt::PromptActor;
-use crate::eval::ray::RayEvaluator;
+use crate::messages::{Complete, Drain, EventMsg, Flush, Subscribe};
 use crate::run::dir::{EventLog, RunDir};
-use crate::search::stage::{StageActor, Wiring};
+use crate::run::progress::Progress;
 use crate::run::summary::Summary;
+use crate::search::memory::MemoryActor;
+use crate::search::parser::ParserActor;
+use crate::search::prompt::PromptActor;
+use crate::search::stage::{StageActor, Wiring};
 use actix::prelude::*;
 use dashmap::DashMap;
 use ists::config::{parse_device, Backend, EvalBackend, Settings};
@@ -185,7 +185,13 @@ pub async fn run_search(
         ),
     };
     let prompt = {
-        let s0 = if resumed.len()
+        // Candidates, not journal lines: a promoted candidate has a line per rung.
+        let candidates = resumed
+            .iter()
+            .map(|e| e.hash.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        let s0 = if candidates
             >= (settings.search.exploration_share * settings.search.budget as f64).ceil() as usize
             && settings.search.exploration_share < 1.0
         {

@@ -80,6 +80,9 @@ enum Cmd {
         /// The data folder as this node sees it.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Proxy steps instead of proxy.steps (a promotion to a higher successive-halving rung).
+        #[arg(long)]
+        steps: Option<usize>,
     },
     /// Write RUN_DIR/report.md with PNG plots.
     Report { run_dir: PathBuf },
@@ -100,6 +103,11 @@ enum Cmd {
         /// seeds advance together; both searches share each seed) and summarize.
         #[arg(long, default_value_t = 1)]
         seeds: usize,
+        /// Results file of a multi-seed comparison: one JSON line per method and seed
+        /// (random, offline, hand-gwn), appended as each finishes; rows already there are
+        /// taken over. Default baseline/search-<data>.jsonl.
+        #[arg(long)]
+        results: Option<PathBuf>,
     },
     /// Proxy fidelity: rank correlation of proxy scores and fully trained scores.
     Fidelity(FidelityArgs),
@@ -212,7 +220,11 @@ struct FidelityArgs {
     #[arg(long, default_value_t = 30)]
     n: usize,
     /// Hand designs added first (architecture JSON files, comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "config/reference-arch.json,config/gwn-arch.json")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "config/reference-arch.json,config/gwn-arch.json"
+    )]
     extra: Vec<PathBuf>,
     /// Proxies scored: step, long4x_warmup, extrapolated, subset4x, seeds2, params, grad_norm, or all.
     #[arg(long, default_value = "all")]
@@ -278,7 +290,16 @@ fn main() -> Result<()> {
             arch,
             candidate,
             data_dir,
-        } => cmd_eval(settings_hex, settings, arch_hex, arch, candidate, data_dir),
+            steps,
+        } => cmd_eval(
+            settings_hex,
+            settings,
+            arch_hex,
+            arch,
+            candidate,
+            data_dir,
+            steps,
+        ),
         Cmd::Report { run_dir } => {
             let r = ists_actors::run::report::write_report(&run_dir)?;
             println!("report: {}", r.markdown.display());
@@ -293,7 +314,8 @@ fn main() -> Result<()> {
             budget,
             classical_only,
             seeds,
-        } => cmd_baseline(data, config, budget, classical_only, seeds),
+            results,
+        } => cmd_baseline(data, config, budget, classical_only, seeds, results),
         Cmd::Fidelity(args) => cmd_fidelity(args),
         Cmd::Data {
             cmd: DataCmd::Inspect { source, config },
@@ -728,8 +750,12 @@ fn cmd_baseline(
     budget: Option<usize>,
     classical_only: bool,
     seeds: usize,
+    results: Option<PathBuf>,
 ) -> Result<()> {
     use ists::baselines::{historical_average, last_value, score};
+    use ists_actors::run::compare::{
+        append_run, paired, read_runs, run_hand_design, run_search_method, Method,
+    };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
         s.search.budget = b;
@@ -768,73 +794,92 @@ fn cmd_baseline(
     if let Some(t) = &report.test {
         println!("{}", metrics_row("Graph-WaveNet-like (autocts, fixed)", t));
     }
-    // Random search = the offline instructor with exploration only (pure sampling);
-    // evolutionary = the offline instructor with its optimization stage.
-    let methods = [
-        ("random search", 1.0),
-        (
-            "offline instructor (evolutionary)",
-            s.search.exploration_share,
-        ),
-    ];
-    // Average test MAE per method, one per seed (NaN where a search produced no final model).
-    let mut avg: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
-    for k in 0..seeds.max(1) as u64 {
-        for (m, (name, share)) in methods.iter().enumerate() {
-            let mut cfg = s.clone();
-            cfg.search.exploration_share = *share;
-            cfg.search.seed = s.search.seed + k;
-            cfg.proxy.seed = s.proxy.seed + k;
-            cfg.final_train.train.seed = s.final_train.train.seed + k;
-            cfg.llm.backend = Backend::Offline;
-            cfg.final_train.top_k = 1;
+    if seeds <= 1 && results.is_none() {
+        // One seed, as a table beside the baselines.
+        for (method, label) in [
+            (Method::Random, "random search"),
+            (Method::Offline, "offline instructor (evolutionary)"),
+        ] {
             let sys = actix::System::new();
-            let summary = sys.block_on(run_search(
-                cfg,
-                SearchOptions::default(),
-                std::future::pending(),
-            ))?;
-            let label = match seeds {
-                0 | 1 => format!("{name}, budget {}", summary.budget),
-                _ => format!("{name}, budget {}, seed +{k}", summary.budget),
-            };
-            match summary
-                .final_results
-                .first()
-                .and_then(|f| f.report.test.as_ref())
+            let (_, summary) = sys
+                .block_on(run_search_method(&s, &method, 0))
+                .map_err(anyhow::Error::msg)?;
+            let label = format!("{label}, budget {}", s.search.budget);
+            match summary.final_results[0].report.test.as_ref() {
+                Some(t) => println!("{}", metrics_row(&label, t)),
+                None => println!("| {label} | no test metrics | |"),
+            }
+        }
+        return Ok(());
+    }
+    // Several seeds: every method under every seed index, rows appended to the results file
+    // (a rerun takes over the rows already there), then the paired statistics.
+    let path = results.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "baseline/search-{}.jsonl",
+            s.data.source.replace('/', "_")
+        ))
+    });
+    let mut runs = read_runs(&path).map_err(anyhow::Error::msg)?;
+    let gwn = read_arch(&PathBuf::from("config/gwn-arch.json"), &s)?;
+    let methods = [
+        Method::Random,
+        Method::Offline,
+        Method::Hand {
+            name: "gwn".into(),
+            arch: gwn,
+        },
+    ];
+    for k in 0..seeds as u64 {
+        for method in &methods {
+            if runs
+                .iter()
+                .any(|r| r.method == method.name() && r.seed == k)
             {
-                Some(t) => {
-                    println!("{}", metrics_row(&label, t));
-                    avg[m].push(t.average.mae);
+                continue;
+            }
+            let run = match method {
+                Method::Hand { name, arch } => run_hand_design(&s, name, arch, &data, k),
+                m => actix::System::new()
+                    .block_on(run_search_method(&s, m, k))
+                    .map(|(r, _)| r),
+            };
+            match run {
+                Ok(r) => {
+                    eprintln!(
+                        "{} seed +{k}: test MAE {:.4} ({} candidates, {} steps, {:.0} s)",
+                        r.method, r.test_mae, r.evaluations, r.eval_steps, r.seconds
+                    );
+                    append_run(&path, &r).map_err(anyhow::Error::msg)?;
+                    runs.push(r);
                 }
-                None => {
-                    println!("| {label} | no final model | |");
-                    avg[m].push(f64::NAN);
-                }
+                // A method that produced no model is reported, and the others go on.
+                Err(e) => eprintln!("{e}"),
             }
         }
     }
-    if seeds > 1 {
-        println!("\n| method | seeds | average test MAE, mean | sd | min | max |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        for ((name, _), v) in methods.iter().zip(&avg) {
-            let ok: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-            let n = ok.len() as f64;
-            let mean = ok.iter().sum::<f64>() / n;
-            let sd = (ok.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-            let min = ok.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = ok.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    println!("\n| method | seeds | test MAE mean (sd) | random (sd) | wins/ties/losses | one-sided Wilcoxon p | eval steps vs random |");
+    println!("|---|---:|---:|---:|---|---:|---|");
+    for method in methods.iter().skip(1) {
+        if let Some(p) = paired(&runs, &method.name(), "random") {
             println!(
-                "| {name} | {} | {mean:.4} | {sd:.4} | {min:.4} | {max:.4} |",
-                ok.len()
+                "| {} | {} | {:.4} ({:.4}) | {:.4} ({:.4}) | {}/{}/{} | {:.3} | {:.0} vs {:.0} |",
+                p.method,
+                p.n,
+                p.mean,
+                p.sd,
+                p.against_mean,
+                p.against_sd,
+                p.wins,
+                p.ties,
+                p.losses,
+                p.p,
+                p.steps,
+                p.against_steps
             );
         }
-        let wins = avg[1].iter().zip(&avg[0]).filter(|(o, r)| o < r).count();
-        println!(
-            "\nthe instructed search beat random search on {wins} of {} seeds (paired: same seed, same budget)",
-            avg[0].len()
-        );
     }
+    println!("rows in {}", path.display());
     Ok(())
 }
 
@@ -865,7 +910,10 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
         truth: s.final_train.train.clone(),
     };
     let results_path = a.results.unwrap_or_else(|| {
-        PathBuf::from(format!("fidelity/fidelity-{}.jsonl", s.data.source.replace('/', "_")))
+        PathBuf::from(format!(
+            "fidelity/fidelity-{}.jsonl",
+            s.data.source.replace('/', "_")
+        ))
     });
     let mut results = ResultsFile::open(&results_path, &settings)?;
     let study = Study::new(&prepared, settings)?;
@@ -878,9 +926,14 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
         study.truth_steps(),
         results_path.display()
     );
-    let rows = run_study(&study, &archs, &kinds, a.truth_seeds, &mut results, &mut |l| {
-        eprintln!("{l}")
-    })?;
+    let rows = run_study(
+        &study,
+        &archs,
+        &kinds,
+        a.truth_seeds,
+        &mut results,
+        &mut |l| eprintln!("{l}"),
+    )?;
     let sum = summarize(&rows);
     let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
     println!(
@@ -907,7 +960,8 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
     }
     // The proxies scored in validation MAE share one plot; zero-cost scores have other units.
     let mae_like = ["step", "long4x_warmup", "subset4x", "seeds2"];
-    let with_truth: Vec<&ists::fidelity::Row> = rows.iter().filter(|r| !r.truth.is_empty()).collect();
+    let with_truth: Vec<&ists::fidelity::Row> =
+        rows.iter().filter(|r| !r.truth.is_empty()).collect();
     let full: Vec<f64> = with_truth.iter().map(|r| r.truth_mean()).collect();
     let series: Vec<(String, Vec<f64>)> = mae_like
         .iter()
@@ -929,7 +983,11 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
         results_path.with_extension("summary.json"),
         serde_json::to_string_pretty(&sum)? + "\n",
     )?;
-    println!("written {}, {} and its summary", results_path.display(), plot.display());
+    println!(
+        "written {}, {} and its summary",
+        results_path.display(),
+        plot.display()
+    );
     Ok(())
 }
 
@@ -940,6 +998,7 @@ fn cmd_eval(
     arch_file: Option<PathBuf>,
     candidate: usize,
     data_dir: Option<PathBuf>,
+    steps: Option<usize>,
 ) -> Result<()> {
     use ists_actors::eval::ray::{from_hex, RESULT_MARKER};
     let mut s: Settings = match (settings_hex, settings_file) {
@@ -957,6 +1016,9 @@ fn cmd_eval(
     };
     if let Some(d) = data_dir {
         s.data_dir = d;
+    }
+    if let Some(n) = steps {
+        s.proxy.steps = n;
     }
     let arch_text = match (arch_hex, arch_file) {
         (Some(h), _) => {
