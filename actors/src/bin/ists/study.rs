@@ -1,0 +1,316 @@
+//! Studies that measure search quality: `baseline` (classical baselines, and random search,
+//! the offline instructor and a hand design over paired seeds) and `fidelity` (cheap proxies
+//! against a multi-seed ground truth). Both write resumable JSON rows.
+
+use crate::common::{load_settings, metrics_row, read_arch};
+use anyhow::{Context, Result};
+use ists::space::Arch;
+use ists::train::{train_full, TrainData};
+use std::path::PathBuf;
+
+/// `ists baseline`: baselines and searches on the same data and split.
+#[derive(clap::Args)]
+pub struct BaselineArgs {
+    /// Bundled dataset name or path (default: the config's data source).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Settings file layered over the defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Candidate budget of the searches (default: the config's).
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Only the classical baselines (no training).
+    #[arg(long)]
+    pub classical_only: bool,
+    /// Repeat the methods with this many seeds (search, proxy and final training seeds
+    /// advance together; all methods share each seed) and summarize.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// Results file of a multi-seed comparison: one JSON line per method and seed
+    /// (random, offline, hand-gwn), appended as each finishes; rows already there are
+    /// taken over. Default baseline/search-<data>.jsonl.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+/// `ists fidelity`: how well cheap proxies rank architectures against full training.
+#[derive(clap::Args)]
+pub struct FidelityArgs {
+    /// A bundled data set name or a path (overrides the config's data.source).
+    #[arg(long)]
+    data: Option<String>,
+    /// Settings file: the model widths, the proxy ([proxy]) and the ground truth ([final.train]).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Architectures sampled from the search space (seeded by search.seed), after the --extra ones.
+    #[arg(long, default_value_t = 30)]
+    n: usize,
+    /// Hand designs added first (architecture JSON files, comma separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "config/reference-arch.json,config/gwn-arch.json"
+    )]
+    extra: Vec<PathBuf>,
+    /// Proxies scored: step, long4x_warmup, extrapolated, subset4x, seeds2, params, grad_norm, or all.
+    #[arg(long, default_value = "all")]
+    proxies: String,
+    /// Ground-truth trainings per architecture (seeds final.train.seed, +1, ...).
+    #[arg(long, default_value_t = 2)]
+    truth_seeds: usize,
+    /// Results file, one JSON line per architecture (resumed when it exists; a settings
+    /// fingerprint beside it refuses a study with other settings). Default fidelity/fidelity-<data>.jsonl.
+    #[arg(long)]
+    results: Option<PathBuf>,
+}
+
+/// Baselines, then the searches over paired seeds.
+pub fn baseline(a: BaselineArgs) -> Result<()> {
+    let BaselineArgs {
+        data,
+        config,
+        budget,
+        classical_only,
+        seeds,
+        results,
+    } = a;
+    use ists::baselines::{historical_average, last_value, score};
+    use ists_actors::run::compare::{
+        append_run, paired, read_runs, run_hand_design, run_search_method, Method,
+    };
+    let mut s = load_settings(config, data)?;
+    if let Some(b) = budget {
+        s.search.budget = b;
+    }
+    tch::set_num_threads(s.evaluators.threads.max(1));
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
+    let test = prepared.splits.test.clone();
+    println!(
+        "dataset {} - test samples {}..{} (the same split the search scores on)",
+        prepared.name, test.start, test.end
+    );
+    println!("| model | horizons MAE/RMSE/MAPE | average |");
+    println!("|---|---|---|");
+    println!(
+        "{}",
+        metrics_row(
+            "historical average",
+            &score(&prepared, &test, &historical_average(&prepared, &test))?
+        )
+    );
+    println!(
+        "{}",
+        metrics_row(
+            "last value",
+            &score(&prepared, &test, &last_value(&prepared, &test))?
+        )
+    );
+    if classical_only {
+        return Ok(());
+    }
+    let data = TrainData::new(&prepared, tch::Device::Cpu)?;
+    let gwn_text =
+        std::fs::read_to_string("config/gwn-arch.json").context("reading config/gwn-arch.json")?;
+    let gwn = Arch::from_json(&gwn_text, ists::space::SpaceKind::Autocts)?;
+    let (report, _) = train_full(&gwn, &data, &s.model, &s.final_train.train, &mut |_| {})?;
+    if let Some(t) = &report.test {
+        println!("{}", metrics_row("Graph-WaveNet-like (autocts, fixed)", t));
+    }
+    if seeds <= 1 && results.is_none() {
+        // One seed, as a table beside the baselines.
+        for (method, label) in [
+            (Method::Random, "random search"),
+            (Method::Offline, "offline instructor (evolutionary)"),
+        ] {
+            let sys = actix::System::new();
+            let (_, summary) = sys
+                .block_on(run_search_method(&s, &method, 0))
+                .map_err(anyhow::Error::msg)?;
+            let label = format!("{label}, budget {}", s.search.budget);
+            match summary.final_results[0].report.test.as_ref() {
+                Some(t) => println!("{}", metrics_row(&label, t)),
+                None => println!("| {label} | no test metrics | |"),
+            }
+        }
+        return Ok(());
+    }
+    // Several seeds: every method under every seed index, rows appended to the results file
+    // (a rerun takes over the rows already there), then the paired statistics.
+    let path = results.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "baseline/search-{}.jsonl",
+            s.data.source.replace('/', "_")
+        ))
+    });
+    let mut runs = read_runs(&path).map_err(anyhow::Error::msg)?;
+    let gwn = read_arch(&PathBuf::from("config/gwn-arch.json"), &s)?;
+    let methods = [
+        Method::Random,
+        Method::Offline,
+        Method::Hand {
+            name: "gwn".into(),
+            arch: gwn,
+        },
+    ];
+    for k in 0..seeds as u64 {
+        for method in &methods {
+            if runs
+                .iter()
+                .any(|r| r.method == method.name() && r.seed == k)
+            {
+                continue;
+            }
+            let run = match method {
+                Method::Hand { name, arch } => run_hand_design(&s, name, arch, &data, k),
+                m => actix::System::new()
+                    .block_on(run_search_method(&s, m, k))
+                    .map(|(r, _)| r),
+            };
+            match run {
+                Ok(r) => {
+                    eprintln!(
+                        "{} seed +{k}: test MAE {:.4} ({} candidates, {} steps, {:.0} s)",
+                        r.method, r.test_mae, r.evaluations, r.eval_steps, r.seconds
+                    );
+                    append_run(&path, &r).map_err(anyhow::Error::msg)?;
+                    runs.push(r);
+                }
+                // A method that produced no model is reported, and the others go on.
+                Err(e) => eprintln!("{e}"),
+            }
+        }
+    }
+    println!("\n| method | seeds | test MAE mean (sd) | random (sd) | wins/ties/losses | one-sided Wilcoxon p | eval steps vs random |");
+    println!("|---|---:|---:|---:|---|---:|---|");
+    for method in methods.iter().skip(1) {
+        if let Some(p) = paired(&runs, &method.name(), "random") {
+            println!(
+                "| {} | {} | {:.4} ({:.4}) | {:.4} ({:.4}) | {}/{}/{} | {:.3} | {:.0} vs {:.0} |",
+                p.method,
+                p.n,
+                p.mean,
+                p.sd,
+                p.against_mean,
+                p.against_sd,
+                p.wins,
+                p.ties,
+                p.losses,
+                p.p,
+                p.steps,
+                p.against_steps
+            );
+        }
+    }
+    println!("rows in {}", path.display());
+    Ok(())
+}
+
+/// The proxy-fidelity study.
+pub fn fidelity(a: FidelityArgs) -> Result<()> {
+    use ists::fidelity::{run_study, summarize, ProxyKind, ResultsFile, Study, StudySettings};
+    use rand::SeedableRng;
+    let s = load_settings(a.config, a.data)?;
+    tch::set_num_threads(s.evaluators.threads.max(1));
+    let kinds = ProxyKind::parse_list(&a.proxies)?;
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
+    // The hand designs first: a study cut short still compares them.
+    let mut archs = Vec::new();
+    for path in a.extra.iter().filter(|p| !p.as_os_str().is_empty()) {
+        archs.push(read_arch(path, &s)?);
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.search.seed);
+    let mut sampled = Vec::new();
+    Arch::fill_distinct(s.search.space, &mut sampled, a.n, &mut rng);
+    for x in sampled {
+        if !archs.iter().any(|a| a.hash() == x.hash()) {
+            archs.push(x);
+        }
+    }
+    let settings = StudySettings {
+        dataset: prepared.name.clone(),
+        model: s.model.clone(),
+        proxy: s.proxy.clone(),
+        truth: s.final_train.train.clone(),
+    };
+    let results_path = a.results.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "fidelity/fidelity-{}.jsonl",
+            s.data.source.replace('/', "_")
+        ))
+    });
+    let mut results = ResultsFile::open(&results_path, &settings)?;
+    let study = Study::new(&prepared, settings)?;
+    eprintln!(
+        "fidelity study on {}: {} architectures, proxies {}, {} ground-truth seeds of {} steps; results in {}",
+        prepared.name,
+        archs.len(),
+        a.proxies,
+        a.truth_seeds,
+        study.truth_steps(),
+        results_path.display()
+    );
+    let rows = run_study(
+        &study,
+        &archs,
+        &kinds,
+        a.truth_seeds,
+        &mut results,
+        &mut |l| eprintln!("{l}"),
+    )?;
+    let sum = summarize(&rows);
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{} architectures; ground truth (mean val MAE over seeds) {:.4} - {:.4}, sd {:.4}, {:.1} s per training; seed-to-seed Kendall tau {}",
+        sum.architectures,
+        sum.truth_min,
+        sum.truth_max,
+        sum.truth_sd,
+        sum.truth_mean_seconds,
+        f(sum.seed_ceiling_tau)
+    );
+    println!("| proxy | Kendall tau | Spearman rho | s / candidate | share of one training | n |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for p in &sum.proxies {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.1}% | {} |",
+            p.name,
+            f(p.kendall_tau),
+            f(p.spearman_rho),
+            p.mean_seconds,
+            p.cost_share * 100.0,
+            p.n
+        );
+    }
+    // The proxies scored in validation MAE share one plot; zero-cost scores have other units.
+    let mae_like = ["step", "long4x_warmup", "subset4x", "seeds2"];
+    let with_truth: Vec<&ists::fidelity::Row> =
+        rows.iter().filter(|r| !r.truth.is_empty()).collect();
+    let full: Vec<f64> = with_truth.iter().map(|r| r.truth_mean()).collect();
+    let series: Vec<(String, Vec<f64>)> = mae_like
+        .iter()
+        .filter(|n| kinds.iter().any(|k| k.name() == **n))
+        .map(|n| {
+            let v = with_truth
+                .iter()
+                .map(|r| match r.proxy.get(*n) {
+                    Some(p) if p.score < ists::fidelity::DIVERGED => p.score,
+                    _ => f64::NAN,
+                })
+                .collect();
+            (n.to_string(), v)
+        })
+        .collect();
+    let plot = results_path.with_extension("png");
+    ists_actors::run::report::fidelity_plot(&plot, &full, &series)?;
+    std::fs::write(
+        results_path.with_extension("summary.json"),
+        serde_json::to_string_pretty(&sum)? + "\n",
+    )?;
+    println!(
+        "written {}, {} and its summary",
+        results_path.display(),
+        plot.display()
+    );
+    Ok(())
+}
