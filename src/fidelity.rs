@@ -371,35 +371,9 @@ impl ResultsFile {
     /// Opens (or starts) the results at `path` for `settings`. A file written under other
     /// settings is refused; a torn last line (a kill mid-write) is dropped.
     pub fn open(path: &Path, settings: &StudySettings) -> Result<ResultsFile> {
-        let fp_path = fingerprint_path(path);
         let fingerprint = serde_json::to_value(settings)
             .map_err(|e| Error::Config(format!("study settings: {e}")))?;
-        match std::fs::read_to_string(&fp_path) {
-            Ok(text) => {
-                let stored: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| Error::File {
-                        path: fp_path.clone(),
-                        msg: format!("damaged settings fingerprint: {e}"),
-                    })?;
-                if stored != fingerprint {
-                    return Err(Error::File {
-                        path: fp_path,
-                        msg: "holds a study with other settings (dataset, model, proxy or \
-                              ground-truth training); pick another results file or remove both"
-                            .into(),
-                    });
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                }
-                let text = serde_json::to_string_pretty(&fingerprint)
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                std::fs::write(&fp_path, text + "\n").map_err(|e| Error::io(&fp_path, e))?;
-            }
-            Err(e) => return Err(Error::io(&fp_path, e)),
-        }
+        check_fingerprint(path, &fingerprint)?;
         let mut rows = Vec::new();
         match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -447,6 +421,40 @@ impl ResultsFile {
             std::fs::rename(&tmp, &self.path)
         };
         write().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Ties the results file `path` to the settings that produced it: the first call writes
+/// `<file>.settings.json`, later calls refuse other settings (rows measured under different
+/// settings must not be mixed in one file).
+pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result<()> {
+    let fp_path = fingerprint_path(path);
+    match std::fs::read_to_string(&fp_path) {
+        Ok(text) => {
+            let stored: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::File {
+                    path: fp_path.clone(),
+                    msg: format!("damaged settings fingerprint: {e}"),
+                })?;
+            if &stored != fingerprint {
+                return Err(Error::File {
+                    path: fp_path,
+                    msg: "holds results of other settings; pick another results file or remove \
+                          both"
+                        .into(),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            let text = serde_json::to_string_pretty(fingerprint)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            std::fs::write(&fp_path, text + "\n").map_err(|e| Error::io(&fp_path, e))
+        }
+        Err(e) => Err(Error::io(&fp_path, e)),
     }
 }
 

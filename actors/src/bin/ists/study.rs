@@ -143,6 +143,12 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             s.data.source.replace('/', "_")
         ))
     });
+    // Rows of other settings must not be paired with these: the file is tied to them.
+    let fingerprint = serde_json::json!({
+        "data": s.data, "model": s.model, "proxy": s.proxy, "search": s.search,
+        "final": s.final_train,
+    });
+    ists::fidelity::check_fingerprint(&path, &fingerprint)?;
     let mut runs = read_runs(&path).map_err(anyhow::Error::msg)?;
     let gwn = read_arch(&PathBuf::from("config/gwn-arch.json"), &s)?;
     let methods = [
