@@ -3,6 +3,7 @@
 //! (through the shutdown future, which drains in-flight evaluations).
 //!
 //! `cargo run --release --example csv_and_early_stop -- [TARGET_MAE]`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use actix::prelude::*;
 use ists_actors::messages::{Event, EventMsg};

@@ -4,6 +4,7 @@
 //! next start on the same data directory).
 //!
 //! `cargo run --release --example embed_daemon`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use futures::StreamExt;
 use ists_actors::{settings, Daemon, DaemonSettings};

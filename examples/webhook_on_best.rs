@@ -4,6 +4,7 @@
 //! small receiver on 127.0.0.1:0 stands in for the webhook's endpoint and prints what arrives.
 //!
 //! `cargo run --release --example webhook_on_best`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpResponse, HttpServer};

@@ -1,6 +1,7 @@
 //! The device check of `ists bench gpu`, run CPU against CPU (CI has no GPU): the comparison
 //! and the timing work end to end, identical devices agree exactly, and a bound that cannot
 //! hold is reported as a failure rather than passed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::data::{load, prepare, DataSpec, PrepareConfig, Prepared};
 use ists::devcheck::{compare, time_proxy, Tolerance};

@@ -1,5 +1,6 @@
 //! Export -> load -> predict gives the same outputs; baselines use the model's split and match
 //! hand computations.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::baselines::{historical_average, last_value, score, targets};
 use ists::data::{load, prepare, DataSpec, Graph, PrepareConfig, RawDataset, Signal};

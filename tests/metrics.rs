@@ -1,4 +1,5 @@
 //! Masked metrics against values computed by hand.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::metrics::{masked_mae, masked_mape, masked_rmse, report_horizons, MetricsTable};
 use tch::Tensor;

@@ -1,4 +1,5 @@
 //! Every operator and every cell order: output shape and a non-zero gradient for every parameter.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::model::{graph_supports, param_count, ModelConfig, ModelShape, StModel};
 use ists::space::{Arch, SpaceKind};

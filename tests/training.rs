@@ -1,5 +1,6 @@
 //! A real short training run on the bundled METR-LA week: the validation loss goes down, runs
 //! are repeatable, and the proxy reports a score.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::data::{load, prepare, DataSpec, PrepareConfig};
 use ists::model::ModelConfig;

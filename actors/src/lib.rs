@@ -21,7 +21,7 @@
 //!   [`run::report`] (Markdown report with PNG plots).
 //! - [`daemon`]: many searches behind an HTTP API: [`daemon::api`], [`daemon::store`]
 //!   (SQLite), [`daemon::metrics`] (Prometheus), [`daemon::dashboard`] (its web page).
-//! - [`bench`]: the actor-overhead and pipelining benchmark.
+//! - [`mod@bench`]: the actor-overhead and pipelining benchmark.
 //! - The `ists` binary (`src/bin/ists/`) only parses arguments and calls these modules.
 //!
 //! Dependency rule: `search` reaches evaluators and instructors only through the recipients the

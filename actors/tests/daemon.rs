@@ -2,6 +2,7 @@
 //! order and resumed after a disconnect, authentication, bad input, kill -9 while two searches
 //! run followed by a restart, and 20 concurrent searches. Searches use the fake evaluator
 //! (`daemon.fake_cost_ms`, test-only) so they are fast.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists_actors::daemon::DaemonSettings;
 use ists_actors::{settings, Daemon, DaemonError};

@@ -2,6 +2,7 @@
 //! strict ids), and the page itself in a real headless browser (Debian's chromium driven by
 //! playwright-core, `dashboard/test/e2e.mjs`) against a daemon whose instructor is a mock
 //! OpenAI-compatible server replying with `<script>` around its architectures.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use actix_web::{web, HttpResponse};
 use ists::config::Backend;

@@ -3,6 +3,7 @@
 //! fences, unknown operators, cycles, duplicates, a 1 MB reply, a server that refuses
 //! `json_schema`, a server that always fails, and instruction text in the dataset name. The
 //! search must complete, record every evaluation once, and count every fault by kind.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use ists::config::{Backend, Settings};

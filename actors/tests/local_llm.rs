@@ -4,6 +4,7 @@
 //! the request carried; the searches must spend their budget even though a small base model
 //! proposes poor or repeated designs (repairs, dedup and the offline fallback cover that).
 //! The evaluator is faked (`fake_cost`) to keep the test on the LLM path and within CI time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::config::{Backend, Mode, Settings};
 use ists::schema::{arch_schema, step_schema};

@@ -2,6 +2,7 @@
 //! 127.0.0.1 only, stopped at the end): results equal the local evaluator's, a job that exits
 //! non-zero is recorded as failed with its log tail, and stopping and restarting the head in
 //! the middle of a search ends with every candidate evaluated exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::config::{EvalBackend, Settings};
 use ists::data::{load, prepare};

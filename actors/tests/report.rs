@@ -1,5 +1,6 @@
 //! The report of a small real run: every plot is a valid, non-empty PNG, and the metrics table
 //! puts the searched model next to the baselines.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists_actors::{run_search, settings, SearchOptions};
 use std::path::Path;

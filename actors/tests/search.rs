@@ -1,6 +1,7 @@
 //! The search as an actor system, end to end: offline search on real data, a scripted mock
 //! OpenAI-compatible server (parse, repair, rejection counts), concurrent tree-of-thought
 //! branches, the stage switch event, evaluator restart, and kill -9 followed by resume.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use actix::prelude::*;
 use actix_web::{web, HttpResponse};

@@ -32,7 +32,7 @@ impl PromptActor {
         }
     }
 
-    /// Limits prompts to `tokens` by trimming the memory section (see [`Self::build`]).
+    /// Limits prompts to `tokens` by trimming the memory section (see `build`).
     pub fn with_context(mut self, tokens: Option<usize>) -> PromptActor {
         self.prompt_tokens = tokens;
         self
