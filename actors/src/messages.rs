@@ -21,18 +21,36 @@ pub enum Known {
     Recorded,
 }
 
+/// Who speaks in a chat message (serialized as OpenAI's lowercase names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        })
+    }
+}
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
+    pub role: Role,
     pub content: String,
 }
 
 impl ChatMessage {
-    pub fn new(role: &str, content: impl Into<String>) -> ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> ChatMessage {
         ChatMessage {
-            role: role.into(),
+            role,
             content: content.into(),
         }
     }
@@ -118,6 +136,8 @@ pub enum LlmError {
     BadResponse(String),
     #[error("the response is over {0} bytes")]
     TooLarge(usize),
+    #[error("the request could not be built: {0}")]
+    BadRequest(String),
 }
 
 impl LlmError {
@@ -131,6 +151,7 @@ impl LlmError {
             LlmError::NoContent => "llm_no_content",
             LlmError::BadResponse(_) => "llm_bad_response",
             LlmError::TooLarge(_) => "llm_too_large",
+            LlmError::BadRequest(_) => "llm_bad_request",
         }
     }
 }

@@ -1,16 +1,17 @@
 //! LlmActor: chat completions from any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, a
 //! llama.cpp server, the bundled local model). Requests are built and replies decoded with
 //! `async-openai`'s typed protocol (with a lenient fallback for servers that omit required
-//! fields); the transport is plain `reqwest` so that the retry policy is ours: every request runs under a timeout; 429, 5xx, timeouts, connection errors and garbled
-//! bodies are retried with exponential backoff and full jitter, waiting at least what a
-//! `Retry-After` header asks; requests in flight are capped by a semaphore.
+//! fields); the transport is plain `reqwest` so that the retry policy is ours: every request
+//! runs under a timeout; 429, 5xx, timeouts, connection errors and garbled bodies are retried
+//! with exponential backoff and "equal jitter" (a random 0.5-1x of the delay), waiting at
+//! least what a `Retry-After` header asks; requests in flight are capped by a semaphore.
 //!
 //! Replies are constrained as far as the server allows: a strict `json_schema` derived from the
 //! search space ([`ists::schema`]) first; if the server refuses it (4xx), `json_object`; then
 //! plain text, from which the parser extracts the JSON. The downgrade is remembered for the
 //! rest of the search so each later request does not pay for the refusal again.
 
-use crate::messages::{ChatMessage, Complete, LlmError, Purpose, Reply, Usage};
+use crate::messages::{ChatMessage, Complete, LlmError, Purpose, Reply, Role, Usage};
 use actix::prelude::*;
 use async_openai::error::OpenAIError;
 use async_openai::types::{
@@ -129,8 +130,9 @@ pub fn retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// Backoff before retry `n` (0-based): base * 2^n capped, with full jitter in [0.5, 1] of it
-/// so concurrent clients that failed together do not retry together; never below `after`.
+/// Backoff before retry `n` (0-based): base * 2^n capped, then "equal jitter" - a random
+/// 0.5-1x of it (never near zero, unlike full jitter) so concurrent clients that failed
+/// together do not retry together; never below `after`.
 pub fn backoff(s: &LlmSettings, n: usize, after: Option<Duration>) -> Duration {
     let exp = (s.retry_base_secs * 2f64.powi(n.min(30) as i32)).min(s.retry_max_secs);
     let jittered = exp * rand::thread_rng().gen_range(0.5..=1.0);
@@ -307,16 +309,16 @@ fn typed_request(
     let msgs = messages
         .iter()
         .map(|m| -> Result<ChatCompletionRequestMessage, OpenAIError> {
-            Ok(match m.role.as_str() {
-                "system" => ChatCompletionRequestSystemMessageArgs::default()
+            Ok(match m.role {
+                Role::System => ChatCompletionRequestSystemMessageArgs::default()
                     .content(m.content.clone())
                     .build()?
                     .into(),
-                "assistant" => ChatCompletionRequestAssistantMessageArgs::default()
+                Role::Assistant => ChatCompletionRequestAssistantMessageArgs::default()
                     .content(m.content.clone())
                     .build()?
                     .into(),
-                _ => ChatCompletionRequestUserMessageArgs::default()
+                Role::User => ChatCompletionRequestUserMessageArgs::default()
                     .content(m.content.clone())
                     .build()?
                     .into(),
@@ -339,27 +341,14 @@ fn typed_request(
     b.build().map_err(|e| e.to_string())
 }
 
-fn request_body(s: &LlmSettings, messages: &[ChatMessage], format: Option<Value>) -> Vec<u8> {
-    match typed_request(s, messages, format.clone()) {
-        Ok(req) => serde_json::to_vec(&req).unwrap_or_default(),
-        // A response format the typed schema cannot express is still sent as written.
-        Err(e) => {
-            tracing::debug!("untyped request body: {e}");
-            let mut body = json!({
-                "model": s.model,
-                "messages": messages,
-                "temperature": s.temperature,
-                "max_tokens": s.max_tokens,
-            });
-            if let Some(f) = format {
-                body["response_format"] = f;
-            }
-            if let Some(seed) = s.seed {
-                body["seed"] = json!(seed);
-            }
-            serde_json::to_vec(&body).unwrap_or_default()
-        }
-    }
+/// The request body, built once through `async-openai`'s typed request (the one request path).
+fn request_body(
+    s: &LlmSettings,
+    messages: &[ChatMessage],
+    format: Option<Value>,
+) -> Result<Vec<u8>, LlmError> {
+    let req = typed_request(s, messages, format).map_err(LlmError::BadRequest)?;
+    serde_json::to_vec(&req).map_err(|e| LlmError::BadRequest(e.to_string()))
 }
 
 impl Handler<Complete> for LlmActor {
@@ -382,7 +371,7 @@ impl Handler<Complete> for LlmActor {
             loop {
                 let lvl = level.load(Ordering::SeqCst);
                 let format = response_format(lvl, space, &msg.0.hints.purpose);
-                let body = request_body(&s, &msg.0.messages, format);
+                let body = request_body(&s, &msg.0.messages, format)?;
                 match attempt(&http, &s, key.as_deref(), body).await {
                     Attempt::Done(mut reply) => {
                         reply.latency_secs = t0.elapsed().as_secs_f64();

@@ -4,6 +4,7 @@
 
 use crate::messages::{
     ChatMessage, Event, EventMsg, Hints, Prompt, Purpose, RenderCot, RenderRepair, RenderTotStep,
+    Role,
 };
 use actix::prelude::*;
 use ists::memory::Stage;
@@ -110,8 +111,8 @@ impl PromptActor {
         let system = self.templates.get("system").map_err(|e| e.to_string())?;
         Ok(Prompt {
             messages: vec![
-                ChatMessage::new("system", system.trim()),
-                ChatMessage::new("user", user),
+                ChatMessage::new(Role::System, system.trim()),
+                ChatMessage::new(Role::User, user),
             ],
             hints,
         })
@@ -188,8 +189,8 @@ impl Handler<RenderRepair> for PromptActor {
         let mut p = msg.previous;
         // Keep the conversation: the model sees its own reply and what was wrong with it.
         let reply: String = msg.reply.chars().take(4000).collect();
-        p.messages.push(ChatMessage::new("assistant", reply));
-        p.messages.push(ChatMessage::new("user", text));
+        p.messages.push(ChatMessage::new(Role::Assistant, reply));
+        p.messages.push(ChatMessage::new(Role::User, text));
         p.hints.repair = Some(msg.error);
         Ok(p)
     }
