@@ -423,8 +423,12 @@ impl Default for RaySettings {
 
 impl Settings {
     /// Checks values serde cannot, naming the key at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::Result<()> {
         self.model.validate()?;
+        self.check().map_err(crate::Error::Setting)
+    }
+
+    fn check(&self) -> Result<(), String> {
         let s = &self.search;
         if s.budget == 0 {
             return Err("search.budget must be >= 1".into());

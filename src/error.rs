@@ -13,6 +13,9 @@ pub enum Error {
     Data(#[from] crate::data::DataError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A setting out of its range; the message names the key (`search.budget must be >= 1`).
+    #[error("{0}")]
+    Setting(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

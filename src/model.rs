@@ -41,7 +41,12 @@ impl Default for ModelConfig {
 
 impl ModelConfig {
     /// Checks the sizes, naming the key at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the widths; the error names the key at fault.
+    pub fn validate(&self) -> crate::Result<()> {
+        self.check().map_err(crate::Error::Setting)
+    }
+
+    fn check(&self) -> Result<(), String> {
         for (k, v) in [
             ("hidden", self.hidden),
             ("end_hidden", self.end_hidden),

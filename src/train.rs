@@ -335,7 +335,7 @@ pub struct Trained {
 impl Trained {
     /// Builds a freshly initialized model (seeded).
     pub fn build(arch: &Arch, data: &TrainData, cfg: &ModelConfig, seed: u64) -> Result<Trained> {
-        cfg.validate().map_err(Error::Config)?;
+        cfg.validate()?;
         // libtorch's generator is process-global: seeding and initializing under one lock
         // keeps a seeded build repeatable while other threads (evaluators) build models too.
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -67,7 +67,9 @@ pub fn load_table(
             .unwrap_or_default();
         SettingsError::Invalid(format!("{e}{where_}"))
     })?;
-    settings.validate().map_err(SettingsError::Invalid)?;
+    settings
+        .validate()
+        .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     Ok(settings)
 }
 
@@ -81,7 +83,8 @@ pub fn from_json(value: &serde_json::Value) -> Result<Settings, SettingsError> {
     let s: Settings = cfg
         .try_deserialize()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
-    s.validate().map_err(SettingsError::Invalid)?;
+    s.validate()
+        .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     Ok(s)
 }
 
@@ -102,7 +105,8 @@ pub fn from_json_over(
             SettingsError::Invalid(format!("{path}: {}", e.into_inner()))
         }
     })?;
-    s.validate().map_err(SettingsError::Invalid)?;
+    s.validate()
+        .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     Ok(s)
 }
 

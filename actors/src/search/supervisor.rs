@@ -91,7 +91,9 @@ pub async fn run_search(
     opts: SearchOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Summary, SearchError> {
-    settings.validate().map_err(SearchError::Settings)?;
+    settings
+        .validate()
+        .map_err(|e| SearchError::Settings(e.to_string()))?;
     let run_err = |path: &std::path::Path, e: String| SearchError::RunDir {
         path: path.display().to_string(),
         msg: e,

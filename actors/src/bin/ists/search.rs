@@ -68,7 +68,7 @@ pub fn search(a: SearchArgs) -> Result<()> {
     if let Some(b) = a.budget {
         s.search.budget = b;
     }
-    s.validate().map_err(anyhow::Error::msg)?;
+    s.validate()?;
     run(s, a.resume, a.name, a.inject_failures, a.budget)
 }
 
