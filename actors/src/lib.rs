@@ -21,7 +21,8 @@
 //!   [`run::report`] (Markdown report with PNG plots).
 //! - [`daemon`]: many searches behind an HTTP API: [`daemon::api`], [`daemon::store`]
 //!   (SQLite), [`daemon::metrics`] (Prometheus), [`daemon::dashboard`] (its web page).
-//! - [`mod@bench`]: the actor-overhead and pipelining benchmark.
+//! - [`mod@bench`]: the actor-overhead and pipelining benchmark; [`capped`]: the one capped
+//!   body reader (LLM replies, API requests).
 //! - The `ists` binary (`src/bin/ists/`) only parses arguments and calls these modules.
 //!
 //! Dependency rule: `search` reaches evaluators and instructors only through the recipients the
@@ -29,6 +30,7 @@
 //! `daemon` depends on `daemon`. The core crate (`ists`) depends on none of this.
 
 pub mod bench;
+pub mod capped;
 pub mod daemon;
 pub mod eval;
 pub mod events;

@@ -2,6 +2,7 @@
 //! (server-sent events, resumable with `Last-Event-ID`), cancel, health and Prometheus metrics.
 //! Every error is JSON `{"error": "..."}` with a 4xx/5xx status; no message quotes a token.
 
+use crate::capped::{read_capped, Capped};
 use crate::daemon::store::StoreError;
 use crate::daemon::{DaemonError, Shared};
 use actix_web::http::{header, StatusCode};
@@ -119,23 +120,14 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// Reads the body up to the daemon's limit.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let too_big = || {
-        ApiError::new(
+async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    read_capped(payload, limit).await.map_err(|e| match e {
+        Capped::TooLarge => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("reading body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_big());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        ),
+        Capped::Read(e) => ApiError::new(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
+    })
 }
 
 async fn submit(

@@ -11,6 +11,7 @@
 //! plain text, from which the parser extracts the JSON. The downgrade is remembered for the
 //! rest of the search so each later request does not pay for the refusal again.
 
+use crate::capped::{read_capped, response_chunks, Capped};
 use crate::messages::{ChatMessage, Complete, LlmError, Purpose, Reply, Role, Usage};
 use actix::prelude::*;
 use async_openai::error::OpenAIError;
@@ -151,19 +152,13 @@ fn error_message(body: &[u8]) -> String {
 }
 
 /// Reads a body up to [`MAX_RESPONSE_BYTES`].
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, LlmError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, LlmError> {
+    read_capped(response_chunks(resp), MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| LlmError::Connection(e.to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(LlmError::TooLarge(MAX_RESPONSE_BYTES));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|e| match e {
+            Capped::TooLarge => LlmError::TooLarge(MAX_RESPONSE_BYTES),
+            Capped::Read(e) => LlmError::Connection(e.to_string()),
+        })
 }
 
 fn parse_completion(body: &[u8]) -> Result<(String, Usage), LlmError> {
