@@ -14,6 +14,7 @@ pub mod npy;
 pub mod pickle;
 pub mod prepare;
 pub mod spec;
+pub mod synthetic;
 
 pub use graph::{
     add_self_loops, density, edge_count, gaussian_kernel, std_dev, sym_norm, transition,

@@ -4,8 +4,6 @@
 use crate::common::read_arch;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use ists::config::Settings;
-use ists::data::{load, prepare, DataSpec};
 use ists::space::Arch;
 use ists::train::{proxy_eval, TrainData};
 use ists_actors::settings;
@@ -149,7 +147,10 @@ fn proxy(arch_path: PathBuf, repeat: usize) -> Result<()> {
     let mut cases = Vec::new();
     let p = ists_actors::search::supervisor::prepare_data(&s)?;
     cases.push(("METR-LA week (207 nodes)", p));
-    cases.push(("PEMS08 shape (170 nodes)", pems08_shaped(&s)?));
+    cases.push((
+        "PEMS08 shape (170 nodes)",
+        ists::data::synthetic::pems08_shaped(&s.data_dir, &s.data.prepare)?,
+    ));
     println!("| input | steps | batch | seconds per proxy evaluation (median of {repeat}) |");
     println!("|---|---:|---:|---:|");
     for (name, p) in cases {
@@ -172,32 +173,6 @@ fn proxy(arch_path: PathBuf, repeat: usize) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The real PEMS08 graph with a synthetic daily-periodic flow signal of one week in the PEMS
-/// `.npz` format (the PEMS08 signal itself is not bundled): a timing input of the right shape,
-/// read through the real loader.
-fn pems08_shaped(s: &Settings) -> Result<ists::data::Prepared> {
-    let dir = std::env::temp_dir().join(format!("ists-pems08-shape-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::copy(s.data_dir.join("PEMS08/PEMS08.csv"), dir.join("PEMS08.csv"))
-        .context("copying the bundled PEMS08 graph")?;
-    let (t, n, f) = (2016usize, 170usize, 3usize);
-    let mut v = Vec::with_capacity(t * n * f);
-    for step in 0..t {
-        for node in 0..n {
-            let phase = (step % 288) as f32 / 288.0 * std::f32::consts::TAU + node as f32 * 0.1;
-            let flow = 200.0 + 150.0 * phase.sin() + (node % 7) as f32 * 5.0;
-            v.extend_from_slice(&[flow, flow / 2000.0, 60.0 - flow / 20.0]);
-        }
-    }
-    ists::data::write_npz(&dir.join("PEMS08.npz"), &[("data", &[t, n, f], &v)])?;
-    let spec = DataSpec::from_path(&dir)?;
-    let mut cfg = s.data.prepare.clone();
-    cfg.split = [0.6, 0.2, 0.2];
-    let p = prepare(&load(&spec)?, &cfg)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(p)
 }
 
 fn gpu(a: GpuCheck) -> Result<()> {
