@@ -22,7 +22,7 @@
 //! - [`daemon`]: many searches behind an HTTP API: [`daemon::api`], [`daemon::store`]
 //!   (SQLite), [`daemon::metrics`] (Prometheus), [`daemon::dashboard`] (its web page).
 //! - [`mod@bench`]: the actor-overhead and pipelining benchmark; [`capped`]: the one capped
-//!   body reader (LLM replies, API requests).
+//!   body reader (LLM replies, API requests); [`retry`]: the one retry delay (LLM, Ray).
 //! - The `ists` binary (`src/bin/ists/`) only parses arguments and calls these modules.
 //!
 //! Dependency rule: `search` reaches evaluators and instructors only through the recipients the
@@ -36,6 +36,7 @@ pub mod eval;
 pub mod events;
 pub mod instructor;
 pub mod messages;
+pub mod retry;
 pub mod run;
 pub mod search;
 pub mod settings;

@@ -134,14 +134,16 @@ impl Job {
         Fut: std::future::Future<Output = Result<T, reqwest::Error>>,
     {
         let deadline = Instant::now() + Duration::from_secs_f64(self.settings.reconnect_secs);
-        let mut wait = Duration::from_millis(200);
+        let (base, max) = (Duration::from_millis(200), Duration::from_secs(5));
+        let mut n = 0;
         loop {
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) if Instant::now() < deadline => {
+                    let wait = crate::retry::backoff(base, max, n, None);
+                    n += 1;
                     tracing::warn!("ray head: {what}: {e}; retrying in {wait:?}");
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(format!("ray head unreachable ({what}): {e}")),
             }

@@ -23,7 +23,6 @@ use async_openai::types::{
 };
 use ists::config::{LlmSettings, ResponseFormat};
 use ists::space::SpaceKind;
-use rand::Rng;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -131,14 +130,10 @@ pub fn retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// Backoff before retry `n` (0-based): base * 2^n capped, then "equal jitter" - a random
-/// 0.5-1x of it (never near zero, unlike full jitter) so concurrent clients that failed
-/// together do not retry together; never below `after`.
+/// Backoff before retry `n` (0-based) with the settings' base and cap ([`crate::retry`]).
 pub fn backoff(s: &LlmSettings, n: usize, after: Option<Duration>) -> Duration {
-    let exp = (s.retry_base_secs * 2f64.powi(n.min(30) as i32)).min(s.retry_max_secs);
-    let jittered = exp * rand::thread_rng().gen_range(0.5..=1.0);
-    let d = Duration::from_secs_f64(jittered.max(0.0));
-    after.map_or(d, |a| a.max(d))
+    let secs = |v: f64| Duration::from_secs_f64(v.max(0.0));
+    crate::retry::backoff(secs(s.retry_base_secs), secs(s.retry_max_secs), n, after)
 }
 
 fn error_message(body: &[u8]) -> String {
@@ -427,21 +422,17 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_with_jitter_caps_and_honours_retry_after() {
+    fn backoff_uses_the_settings_base_and_cap() {
         let s = LlmSettings {
             retry_base_secs: 1.0,
             retry_max_secs: 5.0,
             ..LlmSettings::default()
         };
-        for _ in 0..50 {
+        for _ in 0..20 {
             let d0 = backoff(&s, 0, None).as_secs_f64();
             assert!((0.5..=1.0).contains(&d0), "{d0}");
-            let d2 = backoff(&s, 2, None).as_secs_f64();
-            assert!((2.0..=4.0).contains(&d2), "{d2}");
             let d9 = backoff(&s, 9, None).as_secs_f64();
             assert!((2.5..=5.0).contains(&d9), "{d9}");
-            let ra = backoff(&s, 0, Some(Duration::from_secs(3)));
-            assert_eq!(ra, Duration::from_secs(3));
         }
     }
 
