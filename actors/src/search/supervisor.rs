@@ -88,53 +88,16 @@ pub fn prepare_data(settings: &Settings) -> Result<Prepared, SearchError> {
 /// evaluations finish and are recorded, nothing new starts). Must run inside an actix system.
 pub async fn run_search(
     settings: Settings,
-    opts: SearchOptions,
+    mut opts: SearchOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Summary, SearchError> {
     settings
         .validate()
         .map_err(|e| SearchError::Settings(e.to_string()))?;
-    let run_err = |path: &std::path::Path, e: String| SearchError::RunDir {
-        path: path.display().to_string(),
-        msg: e,
-    };
-    // A resumed search continues with the settings it started with (`resume_budget` aside).
-    let (run, settings) = match &opts.resume {
-        Some(dir) => {
-            let snap = dir.join("config.json");
-            let text = std::fs::read_to_string(&snap).map_err(|e| run_err(&snap, e.to_string()))?;
-            let mut old: Settings =
-                serde_json::from_str(&text).map_err(|e| run_err(&snap, e.to_string()))?;
-            if let Some(b) = opts.resume_budget {
-                old.search.budget = b;
-            }
-            (
-                RunDir::open(dir).map_err(|e| run_err(dir, e.to_string()))?,
-                old,
-            )
-        }
-        None => {
-            let run = RunDir::create(&settings.runs_dir, opts.name.as_deref())
-                .map_err(|e| run_err(&settings.runs_dir, e.to_string()))?;
-            run.write_json("config.json", &settings)
-                .map_err(|e| run_err(&run.path, e.to_string()))?;
-            (run, settings)
-        }
-    };
-    // The local backend: start (or reuse) the server now; `_local` stops one started here when
-    // the search returns, however it returns.
-    let (_local, settings) = if settings.llm.backend == Backend::Local && opts.instructor.is_none()
-    {
-        let local = settings.llm.local.clone();
-        let server = tokio::task::spawn_blocking(move || LocalServer::ensure(&local))
-            .await
-            .map_err(|e| SearchError::Aborted(e.to_string()))??;
-        let mut s = settings;
-        s.llm = server.client_settings(&s.llm);
-        (Some(server), s)
-    } else {
-        (None, settings)
-    };
+    let (run, settings) = open_run(settings, &opts)?;
+    // `_local` stops a local model server started here when the search returns, however it
+    // returns.
+    let (_local, settings) = with_local_server(settings, opts.instructor.is_some()).await?;
     let settings = Arc::new(settings);
     let prepared = {
         let s = settings.clone();
@@ -163,7 +126,7 @@ pub async fn run_search(
             Progress::new(settings.search.budget).start().recipient(),
         ));
     }
-    for s in opts.subscribers {
+    for s in std::mem::take(&mut opts.subscribers) {
         bus.do_send(Subscribe(s));
     }
 
@@ -186,58 +149,22 @@ pub async fn run_search(
                 .saturating_sub(settings.llm.max_tokens as usize),
         ),
     };
-    let prompt = {
-        // Candidates, not journal lines: a promoted candidate has a line per rung.
-        let candidates = resumed
-            .iter()
-            .map(|e| e.hash.as_str())
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        let s0 = if candidates
-            >= (settings.search.exploration_share * settings.search.budget as f64).ceil() as usize
-            && settings.search.exploration_share < 1.0
-        {
-            Stage::Optimization
-        } else {
-            Stage::Exploration
-        };
-        Supervisor::start(move |_| {
-            PromptActor::new(templates, task, s0).with_context(prompt_tokens)
-        })
-    };
+    let s0 = prompt_stage(&resumed, &settings);
+    let prompt = Supervisor::start(move |_| {
+        PromptActor::new(templates, task, s0).with_context(prompt_tokens)
+    });
     bus.do_send(Subscribe(prompt.clone().recipient()));
     let space = settings.search.space;
     let parser = Supervisor::start(move |_| ParserActor::new(space, known));
     let seed = settings.search.seed;
     let offline = || Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient();
-    let llm: Recipient<Complete> = match opts.instructor {
+    let llm: Recipient<Complete> = match opts.instructor.take() {
         Some(r) => r,
         None => instructor_for(&settings),
     };
     let fallback =
         (settings.search.fallback && settings.llm.backend != Backend::Offline).then(offline);
-    let devices = resolve_devices(&settings.evaluators.devices).map_err(SearchError::Settings)?;
-    tracing::info!(devices = ?devices, "one evaluator actor per device");
-    let setup = Arc::new(EvalSetup {
-        prepared: Arc::new(prepared.clone()),
-        model: settings.model.clone(),
-        proxy: settings.proxy.clone(),
-        threads: settings.evaluators.threads,
-        fake_cost: opts.fake_cost,
-        inject_failures: Arc::new(AtomicUsize::new(opts.inject_failures)),
-    });
-    let mut evaluators = EvaluatorPool::start(&devices, setup).with_gate(opts.gate);
-    if settings.evaluators.backend == EvalBackend::Ray {
-        let name = run
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "search".into());
-        let ray = RayEvaluator::new(settings.evaluators.ray.clone(), &name, &settings)
-            .map_err(SearchError::Settings)?
-            .start();
-        evaluators = evaluators.with_remote(ray.recipient(), settings.evaluators.ray.max_in_flight);
-    }
+    let evaluators = start_evaluators(&settings, &prepared, &run, &opts)?;
     let wiring = Wiring {
         render_cot: prompt.clone().recipient(),
         render_step: prompt.clone().recipient(),
@@ -277,6 +204,107 @@ pub async fn run_search(
     let _ = bus.send(Flush).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     result.map_err(|_| SearchError::Aborted("the stage actor stopped without a summary".into()))
+}
+
+/// The run directory: a new one with a settings snapshot, or the resumed one with the
+/// settings it started with (`resume_budget` aside).
+fn open_run(settings: Settings, opts: &SearchOptions) -> Result<(RunDir, Settings), SearchError> {
+    match &opts.resume {
+        Some(dir) => {
+            let snap = dir.join("config.json");
+            let text = std::fs::read_to_string(&snap).map_err(|e| run_err(&snap, e.to_string()))?;
+            let mut old: Settings =
+                serde_json::from_str(&text).map_err(|e| run_err(&snap, e.to_string()))?;
+            if let Some(b) = opts.resume_budget {
+                old.search.budget = b;
+            }
+            let run = RunDir::open(dir).map_err(|e| run_err(dir, e.to_string()))?;
+            Ok((run, old))
+        }
+        None => {
+            let run = RunDir::create(&settings.runs_dir, opts.name.as_deref())
+                .map_err(|e| run_err(&settings.runs_dir, e.to_string()))?;
+            run.write_json("config.json", &settings)
+                .map_err(|e| run_err(&run.path, e.to_string()))?;
+            Ok((run, settings))
+        }
+    }
+}
+
+/// A run-directory error naming the path.
+fn run_err(path: &std::path::Path, e: String) -> SearchError {
+    SearchError::RunDir {
+        path: path.display().to_string(),
+        msg: e,
+    }
+}
+
+/// With the local backend (and no instructor given), starts or reuses the local model server
+/// and points the LLM settings at it.
+async fn with_local_server(
+    settings: Settings,
+    instructor_given: bool,
+) -> Result<(Option<LocalServer>, Settings), SearchError> {
+    if settings.llm.backend != Backend::Local || instructor_given {
+        return Ok((None, settings));
+    }
+    let local = settings.llm.local.clone();
+    let server = tokio::task::spawn_blocking(move || LocalServer::ensure(&local))
+        .await
+        .map_err(|e| SearchError::Aborted(e.to_string()))??;
+    let mut s = settings;
+    s.llm = server.client_settings(&s.llm);
+    Ok((Some(server), s))
+}
+
+/// The stage the prompts start in: optimization when the resumed candidates (not journal
+/// lines: a promoted candidate has one per rung) already fill the exploration share.
+fn prompt_stage(resumed: &[ists::memory::MemoryEntry], settings: &Settings) -> Stage {
+    let s = &settings.search;
+    let candidates = resumed
+        .iter()
+        .map(|e| e.hash.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if candidates >= (s.exploration_share * s.budget as f64).ceil() as usize
+        && s.exploration_share < 1.0
+    {
+        Stage::Optimization
+    } else {
+        Stage::Exploration
+    }
+}
+
+/// One evaluator actor per device, and the Ray back end in front of them when configured.
+fn start_evaluators(
+    settings: &Settings,
+    prepared: &Prepared,
+    run: &RunDir,
+    opts: &SearchOptions,
+) -> Result<EvaluatorPool, SearchError> {
+    let devices = resolve_devices(&settings.evaluators.devices).map_err(SearchError::Settings)?;
+    tracing::info!(devices = ?devices, "one evaluator actor per device");
+    let setup = Arc::new(EvalSetup {
+        prepared: Arc::new(prepared.clone()),
+        model: settings.model.clone(),
+        proxy: settings.proxy.clone(),
+        threads: settings.evaluators.threads,
+        fake_cost: opts.fake_cost,
+        inject_failures: Arc::new(AtomicUsize::new(opts.inject_failures)),
+    });
+    let mut evaluators = EvaluatorPool::start(&devices, setup).with_gate(opts.gate.clone());
+    if settings.evaluators.backend == EvalBackend::Ray {
+        let name = run
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "search".into());
+        let ray = RayEvaluator::new(settings.evaluators.ray.clone(), &name, settings)
+            .map_err(SearchError::Settings)?
+            .start();
+        evaluators = evaluators.with_remote(ray.recipient(), settings.evaluators.ray.max_in_flight);
+    }
+    Ok(evaluators)
 }
 
 /// The configured devices, with `all` expanded to every visible CUDA device (or the CPU when
