@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{completion, journal, start_chat_mock};
+use common::{completion, fake_evaluator, journal, start_chat_mock};
 
 fn tiny(runs: &Path) -> Settings {
     let mut s = common::tiny(runs);
@@ -147,8 +147,7 @@ async fn every_fault_is_survived_and_counted_by_kind() {
     s.data.spec = Some(spec);
     let opts = SearchOptions {
         name: Some("faults".into()),
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
+        ..fake_evaluator()
     };
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
 
@@ -248,10 +247,7 @@ async fn a_server_without_json_schema_gets_json_object_and_a_dead_server_gets_fa
     s.llm.backend = Backend::Openai;
     s.llm.base_url = url;
     s.search.budget = 2;
-    let opts = SearchOptions {
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
-    };
+    let opts = fake_evaluator();
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 2);
     assert_eq!(summary.llm_retries, counts(&[("format_fallback", 1)]));
@@ -284,10 +280,7 @@ async fn a_server_without_json_schema_gets_json_object_and_a_dead_server_gets_fa
     s.llm.max_retries = 1;
     s.llm.retry_base_secs = 0.01;
     s.search.budget = 3;
-    let opts = SearchOptions {
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
-    };
+    let opts = fake_evaluator();
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 3);
     assert_eq!(summary.fallbacks, 3);

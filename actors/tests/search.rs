@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{completion, ists, journal, root, start_chat_mock, tiny};
+use common::{completion, fake_evaluator, ists, journal, root, start_chat_mock, tiny};
 
 /// Collects every event it receives.
 #[derive(Default)]
@@ -141,8 +141,7 @@ async fn scripted_llm_replies_are_parsed_repaired_and_counted() {
     s.final_train.top_k = 0;
     let opts = SearchOptions {
         name: Some("mock".into()),
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
+        ..fake_evaluator()
     };
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     let on_disk: serde_json::Value = serde_json::from_str(
@@ -201,8 +200,7 @@ async fn tree_of_thought_branches_run_concurrently() {
     s.final_train.top_k = 0;
     let opts = SearchOptions {
         name: Some("tot".into()),
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
+        ..fake_evaluator()
     };
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 2);
@@ -223,11 +221,7 @@ async fn stage_switch_fires_once_at_the_configured_point() {
     s.search.exploration_share = 0.5;
     s.final_train.top_k = 0;
     let events = Arc::new(Mutex::new(Vec::new()));
-    let opts = SearchOptions {
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
-    }
-    .subscribe(Collector(events.clone()).start().recipient());
+    let opts = fake_evaluator().subscribe(Collector(events.clone()).start().recipient());
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 6);
     let ev = events.lock().unwrap();
@@ -449,11 +443,7 @@ async fn rungs_promote_the_best_third_and_the_final_choice_is_on_validation() {
     s.final_train.seeds = 2;
     let steps = s.proxy.steps as u64;
     let events = Arc::new(Mutex::new(Vec::new()));
-    let opts = SearchOptions {
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
-    }
-    .subscribe(Collector(events.clone()).start().recipient());
+    let opts = fake_evaluator().subscribe(Collector(events.clone()).start().recipient());
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 9);
     let dir = PathBuf::from(&summary.run_dir);
@@ -522,11 +512,9 @@ async fn a_search_killed_mid_rung_resumes_its_promotions() {
     s.search.rungs.levels = 1;
     s.search.rungs.eta = 3;
     s.final_train.top_k = 0;
-    let fake = || SearchOptions {
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
-    };
-    let summary = run_search(s, fake(), std::future::pending()).await.unwrap();
+    let summary = run_search(s, fake_evaluator(), std::future::pending())
+        .await
+        .unwrap();
     assert!(summary.promotions >= 3);
     let dir = PathBuf::from(&summary.run_dir);
     let full = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
@@ -540,7 +528,7 @@ async fn a_search_killed_mid_rung_resumes_its_promotions() {
         tiny(tmp.path()),
         SearchOptions {
             resume: Some(dir.clone()),
-            ..fake()
+            ..fake_evaluator()
         },
         std::future::pending(),
     )
@@ -571,16 +559,12 @@ async fn a_search_killed_mid_rung_resumes_its_promotions() {
 #[actix::test]
 async fn a_step_budget_bounds_the_compute_of_a_search() {
     let tmp = tempfile::tempdir().unwrap();
-    let fake = || SearchOptions {
-        fake_cost: Some(Duration::from_millis(5)),
-        ..SearchOptions::default()
-    };
     let mut s = tiny(tmp.path());
     let steps = s.proxy.steps as u64;
     s.search.budget = 1000;
     s.search.budget_steps = 10 * steps;
     s.final_train.top_k = 0;
-    let plain = run_search(s.clone(), fake(), std::future::pending())
+    let plain = run_search(s.clone(), fake_evaluator(), std::future::pending())
         .await
         .unwrap();
     assert_eq!(plain.evaluated, 10);
@@ -589,7 +573,9 @@ async fn a_step_budget_bounds_the_compute_of_a_search() {
     s.search.budget_steps = 14 * steps;
     s.search.rungs.levels = 1;
     s.search.rungs.eta = 3;
-    let laddered = run_search(s, fake(), std::future::pending()).await.unwrap();
+    let laddered = run_search(s, fake_evaluator(), std::future::pending())
+        .await
+        .unwrap();
     assert!(laddered.promotions >= 1, "{laddered:?}");
     assert!(laddered.eval_steps <= 14 * steps, "{}", laddered.eval_steps);
     assert_eq!(

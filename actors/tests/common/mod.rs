@@ -28,6 +28,15 @@ pub fn tiny(runs: &Path) -> Settings {
     s
 }
 
+/// Search options with a fake evaluator of 5 ms per candidate (tests of the search's
+/// mechanics, not of training).
+pub fn fake_evaluator() -> ists_actors::SearchOptions {
+    ists_actors::SearchOptions {
+        fake_cost: Some(std::time::Duration::from_millis(5)),
+        ..ists_actors::SearchOptions::default()
+    }
+}
+
 /// An OpenAI chat completion whose message is `content` (100 prompt tokens, 40 of them cached,
 /// 20 completion tokens): the reply body of every mock server.
 pub fn completion(id: impl std::fmt::Display, content: &str) -> actix_web::HttpResponse {
