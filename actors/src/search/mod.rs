@@ -1,6 +1,7 @@
 //! The search itself, as the paper's three levels: the StageActor drives the task level
-//! (exploration, then optimization) and the step level (chain- or tree-of-thought proposals,
-//! repairs); the PromptActor renders what the instructor is asked; the ParserActor turns
+//! (exploration, then optimization, `stage`), the step level's proposals (chain- or
+//! tree-of-thought, repairs, fallback: `propose`) and the instance level's evaluations
+//! (candidates, promotions, final training: `evaluate`); the PromptActor renders what the instructor is asked; the ParserActor turns
 //! replies into validated, new architectures; the MemoryActor keeps the instance level's
 //! sorted memory bank and its durable journal; the supervisor wires one search and runs it.
 //!
@@ -8,8 +9,10 @@
 //! [`crate::settings`], [`crate::run`], and the evaluator and instructor back ends only
 //! through the recipients and pools the supervisor hands out.
 
+mod evaluate;
 pub mod memory;
 pub mod parser;
 pub mod prompt;
+mod propose;
 pub mod stage;
 pub mod supervisor;

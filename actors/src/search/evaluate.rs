@@ -1,0 +1,186 @@
+//! The instance level's evaluations: a candidate or a promotion scored by the evaluator pool
+//! (one retry on a restarted evaluator) and recorded in the journal, and the final full
+//! training of the top candidates with several seeds, chosen on validation.
+
+use super::stage::Wiring;
+use crate::messages::*;
+use crate::run::summary::{FinalResult, SeedScore, Summary};
+use ists::config::Settings;
+use ists::memory::{MemoryEntry, Stage};
+use ists::space::Arch;
+use ists::train::{EvalStatus, TrainConfig, TrainReport};
+
+/// One evaluation to run: a new candidate (rung 0) or a promotion.
+pub(super) struct Job {
+    pub(super) candidate: usize,
+    pub(super) arch: Arch,
+    pub(super) stage: Stage,
+    pub(super) rung: usize,
+    /// Proxy steps of a promotion (None = the configured proxy).
+    pub(super) steps: Option<usize>,
+}
+
+/// Evaluates a candidate (one retry on a restarted evaluator after a fault) and records it.
+pub(super) async fn evaluate(
+    w: &Wiring,
+    job: Job,
+) -> Result<(MemoryEntry, Option<String>), String> {
+    let Job {
+        candidate,
+        arch,
+        stage,
+        rung,
+        steps,
+    } = job;
+    let msg = Evaluate {
+        candidate,
+        arch: arch.clone(),
+        steps,
+    };
+    let mut outcome = w.evaluators.evaluate(msg.clone()).await;
+    // The kind of the fault that was retried, if one was.
+    let mut retried = None;
+    if let EvalOutcome::Failed { kind, .. } = &outcome {
+        retried = Some(kind.clone());
+        outcome = w.evaluators.evaluate(msg).await;
+    }
+    let entry = match outcome {
+        EvalOutcome::Report(r) => MemoryEntry {
+            id: candidate,
+            hash: arch.hash(),
+            arch: arch.to_spec(),
+            score: r.val_mae,
+            status: r.status,
+            stage,
+            params: r.params,
+            seconds: r.seconds,
+            rung,
+            steps: r.steps,
+        },
+        EvalOutcome::Failed { kind, message } => MemoryEntry {
+            id: candidate,
+            hash: arch.hash(),
+            arch: arch.to_spec(),
+            score: None,
+            status: EvalStatus::Failed { kind, message },
+            stage,
+            params: 0,
+            seconds: 0.0,
+            rung,
+            steps: 0,
+        },
+    };
+    match w.record.send(Record(entry.clone())).await {
+        Ok(Ok(_)) => Ok((entry, retried)),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Trains the `final.top_k` best candidates with `final.seeds` seeds each; the candidate with
+/// the best mean validation MAE comes first in `summary.final_results` and its best seed's
+/// model is exported to `RUN_DIR/model`.
+pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summary) {
+    if s.final_train.top_k == 0 {
+        return;
+    }
+    let Ok(memory) = w.get_memory.send(GetMemory).await else {
+        return;
+    };
+    let seeds = s.final_train.seeds.max(1) as u64;
+    let single = s.final_train.top_k == 1 && seeds == 1;
+    let mut results = Vec::new();
+    for e in memory.best.iter().take(s.final_train.top_k) {
+        let Ok(arch) = Arch::from_spec(&e.arch, s.search.space) else {
+            continue;
+        };
+        let mut runs = Vec::new();
+        for k in 0..seeds {
+            let seed = s.final_train.train.seed + k;
+            let dir = w.run.path.join(format!("model-c{}-s{seed}", e.id));
+            let msg = TrainFinal {
+                candidate: e.id,
+                arch: arch.clone(),
+                config: TrainConfig {
+                    seed,
+                    ..s.final_train.train.clone()
+                },
+                // Each model is kept until the choice; the chosen one becomes RUN_DIR/model.
+                export: Some(if single {
+                    w.run.path.join("model")
+                } else {
+                    dir
+                }),
+            };
+            match w.evaluators.train_final(msg).await {
+                Ok(report) => {
+                    let name = match seeds {
+                        1 => format!("final-{}.json", e.id),
+                        _ => format!("final-{}-s{seed}.json", e.id),
+                    };
+                    let _ = w.run.write_json(&name, &report);
+                    runs.push((seed, report));
+                }
+                Err(err) => {
+                    tracing::error!(candidate = e.id, seed, "final training failed: {err}");
+                    *summary
+                        .eval_failures
+                        .entry("final_training".into())
+                        .or_default() += 1;
+                }
+            }
+        }
+        if let Some(r) = final_result(e, runs) {
+            results.push(r);
+        }
+    }
+    results.sort_by(|a, b| {
+        let key = |r: &FinalResult| r.mean_val_mae.unwrap_or(f64::INFINITY);
+        key(a).total_cmp(&key(b))
+    });
+    if let (false, Some(chosen)) = (single, results.first()) {
+        let from = w
+            .run
+            .path
+            .join(format!("model-c{}-s{}", chosen.candidate, chosen.seed));
+        let to = w.run.path.join("model");
+        let _ = std::fs::remove_dir_all(&to);
+        if let Err(e) = std::fs::rename(&from, &to) {
+            tracing::error!("keeping the chosen model {}: {e}", from.display());
+        }
+    }
+    summary.final_results = results;
+}
+
+/// A candidate's seeds summed up: the best-validation seed's report, the means.
+pub(super) fn final_result(e: &MemoryEntry, runs: Vec<(u64, TrainReport)>) -> Option<FinalResult> {
+    let val = |r: &TrainReport| r.val.as_ref().map(|m| m.average.mae);
+    let test = |r: &TrainReport| r.test.as_ref().map(|m| m.average.mae);
+    let seeds: Vec<SeedScore> = runs
+        .iter()
+        .map(|(seed, r)| SeedScore {
+            seed: *seed,
+            val_mae: val(r),
+            test_mae: test(r),
+        })
+        .collect();
+    let mean = |v: Vec<Option<f64>>| -> Option<f64> {
+        let v: Vec<f64> = v.into_iter().flatten().filter(|x| x.is_finite()).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let mean_val_mae = mean(seeds.iter().map(|s| s.val_mae).collect());
+    let mean_test_mae = mean(seeds.iter().map(|s| s.test_mae).collect());
+    let (seed, report) = runs.into_iter().min_by(|a, b| {
+        let k = |r: &TrainReport| val(r).filter(|v| v.is_finite()).unwrap_or(f64::INFINITY);
+        k(&a.1).total_cmp(&k(&b.1))
+    })?;
+    Some(FinalResult {
+        candidate: e.id,
+        proxy_score: e.score,
+        report,
+        seed,
+        seeds,
+        mean_val_mae,
+        mean_test_mae,
+    })
+}
