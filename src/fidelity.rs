@@ -228,9 +228,8 @@ impl Study {
                     };
                     proxy_eval_score(arch, &self.subset, &s.model, &long)?.0
                 }
-                ProxyKind::Params => {
-                    -(Trained::build(arch, &self.data, &s.model, p.seed)?.params() as f64)
-                }
+                // Counted when the row was made (`empty_row`): no second model is built.
+                ProxyKind::Params => -(row.params as f64),
                 ProxyKind::GradNorm => {
                     let g = grad_norm_at_init(arch, &self.data, &s.model, p.batch_size, p.seed)?;
                     if g.is_finite() {
@@ -374,28 +373,10 @@ impl ResultsFile {
         let fingerprint = serde_json::to_value(settings)
             .map_err(|e| Error::Config(format!("study settings: {e}")))?;
         check_fingerprint(path, &fingerprint)?;
-        let mut rows = Vec::new();
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-                for (i, line) in lines.iter().enumerate() {
-                    match serde_json::from_str::<Row>(line) {
-                        Ok(r) => rows.push(r),
-                        Err(_) if i + 1 == lines.len() => {
-                            tracing::warn!("{}: dropped a torn last line", path.display())
-                        }
-                        Err(e) => {
-                            return Err(Error::File {
-                                path: path.into(),
-                                msg: format!("line {}: {e}", i + 1),
-                            })
-                        }
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(path, e)),
-        }
+        let rows = crate::jsonl::read(path).map_err(|msg| Error::File {
+            path: path.into(),
+            msg,
+        })?;
         Ok(ResultsFile {
             path: path.into(),
             rows,

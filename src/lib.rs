@@ -25,6 +25,7 @@
 //! - [`rungs`]: successive-halving rungs (ASHA) inside a search: who is promoted next.
 //! - [`schema`]: JSON schemas of replies, for servers that constrain decoding.
 //! - [`config`]: the settings of a search, shared by the CLI, the actors and the daemon.
+//! - [`jsonl`]: the one reader of append-only JSON-lines files (journals, study results).
 //! - [`error`]: the crate's error type.
 
 pub mod baselines;
@@ -34,6 +35,7 @@ pub mod devcheck;
 pub mod error;
 pub mod export;
 pub mod fidelity;
+pub mod jsonl;
 pub mod memory;
 pub mod metrics;
 pub mod model;

@@ -142,21 +142,7 @@ pub fn run_hand_design(
 
 /// The rows of a results file (none when it does not exist). A torn last line is dropped.
 pub fn read_runs(path: &Path) -> Result<Vec<MethodRun>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        match serde_json::from_str(l) {
-            Ok(r) => out.push(r),
-            Err(_) if i + 1 == lines.len() => {}
-            Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
-        }
-    }
-    Ok(out)
+    ists::jsonl::read(path)
 }
 
 /// Appends one row and syncs it.

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use ists::config::MemorySettings;
 use ists::memory::{MemoryBank, MemoryEntry, Stage};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub struct MemoryActor {
@@ -23,29 +23,7 @@ pub struct MemoryActor {
 /// Reads a journal. A last line cut short by a kill was never acknowledged: it is skipped
 /// (with a warning); a bad line elsewhere is an error naming the line.
 pub fn read_journal(path: &Path) -> Result<Vec<MemoryEntry>, String> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let lines: Vec<String> = BufReader::new(f)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<MemoryEntry>(line) {
-            Ok(e) => out.push(e),
-            Err(e) if i + 1 == lines.len() => {
-                tracing::warn!("{}: ignoring a truncated last line: {e}", path.display());
-            }
-            Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
-        }
-    }
-    Ok(out)
+    ists::jsonl::read(path)
 }
 
 impl MemoryActor {

@@ -159,15 +159,16 @@ impl StageActor {
     fn fits(&self) -> impl Fn(usize) -> bool {
         let (s, committed) = (&self.settings, self.steps_committed);
         let (budget, rungs, proxy) = (s.search.budget_steps, s.search.rungs.clone(), s.proxy.steps);
-        move |rung| budget == 0 || committed + rungs.steps(proxy, rung) as u64 <= budget
+        move |rung| affordable(budget, committed, rungs.steps(proxy, rung) as u64) > 0
     }
 
     /// How many more evaluations of `steps` steps the step budget allows.
     fn affordable(&self, steps: u64) -> u64 {
-        match self.settings.search.budget_steps {
-            0 => u64::MAX,
-            b => b.saturating_sub(self.steps_committed) / steps.max(1),
-        }
+        affordable(
+            self.settings.search.budget_steps,
+            self.steps_committed,
+            steps,
+        )
     }
 
     /// Starts promotions, then proposals, while there is budget and pipeline room. Promotions
@@ -488,6 +489,15 @@ impl StageActor {
             }
             ctx.stop();
         }));
+    }
+}
+
+/// Evaluations of `steps` steps that fit in a step budget of which `committed` is spent or
+/// reserved (a budget of 0 is no limit).
+fn affordable(budget: u64, committed: u64, steps: u64) -> u64 {
+    match budget {
+        0 => u64::MAX,
+        b => b.saturating_sub(committed) / steps.max(1),
     }
 }
 
