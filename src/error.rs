@@ -26,6 +26,9 @@ pub enum Error {
     File { path: PathBuf, msg: String },
     #[error("template {name}: {msg}")]
     Template { name: String, msg: String },
+    /// The run was asked to stop (a cancelled search); nothing it measured is a result.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {

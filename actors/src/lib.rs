@@ -16,7 +16,7 @@
 //!   [`instructor::local`] (the bundled local model server).
 //! - [`eval`]: who scores them. [`eval::evaluator`] (one EvaluatorActor per device on a
 //!   `SyncArbiter`), [`eval::ray`] (one Ray job per candidate), [`eval::fair`] (the daemon's fair
-//!   share of evaluator slots).
+//!   share of evaluator slots), [`eval::cancel`] (a search's cancellation flag).
 //! - [`run`]: what a search leaves: [`run::dir`], [`run::summary`], [`run::progress`],
 //!   [`run::report`] (Markdown report with PNG plots).
 //! - [`daemon`]: many searches behind an HTTP API: [`daemon::api`], [`daemon::store`]

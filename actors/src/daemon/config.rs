@@ -35,6 +35,22 @@ pub struct DaemonSettings {
     pub max_in_flight: usize,
     /// HTTP worker threads.
     pub workers: usize,
+    /// Searches waiting as `queued` at once; a submission beyond them is refused (503).
+    pub max_queued_searches: usize,
+    /// Event streams open at once, all clients together, and from one client address.
+    pub max_event_streams: usize,
+    pub max_event_streams_per_client: usize,
+    /// Estimated memory of one candidate's training (weights, optimizer state, activations of
+    /// one batch); a candidate above it is refused before anything is allocated.
+    pub max_candidate_bytes: u64,
+    /// At SIGTERM, how long evaluations in flight may finish before they are cancelled.
+    pub shutdown_grace_secs: f64,
+    /// Host names (`name` or `name:port`) the API answers besides the bound address (and, on
+    /// loopback, `localhost`): requests naming another `Host` or `Origin` are refused (403).
+    pub allowed_hosts: Vec<String>,
+    /// The instructors a submission may choose, `backend` or `backend:model`; the daemon's own
+    /// `[llm]` is always allowed. Endpoint and key variable are always the daemon's.
+    pub allowed_llms: Vec<String>,
     /// TEST ONLY: replace the proxy evaluation by a sleep of this many milliseconds and a
     /// score derived from the architecture's hash. Never set it for real searches.
     pub fake_cost_ms: Option<u64>,
@@ -55,6 +71,13 @@ impl Default for DaemonSettings {
             max_budget: 1000,
             max_in_flight: 8,
             workers: 2,
+            max_queued_searches: 100,
+            max_event_streams: 64,
+            max_event_streams_per_client: 8,
+            max_candidate_bytes: 8 << 30,
+            shutdown_grace_secs: 30.0,
+            allowed_hosts: Vec::new(),
+            allowed_llms: Vec::new(),
             fake_cost_ms: None,
         }
     }
@@ -76,6 +99,16 @@ impl std::fmt::Debug for DaemonSettings {
             .field("max_budget", &self.max_budget)
             .field("max_in_flight", &self.max_in_flight)
             .field("workers", &self.workers)
+            .field("max_queued_searches", &self.max_queued_searches)
+            .field("max_event_streams", &self.max_event_streams)
+            .field(
+                "max_event_streams_per_client",
+                &self.max_event_streams_per_client,
+            )
+            .field("max_candidate_bytes", &self.max_candidate_bytes)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_llms", &self.allowed_llms)
             .field("fake_cost_ms", &self.fake_cost_ms)
             .finish()
     }
@@ -88,6 +121,95 @@ impl DaemonSettings {
             .clone()
             .or_else(|| std::env::var(&self.token_env).ok())
             .filter(|t| !t.trim().is_empty())
+    }
+
+    /// Checks every limit of the section, naming the key and its range.
+    pub fn validate(&self) -> Result<(), DaemonError> {
+        let counts: [(&str, u64, u64, u64); 11] = [
+            (
+                "daemon.max_body_bytes",
+                self.max_body_bytes as u64,
+                64,
+                64 << 20,
+            ),
+            (
+                "daemon.max_concurrent_searches",
+                self.max_concurrent_searches as u64,
+                1,
+                1024,
+            ),
+            (
+                "daemon.evaluator_slots",
+                self.evaluator_slots as u64,
+                1,
+                1024,
+            ),
+            (
+                "daemon.max_budget",
+                self.max_budget as u64,
+                1,
+                ists::config::limits::BUDGET,
+            ),
+            ("daemon.max_in_flight", self.max_in_flight as u64, 1, 256),
+            ("daemon.workers", self.workers as u64, 1, 256),
+            (
+                "daemon.max_queued_searches",
+                self.max_queued_searches as u64,
+                1,
+                100_000,
+            ),
+            (
+                "daemon.max_event_streams",
+                self.max_event_streams as u64,
+                1,
+                100_000,
+            ),
+            (
+                "daemon.max_event_streams_per_client",
+                self.max_event_streams_per_client as u64,
+                1,
+                100_000,
+            ),
+            (
+                "daemon.max_candidate_bytes",
+                self.max_candidate_bytes,
+                1 << 20,
+                1 << 50,
+            ),
+            (
+                "daemon.fake_cost_ms",
+                self.fake_cost_ms.unwrap_or(0),
+                0,
+                3_600_000,
+            ),
+        ];
+        for (key, v, lo, hi) in counts {
+            if !(lo..=hi).contains(&v) {
+                return Err(DaemonError::Invalid(format!(
+                    "{key} must be within {lo}..={hi}, got {v}"
+                )));
+            }
+        }
+        if !(0.0..=3600.0).contains(&self.shutdown_grace_secs) {
+            return Err(DaemonError::Invalid(format!(
+                "daemon.shutdown_grace_secs must be within 0..=3600, got {}",
+                self.shutdown_grace_secs
+            )));
+        }
+        for h in &self.allowed_hosts {
+            if h.is_empty() || h.len() > 253 || h.chars().any(|c| c.is_whitespace() || c == '/') {
+                return Err(DaemonError::Invalid(format!(
+                    "daemon.allowed_hosts: not a host name: {h:?}"
+                )));
+            }
+        }
+        for l in &self.allowed_llms {
+            let backend = l.split_once(':').map_or(l.as_str(), |(b, _)| b);
+            backend
+                .parse::<ists::config::Backend>()
+                .map_err(|e| DaemonError::Invalid(format!("daemon.allowed_llms: {e} in {l:?}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -106,6 +228,12 @@ pub enum DaemonError {
     Bind { addr: String, msg: String },
     #[error("data directory {path}: {msg}")]
     DataDir { path: String, msg: String },
+    /// Another daemon holds the data directory's lock.
+    #[error("data directory {path} is in use by another daemon (pid {pid}); stop it or choose another data_dir")]
+    Locked { path: String, pid: String },
+    /// A limit on what clients may pile up (queued searches, open event streams).
+    #[error("{0}")]
+    TooMany(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A submitted search is invalid; the message names the field.

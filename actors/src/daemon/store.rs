@@ -20,6 +20,9 @@ pub enum StoreError {
     Journal { path: String, msg: String },
     #[error("serialization: {0}")]
     Json(#[from] serde_json::Error),
+    /// The blocking thread a store call ran on failed (a panic inside it).
+    #[error("store task: {0}")]
+    Task(String),
 }
 
 /// Where a search is in its life. `Queued` and `Running` searches are resumed at start.
@@ -174,6 +177,11 @@ fn llm_label(backend: Option<String>, model: Option<String>) -> String {
     }
 }
 
+/// A count as SQLite's integer, saturating instead of wrapping to a negative number.
+fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic while holding the lock leaves SQLite itself consistent (transactions roll back).
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -293,8 +301,9 @@ impl Store {
             }
             Event::Tokens { usage } => {
                 tx.execute(
-                    "UPDATE searches SET prompt_tokens = prompt_tokens + ?2, completion_tokens = completion_tokens + ?3 WHERE id = ?1",
-                    params![id, usage.prompt_tokens as i64, usage.completion_tokens as i64],
+                    // Clamped to SQLite's integers: an overflowing sum would turn into a float.
+                    "UPDATE searches SET prompt_tokens = MIN(prompt_tokens + ?2, 9223372036854775807), completion_tokens = MIN(completion_tokens + ?3, 9223372036854775807) WHERE id = ?1",
+                    params![id, clamp_i64(usage.prompt_tokens), clamp_i64(usage.completion_tokens)],
                 )?;
             }
             _ => {}
@@ -547,7 +556,13 @@ pub fn read_journal_from(path: &Path, offset: u64) -> Result<(Vec<MemoryEntry>, 
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        out.push(serde_json::from_slice(line).map_err(|e| err(&e))?);
+        // The journal, not the store, is the record: a line the mirror cannot read is logged
+        // and skipped, so every line after it is still stored (an error here would stall the
+        // mirror at this offset for good).
+        match serde_json::from_slice(line) {
+            Ok(e) => out.push(e),
+            Err(e) => tracing::warn!(journal = %path.display(), "skipping an unreadable line: {e}"),
+        }
     }
     Ok((out, offset + end as u64 + 1))
 }

@@ -64,9 +64,17 @@ impl FairScheduler {
             }
         };
         if let Some(rx) = rx {
-            // The sender is only dropped after being granted (or when the scheduler goes away,
-            // in which case there is nothing left to wait for either).
-            let _ = rx.await;
+            let mut waiting = Waiting {
+                rx: Some(rx),
+                scheduler: self.clone(),
+            };
+            if let Some(rx) = waiting.rx.as_mut() {
+                // The sender is only dropped after being granted (or when the scheduler goes
+                // away, in which case there is nothing left to wait for either).
+                let _ = rx.await;
+            }
+            // Received: the slot is this permit's now, not the guard's to hand on.
+            waiting.rx = None;
         }
         Permit {
             scheduler: self.clone(),
@@ -109,6 +117,26 @@ impl FairScheduler {
     }
 }
 
+/// A waiter's receiver while it waits. A waiter dropped after a slot was sent to it but before
+/// it took the slot (its task aborted in between) would otherwise keep the slot for ever: on
+/// drop, the receiver is closed (no later grant can reach it) and a grant already in it is
+/// handed to the next waiter.
+struct Waiting {
+    rx: Option<oneshot::Receiver<()>>,
+    scheduler: Arc<FairScheduler>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            rx.close();
+            if rx.try_recv().is_ok() {
+                self.scheduler.release();
+            }
+        }
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         let micros = self.since.elapsed().as_micros() as u64;
@@ -119,11 +147,18 @@ impl Drop for Permit {
     }
 }
 
-/// What a search's evaluator pool needs to take part in the fair share.
+/// What a search's evaluator pool needs to take part in the fair share, and the daemon's say
+/// over each evaluation: its cancellation and the largest candidate it accepts.
 #[derive(Clone)]
 pub struct EvalGate {
     pub scheduler: Arc<FairScheduler>,
     pub search: String,
+    /// Set when the search is cancelled (or the daemon's shutdown grace is over): waiting and
+    /// running evaluations stop, and none starts.
+    pub cancel: crate::eval::cancel::Cancel,
+    /// Candidates whose estimated training memory exceeds this many bytes are refused before
+    /// anything is allocated (`ists::footprint`).
+    pub max_candidate_bytes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -170,6 +205,30 @@ mod tests {
         let pos = |n: &str| order.iter().position(|x| *x == n).unwrap();
         assert!(pos("a") <= 2 && pos("b") <= 2, "starved: {order:?}");
         assert_eq!(s.queue_depth(), 0);
+    }
+
+    /// The slot is sent to a waiter that is then dropped before it runs again (its task
+    /// aborted between the grant and the wake-up): the slot must go on to the next waiter.
+    #[tokio::test]
+    async fn a_waiter_dropped_after_the_grant_hands_the_slot_on() {
+        let s = FairScheduler::new(1);
+        let held = s.acquire("x").await;
+        let mut waiter = Box::pin(s.acquire("y"));
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        assert_eq!(s.queue_depth(), 1);
+        drop(held); // the slot is sent to "y"
+        drop(waiter); // which never takes it
+        let again = tokio::time::timeout(std::time::Duration::from_secs(2), s.acquire("z")).await;
+        assert!(
+            again.is_ok(),
+            "the slot was lost with a granted, dropped waiter"
+        );
+        drop(again);
+        // And it is the only slot: nothing was handed out twice.
+        let one = s.acquire("a").await;
+        let two = tokio::time::timeout(std::time::Duration::from_millis(200), s.acquire("b")).await;
+        assert!(two.is_err(), "a slot was counted twice");
+        drop(one);
     }
 
     #[tokio::test]

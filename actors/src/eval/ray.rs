@@ -35,9 +35,17 @@ pub fn from_hex(s: &str) -> Result<Vec<u8>, String> {
     if s.len() % 2 != 0 {
         return Err("hex text of odd length".into());
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| format!("bad hex at {i}: {e}")))
+    // On bytes, not `str` slices: a slice through a multi-byte character would panic.
+    let digit = |i: usize, b: u8| match b {
+        b'0'..=b'9' => Ok(b - b'0'),
+        b'a'..=b'f' => Ok(b - b'a' + 10),
+        b'A'..=b'F' => Ok(b - b'A' + 10),
+        _ => Err(format!("bad hex at {i}: byte 0x{b:02x} is not a hex digit")),
+    };
+    s.as_bytes()
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(k, pair)| Ok(digit(2 * k, pair[0])? << 4 | digit(2 * k + 1, pair[1])?))
         .collect()
 }
 
@@ -371,6 +379,11 @@ mod tests {
         assert_eq!(from_hex(&to_hex(s.as_bytes())).unwrap(), s.as_bytes());
         assert!(from_hex("abc").is_err());
         assert!(from_hex("zz").is_err());
+        // Non-ASCII text of even byte length: an error, never a panic on a char boundary.
+        assert!(from_hex("aéb").is_err());
+        assert!(from_hex("éé").is_err());
+        assert!(from_hex("+1").is_err(), "a sign is not a hex digit");
+        assert_eq!(from_hex("0aFf").unwrap(), vec![0x0a, 0xff]);
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
         assert_eq!(tail("abcdef", 3), "def");
     }

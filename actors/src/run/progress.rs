@@ -62,7 +62,11 @@ impl Handler<EventMsg> for Progress {
             Event::Rejected { .. } => self.failures += 1,
             Event::StageSwitched { to, .. } => self.stage = to.to_string(),
             Event::NewBest { score, .. } => self.best = Some(score),
-            Event::Tokens { usage } => self.tokens += usage.prompt_tokens + usage.completion_tokens,
+            Event::Tokens { usage } => {
+                self.tokens = self
+                    .tokens
+                    .saturating_add(usage.prompt_tokens.saturating_add(usage.completion_tokens))
+            }
             Event::Finished { .. } => self.bar.finish(),
             _ => {}
         }

@@ -1,0 +1,154 @@
+//! The memory one candidate's training needs, estimated from its architecture and the shapes
+//! before anything is allocated, so a caller (the daemon) can refuse a candidate that would
+//! exhaust the host or the card instead of aborting the process inside an allocation.
+//!
+//! The estimate is an upper bound of the order of magnitude, not a measurement: it counts the
+//! activations each operator keeps for the backward pass (attention maps included, which grow
+//! with the square of the sensors or the steps), twice (their gradients), and the parameters
+//! four times (weights, gradients and Adam's two moments), in 32-bit floats.
+
+use crate::model::{ModelConfig, ModelShape};
+use crate::space::{Arch, Op, SpatialOp, TemporalOp};
+
+/// Estimated peak bytes of training `arch` with batches of `batch` samples and of scoring it
+/// with batches of `eval_batch` (the larger of the two phases). Saturates instead of wrapping.
+pub fn training_bytes(
+    arch: &Arch,
+    shape: ModelShape,
+    cfg: &ModelConfig,
+    batch: usize,
+    eval_batch: usize,
+) -> u128 {
+    let train = activations(arch, shape, cfg, batch as u128).saturating_mul(2);
+    let eval = activations(arch, shape, cfg, eval_batch as u128);
+    let params = params(arch, shape, cfg).saturating_mul(4);
+    train.max(eval).saturating_add(params).saturating_mul(4)
+}
+
+fn dim(v: i64) -> u128 {
+    v.max(1) as u128
+}
+
+/// Floats kept for the backward pass over one batch of `b` samples.
+fn activations(arch: &Arch, shape: ModelShape, cfg: &ModelConfig, b: u128) -> u128 {
+    let (c, n, t) = (dim(cfg.hidden), dim(shape.nodes), dim(shape.input_len));
+    let (k, heads) = (dim(cfg.order), dim(cfg.heads));
+    let act = b.saturating_mul(c).saturating_mul(n).saturating_mul(t);
+    let spatial = |s: SpatialOp| match s {
+        SpatialOp::MixGc => act.saturating_mul(k + 2),
+        SpatialOp::Dgcn => act.saturating_mul(2 * k + 2),
+        // Scores and softmax over the sensors, per head and step.
+        SpatialOp::STrans => act.saturating_mul(4).saturating_add(
+            b.saturating_mul(heads)
+                .saturating_mul(t)
+                .saturating_mul(n)
+                .saturating_mul(n)
+                .saturating_mul(2),
+        ),
+    };
+    let temporal = |op: TemporalOp| match op {
+        TemporalOp::LinearAttn => act.saturating_mul(5),
+        TemporalOp::Gdcc => act.saturating_mul(4),
+        TemporalOp::TTrans => act.saturating_mul(4).saturating_add(
+            b.saturating_mul(heads)
+                .saturating_mul(n)
+                .saturating_mul(t)
+                .saturating_mul(t)
+                .saturating_mul(2),
+        ),
+    };
+    let mut total = b
+        .saturating_mul(t)
+        .saturating_mul(n)
+        .saturating_mul(dim(shape.in_features))
+        .saturating_add(act);
+    for e in &arch.edges {
+        let edge = match e.op {
+            Op::Zero | Op::Identity => 0,
+            Op::Spatial(s) => spatial(s),
+            Op::Temporal(op) => temporal(op),
+            Op::Cell(cell) => spatial(cell.spatial)
+                .saturating_add(temporal(cell.temporal))
+                .saturating_add(act),
+        };
+        total = total.saturating_add(edge);
+    }
+    // Per node: the sum of its edges and its normalization; then the output head.
+    let nodes = arch.nodes as u128;
+    let head = act
+        .saturating_add(b.saturating_mul(dim(cfg.end_hidden)).saturating_mul(n))
+        .saturating_add(b.saturating_mul(dim(shape.horizon)).saturating_mul(n));
+    total
+        .saturating_add(act.saturating_mul(2).saturating_mul(nodes))
+        .saturating_add(head)
+}
+
+/// An upper bound of the trainable scalars.
+fn params(arch: &Arch, shape: ModelShape, cfg: &ModelConfig) -> u128 {
+    let (c, n, t) = (dim(cfg.hidden), dim(shape.nodes), dim(shape.input_len));
+    let k = dim(cfg.order);
+    // Projections of one operator (query, key, value, output, gates; one per adjacency power),
+    // and an adaptive adjacency's node embeddings.
+    let op = c
+        .saturating_mul(c)
+        .saturating_mul(2 * k + 6)
+        .saturating_add(n.saturating_mul(dim(cfg.embed)).saturating_mul(2));
+    let edges = arch.edges.len() as u128;
+    let head = c
+        .saturating_mul(t)
+        .saturating_mul(dim(cfg.end_hidden))
+        .saturating_add(dim(cfg.end_hidden).saturating_mul(dim(shape.horizon)));
+    op.saturating_mul(2)
+        .saturating_mul(edges)
+        .saturating_add(head)
+        .saturating_add(dim(shape.in_features).saturating_mul(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::{ArchSpec, EdgeSpec, SpaceKind};
+
+    /// A chain of three cells with these operators.
+    fn arch(spatial: &str, temporal: &str) -> Arch {
+        let spec = ArchSpec {
+            space: None,
+            nodes: None,
+            edges: (0..3)
+                .map(|i| EdgeSpec {
+                    from: i,
+                    to: i + 1,
+                    op: "STT".into(),
+                    spatial: Some(spatial.into()),
+                    temporal: Some(temporal.into()),
+                })
+                .collect(),
+        };
+        Arch::from_spec(&spec, SpaceKind::Ists).unwrap()
+    }
+
+    #[test]
+    fn attention_grows_with_the_square_of_the_sensors_and_nothing_wraps() {
+        let cfg = ModelConfig::default();
+        let shape = |nodes| ModelShape {
+            nodes,
+            in_features: 2,
+            input_len: 12,
+            horizon: 12,
+        };
+        let a = arch("s_trans", "gdcc");
+        let small = training_bytes(&a, shape(200), &cfg, 32, 128);
+        let large = training_bytes(&a, shape(2000), &cfg, 32, 128);
+        assert!(small > 1 << 20, "{small}");
+        // Ten times the sensors: about a hundred times the attention maps.
+        assert!(large > 50 * small, "{small} -> {large}");
+        let huge = ModelConfig {
+            hidden: i64::MAX,
+            ..ModelConfig::default()
+        };
+        assert_eq!(
+            training_bytes(&a, shape(i64::MAX), &huge, usize::MAX, usize::MAX),
+            u128::MAX
+        );
+    }
+}
