@@ -77,6 +77,9 @@ pub struct FinalSettings {
     /// candidate with the best mean validation MAE over its seeds, never chosen on test.
     pub seeds: usize,
     pub train: TrainConfig,
+    /// Widths of the final model, when they differ from the proxy's (`[model]`): a search
+    /// scores small models cheaply and trains the chosen design at full strength.
+    pub model: Option<ModelConfig>,
 }
 
 impl Default for FinalSettings {
@@ -85,6 +88,7 @@ impl Default for FinalSettings {
             top_k: 1,
             seeds: 1,
             train: TrainConfig::default(),
+            model: None,
         }
     }
 }
@@ -112,11 +116,12 @@ impl std::str::FromStr for Mode {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TotSettings {
-    /// Alternatives expanded at every branch point.
+    /// Distinct alternatives (thoughts) the propose step asks for at every branch point, in one
+    /// request per partial design of the beam.
     pub branches: usize,
-    /// Partial designs kept after scoring at each depth.
+    /// Partial designs kept at each depth, by the LLM's value (the select step).
     pub beam: usize,
-    /// Requests in flight at once while expanding.
+    /// Beam entries expanded at once (each a propose request, then a value request).
     pub concurrency: usize,
 }
 
@@ -422,10 +427,153 @@ impl Default for RaySettings {
 }
 
 impl Settings {
+    /// The widths the final model is trained with: `final.model`, else the proxy's `model`.
+    pub fn final_model(&self) -> &ModelConfig {
+        self.final_train.model.as_ref().unwrap_or(&self.model)
+    }
+
     /// Checks values serde cannot, naming the key at fault.
     pub fn validate(&self) -> crate::Result<()> {
         self.model.validate()?;
+        self.check_limits().map_err(crate::Error::Setting)?;
         self.check().map_err(crate::Error::Setting)
+    }
+
+    /// The upper (and lower) bound of every size, count and duration: a value past them would
+    /// allocate without limit, spin for ever or overflow, so it is refused here, before any
+    /// work, with the key and the limit (the limits are listed in `config/default.toml`).
+    fn check_limits(&self) -> Result<(), String> {
+        let s = &self.search;
+        let (p, f, l) = (&self.proxy, &self.final_train, &self.llm);
+        let ev = &self.evaluators;
+        let counts: [(&str, u64, u64, u64); 37] = [
+            ("search.budget", s.budget as u64, 1, limits::BUDGET),
+            ("search.plateau", s.plateau as u64, 0, limits::BUDGET),
+            ("search.in_flight", s.in_flight as u64, 1, 256),
+            ("search.max_repairs", s.max_repairs as u64, 0, 16),
+            (
+                "search.max_failures",
+                s.max_failures as u64,
+                0,
+                limits::BUDGET,
+            ),
+            ("search.tot.branches", s.tot.branches as u64, 1, 16),
+            ("search.tot.beam", s.tot.beam as u64, 1, 16),
+            ("search.tot.concurrency", s.tot.concurrency as u64, 1, 64),
+            ("search.memory.top", s.memory.top as u64, 0, 1000),
+            ("search.memory.recent", s.memory.recent as u64, 0, 1000),
+            (
+                "search.memory.token_budget",
+                s.memory.token_budget as u64,
+                0,
+                1_000_000,
+            ),
+            ("model.hidden", self.model.hidden.max(0) as u64, 1, 1024),
+            (
+                "model.end_hidden",
+                self.model.end_hidden.max(0) as u64,
+                1,
+                4096,
+            ),
+            ("model.heads", self.model.heads.max(0) as u64, 1, 64),
+            ("model.order", self.model.order.max(0) as u64, 1, 8),
+            ("model.embed", self.model.embed.max(0) as u64, 1, 256),
+            (
+                "data.prepare.input_len",
+                self.data.prepare.input_len as u64,
+                1,
+                2016,
+            ),
+            (
+                "data.prepare.output_len",
+                self.data.prepare.output_len as u64,
+                1,
+                2016,
+            ),
+            (
+                "data.prepare.target_feature",
+                self.data.prepare.target_feature as u64,
+                0,
+                63,
+            ),
+            ("proxy.steps", p.steps as u64, 1, limits::STEPS),
+            ("proxy.batch_size", p.batch_size as u64, 1, 4096),
+            ("proxy.val_samples", p.val_samples as u64, 0, 1_000_000),
+            ("proxy.warmup", p.warmup as u64, 0, limits::STEPS),
+            ("final.top_k", f.top_k as u64, 0, 32),
+            ("final.train.epochs", f.train.epochs as u64, 1, 10_000),
+            ("final.train.batch_size", f.train.batch_size as u64, 1, 4096),
+            (
+                "final.train.eval_batch_size",
+                f.train.eval_batch_size as u64,
+                1,
+                4096,
+            ),
+            ("final.train.patience", f.train.patience as u64, 0, 10_000),
+            (
+                "final.train.max_batches_per_epoch",
+                f.train.max_batches_per_epoch as u64,
+                0,
+                limits::STEPS,
+            ),
+            ("llm.max_concurrent", l.max_concurrent as u64, 1, 256),
+            ("llm.max_retries", l.max_retries as u64, 0, 20),
+            ("llm.max_tokens", u64::from(l.max_tokens), 1, 1_000_000),
+            ("llm.context_tokens", l.context_tokens as u64, 2, 10_000_000),
+            ("llm.local.threads", l.local.threads as u64, 1, 256),
+            ("evaluators.threads", ev.threads.max(0) as u64, 1, 256),
+            (
+                "evaluators.ray.max_in_flight",
+                ev.ray.max_in_flight as u64,
+                1,
+                1024,
+            ),
+            ("evaluators.ray.poll_ms", ev.ray.poll_ms, 10, 60_000),
+        ];
+        for (key, v, lo, hi) in counts {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{key} must be within {lo}..={hi}, got {v}"));
+            }
+        }
+        if ev.devices.len() > 64 {
+            return Err(format!(
+                "evaluators.devices must list at most 64 devices, got {}",
+                ev.devices.len()
+            ));
+        }
+        if let Some(features) = &self.data.prepare.input_features {
+            if features.len() > 64 || features.iter().any(|&i| i > 63) {
+                return Err(
+                    "data.prepare.input_features must list at most 64 indices, each within 0..=63"
+                        .into(),
+                );
+            }
+        }
+        // Durations in seconds: NaN, negative and infinite values are refused with the rest.
+        let secs: [(&str, f64, f64); 8] = [
+            ("proxy.max_seconds", p.max_seconds, limits::DAY),
+            ("llm.timeout_secs", l.timeout_secs, 3600.0),
+            ("llm.retry_base_secs", l.retry_base_secs, 600.0),
+            ("llm.retry_max_secs", l.retry_max_secs, 3600.0),
+            ("llm.local.startup_secs", l.local.startup_secs, 3600.0),
+            (
+                "evaluators.ray.job_timeout_secs",
+                ev.ray.job_timeout_secs,
+                7.0 * limits::DAY,
+            ),
+            (
+                "evaluators.ray.reconnect_secs",
+                ev.ray.reconnect_secs,
+                limits::DAY,
+            ),
+            ("llm.temperature", f64::from(l.temperature), 2.0),
+        ];
+        for (key, v, hi) in secs {
+            if !(0.0..=hi).contains(&v) {
+                return Err(format!("{key} must be within 0..={hi}, got {v}"));
+            }
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), String> {
@@ -465,6 +613,21 @@ impl Settings {
                 "final.seeds must be within 1..=16, got {}",
                 self.final_train.seeds
             ));
+        }
+        self.final_train.train.check_schedule()?;
+        if let Some(m) = &self.final_train.model {
+            m.validate().map_err(|e| format!("final.{e}"))?;
+            for (k, v, hi) in [
+                ("hidden", m.hidden, 1024),
+                ("end_hidden", m.end_hidden, 4096),
+                ("heads", m.heads, 64),
+                ("order", m.order, 8),
+                ("embed", m.embed, 1024),
+            ] {
+                if v > hi {
+                    return Err(format!("final.model.{k} must be within 1..={hi}, got {v}"));
+                }
+            }
         }
         for (k, v) in [
             ("search.tot.branches", s.tot.branches),
@@ -525,6 +688,16 @@ impl Settings {
     }
 }
 
+/// Upper bounds shared by several settings (the others are written where they are checked).
+pub mod limits {
+    /// Candidates of one search (`search.budget`, and the counts measured in candidates).
+    pub const BUDGET: u64 = 100_000;
+    /// Optimizer steps of one training run (`proxy.steps`, `proxy.warmup`, batches per epoch).
+    pub const STEPS: u64 = 10_000_000;
+    /// One day, in seconds.
+    pub const DAY: f64 = 86_400.0;
+}
+
 /// Parses `cpu` / `cuda` / `cuda:N`.
 pub fn parse_device(s: &str) -> Result<tch::Device, String> {
     match s {
@@ -536,5 +709,62 @@ pub fn parse_device(s: &str) -> Result<tch::Device, String> {
                 "unknown device '{s}' (expected cpu, cuda or cuda:N)"
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(edit: impl FnOnce(&mut Settings)) -> String {
+        let mut s = Settings::default();
+        edit(&mut s);
+        match s.validate() {
+            Err(crate::Error::Setting(m)) => m,
+            other => panic!("accepted or wrong error: {other:?}"),
+        }
+    }
+
+    /// Sizes that would allocate without limit, spin or overflow are refused with the key
+    /// and its range; the defaults pass.
+    #[test]
+    fn out_of_range_settings_name_the_key_and_the_limit() {
+        Settings::default().validate().unwrap();
+        assert_eq!(
+            refused(|s| s.search.tot.branches = 10_000_000_000),
+            "search.tot.branches must be within 1..=16, got 10000000000"
+        );
+        assert!(refused(|s| s.llm.max_concurrent = usize::MAX)
+            .starts_with("llm.max_concurrent must be within 1..=256"));
+        assert!(refused(|s| s.proxy.steps = 4_000_000_000)
+            .starts_with("proxy.steps must be within 1..=10000000"));
+        assert!(refused(|s| s.proxy.max_seconds = f64::NAN)
+            .starts_with("proxy.max_seconds must be within 0..=86400"));
+        assert!(refused(|s| s.llm.timeout_secs = f64::INFINITY).starts_with("llm.timeout_secs"));
+        assert!(refused(|s| s.model.hidden = 1 << 20)
+            .starts_with("model.hidden must be within 1..=1024"));
+        assert!(refused(|s| s.final_train.train.epochs = 0).starts_with("final.train.epochs"));
+        assert!(
+            refused(|s| s.data.prepare.input_features = Some(vec![0; 65]))
+                .starts_with("data.prepare.input_features")
+        );
+        assert!(refused(|s| s.evaluators.devices = vec!["cpu".into(); 65])
+            .starts_with("evaluators.devices"));
+        assert!(refused(|s| s.final_train.train.gamma = 0.0).starts_with("final.train.gamma"));
+        let wide = |hidden| {
+            move |s: &mut Settings| {
+                s.final_train.model = Some(ModelConfig {
+                    hidden,
+                    ..ModelConfig::default()
+                })
+            }
+        };
+        assert_eq!(refused(wide(0)), "final.model.hidden must be >= 1, got 0");
+        assert!(refused(wide(4096)).starts_with("final.model.hidden must be within 1..=1024"));
+        let mut s = Settings::default();
+        wide(64)(&mut s);
+        s.validate().unwrap();
+        assert_eq!(s.final_model().hidden, 64);
+        assert_eq!(Settings::default().final_model().hidden, s.model.hidden);
     }
 }

@@ -1,6 +1,11 @@
 //! Masked forecasting metrics (MAE, RMSE, MAPE) per horizon and averaged, computed the way the
 //! DCRNN/Graph WaveNet code does: null entries of the target are masked out and the mask is
-//! rescaled so that the mean is taken over valid entries only.
+//! rescaled so that the mean is taken over valid entries only. The T-GCN protocol's five scores
+//! (RMSE, MAE, accuracy, R^2, explained variance, pooled over forecast steps) are in [`tgcn`].
+
+pub mod tgcn;
+
+pub use tgcn::{TgcnMetricsError, TgcnScores, TgcnTable, TGCN_HORIZONS};
 
 use crate::ops::TResult;
 use serde::{Deserialize, Serialize};

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{nn, Device, Tensor};
 
@@ -95,13 +96,14 @@ impl TrainData {
 }
 
 /// Adam (with L2 weight decay, as torch.optim.Adam) and global-norm gradient clipping, written
-/// with tch's fallible ops so that a bad step is an error, not a panic.
-struct Adam {
+/// with tch's fallible ops so that a bad step is an error, not a panic. Crate-visible so the
+/// GRU baseline (`crate::gru`) trains with the very same optimizer.
+pub(crate) struct Adam {
     params: Vec<Tensor>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     t: i32,
-    lr: f64,
+    pub(crate) lr: f64,
     wd: f64,
     clip: f64,
 }
@@ -111,7 +113,7 @@ impl Adam {
     const B2: f64 = 0.999;
     const EPS: f64 = 1e-8;
 
-    fn new(vs: &nn::VarStore, lr: f64, wd: f64, clip: f64) -> TResult<Adam> {
+    pub(crate) fn new(vs: &nn::VarStore, lr: f64, wd: f64, clip: f64) -> TResult<Adam> {
         let params = vs.trainable_variables();
         let m = params
             .iter()
@@ -132,7 +134,7 @@ impl Adam {
         })
     }
 
-    fn zero_grad(&mut self) -> TResult<()> {
+    pub(crate) fn zero_grad(&mut self) -> TResult<()> {
         for p in &self.params {
             let mut g = p.grad();
             if g.defined() {
@@ -146,7 +148,7 @@ impl Adam {
     /// parameter (lerp for both moments, one fused addcdiv for the update), and one read back
     /// from the device per step for the clipping norm - a read per parameter would stall a GPU
     /// dozens of times a step.
-    fn step(&mut self) -> TResult<()> {
+    pub(crate) fn step(&mut self) -> TResult<()> {
         tch::no_grad(|| -> TResult<()> {
             self.t += 1;
             let grads: Vec<Tensor> = self.params.iter().map(|p| p.grad()).collect();
@@ -280,6 +282,88 @@ pub struct TrainConfig {
     pub max_batches_per_epoch: usize,
     pub eval_batch_size: usize,
     pub seed: u64,
+    /// How the learning rate moves after the warm-up: `constant`, `cosine` (down to
+    /// `lr * final_lr_ratio` at the last planned epoch) or `step` (times `gamma` every
+    /// `step_epochs` epochs).
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up from `lr / warmup_epochs`-th steps to `lr` (0 = none).
+    pub warmup_epochs: usize,
+    /// Cosine: the last learning rate as a share of `lr` (0..=1).
+    pub final_lr_ratio: f64,
+    /// Step decay: epochs between decays and the factor (0 < gamma <= 1).
+    pub step_epochs: usize,
+    pub gamma: f64,
+}
+
+/// The learning-rate schedule of a full training.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    Cosine,
+    Step,
+}
+
+impl TrainConfig {
+    /// The learning rate at optimizer step `step` (0-based) of a training planned for `epochs`
+    /// epochs of `per_epoch` steps: a linear warm-up over the first `warmup_epochs` epochs,
+    /// then the schedule. Early stopping only ends the run sooner; the curve is the planned one.
+    pub fn lr_at(&self, step: usize, per_epoch: usize) -> f64 {
+        let per_epoch = per_epoch.max(1);
+        let warm = self.warmup_epochs.saturating_mul(per_epoch);
+        if step < warm {
+            return self.lr * (step + 1) as f64 / warm as f64;
+        }
+        let total = self.epochs.saturating_mul(per_epoch).max(warm + 1);
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let p = ((step - warm) as f64 / (total - warm) as f64).min(1.0);
+                let floor = self.lr * self.final_lr_ratio;
+                floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+            }
+            Schedule::Step => {
+                let decays = (step - warm) / per_epoch / self.step_epochs.max(1);
+                self.lr * self.gamma.powi(decays.min(10_000) as i32)
+            }
+        }
+    }
+
+    /// Checks the schedule's settings; the message names the key (under `final.train.`).
+    pub fn check_schedule(&self) -> std::result::Result<(), String> {
+        if self.warmup_epochs > self.epochs {
+            return Err(format!(
+                "final.train.warmup_epochs ({}) must not exceed final.train.epochs ({})",
+                self.warmup_epochs, self.epochs
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.final_lr_ratio) {
+            return Err(format!(
+                "final.train.final_lr_ratio must be within 0..=1, got {}",
+                self.final_lr_ratio
+            ));
+        }
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return Err(format!(
+                "final.train.gamma must be within (0, 1], got {}",
+                self.gamma
+            ));
+        }
+        if !(1..=10_000).contains(&self.step_epochs) {
+            return Err(format!(
+                "final.train.step_epochs must be within 1..=10000, got {}",
+                self.step_epochs
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
+            return Err(format!(
+                "final.train.lr must be within (0, 10], got {}",
+                self.lr
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for TrainConfig {
@@ -294,6 +378,11 @@ impl Default for TrainConfig {
             max_batches_per_epoch: 0,
             eval_batch_size: 128,
             seed: 42,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0,
+            final_lr_ratio: 0.05,
+            step_epochs: 10,
+            gamma: 0.5,
         }
     }
 }
@@ -467,6 +556,19 @@ pub fn proxy_run(
     cfg: &ProxyConfig,
     on_step: &mut dyn FnMut(f64),
 ) -> Result<ProxyReport> {
+    proxy_run_until(arch, data, model_cfg, cfg, on_step, &AtomicBool::new(false))
+}
+
+/// [`proxy_run`] that stops with [`Error::Cancelled`] at the first step after `stop` is set
+/// (a cancelled search: a step is the longest it waits, whatever `cfg.steps`).
+pub fn proxy_run_until(
+    arch: &Arch,
+    data: &TrainData,
+    model_cfg: &ModelConfig,
+    cfg: &ProxyConfig,
+    on_step: &mut dyn FnMut(f64),
+    stop: &AtomicBool,
+) -> Result<ProxyReport> {
     if data.train.is_empty() || data.val.is_empty() {
         return Err(Error::Config(format!(
             "dataset {}: the proxy needs non-empty train and validation splits",
@@ -482,6 +584,9 @@ pub fn proxy_run(
     let (mut first, mut last) = (f64::NAN, f64::NAN);
     let bs = cfg.batch_size.max(1);
     for step in 0..cfg.steps {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
         if order.len() < bs {
             order = shuffled(&data.train, &mut rng);
         }
@@ -570,6 +675,20 @@ pub fn train_full(
     cfg: &TrainConfig,
     on_epoch: &mut dyn FnMut(&EpochLog),
 ) -> Result<(TrainReport, Trained)> {
+    let never = AtomicBool::new(false);
+    train_full_until(arch, data, model_cfg, cfg, on_epoch, &never)
+}
+
+/// [`train_full`] that stops with [`Error::Cancelled`] at the first step after `stop` is set
+/// (a cancelled search does not wait for its final training to end).
+pub fn train_full_until(
+    arch: &Arch,
+    data: &TrainData,
+    model_cfg: &ModelConfig,
+    cfg: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochLog),
+    stop: &AtomicBool,
+) -> Result<(TrainReport, Trained)> {
     let started = Instant::now();
     let trained = Trained::build(arch, data, model_cfg, cfg.seed)?;
     let mut opt = Adam::new(&trained.vs, cfg.lr, cfg.weight_decay, cfg.clip)?;
@@ -588,7 +707,12 @@ pub fn train_full(
             batches.truncate(cfg.max_batches_per_epoch);
         }
         let mut sum = 0.0;
+        let per_epoch = batches.len();
         for (i, b) in batches.iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            opt.lr = cfg.lr_at((epoch - 1) * per_epoch + i, per_epoch);
             let loss = trained.train_step(&mut opt, data, b)?;
             if !loss.is_finite() {
                 status = EvalStatus::Diverged {
@@ -654,6 +778,55 @@ pub fn train_full(
 mod tests {
     use super::*;
     use tch::Kind;
+
+    #[test]
+    fn learning_rate_schedules_warm_up_then_decay_as_planned() {
+        let base = TrainConfig {
+            epochs: 10,
+            lr: 1e-2,
+            warmup_epochs: 2,
+            ..TrainConfig::default()
+        };
+        // Warm-up: linear over 2 epochs of 5 steps, reaching lr at the last warm-up step.
+        assert!((base.lr_at(0, 5) - 1e-3).abs() < 1e-12);
+        assert!((base.lr_at(9, 5) - 1e-2).abs() < 1e-12);
+        assert_eq!(base.lr_at(30, 5), 1e-2, "constant after the warm-up");
+        let cos = TrainConfig {
+            schedule: Schedule::Cosine,
+            final_lr_ratio: 0.1,
+            ..base.clone()
+        };
+        assert!(
+            (cos.lr_at(10, 5) - 1e-2).abs() < 1e-12,
+            "cosine starts at lr"
+        );
+        let mid = cos.lr_at(30, 5);
+        assert!((mid - (1e-3 + 9e-3 * 0.5)).abs() < 1e-12, "{mid}");
+        assert!(
+            (cos.lr_at(49, 5) - 1e-3).abs() < 1e-4,
+            "ends near the floor"
+        );
+        assert!(
+            (cos.lr_at(500, 5) - 1e-3).abs() < 1e-12,
+            "stays at the floor"
+        );
+        let step = TrainConfig {
+            schedule: Schedule::Step,
+            step_epochs: 3,
+            gamma: 0.5,
+            ..base
+        };
+        assert_eq!(step.lr_at(10, 5), 1e-2);
+        assert_eq!(step.lr_at(24, 5), 1e-2);
+        assert_eq!(step.lr_at(25, 5), 5e-3);
+        assert_eq!(step.lr_at(40, 5), 2.5e-3);
+        let bad = TrainConfig {
+            warmup_epochs: 31,
+            ..TrainConfig::default()
+        };
+        assert!(bad.check_schedule().unwrap_err().contains("warmup_epochs"));
+        assert!(TrainConfig::default().check_schedule().is_ok());
+    }
 
     /// Adam with L2 decay and global-norm clipping, computed step by step in f64, against ours
     /// (the norm grows: steps 1-2 are not clipped, 3-4 are).

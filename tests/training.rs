@@ -5,7 +5,10 @@
 use ists::data::{load, prepare, DataSpec, PrepareConfig};
 use ists::model::ModelConfig;
 use ists::space::{Arch, SpaceKind};
-use ists::train::{proxy_eval, train_full, EvalStatus, ProxyConfig, TrainConfig, TrainData};
+use ists::train::{
+    proxy_eval, train_full, train_full_until, EvalStatus, ProxyConfig, Schedule, TrainConfig,
+    TrainData,
+};
 use std::path::Path;
 
 fn data() -> TrainData {
@@ -58,6 +61,28 @@ fn validation_loss_goes_down_on_metr_la_week() {
     let test = report.test.expect("test metrics");
     assert_eq!(test.horizons.len(), 3);
     assert!(test.average.mae.is_finite() && test.average.mae > 0.0);
+}
+
+/// A cancelled final training stops at its next step with `Cancelled`, whatever its epochs; a
+/// schedule (warm-up then cosine) trains like the constant rate does, epoch by epoch.
+#[test]
+fn final_training_stops_when_cancelled_and_runs_with_a_schedule() {
+    let d = data();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 16,
+        max_batches_per_epoch: 4,
+        eval_batch_size: 200,
+        schedule: Schedule::Cosine,
+        warmup_epochs: 1,
+        ..TrainConfig::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let r = train_full_until(&arch(), &d, &small(), &cfg, &mut |_| {}, &stop);
+    assert!(matches!(r, Err(ists::Error::Cancelled)), "{:?}", r.err());
+    let mut epochs = 0;
+    let (report, _) = train_full(&arch(), &d, &small(), &cfg, &mut |_| epochs += 1).unwrap();
+    assert_eq!((epochs, report.status), (2, EvalStatus::Ok));
 }
 
 #[test]

@@ -180,6 +180,23 @@ mod tests {
     }
 
     #[test]
+    fn los_loop_tgcn_preset_tests_on_t_gcns_test_part() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let s = load(Some(&root.join("config/los-loop-tgcn.toml"))).unwrap();
+        let spec = ists::data::DataSpec::resolve(&s.data.source, &root.join("data")).unwrap();
+        let raw = ists::data::load(&spec).unwrap();
+        assert!(raw.signal_path.ends_with("T-GCN_Los-loop/los_speed.csv"));
+        let p = ists::data::prepare(&raw, &s.data.prepare).unwrap();
+        assert_eq!((p.t, p.input_len, p.output_len), (2016, 12, 12));
+        // T-GCN keeps int(0.8 * 2016) = 1612 steps for training and windows the rest on its
+        // own: the test windows are exactly those that start at step 1612 or later, and
+        // validation comes out of the training part.
+        assert_eq!(p.splits.test, 1612..1993);
+        assert_eq!(p.splits.val.end, 1612);
+        assert!(!p.splits.train.is_empty() && !p.splits.val.is_empty());
+    }
+
+    #[test]
     fn a_ray_job_evaluates_where_ray_placed_it_not_on_the_heads_devices() {
         use crate::search::supervisor::single_device;
         let mut s = load(None).unwrap();

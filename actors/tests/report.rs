@@ -59,4 +59,45 @@ async fn report_of_a_small_real_run() {
     ] {
         assert!(md.contains(needle), "report lacks {needle}:\n{md}");
     }
+    assert!(
+        !md.contains("T-GCN protocol"),
+        "not the T-GCN preset:\n{md}"
+    );
+
+    // A protocol results file in the run directory adds the T-GCN table, its rows next to the
+    // run's model, and the forecasts at each horizon.
+    let run = tmp.path().join("r");
+    let mut rows = ists::protocol::ProtocolResults::open(&run.join("protocol.jsonl")).unwrap();
+    let scores = ists::metrics::TgcnScores {
+        rmse: 4.0,
+        mae: 2.0,
+        accuracy: 0.9,
+        r2: 0.8,
+        var: 0.8,
+    };
+    let table = ists::metrics::TgcnTable {
+        step_minutes: 5,
+        rows: vec![(3, scores), (12, scores)],
+    };
+    rows.append(ists::protocol::measured_rows("GRU (file)", 0, &table))
+        .unwrap();
+    let report = tokio::task::spawn_blocking(move || ists_actors::run::report::write_report(&run))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.plots.len(), 5);
+    let (w, h) = png_size(&report.plots[4]);
+    assert!(w >= 1600 && h >= 700, "protocol plot {w}x{h}");
+    let md = std::fs::read_to_string(&report.markdown).unwrap();
+    for needle in [
+        "## T-GCN protocol (Los-loop)",
+        "| model | seeds | RMSE 15 min |",
+        "| GRU (file) | 1 | 4.0000 |",
+        "| searched (this run) | 1 |",
+        "| last value | 1 |",
+        "T-GCN (published) [1]",
+        "![protocol forecast](protocol_forecast.png)",
+    ] {
+        assert!(md.contains(needle), "report lacks {needle}:\n{md}");
+    }
 }

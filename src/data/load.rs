@@ -1,14 +1,13 @@
 //! Loaders for the standard benchmark formats (PEMS0X npz + distance csv,
-//! DCRNN npz + `adj_mx.pkl`, T-GCN csv pair, PyG-Temporal json) into a
-//! validated `RawDataset`.
+//! DCRNN npz + `adj_mx.pkl`, T-GCN csv pair, PyG-Temporal json, the last in
+//! `pyg`) into a validated `RawDataset`.
 
 use std::path::{Path, PathBuf};
-
-use serde_json::Value;
 
 use super::graph::{gaussian_kernel, DEFAULT_THRESHOLD};
 use super::npy::{read_npy, read_npz};
 use super::pickle::read_dcrnn_adj;
+pub use super::pyg::load_pyg_json;
 use super::spec::{DataFormat, DataSpec};
 use super::{check_finite, DataError, Graph, RawDataset, Signal};
 
@@ -471,217 +470,6 @@ pub fn load_tgcn(signal_path: &Path, adj_path: &Path) -> Result<(Signal, Graph),
     Ok((signal, graph))
 }
 
-fn json_keys(obj: &serde_json::Map<String, Value>) -> Vec<String> {
-    let mut k: Vec<String> = obj.keys().cloned().collect();
-    k.sort();
-    k
-}
-
-/// A `[rows][cols]` numeric json matrix; `what` names it in errors.
-fn json_matrix(path: &Path, v: &Value, what: &str) -> Result<(usize, usize, Vec<f32>), DataError> {
-    let rows = v
-        .as_array()
-        .ok_or_else(|| DataError::format(path, format!("`{what}` is not an array")))?;
-    let mut cols = None;
-    let mut out = Vec::new();
-    for (r, row) in rows.iter().enumerate() {
-        let row = row.as_array().ok_or_else(|| {
-            DataError::shape(
-                path,
-                format!("`{what}[{r}]` is not an array (expected [T][N])"),
-            )
-        })?;
-        match cols {
-            Some(c) if c != row.len() => {
-                return Err(DataError::shape(
-                    path,
-                    format!("`{what}[{r}]` has {} values, expected {c}", row.len()),
-                ))
-            }
-            _ => cols = Some(row.len()),
-        }
-        for (c, x) in row.iter().enumerate() {
-            let x = x.as_f64().ok_or_else(|| {
-                DataError::format(path, format!("`{what}[{r}][{c}]` is not a number: {x}"))
-            })?;
-            out.push(x as f32);
-        }
-    }
-    Ok((rows.len(), cols.unwrap_or(0), out))
-}
-
-/// Loads a PyTorch-Geometric-Temporal json data set (chickenpox, pedalme,
-/// windmill, wikimath style): `edges` `[[i, j], ...]`, optional `weights`
-/// (default 1), and node values `[T][N]` under `FX`, `X`, `block` or `y`, or
-/// per-step objects `"0"`, `"1"`, ... with a `y` list plus `time_periods`.
-/// Gives the `[T, N, 1]` signal and the directed weighted graph as listed.
-pub fn load_pyg_json(path: &Path) -> Result<(Signal, Graph), DataError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    let root: Value = serde_json::from_str(&text)
-        .map_err(|e| DataError::format(path, format!("invalid json: {e}")))?;
-    let obj = root
-        .as_object()
-        .ok_or_else(|| DataError::format(path, "top level is not a json object"))?;
-
-    let (t, n, values) = if let Some((key, v)) = ["FX", "X", "block", "y"]
-        .iter()
-        .find_map(|k| obj.get(*k).map(|v| (*k, v)))
-    {
-        json_matrix(path, v, key)?
-    } else if let Some(tp) = obj.get("time_periods") {
-        let t = tp
-            .as_u64()
-            .and_then(|t| usize::try_from(t).ok())
-            .ok_or_else(|| DataError::format(path, "`time_periods` is not a count"))?;
-        let mut rows = Vec::with_capacity(t);
-        for s in 0..t {
-            let y = obj
-                .get(&s.to_string())
-                .and_then(|o| o.get("y"))
-                .ok_or_else(|| DataError::MissingKey {
-                    path: path.to_path_buf(),
-                    key: format!("{s}.y"),
-                    present: json_keys(obj).into_iter().take(20).collect(),
-                })?;
-            rows.push(y.clone());
-        }
-        json_matrix(path, &Value::Array(rows), "<step>.y")?
-    } else {
-        return Err(DataError::MissingKey {
-            path: path.to_path_buf(),
-            key: "FX | X | block | y | time_periods".into(),
-            present: json_keys(obj),
-        });
-    };
-    if t == 0 || n == 0 {
-        return Err(DataError::shape(
-            path,
-            format!("node values are empty: {t} steps x {n} nodes"),
-        ));
-    }
-    check_finite(path, &values, &[t, n], &["step", "node"])?;
-
-    let edges_v = obj.get("edges").ok_or_else(|| DataError::MissingKey {
-        path: path.to_path_buf(),
-        key: "edges".into(),
-        present: json_keys(obj),
-    })?;
-    let edges = edges_v
-        .as_array()
-        .ok_or_else(|| DataError::format(path, "`edges` is not an array"))?;
-    let weights: Option<Vec<f32>> = match obj.get("weights") {
-        None | Some(Value::Null) => None,
-        Some(w) => {
-            let w = w
-                .as_array()
-                .ok_or_else(|| DataError::format(path, "`weights` is not an array"))?;
-            let w = w
-                .iter()
-                .enumerate()
-                .map(|(k, x)| {
-                    x.as_f64().map(|x| x as f32).ok_or_else(|| {
-                        DataError::format(path, format!("`weights[{k}]` is not a number: {x}"))
-                    })
-                })
-                .collect::<Result<Vec<f32>, DataError>>()?;
-            if w.len() != edges.len() {
-                return Err(DataError::shape(
-                    path,
-                    format!("{} weights for {} edges", w.len(), edges.len()),
-                ));
-            }
-            Some(w)
-        }
-    };
-    let mut adj = vec![0.0f32; n * n];
-    let mut max_node = 0usize;
-    let mut pairs = Vec::with_capacity(edges.len());
-    for (k, e) in edges.iter().enumerate() {
-        let pair = e.as_array().filter(|p| p.len() == 2).and_then(|p| {
-            let i = usize::try_from(p[0].as_u64()?).ok()?;
-            let j = usize::try_from(p[1].as_u64()?).ok()?;
-            Some((i, j))
-        });
-        let (i, j) = pair.ok_or_else(|| {
-            DataError::format(
-                path,
-                format!("`edges[{k}]` is not a pair of node indices: {e}"),
-            )
-        })?;
-        max_node = max_node.max(i).max(j);
-        pairs.push((
-            i,
-            j,
-            weights
-                .as_ref()
-                .and_then(|w| w.get(k).copied())
-                .unwrap_or(1.0),
-        ));
-    }
-    if max_node >= n && !pairs.is_empty() {
-        return Err(DataError::NodeMismatch {
-            signal: path.to_path_buf(),
-            graph: path.to_path_buf(),
-            signal_nodes: n,
-            graph_nodes: max_node + 1,
-        });
-    }
-    for (i, j, w) in pairs {
-        adj[i * n + j] = w;
-    }
-    check_finite(path, &adj, &[n, n], &["row", "col"])?;
-    let node_ids = json_node_ids(path, obj.get("node_ids"), n)?;
-    Ok((Signal { values, t, n, f: 1 }, Graph { n, adj, node_ids }))
-}
-
-/// `node_ids` as a `{name: index}` object (chickenpox) or a list of names.
-fn json_node_ids(
-    path: &Path,
-    v: Option<&Value>,
-    n: usize,
-) -> Result<Option<Vec<String>>, DataError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => {
-            let mut ids: Vec<Option<String>> = vec![None; n];
-            for (name, idx) in m {
-                let i = idx
-                    .as_u64()
-                    .and_then(|i| usize::try_from(i).ok())
-                    .filter(|i| *i < n)
-                    .ok_or_else(|| {
-                        DataError::shape(
-                            path,
-                            format!("node_ids[`{name}`] = {idx} is not an index below {n}"),
-                        )
-                    })?;
-                ids[i] = Some(name.clone());
-            }
-            let ids: Option<Vec<String>> = ids.into_iter().collect();
-            ids.map(Some).ok_or_else(|| {
-                DataError::shape(path, format!("node_ids does not name all {n} nodes"))
-            })
-        }
-        Some(Value::Array(a)) => {
-            if a.len() != n {
-                return Err(DataError::shape(
-                    path,
-                    format!("{} node_ids for {n} nodes", a.len()),
-                ));
-            }
-            Ok(Some(
-                a.iter()
-                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-                    .collect(),
-            ))
-        }
-        Some(other) => Err(DataError::format(
-            path,
-            format!("node_ids is neither an object nor a list: {other}"),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -843,26 +631,6 @@ mod tests {
                 .n,
             883
         );
-    }
-
-    #[test]
-    fn real_pyg_json() {
-        let (s, g) = load_pyg_json(&bundled("Chickenpox-Hungary/chickenpox.json")).unwrap();
-        assert_eq!((s.t, s.n, s.f), (521, 20, 1));
-        assert!((s.values[0] - (-0.001_081_357_2)).abs() < 1e-9);
-        assert!((s.values[521 * 20 - 1] - 1.003_758_8).abs() < 1e-6);
-        assert_eq!(g.n, 20);
-        assert_eq!(g.adj.iter().filter(|v| **v != 0.0).count(), 102);
-        assert_eq!(g.weight(0, 10), Some(1.0));
-        let ids = g.node_ids.unwrap();
-        assert_eq!((ids[0].as_str(), ids[4].as_str()), ("BACS", "BUDAPEST"));
-
-        let (s, g) = load_pyg_json(&bundled("PedalMe-London/pedalme_london.json")).unwrap();
-        assert_eq!((s.t, s.n, s.f), (35, 15, 1));
-        assert_eq!(g.n, 15);
-        assert_eq!(g.adj.iter().filter(|v| **v != 0.0).count(), 225);
-        assert!((g.weight(0, 1).unwrap() - 0.425_458_96).abs() < 1e-7);
-        assert!(g.node_ids.is_none());
     }
 
     #[test]
@@ -1118,76 +886,6 @@ mod tests {
         std::fs::write(&sp, "a,b\n").unwrap();
         assert!(matches!(
             load(&spec(DataFormat::Tgcn, &sp, Some(&ap))).unwrap_err(),
-            DataError::Shape { .. }
-        ));
-    }
-
-    #[test]
-    fn small_pyg_json() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("toy.json");
-        std::fs::write(
-            &p,
-            r#"{"edges": [[0, 1], [1, 2]], "weights": [0.5, 2.0], "X": [[1, 2, 3], [4, 5, 6]]}"#,
-        )
-        .unwrap();
-        let raw = load(&spec(DataFormat::PygJson, &p, None)).unwrap();
-        assert_eq!((raw.signal.t, raw.signal.n, raw.signal.f), (2, 3, 1));
-        assert_eq!(raw.signal.values, vec![1., 2., 3., 4., 5., 6.]);
-        assert_eq!(raw.graph.adj, vec![0., 0.5, 0., 0., 0., 2., 0., 0., 0.]);
-        assert_eq!((raw.null_value, raw.steps_per_day), (None, 52));
-        // Time-keyed layout, default weights.
-        std::fs::write(
-            &p,
-            r#"{"edges": [[0, 1]], "time_periods": 2, "0": {"y": [1, 2]}, "1": {"y": [3, 4]}}"#,
-        )
-        .unwrap();
-        let (s, g) = load_pyg_json(&p).unwrap();
-        assert_eq!((s.t, s.n, s.values.clone()), (2, 2, vec![1., 2., 3., 4.]));
-        assert_eq!(g.adj, vec![0., 1., 0., 0.]);
-        // Errors: edge beyond N, missing values, ragged rows, bad json.
-        std::fs::write(&p, r#"{"edges": [[0, 5]], "FX": [[1, 2]]}"#).unwrap();
-        assert!(matches!(
-            load_pyg_json(&p).unwrap_err(),
-            DataError::NodeMismatch {
-                signal_nodes: 2,
-                graph_nodes: 6,
-                ..
-            }
-        ));
-        std::fs::write(&p, r#"{"edges": [[0, 1]]}"#).unwrap();
-        let e = load_pyg_json(&p).unwrap_err();
-        assert!(
-            matches!(e, DataError::MissingKey { .. }) && e.to_string().contains("edges"),
-            "{e}"
-        );
-        std::fs::write(&p, r#"{"edges": [[0, 1]], "FX": [[1, 2], [3]]}"#).unwrap();
-        assert!(matches!(
-            load_pyg_json(&p).unwrap_err(),
-            DataError::Shape { .. }
-        ));
-        std::fs::write(
-            &p,
-            r#"{"edges": [[0, 1]], "FX": [[1, 2]], "weights": [1, 2]}"#,
-        )
-        .unwrap();
-        assert!(matches!(
-            load_pyg_json(&p).unwrap_err(),
-            DataError::Shape { .. }
-        ));
-        std::fs::write(&p, r#"{"edges": [[0, 1]], "FX": [[1, "a"]]}"#).unwrap();
-        assert!(load_pyg_json(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("FX[0][1]"));
-        std::fs::write(&p, r#"{"edges": "#).unwrap();
-        assert!(matches!(
-            load_pyg_json(&p).unwrap_err(),
-            DataError::Format { .. }
-        ));
-        std::fs::write(&p, r#"{"edges": [[0, 1]], "FX": []}"#).unwrap();
-        assert!(matches!(
-            load_pyg_json(&p).unwrap_err(),
             DataError::Shape { .. }
         ));
     }

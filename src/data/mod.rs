@@ -1,6 +1,6 @@
 //! Data layer: the error type, the in-memory dataset types, and re-exports of
-//! the loaders (npy/npz, pickle, PEMS, DCRNN, T-GCN, PyG-Temporal json), the
-//! graph normalizations and the train/val/test preparation.
+//! the loaders (npy/npz, pickle, PEMS, DCRNN, T-GCN, PyG-Temporal json in all
+//! its layouts), the graph normalizations and the train/val/test preparation.
 //!
 //! Layout convention everywhere in this module: row-major, flat `Vec<f32>`.
 //! This module depends on nothing else in the crate (and not on tch) so it can
@@ -13,6 +13,7 @@ pub mod load;
 pub mod npy;
 pub mod pickle;
 pub mod prepare;
+pub mod pyg;
 pub mod spec;
 pub mod synthetic;
 

@@ -4,16 +4,17 @@
 //! error, a panic inside libtorch) fails that candidate and stops the actor; the SyncArbiter
 //! then builds a fresh one from the factory - that is the restart.
 
+use crate::eval::cancel::Cancel;
 use crate::eval::fair::EvalGate;
 use crate::messages::{EvalOutcome, Evaluate, TrainFinal};
 use actix::prelude::*;
 use ists::data::Prepared;
 use ists::model::ModelConfig;
 use ists::train::{
-    proxy_eval, train_full, EvalStatus, ProxyConfig, ProxyReport, TrainData, TrainReport,
+    proxy_run_until, train_full_until, EvalStatus, ProxyConfig, ProxyReport, TrainData, TrainReport,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,14 +75,32 @@ impl EvaluatorActor {
         )
     }
 
-    fn fake(&self, arch: &ists::space::Arch, cost: Duration, steps: Option<usize>) -> ProxyReport {
-        std::thread::sleep(cost);
+    /// The fake evaluation; `None` when cancelled while it "trains" (it sleeps in slices, so a
+    /// cancel stops it as promptly as a real training step would).
+    fn fake(
+        &self,
+        arch: &ists::space::Arch,
+        cost: Duration,
+        steps: Option<usize>,
+        cancel: Option<&Cancel>,
+    ) -> Option<ProxyReport> {
+        let until = std::time::Instant::now() + cost;
+        loop {
+            if cancel.is_some_and(Cancel::is_set) {
+                return None;
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
         let h = u64::from_str_radix(&arch.hash(), 16).unwrap_or(0);
         // A promotion (more steps) scores a little better, as longer training does.
         let base = self.setup.proxy.steps.max(1);
         let steps = steps.unwrap_or(base);
         let gain = 0.01 * (steps as f64 / base as f64).ln();
-        ProxyReport {
+        Some(ProxyReport {
             status: EvalStatus::Ok,
             val_mae: Some(1.0 + (h % 10_000) as f64 / 10_000.0 - gain),
             first_loss: 1.0,
@@ -89,7 +108,7 @@ impl EvaluatorActor {
             steps,
             params: 0,
             seconds: cost.as_secs_f64(),
-        }
+        })
     }
 }
 
@@ -151,9 +170,39 @@ mod tests {
     }
 }
 
-impl Handler<Evaluate> for EvaluatorActor {
-    type Result = MessageResult<Evaluate>;
-    fn handle(&mut self, msg: Evaluate, ctx: &mut SyncContext<Self>) -> Self::Result {
+/// An evaluation under the daemon: the candidate, the search's cancellation (checked at every
+/// training step) and the largest estimated training memory accepted.
+#[derive(Message, Debug)]
+#[rtype(result = "EvalOutcome")]
+pub struct EvaluateGated {
+    pub eval: Evaluate,
+    pub cancel: Cancel,
+    pub max_bytes: Option<u64>,
+}
+
+/// The outcome of an evaluation stopped by a cancel: a failure of no candidate, which the
+/// daemon neither stores nor keeps in the journal it resumes from.
+pub fn cancelled() -> EvalOutcome {
+    EvalOutcome::Failed {
+        kind: CANCELLED.into(),
+        message: "the search was cancelled".into(),
+    }
+}
+
+/// The failure kind of a cancelled evaluation.
+pub const CANCELLED: &str = "cancelled";
+
+impl EvaluatorActor {
+    fn evaluate(
+        &mut self,
+        msg: Evaluate,
+        cancel: Option<&Cancel>,
+        max_bytes: Option<u64>,
+        ctx: &mut SyncContext<Self>,
+    ) -> EvalOutcome {
+        if cancel.is_some_and(Cancel::is_set) {
+            return cancelled();
+        }
         let injected = self
             .setup
             .inject_failures
@@ -163,34 +212,87 @@ impl Handler<Evaluate> for EvaluatorActor {
             let (kind, message) = self.injected_fault();
             tracing::warn!(candidate = msg.candidate, %kind, detail = %message, "injected fault; restarting");
             ctx.stop();
-            return MessageResult(EvalOutcome::Failed { kind, message });
+            return EvalOutcome::Failed { kind, message };
         }
         if let Some(cost) = self.setup.fake_cost {
-            return MessageResult(EvalOutcome::Report(self.fake(&msg.arch, cost, msg.steps)));
+            return match self.fake(&msg.arch, cost, msg.steps, cancel) {
+                Some(r) => EvalOutcome::Report(r),
+                None => cancelled(),
+            };
         }
         let setup = self.setup.clone();
+        let never = AtomicBool::new(false);
+        let stop = cancel.map_or(&never, Cancel::flag);
         let result = match self.data() {
             Err(e) => Err(("data".to_string(), e)),
-            Ok(data) => match catch_unwind(AssertUnwindSafe(|| {
+            Ok(data) => {
                 let proxy = ProxyConfig {
                     steps: msg.steps.unwrap_or(setup.proxy.steps),
                     ..setup.proxy.clone()
                 };
-                proxy_eval(&msg.arch, data, &setup.model, &proxy)
-            })) {
-                Ok(Ok(r)) => Ok(r),
-                Ok(Err(e)) => Err((fault_kind(&e.to_string()).to_string(), e.to_string())),
-                Err(p) => Err(("panic".to_string(), panic_text(p))),
-            },
+                if let Some(report) = too_big(&msg.arch, data, &setup.model, &proxy, max_bytes) {
+                    return EvalOutcome::Report(report);
+                }
+                match catch_unwind(AssertUnwindSafe(|| {
+                    proxy_run_until(&msg.arch, data, &setup.model, &proxy, &mut |_| {}, stop)
+                })) {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(ists::Error::Cancelled)) => return cancelled(),
+                    Ok(Err(e)) => Err((fault_kind(&e.to_string()).to_string(), e.to_string())),
+                    Err(p) => Err(("panic".to_string(), panic_text(p))),
+                }
+            }
         };
-        MessageResult(match result {
+        match result {
             Ok(r) => EvalOutcome::Report(r),
             Err((kind, message)) => {
                 tracing::warn!(candidate = msg.candidate, %kind, detail = %message, "evaluator fault; restarting");
                 ctx.stop();
                 EvalOutcome::Failed { kind, message }
             }
-        })
+        }
+    }
+}
+
+/// A report refusing `arch` when its estimated training memory exceeds `max_bytes`: the
+/// candidate's own failure (recorded, not retried, the evaluator kept), found before anything
+/// is allocated. Scoring runs in batches of 128 (`proxy_run`'s validation pass).
+fn too_big(
+    arch: &ists::space::Arch,
+    data: &TrainData,
+    model: &ModelConfig,
+    proxy: &ProxyConfig,
+    max_bytes: Option<u64>,
+) -> Option<ProxyReport> {
+    let max = max_bytes?;
+    let need = ists::footprint::training_bytes(arch, data.shape, model, proxy.batch_size, 128);
+    (need > u128::from(max)).then(|| ProxyReport {
+        status: EvalStatus::Failed {
+            kind: "too_big".into(),
+            message: format!(
+                "estimated training memory of {need} bytes exceeds daemon.max_candidate_bytes ({max})"
+            ),
+        },
+        val_mae: None,
+        first_loss: 0.0,
+        last_loss: 0.0,
+        steps: 0,
+        params: 0,
+        seconds: 0.0,
+    })
+}
+
+impl Handler<Evaluate> for EvaluatorActor {
+    type Result = MessageResult<Evaluate>;
+    fn handle(&mut self, msg: Evaluate, ctx: &mut SyncContext<Self>) -> Self::Result {
+        MessageResult(self.evaluate(msg, None, None, ctx))
+    }
+}
+
+impl Handler<EvaluateGated> for EvaluatorActor {
+    type Result = MessageResult<EvaluateGated>;
+    fn handle(&mut self, msg: EvaluateGated, ctx: &mut SyncContext<Self>) -> Self::Result {
+        MessageResult(self.evaluate(msg.eval, Some(&msg.cancel), msg.max_bytes, ctx))
     }
 }
 
@@ -199,6 +301,9 @@ impl Handler<TrainFinal> for EvaluatorActor {
     fn handle(&mut self, msg: TrainFinal, _: &mut SyncContext<Self>) -> Self::Result {
         let setup = self.setup.clone();
         let data = self.data()?;
+        let model = msg.model.as_ref().unwrap_or(&setup.model);
+        let never = AtomicBool::new(false);
+        let stop = msg.cancel.as_ref().map_or(&never, Cancel::flag);
         let mut log = |e: &ists::train::EpochLog| {
             tracing::info!(
                 candidate = msg.candidate,
@@ -209,11 +314,11 @@ impl Handler<TrainFinal> for EvaluatorActor {
             );
         };
         match catch_unwind(AssertUnwindSafe(|| {
-            train_full(&msg.arch, data, &setup.model, &msg.config, &mut log)
+            train_full_until(&msg.arch, data, model, &msg.config, &mut log, stop)
         })) {
             Ok(Ok((report, trained))) => {
                 if let Some(dir) = &msg.export {
-                    ists::export::save(dir, &trained, &msg.arch, data, &setup.model)
+                    ists::export::save(dir, &trained, &msg.arch, data, model)
                         .map_err(|e| format!("exporting to {}: {e}", dir.display()))?;
                 }
                 Ok(report)
@@ -232,6 +337,8 @@ impl Handler<TrainFinal> for EvaluatorActor {
 pub struct EvaluatorPool {
     workers: Vec<(Recipient<Evaluate>, Arc<AtomicUsize>)>,
     trainers: Vec<Addr<EvaluatorActor>>,
+    /// Whether `workers` is a remote back end (else worker `i` is `trainers[i]`).
+    remote: bool,
     capacity: usize,
     gate: Option<EvalGate>,
 }
@@ -254,6 +361,7 @@ impl EvaluatorPool {
             workers,
             capacity: trainers.len(),
             trainers,
+            remote: false,
             gate: None,
         }
     }
@@ -262,6 +370,7 @@ impl EvaluatorPool {
     /// only train the final models.
     pub fn with_remote(mut self, remote: Recipient<Evaluate>, capacity: usize) -> EvaluatorPool {
         self.workers = vec![(remote, Arc::new(AtomicUsize::new(0)))];
+        self.remote = true;
         self.capacity = capacity.max(1);
         self
     }
@@ -289,13 +398,26 @@ impl EvaluatorPool {
     }
 
     /// Evaluates on the least-loaded worker. A mailbox error (worker gone) is a failure.
+    /// Under a gate, a cancel ends the wait for a slot at once and a local training at its
+    /// next step; a remote one is abandoned (its back end's own timeout ends it).
     pub async fn evaluate(&self, msg: Evaluate) -> EvalOutcome {
-        let _permit = self.permit().await;
-        let Some((addr, load)) = self
+        let _permit = match &self.gate {
+            Some(g) => {
+                if g.cancel.is_set() {
+                    return cancelled();
+                }
+                tokio::select! {
+                    p = g.scheduler.acquire(&g.search) => Some(p),
+                    _ = g.cancel.cancelled() => return cancelled(),
+                }
+            }
+            None => None,
+        };
+        let Some((i, (addr, load))) = self
             .workers
             .iter()
-            .min_by_key(|(_, load)| load.load(Ordering::SeqCst))
-            .cloned()
+            .enumerate()
+            .min_by_key(|(_, (_, load))| load.load(Ordering::SeqCst))
         else {
             return EvalOutcome::Failed {
                 kind: "no_evaluator".into(),
@@ -303,7 +425,22 @@ impl EvaluatorPool {
             };
         };
         load.fetch_add(1, Ordering::SeqCst);
-        let r = addr.send(msg).await;
+        let r = match (&self.gate, self.trainers.get(i).filter(|_| !self.remote)) {
+            (Some(g), Some(local)) => {
+                local
+                    .send(EvaluateGated {
+                        eval: msg,
+                        cancel: g.cancel.clone(),
+                        max_bytes: g.max_candidate_bytes,
+                    })
+                    .await
+            }
+            (Some(g), None) => tokio::select! {
+                r = addr.send(msg) => r,
+                _ = g.cancel.cancelled() => Ok(cancelled()),
+            },
+            (None, _) => addr.send(msg).await,
+        };
         load.fetch_sub(1, Ordering::SeqCst);
         r.unwrap_or_else(|e| EvalOutcome::Failed {
             kind: "mailbox".into(),
@@ -311,7 +448,10 @@ impl EvaluatorPool {
         })
     }
 
-    pub async fn train_final(&self, msg: TrainFinal) -> Result<TrainReport, String> {
+    pub async fn train_final(&self, mut msg: TrainFinal) -> Result<TrainReport, String> {
+        if let Some(g) = &self.gate {
+            msg.cancel = Some(g.cancel.clone());
+        }
         let _permit = self.permit().await;
         let addr = self
             .trainers

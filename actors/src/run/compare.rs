@@ -120,8 +120,8 @@ pub fn run_hand_design(
             seed: cfg.final_train.train.seed + j,
             ..cfg.final_train.train.clone()
         };
-        let (r, _) =
-            train_full(arch, data, &cfg.model, &train, &mut |_| {}).map_err(|e| e.to_string())?;
+        let (r, _) = train_full(arch, data, cfg.final_model(), &train, &mut |_| {})
+            .map_err(|e| e.to_string())?;
         vals.push(r.val.map_or(f64::NAN, |m| m.average.mae));
         tests.push(r.test.map_or(f64::NAN, |m| m.average.mae));
     }

@@ -1,7 +1,7 @@
 //! The `ists` command line. It only parses arguments (one `#[derive(Args)]` struct per
 //! command, in the file of its group) and calls library functions: `model` (train, predict,
 //! eval, report, data inspect), `search` (search, daemon, llm serve), `study` (baseline,
-//! fidelity), `bench`; `common` holds what they share.
+//! fidelity, protocol), `bench`; `common` holds what they share.
 
 mod bench;
 mod common;
@@ -39,6 +39,11 @@ enum Cmd {
     Baseline(study::BaselineArgs),
     /// Proxy fidelity: rank correlation of proxy scores and fully trained scores.
     Fidelity(study::FidelityArgs),
+    /// A published protocol reproduced: `tgcn` (T-GCN's Los-loop table).
+    Protocol {
+        #[command(subcommand)]
+        cmd: ProtocolCmd,
+    },
     /// Inspect a dataset: shapes, missing values, splits.
     Data {
         #[command(subcommand)]
@@ -67,6 +72,13 @@ enum DataCmd {
 }
 
 #[derive(Subcommand)]
+enum ProtocolCmd {
+    /// Last value, historical average, a GRU, the hand designs and `--arch` designs on T-GCN's
+    /// Los-loop split and metrics, next to T-GCN's published values (resumable JSON rows).
+    Tgcn(study::ProtocolArgs),
+}
+
+#[derive(Subcommand)]
 enum LlmCmd {
     /// Serve the local model on 127.0.0.1:`llm.local.port` until interrupted.
     Serve(search::ServeArgs),
@@ -86,6 +98,9 @@ fn main() -> Result<()> {
         Cmd::Report(a) => model::report(a),
         Cmd::Baseline(a) => study::baseline(a),
         Cmd::Fidelity(a) => study::fidelity(a),
+        Cmd::Protocol {
+            cmd: ProtocolCmd::Tgcn(a),
+        } => study::protocol_tgcn(a),
         Cmd::Data {
             cmd: DataCmd::Inspect(a),
         } => model::inspect(a),

@@ -140,9 +140,15 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 e.epoch, e.train_loss, e.val_mae, e.seconds
             )
         };
-        let (report, trained) = train_full(&arch, &data, &s.model, &s.final_train.train, &mut log)?;
+        let (report, trained) = train_full(
+            &arch,
+            &data,
+            s.final_model(),
+            &s.final_train.train,
+            &mut log,
+        )?;
         if let Some(dir) = &save {
-            ists::export::save(dir, &trained, &arch, &data, &s.model)?;
+            ists::export::save(dir, &trained, &arch, &data, s.final_model())?;
             println!("model saved in {}", dir.display());
         }
         println!(

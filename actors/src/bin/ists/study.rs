@@ -1,6 +1,7 @@
 //! Studies that measure search quality: `baseline` (classical baselines, and random search,
-//! the offline instructor and a hand design over paired seeds) and `fidelity` (cheap proxies
-//! against a multi-seed ground truth). Both write resumable JSON rows.
+//! the offline instructor and a hand design over paired seeds), `fidelity` (cheap proxies
+//! against a multi-seed ground truth) and `protocol tgcn` (every model on T-GCN's Los-loop
+//! protocol next to its published values). All write resumable JSON rows.
 
 use crate::common::{load_settings, metrics_row, read_arch};
 use anyhow::{Context, Result};
@@ -113,7 +114,13 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     let gwn_text =
         std::fs::read_to_string("config/gwn-arch.json").context("reading config/gwn-arch.json")?;
     let gwn = Arch::from_json(&gwn_text, ists::space::SpaceKind::Autocts)?;
-    let (report, _) = train_full(&gwn, &data, &s.model, &s.final_train.train, &mut |_| {})?;
+    let (report, _) = train_full(
+        &gwn,
+        &data,
+        s.final_model(),
+        &s.final_train.train,
+        &mut |_| {},
+    )?;
     if let Some(t) = &report.test {
         println!("{}", metrics_row("Graph-WaveNet-like (autocts, fixed)", t));
     }
@@ -317,6 +324,132 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
         "written {}, {} and its summary",
         results_path.display(),
         plot.display()
+    );
+    Ok(())
+}
+
+/// `ists protocol tgcn`: last value, historical average, the GRU baseline, the hand designs and
+/// any `--arch` on T-GCN's Los-loop split and metrics, one JSON line per model, seed and horizon.
+#[derive(clap::Args)]
+pub struct ProtocolArgs {
+    /// Settings file: the data and split (the T-GCN preset), the designs' widths ([model]) and
+    /// their training ([final.train]; the GRU trains with it too).
+    #[arg(long, default_value = "config/los-loop-tgcn.toml")]
+    config: PathBuf,
+    /// Results file, appended as each model finishes; (model, seed) pairs already there are not
+    /// measured again, and a settings fingerprint beside it refuses other settings.
+    #[arg(long, default_value = ists::protocol::TGCN_RESULTS)]
+    results: PathBuf,
+    /// Searched (or any other) designs to add, architecture JSON files.
+    #[arg(long)]
+    arch: Vec<PathBuf>,
+    /// Seeds of each trained model (final.train.seed, +1, ...).
+    #[arg(long, default_value_t = 1)]
+    seeds: usize,
+    /// Which models: last_value, ha, gru, hand, arch (comma separated; default all).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "last_value,ha,gru,hand,arch"
+    )]
+    only: Vec<String>,
+    /// Width of the GRU baseline's state.
+    #[arg(long, default_value_t = 64)]
+    gru_hidden: i64,
+    /// Epochs of the GRU baseline (default final.train.epochs; its other training settings
+    /// are final.train's).
+    #[arg(long)]
+    gru_epochs: Option<usize>,
+}
+
+/// Measures the T-GCN protocol table and prints it.
+pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
+    use ists::gru::GruConfig;
+    use ists::protocol::{render, run_protocol, ProtocolModel, ProtocolPlan, ProtocolResults};
+    let ProtocolArgs {
+        config,
+        results,
+        arch,
+        seeds,
+        only,
+        gru_hidden,
+        gru_epochs,
+    } = a;
+    let known = ["last_value", "ha", "gru", "hand", "arch"];
+    if let Some(bad) = only.iter().find(|o| !known.contains(&o.as_str())) {
+        anyhow::bail!(
+            "--only: unknown model {bad:?} (known: {})",
+            known.join(", ")
+        );
+    }
+    let want = |k: &str| only.iter().any(|o| o == k);
+    let s = load_settings(Some(config), None)?;
+    tch::set_num_threads(s.evaluators.threads.max(1));
+    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
+    let mut models = Vec::new();
+    if want("last_value") {
+        models.push(ProtocolModel::LastValue);
+    }
+    if want("ha") {
+        models.push(ProtocolModel::HistoricalAverage);
+    }
+    if want("gru") {
+        models.push(ProtocolModel::Gru(GruConfig { hidden: gru_hidden }));
+    }
+    if want("hand") {
+        for (name, path) in [
+            ("hand: reference (ists space)", "config/reference-arch.json"),
+            ("hand: Graph-WaveNet-like (autocts)", "config/gwn-arch.json"),
+        ] {
+            let arch = read_arch(&PathBuf::from(path), &s)?;
+            models.push(ProtocolModel::Design {
+                name: name.into(),
+                arch,
+            });
+        }
+    }
+    if want("arch") {
+        for path in &arch {
+            models.push(ProtocolModel::Design {
+                name: format!("design {}", path.display()),
+                arch: read_arch(path, &s)?,
+            });
+        }
+    }
+    // Rows trained under other settings must not be averaged with these.
+    let fingerprint = serde_json::json!({
+        "data": s.data, "model": s.model, "train": s.final_train.train, "gru_epochs": gru_epochs,
+    });
+    ists::fidelity::check_fingerprint(&results, &fingerprint)?;
+    let mut file = ProtocolResults::open(&results)?;
+    let test = &prepared.splits.test;
+    eprintln!(
+        "T-GCN protocol on {}: {} sensors, test windows {}..{} ({}), {} seed(s); rows in {}",
+        prepared.name,
+        prepared.n,
+        test.start,
+        test.end,
+        test.len(),
+        seeds,
+        results.display()
+    );
+    let plan = ProtocolPlan {
+        models,
+        seeds,
+        model: s.model.clone(),
+        train: s.final_train.train.clone(),
+        gru_epochs: gru_epochs.unwrap_or(s.final_train.train.epochs),
+        step_minutes: 5,
+    };
+    run_protocol(&prepared, &plan, &mut file, &mut |l| eprintln!("{l}"))?;
+    let md = render(file.rows());
+    println!("{md}");
+    let md_path = results.with_extension("md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    println!(
+        "rows in {}, table in {}",
+        results.display(),
+        md_path.display()
     );
     Ok(())
 }
