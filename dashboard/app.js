@@ -256,7 +256,7 @@ function apply(st, kind, ev) {
       st.session += 1;
       break;
     case 'parsed':
-      st.hashToProposal.set(ev.hash, { session: st.session, proposal: ev.proposal });
+      st.hashToProposal.set(ev.hash, { session: st.session, proposal: ev.proposal, reasoning: ev.reasoning || '' });
       break;
     case 'rejected':
       st.rejected.push({
@@ -271,6 +271,7 @@ function apply(st, kind, ev) {
         kind: 'evaluated', candidate: ev.candidate, hash: ev.hash, session: p.session,
         proposal: p.proposal, stage: st.stage, score: ev.score, seconds: ev.seconds,
         reason: status && status !== 'ok' ? status.replace(/_/g, ' ') : '',
+        reasoning: p.reasoning || '',
       });
       break;
     }
@@ -476,6 +477,7 @@ function renderTable(st, evaluated) {
   for (const r of rows) {
     const tr = el('tr', { class: 'clickable kind-' + r.kind });
     if (r.candidate !== null) tr.dataset.candidate = r.candidate;
+    if (r.reasoning) tr.title = r.reasoning; // the instructor's reasoning, on hover
     tr.append(el('td', {}, r.candidate === null ? '-' : '#' + r.candidate),
       el('td', {}, r.proposal === null || r.proposal === undefined ? '-' : r.proposal),
       el('td', {}, r.stage), el('td', {}, r.kind), el('td', {}, fmtScore(r.score)),
@@ -527,6 +529,9 @@ async function openExchange(r) {
   body.replaceChildren();
   $('#exchange-title').textContent = (r.candidate === null ? 'Proposal ' + r.proposal : 'Candidate #' + r.candidate);
   if (!dlg.open) dlg.showModal();
+  if (r.reasoning) {
+    body.append(el('div', { class: 'muted' }, 'Reasoning'), el('pre', { class: 'reasoning' }, r.reasoning));
+  }
   let where = r.proposal === null || r.proposal === undefined ? null : { session: r.session, proposal: r.proposal };
   try {
     if (!where && r.candidate !== null) {

@@ -14,14 +14,21 @@
 //!   PyG-Temporal json), windows, splits, scaling, graph normalizations.
 //! - [`train`]: batches, Adam, the one-step-tuning proxy and full training with early stopping.
 //! - [`metrics`]: masked MAE / RMSE / MAPE per horizon.
-//! - [`baselines`]: historical average and last value on the same split.
+//! - [`baselines`]: historical average and last value on the same split; [`gru`]: the GRU
+//!   baseline of T-GCN's table (one GRU per sensor series, weights shared), trained by us.
+//! - [`protocol`]: the T-GCN protocol table: every model on T-GCN's Los-loop split and metrics,
+//!   resumable JSON rows, the published values quoted with their citation.
 //! - [`export`]: save a trained model (safetensors) and load it back.
 //! - [`stats`]: Kendall's tau, Spearman's rho, the paired Wilcoxon test, seed summaries.
 //! - [`fidelity`]: the proxy-fidelity study: cheap proxies against a multi-seed ground truth,
 //!   resumable results, their correlations and costs.
+//! - [`footprint`]: the memory one candidate's training needs, estimated before allocating.
 //! - [`devcheck`]: one architecture on two devices (GPU against CPU): agreement and speed.
 //! - [`prompt`], [`parse`], [`memory`]: prompt rendering from template files, extraction and
 //!   validation of architectures from LLM replies, and the sorted memory bank.
+//! - [`profile`]: what the instructor is told about the task: a profile of the training split
+//!   (sensors, steps per day, missing share, graph density, autocorrelations) and each
+//!   operator's traits (what it models, receptive field, parameters at the configured widths).
 //! - [`rungs`]: successive-halving rungs (ASHA) inside a search: who is promoted next.
 //! - [`schema`]: JSON schemas of replies, for servers that constrain decoding.
 //! - [`config`]: the settings of a search, shared by the CLI, the actors and the daemon.
@@ -35,13 +42,17 @@ pub mod devcheck;
 pub mod error;
 pub mod export;
 pub mod fidelity;
+pub mod footprint;
+pub mod gru;
 pub mod jsonl;
 pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod parse;
+pub mod profile;
 pub mod prompt;
+pub mod protocol;
 pub mod rungs;
 pub mod schema;
 pub mod space;

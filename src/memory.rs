@@ -47,6 +47,16 @@ pub struct MemoryEntry {
     /// Optimizer steps behind the score (its fidelity; 0 in journals written before rungs).
     #[serde(default)]
     pub steps: usize,
+    /// Training loss at the first and the last step of the run behind the score: how fast the
+    /// design learned, which the prompt shows beside the score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_loss: Option<f64>,
+    /// The instructor's reasoning for this design (chain of thought, or the ideas of the
+    /// tree-of-thought path), when it gave one; kept for the report and the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 /// Key ordering entries by rung (highest first), then score (failed ones last), then id.
@@ -88,10 +98,14 @@ impl MemoryBank {
 
     /// Adds an entry, or replaces the entry of the same hash with the result of a higher rung
     /// (a promotion). Returns false, keeping what is there, for the same or a lower rung.
-    pub fn insert(&mut self, entry: MemoryEntry) -> bool {
+    pub fn insert(&mut self, mut entry: MemoryEntry) -> bool {
         if let Some(&pos) = self.by_hash.get(&entry.hash) {
             if entry.rung <= self.entries[pos].rung {
                 return false;
+            }
+            // A promotion carries no reasoning of its own: keep the proposal's.
+            if entry.reasoning.is_none() {
+                entry.reasoning = self.entries[pos].reasoning.take();
             }
             self.sorted.remove(&Rank::of(&self.entries[pos], pos));
             self.sorted.insert(Rank::of(&entry, pos));
@@ -174,9 +188,15 @@ impl MemoryBank {
                 0 => String::new(),
                 n => format!(" steps={n} rung={}", e.rung),
             };
+            let loss = match (e.first_loss, e.last_loss) {
+                (Some(a), Some(b)) if a.is_finite() && b.is_finite() => {
+                    format!(" loss={a:.3}->{b:.3}")
+                }
+                _ => String::new(),
+            };
             format!(
-                "{tag} val_mae={score}{fidelity} params={} edges={arch}\n",
-                e.params
+                "{tag} val_mae={score}{fidelity} params={} secs={:.1}{loss} edges={arch}\n",
+                e.params, e.seconds
             )
         };
         for (rank, e) in best.iter().enumerate() {
@@ -201,6 +221,44 @@ impl MemoryBank {
     }
 }
 
+/// The heuristic value of a partial design (higher is better), used when the LLM's value step
+/// fails and by the offline instructor: in exploration, distance (1 - Jaccard similarity of the
+/// edges decided so far) from the closest of `best`; in optimization, rank-weighted closeness
+/// to them.
+pub fn heuristic_value(
+    partial: &[crate::space::EdgeSpec],
+    node: usize,
+    best: &[&ArchSpec],
+    stage: Stage,
+) -> f64 {
+    let key = |e: &crate::space::EdgeSpec| {
+        format!(
+            "{}>{}:{}:{}:{}",
+            e.from,
+            e.to,
+            e.op,
+            e.spatial.as_deref().unwrap_or(""),
+            e.temporal.as_deref().unwrap_or("")
+        )
+    };
+    let mine: BTreeSet<String> = partial.iter().map(key).collect();
+    let sims = best.iter().map(|a| {
+        let theirs: BTreeSet<String> = a
+            .edges
+            .iter()
+            .filter(|x| x.to <= node as i64)
+            .map(key)
+            .collect();
+        let inter = mine.intersection(&theirs).count() as f64;
+        let union = mine.union(&theirs).count().max(1) as f64;
+        inter / union
+    });
+    match stage {
+        Stage::Exploration => 1.0 - sims.fold(0.0, f64::max),
+        Stage::Optimization => sims.enumerate().map(|(r, s)| s / (r as f64 + 1.0)).sum(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +279,9 @@ mod tests {
             seconds: 0.1,
             rung: 0,
             steps: 0,
+            first_loss: None,
+            last_loss: None,
+            reasoning: None,
         }
     }
 
@@ -228,7 +289,9 @@ mod tests {
     fn a_higher_rung_replaces_and_outranks() {
         let mut m = MemoryBank::new();
         m.insert(entry(0, Some(3.0)));
-        m.insert(entry(1, Some(1.0)));
+        let mut learned = entry(1, Some(1.0));
+        (learned.first_loss, learned.last_loss) = (Some(1.25), Some(0.5));
+        m.insert(learned);
         let mut promoted = entry(0, Some(3.5));
         promoted.rung = 1;
         promoted.steps = 90;
@@ -244,9 +307,10 @@ mod tests {
         assert_eq!(ids, vec![(0, 1), (1, 0)], "rung first, then score");
         let r = m.render(5, 0, 10_000);
         assert!(
-            r.starts_with("best#1 val_mae=3.5000 steps=90 rung=1 params=10"),
+            r.starts_with("best#1 val_mae=3.5000 steps=90 rung=1 params=10 secs=0.1 edges"),
             "{r}"
         );
+        assert!(r.contains("\nbest#2 val_mae=1.0000 params=10 secs=0.1 loss=1.250->0.500 edges"));
     }
 
     #[test]

@@ -269,6 +269,31 @@ impl StModel {
     }
 }
 
+/// Trainable parameters of one spatial and one temporal operator alone at these widths, for
+/// the prompt's operator table (a cell's edge holds its spatial's plus its temporal's; an
+/// edge into node `k` has the same count at every dilation).
+pub fn operator_params(
+    spatial: SpatialOp,
+    temporal: TemporalOp,
+    cfg: &ModelConfig,
+    steps: i64,
+    graph: &GraphSupports,
+) -> TResult<(i64, i64)> {
+    let dims = OpDims {
+        channels: cfg.hidden,
+        steps,
+        heads: cfg.heads,
+        order: cfg.order,
+        embed: cfg.embed,
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    Spatial::new(&vs.root(), spatial, dims, graph)?;
+    let s = param_count(&vs);
+    let vt = nn::VarStore::new(Device::Cpu);
+    Temporal::new(&vt.root(), temporal, dims, 1)?;
+    Ok((s, param_count(&vt)))
+}
+
 /// Number of trainable scalars in a var store.
 pub fn param_count(vs: &nn::VarStore) -> i64 {
     vs.trainable_variables()

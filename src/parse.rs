@@ -88,11 +88,22 @@ fn object_spans(text: &str) -> Vec<&str> {
     spans
 }
 
-/// Finds the architecture object in `value`: itself, or under `architecture`/`arch`.
-fn arch_value(v: &Value) -> Option<&Value> {
+/// Finds the architecture object in `value`: itself, under `architecture`/`arch`/`design`, or
+/// the `steps` of a chain-of-thought reply (each step's edges joined, in order).
+fn arch_value(v: &Value) -> Option<Value> {
     let obj = v.as_object()?;
     if obj.contains_key("edges") {
-        return Some(v);
+        return Some(v.clone());
+    }
+    if let Some(Value::Array(steps)) = obj.get("steps") {
+        let parts: Vec<&Vec<Value>> = steps
+            .iter()
+            .filter_map(|st| st.get("edges").and_then(Value::as_array))
+            .collect();
+        if !parts.is_empty() {
+            let edges: Vec<Value> = parts.into_iter().flatten().cloned().collect();
+            return Some(serde_json::json!({ "edges": edges }));
+        }
     }
     ["architecture", "arch", "design"]
         .iter()
@@ -113,7 +124,7 @@ pub fn extract(reply: &str) -> Result<Value, ParseError> {
         match serde_json::from_str::<Value>(span) {
             Ok(v) => {
                 if let Some(a) = arch_value(&v) {
-                    return Ok(a.clone());
+                    return Ok(a);
                 }
             }
             Err(e) => {
@@ -163,6 +174,185 @@ pub fn parse_edges(reply: &str) -> Result<Vec<EdgeSpec>, ParseError> {
     serde_json::from_value(edges).map_err(|e| ParseError::Json(e.to_string()))
 }
 
+/// Longest reasoning kept from one reply (the rest of a runaway text is not worth storing).
+pub const MAX_REASONING_KEPT: usize = 4000;
+
+/// The reasoning of a reply, if it shows any: the `reasoning` of each step of a structured
+/// chain-of-thought reply ("Node k: ..." lines), or else the prose written before the final
+/// JSON (fences removed). Kept with the candidate, shown in the dashboard and report.
+pub fn reasoning(reply: &str) -> Option<String> {
+    if reply.len() > MAX_REPLY_BYTES {
+        return None;
+    }
+    let spans = object_spans(reply);
+    for span in spans.iter().rev() {
+        let Ok(v) = serde_json::from_str::<Value>(span) else {
+            continue;
+        };
+        if let Some(Value::Array(steps)) = v.get("steps") {
+            let lines: Vec<String> = steps
+                .iter()
+                .filter_map(|st| {
+                    let why = st.get("reasoning")?.as_str()?.trim();
+                    let node = st.get("node").and_then(Value::as_i64);
+                    (!why.is_empty()).then(|| match node {
+                        Some(n) => format!("Node {n}: {why}"),
+                        None => why.to_string(),
+                    })
+                })
+                .collect();
+            if !lines.is_empty() {
+                return Some(cap(lines.join("\n")));
+            }
+        }
+        if arch_value(&v).is_some() {
+            // Prose before the design: the text reasoning of a model without a schema.
+            let start = span.as_ptr() as usize - reply.as_ptr() as usize;
+            let before = reply[..start].trim_end();
+            let before = before
+                .strip_suffix("```json")
+                .or_else(|| before.strip_suffix("```"))
+                .unwrap_or(before)
+                .trim();
+            return (!before.is_empty()).then(|| cap(before.to_string()));
+        }
+    }
+    None
+}
+
+fn cap(mut s: String) -> String {
+    if s.len() > MAX_REASONING_KEPT {
+        let mut end = MAX_REASONING_KEPT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str(" [...]");
+    }
+    s
+}
+
+/// One alternative decision of a tree-of-thought step: the idea behind it and its edges
+/// (`zero` slots, meaning "no edge", left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thought {
+    pub idea: String,
+    pub edges: Vec<EdgeSpec>,
+}
+
+fn edges_of(v: &Value) -> Result<Vec<EdgeSpec>, ParseError> {
+    let edges = known_keys(v).get("edges").cloned().unwrap_or(Value::Null);
+    let edges: Vec<EdgeSpec> =
+        serde_json::from_value(edges).map_err(|e| ParseError::Json(e.to_string()))?;
+    Ok(edges.into_iter().filter(|e| e.op != "zero").collect())
+}
+
+/// The alternatives a tree-of-thought proposal step offers: `{"alternatives": [{"idea",
+/// "edges"}, ...]}`. A reply with a single `{"edges": ...}` object (a model that ignored the
+/// request for several) counts as one alternative, its prose as the idea.
+pub fn parse_alternatives(reply: &str) -> Result<Vec<Thought>, ParseError> {
+    if reply.trim().is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if reply.len() > MAX_REPLY_BYTES {
+        return Err(ParseError::TooLong(reply.len()));
+    }
+    for span in object_spans(reply).into_iter().rev() {
+        let Ok(v) = serde_json::from_str::<Value>(span) else {
+            continue;
+        };
+        let alts = v
+            .get("alternatives")
+            .or_else(|| v.get("thoughts"))
+            .and_then(Value::as_array);
+        if let Some(alts) = alts {
+            let mut out = Vec::new();
+            for (i, a) in alts.iter().enumerate() {
+                let edges =
+                    edges_of(a).map_err(|e| ParseError::Json(format!("alternatives[{i}]: {e}")))?;
+                let idea = ["idea", "reasoning", "thought"]
+                    .iter()
+                    .find_map(|k| a.get(*k).and_then(Value::as_str))
+                    .unwrap_or("")
+                    .trim();
+                out.push(Thought {
+                    idea: cap(idea.to_string()),
+                    edges,
+                });
+            }
+            return Ok(out);
+        }
+    }
+    let v = extract(reply)?;
+    Ok(vec![Thought {
+        idea: reasoning(reply).unwrap_or_default(),
+        edges: edges_of(&v)?,
+    }])
+}
+
+/// The LLM's value of one partial design in a tree-of-thought value step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThoughtValue {
+    /// Index of the partial design in the value prompt.
+    pub candidate: usize,
+    /// 1 (hopeless) to 10 (most promising); out-of-range numbers are clamped.
+    pub value: f64,
+    pub reasoning: String,
+}
+
+/// The values of a value step: `{"values": [{"candidate", "reasoning", "value"}, ...]}` for
+/// candidates `0..n`. Entries naming an unknown candidate, or without a finite value, are an
+/// error naming the entry; a candidate valued twice keeps its first value; candidates left out
+/// are simply missing (the caller values them by its fallback).
+pub fn parse_values(reply: &str, n: usize) -> Result<Vec<ThoughtValue>, ParseError> {
+    if reply.trim().is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if reply.len() > MAX_REPLY_BYTES {
+        return Err(ParseError::TooLong(reply.len()));
+    }
+    for span in object_spans(reply).into_iter().rev() {
+        let Ok(v) = serde_json::from_str::<Value>(span) else {
+            continue;
+        };
+        let Some(items) = v.get("values").and_then(Value::as_array) else {
+            continue;
+        };
+        let mut out: Vec<ThoughtValue> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            let candidate = it
+                .get("candidate")
+                .and_then(Value::as_u64)
+                .map(|c| c as usize)
+                .filter(|&c| c < n)
+                .ok_or_else(|| {
+                    ParseError::Json(format!(
+                        "values[{i}].candidate: expected an index below {n}"
+                    ))
+                })?;
+            let value = it
+                .get("value")
+                .and_then(Value::as_f64)
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    ParseError::Json(format!("values[{i}].value: expected a number 1-10"))
+                })?;
+            if out.iter().any(|o| o.candidate == candidate) {
+                continue;
+            }
+            let reasoning = it.get("reasoning").and_then(Value::as_str).unwrap_or("");
+            out.push(ThoughtValue {
+                candidate,
+                value: value.clamp(1.0, 10.0),
+                reasoning: cap(reasoning.trim().to_string()),
+            });
+        }
+        out.sort_by_key(|v| v.candidate);
+        return Ok(out);
+    }
+    Err(ParseError::NoJson)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +400,52 @@ mod tests {
             parse_reply(&huge, SpaceKind::Ists).unwrap_err().kind(),
             "too_long"
         );
+    }
+
+    #[test]
+    fn reasoning_comes_from_steps_or_from_the_prose_before_the_design() {
+        let steps = r#"{"steps":[{"node":1,"reasoning":"a cell first","edges":[{"from":0,"to":1,"op":"STT"}]},{"node":2,"reasoning":"skip","edges":[{"from":0,"to":2,"op":"zero"},{"from":1,"to":2,"op":"zero"}]},{"node":3,"reasoning":"out","edges":[{"from":0,"to":3,"op":"zero"},{"from":1,"to":3,"op":"TTS"},{"from":2,"to":3,"op":"zero"}]}]}"#;
+        let a = parse_reply(steps, SpaceKind::Ists).unwrap().canonical();
+        assert_eq!(a.edges.len(), 2, "zero slots are no edges");
+        assert_eq!(
+            reasoning(steps).unwrap(),
+            "Node 1: a cell first\nNode 2: skip\nNode 3: out"
+        );
+        let prose = format!("Step 1: STT first.\nStep 2: output.\n```json\n{GOOD}\n```");
+        assert_eq!(
+            reasoning(&prose).unwrap(),
+            "Step 1: STT first.\nStep 2: output."
+        );
+        assert_eq!(reasoning(GOOD), None);
+    }
+
+    #[test]
+    fn alternatives_and_values_parse_with_precise_errors() {
+        let r = r#"{"alternatives":[{"idea":"cell","edges":[{"from":0,"to":1,"op":"STT"}]},{"idea":"skip","edges":[{"from":0,"to":1,"op":"identity"},{"from":0,"to":1,"op":"zero"}]}]}"#;
+        let a = parse_alternatives(r).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].idea, "skip");
+        assert_eq!(a[1].edges.len(), 1, "zero dropped");
+        let single = parse_alternatives(&format!("Because.\n{GOOD}")).unwrap();
+        assert_eq!(single.len(), 1);
+        assert_eq!(single[0].idea, "Because.");
+        let bad = r#"{"alternatives":[{"edges":[{"from":"x"}]}]}"#;
+        assert!(parse_alternatives(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("alternatives[0]"));
+        let v = r#"{"values":[{"candidate":1,"value":12,"reasoning":"r"},{"candidate":0,"value":3},{"candidate":1,"value":1}]}"#;
+        let vs = parse_values(v, 2).unwrap();
+        assert_eq!(vs.len(), 2);
+        assert_eq!((vs[0].candidate, vs[0].value), (0, 3.0));
+        assert_eq!(
+            (vs[1].candidate, vs[1].value),
+            (1, 10.0),
+            "clamped, first kept"
+        );
+        let e = parse_values(r#"{"values":[{"candidate":5,"value":2}]}"#, 2).unwrap_err();
+        assert!(e.to_string().contains("values[0].candidate"), "{e}");
+        assert_eq!(parse_values("no json", 2).unwrap_err().kind(), "no_json");
     }
 
     #[test]

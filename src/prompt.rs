@@ -22,6 +22,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("memory", include_str!("../prompts/memory.md")),
     ("cot", include_str!("../prompts/cot.md")),
     ("tot_step", include_str!("../prompts/tot_step.md")),
+    ("tot_value", include_str!("../prompts/tot_value.md")),
     ("repair", include_str!("../prompts/repair.md")),
 ];
 
@@ -99,6 +100,10 @@ pub struct TaskInfo {
     pub horizon: usize,
     pub in_features: usize,
     pub space: SpaceKind,
+    /// The data profile lines ([`crate::profile::DataProfile::render`]); empty when unknown.
+    pub profile: String,
+    /// The operator traits lines ([`crate::profile::render_traits`]); empty when unknown.
+    pub traits: String,
 }
 
 /// A compact schema of the JSON form, with an example, for the given space.
@@ -119,6 +124,14 @@ pub fn schema_text(space: SpaceKind) -> String {
     s.push_str("}, ...]}\nExample: ");
     s.push_str(example);
     s
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.trim().is_empty() {
+        "(not measured)"
+    } else {
+        s
+    }
 }
 
 /// The background section.
@@ -144,6 +157,8 @@ pub fn background(t: &Templates, info: &TaskInfo) -> Result<String> {
             ("space", &info.space.to_string()),
             ("operators", &operators),
             ("schema", &schema_text(info.space)),
+            ("profile", or_unknown(&info.profile)),
+            ("traits", or_unknown(&info.traits)),
         ],
     )
 }
@@ -182,6 +197,8 @@ mod tests {
             horizon: 12,
             in_features: 2,
             space: SpaceKind::Ists,
+            profile: "- sensors: 207".into(),
+            traits: String::new(),
         };
         let b = background(&Templates::new("/nonexistent"), &info).unwrap();
         assert!(
@@ -189,5 +206,7 @@ mod tests {
             "{b}"
         );
         assert!(b.contains("- STT: cell"));
+        assert!(b.contains("- sensors: 207"), "{b}");
+        assert!(b.contains("(not measured)"), "{b}");
     }
 }

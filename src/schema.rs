@@ -25,7 +25,8 @@ fn slot(space: SpaceKind, from: usize, to: usize) -> Value {
                 required.push(k);
             }
         }
-        // Key order of `properties` is the order the grammar emits: from, to, op, then operators.
+        // Key order of `properties` is the order the grammar emits (serde_json keeps insertion
+        // order: the `preserve_order` feature): from, to, op, then operators.
         let ordered: serde_json::Map<String, Value> = ["from", "to", "op", "spatial", "temporal"]
             .iter()
             .filter_map(|k| props.get(*k).map(|v| (k.to_string(), v.clone())))
@@ -79,6 +80,92 @@ pub fn step_schema(space: SpaceKind, node: usize) -> Value {
     edges_object((0..node).map(|from| slot(space, from, node)).collect())
 }
 
+/// Longest reasoning text a schema lets the model write per step: two or three sentences (about
+/// 75 tokens), so a rambling model cannot spend the whole reply budget on one node.
+pub const MAX_REASONING_CHARS: usize = 300;
+
+fn reasoning() -> Value {
+    json!({"type": "string", "maxLength": MAX_REASONING_CHARS})
+}
+
+/// The schema of a chain-of-thought reply: for each node, in order, the `reasoning` for it
+/// *and then* its incoming edge slots, so a grammar-constrained model writes the thought before
+/// the decision (key order is emit order). The parser joins the steps' edges into the design.
+pub fn cot_schema(space: SpaceKind) -> Value {
+    let steps: Vec<Value> = (1..DEFAULT_NODES)
+        .map(|node| {
+            let slots: Vec<Value> = (0..node).map(|from| slot(space, from, node)).collect();
+            let n = slots.len();
+            json!({
+                "type": "object", "additionalProperties": false,
+                "required": ["node", "reasoning", "edges"],
+                "properties": {
+                    "node": {"type": "integer", "const": node},
+                    "reasoning": reasoning(),
+                    "edges": {"type": "array", "minItems": n, "maxItems": n, "prefixItems": slots},
+                },
+            })
+        })
+        .collect();
+    let n = steps.len();
+    json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["steps"],
+        "properties": {"steps": {
+            "type": "array", "minItems": n, "maxItems": n, "prefixItems": steps,
+        }},
+    })
+}
+
+/// The schema of a tree-of-thought proposal step: `k` alternative decisions for the incoming
+/// edges of `node`, each with its idea written first.
+pub fn alternatives_schema(space: SpaceKind, node: usize, k: usize) -> Value {
+    let one = {
+        let slots: Vec<Value> = (0..node).map(|from| slot(space, from, node)).collect();
+        let n = slots.len();
+        json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["idea", "edges"],
+            "properties": {
+                "idea": reasoning(),
+                "edges": {"type": "array", "minItems": n, "maxItems": n, "prefixItems": slots},
+            },
+        })
+    };
+    json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["alternatives"],
+        "properties": {"alternatives": {
+            "type": "array", "minItems": k, "maxItems": k, "items": one,
+        }},
+    })
+}
+
+/// The schema of a tree-of-thought value step: for each of `n` partial designs, in order, the
+/// reasoning and then a value from 1 (hopeless) to 10 (most promising).
+pub fn value_schema(n: usize) -> Value {
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "type": "object", "additionalProperties": false,
+                "required": ["candidate", "reasoning", "value"],
+                "properties": {
+                    "candidate": {"type": "integer", "const": i},
+                    "reasoning": reasoning(),
+                    "value": {"type": "integer", "enum": (1..=10).collect::<Vec<i64>>()},
+                },
+            })
+        })
+        .collect();
+    json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["values"],
+        "properties": {"values": {
+            "type": "array", "minItems": n, "maxItems": n, "prefixItems": items,
+        }},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +182,13 @@ mod tests {
         }
         if let Some(alts) = schema.get("anyOf") {
             return first_instance(&alts[0]);
+        }
+        if schema["type"] == "string" {
+            return Value::String("because".into());
+        }
+        if let Some(item) = schema.get("items") {
+            let n = schema["minItems"].as_u64().unwrap() as usize;
+            return Value::Array(vec![first_instance(item); n]);
         }
         if let Some(items) = schema.get("prefixItems") {
             return Value::Array(
@@ -134,6 +228,45 @@ mod tests {
             ops[0]["properties"]["temporal"]["enum"],
             json!(["linear_attn", "gdcc", "t_trans"])
         );
+    }
+
+    #[test]
+    fn cot_replies_reason_before_each_decision_and_parse_into_the_design() {
+        for space in [SpaceKind::Ists, SpaceKind::Autocts] {
+            let s = cot_schema(space);
+            let steps = s["properties"]["steps"]["prefixItems"].as_array().unwrap();
+            assert_eq!(steps.len(), 3);
+            for (i, step) in steps.iter().enumerate() {
+                let keys: Vec<&String> = step["properties"].as_object().unwrap().keys().collect();
+                assert_eq!(
+                    keys,
+                    ["node", "reasoning", "edges"],
+                    "step {i}: thought first"
+                );
+            }
+            let reply = first_instance(&s).to_string();
+            let arch = parse_reply(&reply, space).unwrap_or_else(|e| panic!("{space}: {e}"));
+            assert_eq!(arch.edges.len(), 6);
+            let why = crate::parse::reasoning(&reply).unwrap();
+            assert!(why.starts_with("Node 1: "), "{why}");
+        }
+    }
+
+    #[test]
+    fn alternative_and_value_schemas_fix_their_counts() {
+        let s = alternatives_schema(SpaceKind::Ists, 2, 3);
+        let reply = first_instance(&s).to_string();
+        let alts = crate::parse::parse_alternatives(&reply).unwrap();
+        assert_eq!(alts.len(), 3);
+        assert!(alts
+            .iter()
+            .all(|a| a.edges.len() == 2 && a.edges[0].to == 2));
+        let v = value_schema(4);
+        let reply = first_instance(&v).to_string();
+        let values = crate::parse::parse_values(&reply, 4).unwrap();
+        assert_eq!(values.len(), 4);
+        assert_eq!(values[3].candidate, 3);
+        assert_eq!(values[0].value, 1.0);
     }
 
     #[test]

@@ -734,6 +734,58 @@ impl Arch {
         Arch::from_spec(&self.to_spec(), self.space).is_ok()
     }
 
+    /// Every valid design one change away, in a fixed order (so a repair prompt can name "the
+    /// nearest unexplored variation" reproducibly): each edge's operator replaced by another
+    /// choice, each edge removed, each missing edge added with each choice. Canonical, distinct,
+    /// never `self`.
+    pub fn neighbours(&self) -> Vec<Arch> {
+        let choices = self.space.choices();
+        let own = self.hash();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let mut push = |edges: Vec<Edge>| {
+            let cand = Arch {
+                space: self.space,
+                nodes: self.nodes,
+                edges,
+            };
+            if cand.is_valid() {
+                let cand = cand.canonical();
+                let h = cand.hash();
+                if h != own && seen.insert(h) {
+                    out.push(cand);
+                }
+            }
+        };
+        for i in 0..self.edges.len() {
+            for op in &choices {
+                if *op != self.edges[i].op {
+                    let mut edges = self.edges.clone();
+                    edges[i].op = *op;
+                    push(edges);
+                }
+            }
+        }
+        for i in 0..self.edges.len() {
+            let mut edges = self.edges.clone();
+            edges.remove(i);
+            push(edges);
+        }
+        for to in 1..self.nodes {
+            for from in 0..to {
+                if self.edges.iter().any(|e| e.from == from && e.to == to) {
+                    continue;
+                }
+                for op in &choices {
+                    let mut edges = self.edges.clone();
+                    edges.push(Edge { from, to, op: *op });
+                    push(edges);
+                }
+            }
+        }
+        out
+    }
+
     /// Number of operators of each kind, for statistics (`STT`, `mix_gc`, `gdcc`, ...).
     pub fn op_counts(&self) -> Vec<(String, usize)> {
         let mut counts = std::collections::BTreeMap::<String, usize>::new();
@@ -941,5 +993,31 @@ mod tests {
             }
             assert!(seen.len() > 30, "sampling is not diverse: {}", seen.len());
         }
+    }
+
+    #[test]
+    fn neighbours_are_valid_distinct_single_changes_in_a_fixed_order() {
+        let a = Arch::from_json(
+            r#"{"edges":[{"from":0,"to":1,"op":"STT"},{"from":1,"to":3,"op":"identity"}]}"#,
+            SpaceKind::Ists,
+        )
+        .unwrap();
+        let n = a.neighbours();
+        assert_eq!(n, a.neighbours(), "deterministic");
+        let hashes: std::collections::HashSet<String> = n.iter().map(|x| x.hash()).collect();
+        assert_eq!(hashes.len(), n.len(), "distinct");
+        assert!(!hashes.contains(&a.hash()));
+        // At most 2 edges x 27 other choices + 4 missing edges x 28 choices (no removal is
+        // valid: the output would be unreachable); designs whose canonical forms coincide
+        // count once.
+        assert!(
+            n.len() > 2 * 27 && n.len() <= 2 * 27 + 4 * 28,
+            "{}",
+            n.len()
+        );
+        assert!(n.iter().all(|x| {
+            let d = x.edges.len() as i64 - a.edges.len() as i64;
+            d.abs() <= 1
+        }));
     }
 }

@@ -61,8 +61,19 @@ impl ChatMessage {
 pub enum Purpose {
     /// A whole architecture, decided step by step (chain of thought).
     Cot,
-    /// The incoming edges of one node, given the partial design (one tree-of-thought step).
-    TotStep { node: usize, partial: Vec<EdgeSpec> },
+    /// `alternatives` distinct decisions for the incoming edges of one node, given the partial
+    /// design (the proposal step of tree-of-thought).
+    TotStep {
+        node: usize,
+        partial: Vec<EdgeSpec>,
+        alternatives: usize,
+    },
+    /// A value for each partial design after deciding `node` (the evaluation step of
+    /// tree-of-thought), in the order given.
+    TotValue {
+        node: usize,
+        partials: Vec<Vec<EdgeSpec>>,
+    },
 }
 
 /// Structured context sent along with a prompt (mirrors what the prompt text says).
@@ -98,10 +109,11 @@ pub struct Usage {
 }
 
 impl std::ops::AddAssign for Usage {
+    // Saturating: counts come from the server, which may report anything.
     fn add_assign(&mut self, o: Usage) {
-        self.prompt_tokens += o.prompt_tokens;
-        self.completion_tokens += o.completion_tokens;
-        self.cached_tokens += o.cached_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(o.cached_tokens);
     }
 }
 
@@ -169,13 +181,40 @@ pub struct RenderCot {
     pub request_id: u64,
 }
 
-/// Ask the PromptActor for one tree-of-thought step prompt.
+/// Ask the PromptActor for one tree-of-thought proposal prompt: `alternatives` distinct
+/// decisions for node `node` given `partial`.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Prompt, String>")]
 pub struct RenderTotStep {
     pub memory: MemoryView,
     pub node: usize,
     pub partial: Vec<EdgeSpec>,
+    pub alternatives: usize,
+    pub request_id: u64,
+    /// Index of the beam entry this expands (decorrelates the requests of one depth).
+    pub branch: usize,
+}
+
+/// One partial design put to the value step, with what is known about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThoughtCase {
+    pub partial: Vec<EdgeSpec>,
+    /// The idea the proposal step gave for its last decision.
+    pub idea: String,
+    /// Evidence from the memory bank: evaluated designs that contain this partial design, with
+    /// their scores (empty when none does).
+    pub evidence: Vec<String>,
+    /// Whether completing it exactly as it stands gives a design already evaluated.
+    pub known_if_complete: bool,
+}
+
+/// Ask the PromptActor for a tree-of-thought value prompt over `cases`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Prompt, String>")]
+pub struct RenderTotValue {
+    pub memory: MemoryView,
+    pub node: usize,
+    pub cases: Vec<ThoughtCase>,
     pub request_id: u64,
     pub branch: usize,
 }
@@ -202,8 +241,15 @@ pub struct ParseArch {
 pub enum Rejection {
     /// Unusable reply: a repair may help.
     Invalid(ParseError),
-    /// A valid design already evaluated or in flight.
-    Duplicate { hash: String },
+    /// A valid design already evaluated or in flight. `nearest` is the first unexplored
+    /// design one change away (JSON), offered in the repair turn.
+    Duplicate {
+        hash: String,
+        summary: String,
+        nearest: Option<String>,
+    },
+    /// A tree-of-thought alternative that repeats an earlier one of the same reply (1-based).
+    Repeated { alternative: usize },
 }
 
 impl Rejection {
@@ -211,24 +257,52 @@ impl Rejection {
         match self {
             Rejection::Invalid(e) => e.kind(),
             Rejection::Duplicate { .. } => "duplicate",
+            Rejection::Repeated { .. } => "repeated_alternative",
         }
     }
     pub fn message(&self) -> String {
         match self {
             Rejection::Invalid(e) => e.to_string(),
-            Rejection::Duplicate { hash } => format!(
-                "this architecture (hash {hash}) was already evaluated; propose a different one"
+            Rejection::Duplicate {
+                hash,
+                summary,
+                nearest,
+            } => {
+                let mut m = format!(
+                    "this architecture ({summary}, hash {hash}) was already evaluated or is being \
+                     evaluated; propose a different one"
+                );
+                if let Some(n) = nearest {
+                    m.push_str(&format!(
+                        ". The nearest unexplored variation (one change away) is {n}; take it, or \
+                         change something else"
+                    ));
+                }
+                m
+            }
+            Rejection::Repeated { alternative } => format!(
+                "alternative {alternative} repeats an earlier alternative; the alternatives must \
+                 differ"
             ),
         }
     }
 }
 
-/// Ask the ParserActor for the edges of one tree-of-thought step.
+/// Ask the ParserActor for the alternatives of one tree-of-thought proposal step: each valid
+/// and distinct alternative becomes a thought, the others are listed as rejections. An error
+/// when no alternative at all could be read.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<Vec<EdgeSpec>, Rejection>")]
+#[rtype(result = "Result<StepThoughts, Rejection>")]
 pub struct ParseStep {
     pub reply: String,
     pub node: usize,
+}
+
+/// What one tree-of-thought proposal reply gave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepThoughts {
+    pub thoughts: Vec<ists::parse::Thought>,
+    pub rejected: Vec<Rejection>,
 }
 
 /// Ask an EvaluatorActor to run the proxy on a candidate.
@@ -262,6 +336,9 @@ pub struct MemoryView {
     pub rendered: String,
     pub count: usize,
     pub best: Vec<MemoryEntry>,
+    /// Every scored entry, best first: the evidence the tree-of-thought value step is given
+    /// and the evaluation times the operator costs are measured from.
+    pub all: Arc<Vec<MemoryEntry>>,
     pub known: KnownSet,
     pub stage: Stage,
 }
@@ -294,6 +371,9 @@ pub enum Event {
         proposal: usize,
         hash: String,
         summary: String,
+        /// The instructor's reasoning for this design, when it wrote any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reasoning: Option<String>,
     },
     Rejected {
         proposal: usize,
@@ -392,6 +472,11 @@ pub struct TrainFinal {
     pub candidate: usize,
     pub arch: Arch,
     pub config: ists::train::TrainConfig,
+    /// The final model's widths (`final.model`, else the evaluator's proxy widths).
+    pub model: Option<ists::model::ModelConfig>,
+    /// The search's cancellation, set by the evaluator pool under the daemon: training stops at
+    /// its next step.
+    pub cancel: Option<crate::eval::cancel::Cancel>,
     /// Save the trained model here (architecture, sizes, safetensors weights).
     pub export: Option<std::path::PathBuf>,
 }
@@ -424,6 +509,12 @@ pub struct CancelSearch {
 pub struct SearchEnded {
     pub id: String,
 }
+
+/// Ask the search manager to cancel the evaluations of every search it runs (the daemon's
+/// shutdown grace is over): they stop at their next training step and are not recorded.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct CancelAll;
 
 /// Ask the search manager to drain every search (in-flight evaluations finish and are recorded;
 /// the searches stay unfinished and resume at the next start) and reply when all have stopped.

@@ -105,14 +105,16 @@ async fn every_fault_is_survived_and_counted_by_kind() {
         Act::Content(r#"Let me think. {"edges": [{"from": 0, "to": 1, "op": "STT""#.into()),
         Act::Content(huge),
         Act::Content(format!("Here it is:\n```json\n{A}\n```\nGood luck.")),
-        // Proposal 1: unknown operator, cycle, then a duplicate: repairs exhausted -> fallback.
+        // Proposal 1: unknown operator, cycle, then an empty design: repairs exhausted ->
+        // fallback.
         Act::Content(r#"{"edges":[{"from":0,"to":3,"op":"lstm"}]}"#.into()),
         Act::Content(
             r#"{"edges":[{"from":1,"to":2,"op":"STT"},{"from":2,"to":1,"op":"STT"},{"from":0,"to":3,"op":"STT"}]}"#
                 .into(),
         ),
+        Act::Content(r#"{"edges":[]}"#.into()),
+        // Proposal 2: a duplicate (its own repair turns), then prose around the JSON.
         Act::Content(format!("Same again: {A}")),
-        // Proposal 2: prose around the JSON.
         Act::Content(format!("Step 1: node 2 from 0.\nFinal: {B}\nThanks.")),
         // Proposal 3: the model echoes instruction text; only the JSON counts.
         Act::Content(format!("{INJECTION}. {C}")),
@@ -175,37 +177,46 @@ async fn every_fault_is_survived_and_counted_by_kind() {
             ("too_long", 1),
             ("unknown_operator", 1),
             ("cycle", 1),
+            ("invalid_architecture", 1),
             ("duplicate", 1)
         ])
     );
     assert!(summary.llm_errors.is_empty(), "{:?}", summary.llm_errors);
     assert_eq!(summary.fallbacks, 1);
     assert_eq!(summary.failed_proposals, 0);
-    // 12 HTTP requests; the 4 retried attempts are inside one request each.
+    // 13 HTTP requests; the 4 retried attempts are inside one request each.
     let seen = mock.seen.lock().unwrap();
-    assert_eq!(seen.len(), 12);
-    assert_eq!(summary.requests, 8);
-    assert_eq!(summary.replies, 8);
+    assert_eq!(seen.len(), 13);
+    assert_eq!(summary.requests, 9);
+    assert_eq!(summary.replies, 9);
     // Retry-After: 1 was honoured (backoff alone would wait at most 0.2 s).
     let gap = seen[1].0 - seen[0].0;
     assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
-    // Every request asked for the strict schema of a whole architecture.
+    // Every request asked for the strict schema of a whole architecture, reasoning first.
     for (_, body) in seen.iter() {
         assert_eq!(body["response_format"]["type"], "json_schema");
         assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+        let step = &body["response_format"]["json_schema"]["schema"]["properties"]["steps"]
+            ["prefixItems"][0]["properties"];
+        let keys: Vec<&String> = step.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["node", "reasoning", "edges"],
+            "the order the grammar emits"
+        );
     }
-    // Tokens: 8 replies of 100 + 20 (40 cached), per candidate and priced.
-    assert_eq!(summary.usage.prompt_tokens, 800);
-    assert_eq!(summary.usage.cached_tokens, 320);
+    // Tokens: 9 replies of 100 + 20 (40 cached), per candidate and priced.
+    assert_eq!(summary.usage.prompt_tokens, 900);
+    assert_eq!(summary.usage.cached_tokens, 360);
     let per: u64 = summary
         .candidate_usage
         .values()
         .map(|u| u.prompt_tokens)
         .sum();
-    assert_eq!(per, 800, "{:?}", summary.candidate_usage);
+    assert_eq!(per, 900, "{:?}", summary.candidate_usage);
     assert_eq!(summary.candidate_usage.len(), 4);
     let cost = summary.cost_usd.unwrap();
-    let expected = (480.0 * 1.0 + 320.0 * 0.5 + 160.0 * 2.0) / 1e6;
+    let expected = (540.0 * 1.0 + 360.0 * 0.5 + 180.0 * 2.0) / 1e6;
     assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
     // The dataset name appears only JSON-escaped inside a <data> span, its </data> removed.
     let user = seen[0].1["messages"][1]["content"]

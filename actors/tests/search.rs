@@ -90,15 +90,29 @@ async fn chat(state: web::Data<Arc<Mock>>, body: web::Json<serde_json::Value>) -
         Some(c) => c,
         None if state.tot => {
             let prompt = body["messages"].to_string();
-            let node = (1..=3)
-                .find(|k| prompt.contains(&format!("incoming edges of node {k}")))
-                .unwrap_or(3);
-            let order = ["STT", "TTS", "STP"][n % 3];
-            let spatial = ["mix_gc", "dgcn", "s_trans"][(n / 3) % 3];
-            format!(
-                "```json\n{{\"edges\":[{{\"from\":{},\"to\":{node},\"op\":\"{order}\",\"spatial\":\"{spatial}\"}}]}}\n```",
-                node - 1
-            )
+            if prompt.contains("## Evaluate partial designs") {
+                let n = prompt.matches("  idea: ").count().max(1);
+                let values: Vec<serde_json::Value> = (0..n)
+                    .map(|i| serde_json::json!({"candidate": i, "reasoning": "r", "value": 1 + i % 10}))
+                    .collect();
+                serde_json::json!({ "values": values }).to_string()
+            } else {
+                let node = (1..=3)
+                    .find(|k| prompt.contains(&format!("alternatives for node {k}")))
+                    .unwrap_or(3);
+                let alts: Vec<serde_json::Value> = (0..3)
+                    .map(|b| {
+                        let order = ["STT", "TTS", "STP"][(n + b) % 3];
+                        let spatial = ["mix_gc", "dgcn", "s_trans"][(n / 3 + b) % 3];
+                        serde_json::json!({"idea": "i", "edges": [
+                            {"from": node - 1, "to": node, "op": order, "spatial": spatial}]})
+                    })
+                    .collect();
+                format!(
+                    "```json\n{}\n```",
+                    serde_json::json!({ "alternatives": alts })
+                )
+            }
         }
         None => "no more script".into(),
     };
@@ -204,8 +218,9 @@ async fn tree_of_thought_branches_run_concurrently() {
     };
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 2);
-    // Depth 1: 3 branches; depths 2 and 3: beam 2 x 3 branches.
-    assert_eq!(summary.requests, 3 + 6 + 6);
+    // Depth 1: one expansion; depths 2 and 3: the beam's 2; each a propose and a value request.
+    assert_eq!(summary.requests, 2 * (1 + 2 + 2));
+    assert_eq!(summary.value_requests, 5);
     let overlap = mock.max_in_flight.load(Ordering::SeqCst);
     assert!(
         overlap >= 2,

@@ -29,6 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
+/// The most tokens one reply is counted for, whatever the server reports.
+const MAX_REPLY_TOKENS: u64 = 1 << 32;
+
 /// Response bodies larger than this are refused while reading (a runaway or hostile server).
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -88,9 +91,16 @@ fn response_format(level: u8, space: SpaceKind, purpose: &Purpose) -> Option<Val
     match level {
         SCHEMA => {
             let (name, schema) = match purpose {
-                Purpose::Cot => ("architecture", ists::schema::arch_schema(space)),
-                Purpose::TotStep { node, .. } => {
-                    ("step_edges", ists::schema::step_schema(space, *node))
+                // Reasoning fields before each decision: the thought is written, then the edges.
+                Purpose::Cot => ("architecture_steps", ists::schema::cot_schema(space)),
+                Purpose::TotStep {
+                    node, alternatives, ..
+                } => (
+                    "step_alternatives",
+                    ists::schema::alternatives_schema(space, *node, (*alternatives).max(1)),
+                ),
+                Purpose::TotValue { partials, .. } => {
+                    ("partial_values", ists::schema::value_schema(partials.len()))
                 }
             };
             Some(json!({"type": "json_schema",
@@ -99,6 +109,19 @@ fn response_format(level: u8, space: SpaceKind, purpose: &Purpose) -> Option<Val
         OBJECT => Some(json!({"type": "json_object"})),
         _ => None,
     }
+}
+
+/// The settings of one request: sibling requests (other beam entries of a tree-of-thought
+/// depth) sample a little hotter, repairs too, and a configured seed is offset by the request id,
+/// so that identical prompts do not collapse into one answer.
+fn per_request(s: &LlmSettings, hints: &crate::messages::Hints) -> LlmSettings {
+    let mut s = s.clone();
+    let bump = 0.1 * hints.branch.min(5) as f32 + if hints.repair.is_some() { 0.4 } else { 0.0 };
+    if bump > 0.0 {
+        s.temperature = (s.temperature + bump).min(1.5);
+    }
+    s.seed = s.seed.map(|x| x.wrapping_add(hints.request_id));
+    s
 }
 
 /// What one attempt ended with.
@@ -169,8 +192,8 @@ fn parse_completion(body: &[u8]) -> Result<(String, Usage), LlmError> {
         let usage = r
             .usage
             .map(|u| Usage {
-                prompt_tokens: u.prompt_tokens as u64,
-                completion_tokens: u.completion_tokens as u64,
+                prompt_tokens: u64::from(u.prompt_tokens).min(MAX_REPLY_TOKENS),
+                completion_tokens: u64::from(u.completion_tokens).min(MAX_REPLY_TOKENS),
                 cached_tokens: u
                     .prompt_tokens_details
                     .and_then(|d| d.cached_tokens)
@@ -190,7 +213,9 @@ fn parse_completion(body: &[u8]) -> Result<(String, Usage), LlmError> {
         .ok_or(LlmError::NoContent)?
         .to_string();
     let u = &v["usage"];
-    let n = |x: &Value| x.as_u64().unwrap_or(0);
+    // A count above 2^32 is no real reply's: capped, so a hostile server cannot make the
+    // totals (sums over a whole search, in u64 and SQLite's i64) wrap.
+    let n = |x: &Value| x.as_u64().unwrap_or(0).min(MAX_REPLY_TOKENS);
     let usage = Usage {
         prompt_tokens: n(&u["prompt_tokens"]),
         completion_tokens: n(&u["completion_tokens"]),
@@ -345,7 +370,7 @@ impl Handler<Complete> for LlmActor {
     type Result = ResponseFuture<Result<Reply, LlmError>>;
     fn handle(&mut self, msg: Complete, _: &mut Context<Self>) -> Self::Result {
         let http = self.http.clone();
-        let s = self.settings.clone();
+        let s = per_request(&self.settings, &msg.0.hints);
         let key = self.key.clone();
         let permits = self.permits.clone();
         let level = self.level.clone();
@@ -434,6 +459,31 @@ mod tests {
             let d9 = backoff(&s, 9, None).as_secs_f64();
             assert!((2.5..=5.0).contains(&d9), "{d9}");
         }
+    }
+
+    /// A hostile server reports counts near u64::MAX: each reply is capped and the sums of a
+    /// long search saturate instead of wrapping to small numbers.
+    #[test]
+    fn hostile_token_counts_are_capped_and_never_wrap() {
+        let body = br#"{"choices":[{"message":{"content":"{}"}}],
+            "usage":{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551614}}"#;
+        let (_, u) = parse_completion(body).unwrap();
+        assert_eq!(u.prompt_tokens, MAX_REPLY_TOKENS);
+        let mut total = Usage::default();
+        for _ in 0..10 {
+            total += u;
+        }
+        assert_eq!(total.prompt_tokens, 10 * MAX_REPLY_TOKENS);
+        let mut big = Usage {
+            prompt_tokens: u64::MAX - 1,
+            completion_tokens: u64::MAX,
+            cached_tokens: 0,
+        };
+        big += u;
+        assert_eq!(
+            (big.prompt_tokens, big.completion_tokens),
+            (u64::MAX, u64::MAX)
+        );
     }
 
     #[test]

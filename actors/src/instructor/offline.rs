@@ -5,7 +5,7 @@
 
 use crate::messages::{Complete, Hints, LlmError, Purpose, Reply, Usage};
 use actix::prelude::*;
-use ists::memory::Stage;
+use ists::memory::{heuristic_value, Stage};
 use ists::space::{Arch, EdgeSpec, SpaceKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -137,10 +137,47 @@ impl Handler<Complete> for OfflineInstructor {
                 ));
                 format!("{}\n```json\n{}\n```", lines.join("\n"), arch.to_json())
             }
-            Purpose::TotStep { node, .. } => {
-                let edges = self.step(h, *node, &mut rng);
-                let json = serde_json::json!({ "edges": edges });
+            Purpose::TotStep {
+                node, alternatives, ..
+            } => {
+                // Distinct alternatives, as the prompt asks: draw until k differ (bounded).
+                let mut alts: Vec<Vec<EdgeSpec>> = Vec::new();
+                for _ in 0..(*alternatives).max(1) * 8 {
+                    if alts.len() >= (*alternatives).max(1) {
+                        break;
+                    }
+                    let edges = self.step(h, *node, &mut rng);
+                    if !alts.contains(&edges) {
+                        alts.push(edges);
+                    }
+                }
+                let idea = match h.stage {
+                    Stage::Exploration => "a combination sampled for diversity",
+                    Stage::Optimization => "a variation of one of the best designs",
+                };
+                let items: Vec<serde_json::Value> = alts
+                    .into_iter()
+                    .map(|edges| serde_json::json!({ "idea": idea, "edges": edges }))
+                    .collect();
+                let json = serde_json::json!({ "alternatives": items });
                 format!("Node {node}:\n```json\n{json}\n```")
+            }
+            Purpose::TotValue { node, partials } => {
+                // The seeded instructor's "judgement" is the memory heuristic, mapped to 1-10.
+                let best: Vec<&ists::space::ArchSpec> = h.best.iter().collect();
+                let values: Vec<serde_json::Value> = partials
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let v = heuristic_value(p, *node, &best, h.stage).clamp(0.0, 1.0);
+                        serde_json::json!({
+                            "candidate": i,
+                            "reasoning": format!("{} heuristic", h.stage),
+                            "value": 1 + (v * 9.0).round() as i64,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "values": values }).to_string()
             }
         };
         Ok(Reply {

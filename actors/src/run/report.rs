@@ -1,7 +1,9 @@
 //! `ists report RUN_DIR`: a Markdown report with PNG plots of a finished (or running) search:
 //! the search curve with the stages marked, every candidate's proxy score, operator and cell
 //! order frequencies per stage, forecast vs ground truth for a few sensors, and the metrics
-//! table of the final model next to the classical baselines on the same test split.
+//! table of the final model next to the classical baselines on the same test split. A run on
+//! T-GCN's Los-loop preset also gets the protocol table in T-GCN's layout
+//! ([`ists::protocol`]) with forecasts plotted at each of its horizons (black truth, red forecast).
 
 use crate::run::summary::Summary;
 use crate::search::memory::read_journal;
@@ -100,6 +102,7 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
     let lv = score(&prepared, &test, &last_value(&prepared, &test))?;
     let model_dir = run.join("model");
     let mut model_metrics: Option<MetricsTable> = None;
+    let mut run_forecast: Option<(tch::Tensor, tch::Tensor)> = None;
     if model_dir.join("weights.safetensors").exists() {
         tch::set_num_threads(settings.evaluators.threads.max(1));
         let data = ists::train::TrainData::new(&prepared, tch::Device::Cpu)?;
@@ -108,7 +111,10 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
         let (pred, y) = trained.predict(&data, &idx, 128)?;
         model_metrics = Some(MetricsTable::compute(&pred, &y, data.null)?);
         plots.push(forecast(run, &pred, &y)?);
+        run_forecast = Some((pred, y));
     }
+    let protocol_md =
+        protocol_section(run, &settings, &prepared, run_forecast.as_ref(), &mut plots)?;
 
     let mut md = String::new();
     let _ = writeln!(md, "# Search report: {}\n", run.display());
@@ -136,6 +142,36 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
                 md,
                 "Best candidate {} (proxy MAE {:.4} at rung {}): `{arch}`\n",
                 b.candidate, b.score, b.rung
+            );
+        }
+        if s.reasoning_chars > 0 || s.value_requests > 0 {
+            let _ = writeln!(
+                md,
+                "Instructor: {} of {} replies usable, {} duplicates adjusted to the nearest unexplored design; reasoning {} characters (about {} tokens) written before decisions; tree-of-thought thoughts {}, value requests {} ({} valued by the heuristic instead).\n",
+                s.usable_replies, s.replies, s.adjusted, s.reasoning_chars, s.reasoning_tokens_est, s.thoughts, s.value_requests, s.value_fallbacks
+            );
+        }
+    }
+    // Why the instructor chose the best designs, in its own words (from the journal).
+    let mut reasoned: Vec<&MemoryEntry> = entries
+        .iter()
+        .filter(|e| e.reasoning.is_some() && score_of(e).is_some())
+        .collect();
+    reasoned.sort_by(|a, b| {
+        score_of(a)
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&score_of(b).unwrap_or(f64::INFINITY))
+    });
+    if !reasoned.is_empty() {
+        let _ = writeln!(md, "## The instructor's reasoning for the best designs\n");
+        for e in reasoned.iter().take(3) {
+            let why = e.reasoning.as_deref().unwrap_or_default();
+            let quoted: String = why.lines().map(|l| format!("> {l}\n")).collect();
+            let _ = writeln!(
+                md,
+                "Candidate {} (proxy MAE {:.4}):\n\n{quoted}",
+                e.id,
+                score_of(e).unwrap_or(f64::NAN)
             );
         }
     }
@@ -187,12 +223,172 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
             "\n## Forecast vs ground truth\n\n![forecast](forecast.png)"
         );
     }
+    if let Some(p) = protocol_md {
+        md.push_str(&p);
+    }
     let path = run.join("report.md");
     std::fs::write(&path, md).map_err(|e| file_err(&path, e))?;
     Ok(Report {
         markdown: path,
         plots,
     })
+}
+
+/// The T-GCN protocol section, when the run used T-GCN's Los-loop preset or its directory holds
+/// a protocol results file (`protocol.jsonl`): the protocol's rows (that file, else
+/// [`ists::protocol::TGCN_RESULTS`] for the preset), the quoted published values, the classical
+/// baselines and the run's own final model, in T-GCN's layout, with its forecasts at each
+/// horizon plotted against the truth.
+fn protocol_section(
+    run: &Path,
+    settings: &Settings,
+    prepared: &ists::data::Prepared,
+    forecast: Option<&(tch::Tensor, tch::Tensor)>,
+    plots: &mut Vec<PathBuf>,
+) -> Result<Option<String>, ReportError> {
+    use ists::protocol::{
+        is_tgcn_los_loop, measured_rows, published_rows, render, test_table, ProtocolResults,
+        TGCN_RESULTS,
+    };
+    let in_run = run.join("protocol.jsonl");
+    let preset = is_tgcn_los_loop(&settings.data.source, &settings.data.prepare);
+    let file = if in_run.exists() {
+        Some(in_run)
+    } else if preset && Path::new(TGCN_RESULTS).exists() {
+        Some(PathBuf::from(TGCN_RESULTS))
+    } else {
+        None
+    };
+    if !preset && file.is_none() {
+        return Ok(None);
+    }
+    let mut rows = match &file {
+        Some(f) => ProtocolResults::open(f)?.rows().to_vec(),
+        None => Vec::new(),
+    };
+    for q in published_rows() {
+        if !rows
+            .iter()
+            .any(|r| r.model == q.model && r.source == q.source)
+        {
+            rows.push(q);
+        }
+    }
+    // Cheap rows are measured here when the file lacks them, so the section stands alone.
+    let test = prepared.splits.test.clone();
+    for (name, f) in [
+        ("last value", last_value as fn(_, _) -> _),
+        ("historical average", historical_average),
+    ] {
+        if !rows.iter().any(|r| r.model == name && r.is_measured()) {
+            rows.extend(measured_rows(
+                name,
+                0,
+                &test_table(prepared, &f(prepared, &test), 5)?,
+            ));
+        }
+    }
+    let mut md = String::from("\n## T-GCN protocol (Los-loop)\n\n");
+    if let Some(f) = &file {
+        let _ = writeln!(
+            md,
+            "Rows from `{}` plus this run's final model.\n",
+            f.display()
+        );
+    }
+    if let Some((pred, y)) = forecast {
+        let flat = pred
+            .f_flatten(0, -1)
+            .and_then(|t| t.f_to_kind(tch::Kind::Float))?;
+        let values = Vec::<f32>::try_from(flat)?;
+        rows.extend(measured_rows(
+            "searched (this run)",
+            0,
+            &test_table(prepared, &values, 5)?,
+        ));
+        plots.push(protocol_forecast(run, pred, y)?);
+    }
+    md.push_str(&render(&rows));
+    if forecast.is_some() {
+        let _ = writeln!(
+            md,
+            "\nThis run's forecasts 15, 30, 45 and 60 minutes ahead against the truth, first day of the test split:\n\n![protocol forecast](protocol_forecast.png)"
+        );
+    }
+    Ok(Some(md))
+}
+
+/// Forecasts at 3, 6, 9 and 12 steps ahead (columns) against the truth for three sensors
+/// (rows) over the first day of the test split.
+fn protocol_forecast(
+    run: &Path,
+    pred: &tch::Tensor,
+    y: &tch::Tensor,
+) -> Result<PathBuf, ReportError> {
+    let name = "protocol_forecast.png";
+    let path = run.join(name);
+    let s = pred.size(); // [S, H, N]
+    let (samples, horizon, nodes) = (s[0], s[1], s[2]);
+    let len = samples.min(288);
+    let sensors: Vec<i64> = [0, nodes / 3, 2 * nodes / 3]
+        .into_iter()
+        .filter(|&k| k < nodes)
+        .collect();
+    let steps: Vec<i64> = ists::metrics::TGCN_HORIZONS
+        .iter()
+        .map(|&h| h as i64)
+        .filter(|&h| h <= horizon)
+        .collect();
+    if sensors.is_empty() || steps.is_empty() {
+        return Err(plot_err(name, "no sensor or horizon to plot"));
+    }
+    let series = |t: &tch::Tensor, h: i64, k: i64| -> Result<Vec<f64>, ReportError> {
+        let v = t
+            .f_select(1, h - 1)
+            .and_then(|x| x.f_select(1, k))
+            .and_then(|x| x.f_narrow(0, 0, len))
+            .and_then(|x| x.f_to_kind(tch::Kind::Double))
+            .map_err(|e| plot_err(name, e))?;
+        Vec::<f64>::try_from(v).map_err(|e| plot_err(name, e))
+    };
+    let root = BitMapBackend::new(
+        &path,
+        (420 * steps.len() as u32, 240 * sensors.len() as u32),
+    )
+    .into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(name, e))?;
+    let panels = root.split_evenly((sensors.len(), steps.len()));
+    let cells = sensors
+        .iter()
+        .flat_map(|&k| steps.iter().map(move |&h| (k, h)));
+    for (panel, (k, h)) in panels.iter().zip(cells) {
+        let (p, t) = (series(pred, h, k)?, series(y, h, k)?);
+        let (lo, hi) = y_range(p.iter().chain(t.iter()).cloned());
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                format!("sensor {k}, {} min ahead", h * 5),
+                ("sans-serif", 16),
+            )
+            .margin(6)
+            .x_label_area_size(24)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0f64..len as f64, lo..hi)
+            .map_err(|e| plot_err(name, e))?;
+        chart
+            .configure_mesh()
+            .draw()
+            .map_err(|e| plot_err(name, e))?;
+        for (values, colour) in [(&t, BLACK), (&p, RED)] {
+            chart
+                .draw_series(LineSeries::new(
+                    values.iter().enumerate().map(|(i, v)| (i as f64, *v)),
+                    colour,
+                ))
+                .map_err(|e| plot_err(name, e))?;
+        }
+    }
+    root.present().map_err(|e| plot_err(name, e))?;
+    Ok(run.join(name))
 }
 
 fn score_of(e: &MemoryEntry) -> Option<f64> {

@@ -99,6 +99,30 @@ pub struct Summary {
     pub repairs: usize,
     /// Proposals abandoned after the repair budget or an LLM error.
     pub failed_proposals: usize,
+    /// Tree-of-thought: distinct valid alternatives the proposal steps gave (thoughts).
+    #[serde(default)]
+    pub thoughts: usize,
+    /// Tree-of-thought value requests, and those whose reply was unusable so that the memory
+    /// heuristic valued the thoughts instead.
+    #[serde(default)]
+    pub value_requests: usize,
+    #[serde(default)]
+    pub value_fallbacks: usize,
+    /// Characters of reasoning the instructor wrote before its decisions (CoT steps, ToT ideas
+    /// and value reasons), and the same in tokens at 3 characters a token (an estimate; the
+    /// exact completion tokens are in `usage`).
+    #[serde(default)]
+    pub reasoning_chars: usize,
+    #[serde(default)]
+    pub reasoning_tokens_est: usize,
+    /// Replies that gave something usable (an accepted design, at least one valid thought, or
+    /// values): over `requests`, the share of requests not wasted.
+    #[serde(default)]
+    pub usable_replies: usize,
+    /// Chain-of-thought duplicates the model repeated through its repair turns, replaced by the
+    /// nearest unexplored design (one change away) instead of being thrown away.
+    #[serde(default)]
+    pub adjusted: usize,
     /// Requests that failed after their retries, by kind (`llm_timeout`, `llm_rate_limited`...).
     pub llm_errors: BTreeMap<String, usize>,
     /// Faults survived by retrying or downgrading the response format, by kind (requests that

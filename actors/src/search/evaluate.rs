@@ -18,6 +18,8 @@ pub(super) struct Job {
     pub(super) rung: usize,
     /// Proxy steps of a promotion (None = the configured proxy).
     pub(super) steps: Option<usize>,
+    /// The instructor's reasoning for the design (first evaluation only).
+    pub(super) reasoning: Option<String>,
 }
 
 /// Evaluates a candidate (one retry on a restarted evaluator after a fault) and records it.
@@ -31,6 +33,7 @@ pub(super) async fn evaluate(
         stage,
         rung,
         steps,
+        reasoning,
     } = job;
     let msg = Evaluate {
         candidate,
@@ -56,6 +59,9 @@ pub(super) async fn evaluate(
             seconds: r.seconds,
             rung,
             steps: r.steps,
+            first_loss: Some(r.first_loss),
+            last_loss: Some(r.last_loss),
+            reasoning,
         },
         EvalOutcome::Failed { kind, message } => MemoryEntry {
             id: candidate,
@@ -68,6 +74,9 @@ pub(super) async fn evaluate(
             seconds: 0.0,
             rung,
             steps: 0,
+            first_loss: None,
+            last_loss: None,
+            reasoning,
         },
     };
     match w.record.send(Record(entry.clone())).await {
@@ -105,6 +114,8 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                     seed,
                     ..s.final_train.train.clone()
                 },
+                model: s.final_train.model.clone(),
+                cancel: None,
                 // Each model is kept until the choice; the chosen one becomes RUN_DIR/model.
                 export: Some(if single {
                     w.run.path.join("model")

@@ -10,6 +10,7 @@ use ists::memory::{MemoryBank, MemoryEntry, Stage};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct MemoryActor {
     bank: MemoryBank,
@@ -35,13 +36,9 @@ impl MemoryActor {
         stage: Stage,
     ) -> Result<(MemoryActor, Vec<MemoryEntry>), String> {
         let entries = read_journal(path)?;
-        // Rewrite without a truncated tail so appends start on a clean line.
-        let mut clean = String::new();
-        for e in &entries {
-            clean.push_str(&serde_json::to_string(e).map_err(|e| e.to_string())?);
-            clean.push('\n');
-        }
-        std::fs::write(path, clean).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Rewrite without a truncated tail so appends start on a clean line; atomically (temp
+        // file, fsync, rename, fsync of the directory), so a kill here loses nothing.
+        ists::jsonl::rewrite(path, &entries)?;
         let journal = OpenOptions::new()
             .append(true)
             .open(path)
@@ -77,6 +74,7 @@ impl Handler<GetMemory> for MemoryActor {
             rendered: self.bank.render(s.top, s.recent, s.token_budget),
             count: self.bank.len(),
             best: self.bank.best(s.top.max(5)).into_iter().cloned().collect(),
+            all: Arc::new(self.bank.best(usize::MAX).into_iter().cloned().collect()),
             known: self.known.clone(),
             stage: self.stage,
         })

@@ -3,10 +3,10 @@
 //! reserves the hash in the shared known set atomically, so two concurrent proposals of the
 //! same design cannot both pass.
 
-use crate::messages::{Known, KnownSet, ParseArch, ParseStep, Rejection};
+use crate::messages::{Known, KnownSet, ParseArch, ParseStep, Rejection, StepThoughts};
 use actix::prelude::*;
 use dashmap::mapref::entry::Entry;
-use ists::parse::{parse_edges, parse_reply, ParseError};
+use ists::parse::{parse_alternatives, parse_reply, ParseError};
 use ists::space::{Arch, ArchError, EdgeSpec, SpaceKind};
 
 pub struct ParserActor {
@@ -24,44 +24,35 @@ impl Actor for ParserActor {
     type Context = Context<Self>;
 }
 
-impl Handler<ParseArch> for ParserActor {
-    type Result = Result<Arch, Rejection>;
-    fn handle(&mut self, msg: ParseArch, _: &mut Context<Self>) -> Self::Result {
-        let arch = parse_reply(&msg.reply, self.space)
-            .map_err(Rejection::Invalid)?
-            .canonical();
-        let hash = arch.hash();
-        match self.known.entry(hash.clone()) {
-            Entry::Occupied(_) => Err(Rejection::Duplicate { hash }),
-            Entry::Vacant(v) => {
-                v.insert(Known::InFlight);
-                Ok(arch)
-            }
-        }
+impl ParserActor {
+    /// The first design one change away from `arch` that nobody has evaluated or reserved, as
+    /// JSON: the concrete way out a duplicate's repair turn offers.
+    fn nearest_unexplored(&self, arch: &Arch) -> Option<String> {
+        arch.neighbours()
+            .into_iter()
+            .find(|n| !self.known.contains_key(&n.hash()))
+            .map(|n| n.to_json())
     }
-}
 
-impl Handler<ParseStep> for ParserActor {
-    type Result = Result<Vec<EdgeSpec>, Rejection>;
-    fn handle(&mut self, msg: ParseStep, _: &mut Context<Self>) -> Self::Result {
-        let edges = parse_edges(&msg.reply).map_err(Rejection::Invalid)?;
+    /// Validates the incoming edges of `node` one step decides, independently of later steps.
+    fn check_step(&self, edges: &[EdgeSpec], node: usize) -> Result<(), Rejection> {
         if edges.is_empty() {
             return Err(Rejection::Invalid(ParseError::Arch(ArchError::Empty)));
         }
         for (i, e) in edges.iter().enumerate() {
-            if e.to != msg.node as i64 {
+            if e.to != node as i64 {
                 return Err(Rejection::Invalid(ParseError::Json(format!(
-                    "edges[{i}].to: this step decides node {} only, got {}",
-                    msg.node, e.to
+                    "edges[{i}].to: this step decides node {node} only, got {}",
+                    e.to
                 ))));
             }
         }
         // Validate the operators and sources by checking a one-node design: node `node`
         // connected to the output keeps the check independent of later decisions.
-        let mut probe = edges.clone();
-        if msg.node != 3 {
+        let mut probe = edges.to_vec();
+        if node != 3 {
             probe.push(EdgeSpec {
-                from: msg.node as i64,
+                from: node as i64,
                 to: 3,
                 op: "identity".into(),
                 spatial: None,
@@ -75,8 +66,85 @@ impl Handler<ParseStep> for ParserActor {
         };
         match Arch::from_spec(&spec, self.space) {
             // Reachability is judged on the whole design later, not on one step.
-            Ok(_) | Err(ArchError::OutputUnreachable { .. }) => Ok(edges),
+            Ok(_) | Err(ArchError::OutputUnreachable { .. }) => Ok(()),
             Err(e) => Err(Rejection::Invalid(ParseError::Arch(e))),
         }
     }
+}
+
+impl Handler<ParseArch> for ParserActor {
+    type Result = Result<Arch, Rejection>;
+    fn handle(&mut self, msg: ParseArch, _: &mut Context<Self>) -> Self::Result {
+        let arch = parse_reply(&msg.reply, self.space)
+            .map_err(Rejection::Invalid)?
+            .canonical();
+        let hash = arch.hash();
+        if self.known.contains_key(&hash) {
+            return Err(Rejection::Duplicate {
+                hash,
+                summary: arch.summary(),
+                nearest: self.nearest_unexplored(&arch),
+            });
+        }
+        match self.known.entry(hash.clone()) {
+            Entry::Occupied(_) => Err(Rejection::Duplicate {
+                hash,
+                summary: arch.summary(),
+                nearest: None,
+            }),
+            Entry::Vacant(v) => {
+                v.insert(Known::InFlight);
+                Ok(arch)
+            }
+        }
+    }
+}
+
+impl Handler<ParseStep> for ParserActor {
+    type Result = Result<StepThoughts, Rejection>;
+    fn handle(&mut self, msg: ParseStep, _: &mut Context<Self>) -> Self::Result {
+        let alternatives = parse_alternatives(&msg.reply).map_err(Rejection::Invalid)?;
+        let mut out = StepThoughts::default();
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in alternatives.into_iter().enumerate() {
+            if let Err(r) = self.check_step(&t.edges, msg.node) {
+                out.rejected.push(match r {
+                    Rejection::Invalid(e) => {
+                        Rejection::Invalid(ParseError::Json(format!("alternative {}: {e}", i + 1)))
+                    }
+                    other => other,
+                });
+                continue;
+            }
+            // Siblings that decide the same edges are one thought, not two.
+            let mut key: Vec<String> = t.edges.iter().map(edge_key).collect();
+            key.sort();
+            if seen.insert(key) {
+                out.thoughts.push(t);
+            } else {
+                out.rejected
+                    .push(Rejection::Repeated { alternative: i + 1 });
+            }
+        }
+        if out.thoughts.is_empty() {
+            return Err(out
+                .rejected
+                .into_iter()
+                .next()
+                .unwrap_or(Rejection::Invalid(ParseError::Arch(ArchError::Empty))));
+        }
+        Ok(out)
+    }
+}
+
+/// A stable text key of an edge, for comparing decisions.
+pub fn edge_key(e: &EdgeSpec) -> String {
+    format!(
+        "{}>{}:{}:{}:{}",
+        e.from,
+        e.to,
+        e.op,
+        e.spatial.as_deref().unwrap_or(""),
+        e.temporal.as_deref().unwrap_or("")
+    )
 }

@@ -3,8 +3,8 @@
 //! bus, so the stage switch reaches it as an event like any other subscriber.
 
 use crate::messages::{
-    ChatMessage, Event, EventMsg, Hints, Prompt, Purpose, RenderCot, RenderRepair, RenderTotStep,
-    Role,
+    ChatMessage, Event, EventMsg, Hints, MemoryView, Prompt, Purpose, RenderCot, RenderRepair,
+    RenderTotStep, RenderTotValue, Role,
 };
 use actix::prelude::*;
 use ists::memory::Stage;
@@ -53,9 +53,31 @@ impl PromptActor {
         } else {
             memory.rendered.clone()
         };
+        // Say honestly how much of the memory the section shows, and which part.
+        let best = memory
+            .rendered
+            .lines()
+            .filter(|l| l.starts_with("best#"))
+            .count();
+        let recent = memory
+            .rendered
+            .lines()
+            .filter(|l| l.starts_with("recent("))
+            .count();
+        let which = match (best, recent) {
+            (0, 0) => "none".to_string(),
+            (b, 0) => format!("the best {b}"),
+            (b, r) => format!("the best {b}, then the {r} most recent not among them"),
+        };
         let mem = t.render(
             "memory",
-            &[("count", &memory.count.to_string()), ("memory", &rendered)],
+            &[
+                ("count", &memory.count.to_string()),
+                ("shown", &(best + recent).to_string()),
+                ("which", &which),
+                ("memory", &rendered),
+                ("costs", &op_costs(memory)),
+            ],
         )?;
         Ok(vec![
             ("background".into(), background(t, &self.task)?),
@@ -137,6 +159,53 @@ impl PromptActor {
     }
 }
 
+/// Mean evaluation seconds of the proxy-rung designs using each operator, relative to the mean
+/// of all of them: the cost the evaluator measured, which a parameter count alone does not show.
+pub fn op_costs(memory: &MemoryView) -> String {
+    let rung0: Vec<&ists::memory::MemoryEntry> = memory
+        .all
+        .iter()
+        .filter(|e| e.rung == 0 && e.score.is_some() && e.seconds > 0.0)
+        .collect();
+    if rung0.is_empty() {
+        return "(nothing measured yet)".into();
+    }
+    let mean_all = rung0.iter().map(|e| e.seconds).sum::<f64>() / rung0.len() as f64;
+    let mut uses: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for e in &rung0 {
+        let mut names = std::collections::BTreeSet::new();
+        for edge in &e.arch.edges {
+            names.insert(edge.op.clone());
+            names.extend(edge.spatial.clone());
+            names.extend(edge.temporal.clone());
+        }
+        for n in names {
+            let u = uses.entry(n).or_default();
+            u.0 += e.seconds;
+            u.1 += 1;
+        }
+    }
+    uses.iter()
+        .map(|(name, (secs, n))| {
+            let mean = secs / *n as f64;
+            format!(
+                "- {name}: {:.2}x ({mean:.1} s, {n} designs)",
+                mean / mean_all
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The partial design as the prompts show it.
+fn partial_text(partial: &[ists::space::EdgeSpec]) -> Result<String, String> {
+    if partial.is_empty() {
+        Ok("(no edges yet)".to_string())
+    } else {
+        serde_json::to_string(partial).map_err(|e| e.to_string())
+    }
+}
+
 impl Actor for PromptActor {
     type Context = Context<Self>;
 }
@@ -152,11 +221,7 @@ impl Handler<RenderCot> for PromptActor {
 impl Handler<RenderTotStep> for PromptActor {
     type Result = Result<Prompt, String>;
     fn handle(&mut self, msg: RenderTotStep, _: &mut Context<Self>) -> Self::Result {
-        let partial = if msg.partial.is_empty() {
-            "(no edges yet)".to_string()
-        } else {
-            serde_json::to_string(&msg.partial).map_err(|e| e.to_string())?
-        };
+        let partial = partial_text(&msg.partial)?;
         let sources = (0..msg.node)
             .map(|n| n.to_string())
             .collect::<Vec<_>>()
@@ -164,6 +229,7 @@ impl Handler<RenderTotStep> for PromptActor {
         let purpose = Purpose::TotStep {
             node: msg.node,
             partial: msg.partial.clone(),
+            alternatives: msg.alternatives,
         };
         let hints = self.hints(&msg.memory, purpose, msg.request_id, msg.branch);
         self.build(
@@ -173,7 +239,57 @@ impl Handler<RenderTotStep> for PromptActor {
                 ("partial", partial),
                 ("node", msg.node.to_string()),
                 ("sources", sources),
+                ("alternatives", msg.alternatives.to_string()),
             ],
+            hints,
+        )
+    }
+}
+
+impl Handler<RenderTotValue> for PromptActor {
+    type Result = Result<Prompt, String>;
+    fn handle(&mut self, msg: RenderTotValue, _: &mut Context<Self>) -> Self::Result {
+        let mut cases = String::new();
+        for (i, c) in msg.cases.iter().enumerate() {
+            // Ideas are model output: keep them on one line and out of the tag.
+            let idea: String = c
+                .idea
+                .replace(['\n', '\r'], " ")
+                .replace('<', "\\u003c")
+                .chars()
+                .take(300)
+                .collect();
+            cases.push_str(&format!(
+                "candidate {i}: {}\n  idea: {}\n",
+                partial_text(&c.partial)?.replace('<', "\\u003c"),
+                if idea.is_empty() {
+                    "(none given)"
+                } else {
+                    &idea
+                }
+            ));
+            if c.known_if_complete {
+                cases.push_str("  note: as it stands it completes a design already evaluated\n");
+            }
+            if c.evidence.is_empty() {
+                cases.push_str("  evidence: no evaluated design contains it yet\n");
+            } else {
+                cases.push_str(&format!(
+                    "  evidence ({} evaluated designs contain it): {}\n",
+                    c.evidence.len(),
+                    c.evidence.join("; ")
+                ));
+            }
+        }
+        let purpose = Purpose::TotValue {
+            node: msg.node,
+            partials: msg.cases.iter().map(|c| c.partial.clone()).collect(),
+        };
+        let hints = self.hints(&msg.memory, purpose, msg.request_id, msg.branch);
+        self.build(
+            "tot_value",
+            &msg.memory,
+            &[("node", msg.node.to_string()), ("cases", cases)],
             hints,
         )
     }
@@ -221,6 +337,8 @@ mod tests {
             horizon: 12,
             in_features: 2,
             space: SpaceKind::Ists,
+            profile: String::new(),
+            traits: String::new(),
         };
         PromptActor::new(Templates::new(prompts), task, Stage::Exploration).with_context(limit)
     }
@@ -237,6 +355,7 @@ mod tests {
                 .collect(),
             count: lines,
             best: vec![],
+            all: Arc::new(vec![]),
             known: Arc::new(Default::default()),
             stage: Stage::Exploration,
         }

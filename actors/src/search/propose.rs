@@ -1,15 +1,13 @@
-//! The step level of the method: a proposal is one chain-of-thought prompt (the reasoning for
-//! each node before its decision) or a tree-of-thought search over partial designs, with
-//! repair turns for rejected replies and the offline instructor as fallback. What a proposal
-//! did is counted in [`ProposalStats`] and merged into the summary by the StageActor.
+//! The step level of the method, chain-of-thought side: one prompt whose reply reasons about
+//! each node before deciding it, a repair turn for every rejected reply (a duplicate is
+//! answered with the clash and the nearest unexplored variation), and the offline instructor
+//! as fallback. The tree-of-thought search lives in [`super::tot`]. What a proposal did is
+//! counted in [`ProposalStats`] and merged into the summary by the StageActor.
 
 use super::stage::Wiring;
 use crate::messages::*;
-use futures::stream::{self, StreamExt};
 use ists::config::Settings;
-use ists::memory::Stage;
-use ists::space::{Arch, ArchSpec, EdgeSpec};
-use std::collections::BTreeSet;
+use ists::space::Arch;
 
 /// What one proposal task did, merged into the summary by the actor.
 #[derive(Default)]
@@ -24,6 +22,17 @@ pub(super) struct ProposalStats {
     pub(super) usage: Usage,
     pub(super) failed: bool,
     pub(super) fallback: bool,
+    /// Tree-of-thought: valid distinct alternatives received; value requests; value replies
+    /// that were unusable (the heuristic valued instead).
+    pub(super) thoughts: usize,
+    pub(super) value_requests: usize,
+    pub(super) value_fallbacks: usize,
+    /// Characters of reasoning written before decisions.
+    pub(super) reasoning_chars: usize,
+    /// Replies that gave something usable: an accepted design, at least one thought, values.
+    pub(super) usable_replies: usize,
+    /// Duplicates replaced by the nearest unexplored design once the repair turns were spent.
+    pub(super) adjusted: usize,
 }
 
 impl ProposalStats {
@@ -36,6 +45,12 @@ impl ProposalStats {
         self.retries.extend(o.retries);
         self.llm_seconds += o.llm_seconds;
         self.usage += o.usage;
+        self.thoughts += o.thoughts;
+        self.value_requests += o.value_requests;
+        self.value_fallbacks += o.value_fallbacks;
+        self.reasoning_chars += o.reasoning_chars;
+        self.usable_replies += o.usable_replies;
+        self.adjusted += o.adjusted;
     }
 
     /// Counts a reply the parser rejected and publishes it; `repair` says whether the LLM is
@@ -51,8 +66,16 @@ impl ProposalStats {
     }
 }
 
+/// A design a proposal produced, with the reasoning that led to it (when the instructor gave
+/// any): kept in the journal, the `parsed` event and the report.
+#[derive(Debug, Clone)]
+pub(super) struct Candidate {
+    pub(super) arch: Arch,
+    pub(super) reasoning: Option<String>,
+}
+
 pub(super) struct Proposal {
-    pub(super) candidates: Vec<Arch>,
+    pub(super) candidates: Vec<Candidate>,
     pub(super) stats: ProposalStats,
 }
 
@@ -115,6 +138,7 @@ pub(super) async fn fallback_proposal(
     let Ok(Ok(reply)) = fallback.send(Complete(prompt)).await else {
         return failed(st);
     };
+    let reasoning = ists::parse::reasoning(&reply.text);
     match w.parse_arch.send(ParseArch { reply: reply.text }).await {
         Ok(Ok(arch)) => {
             w.publish(Event::Failed {
@@ -124,7 +148,7 @@ pub(super) async fn fallback_proposal(
                 reason: "the LLM gave no usable design; the offline instructor proposed".into(),
             });
             Proposal {
-                candidates: vec![arch],
+                candidates: vec![Candidate { reasoning, arch }],
                 stats: ProposalStats {
                     fallback: true,
                     ..st
@@ -133,6 +157,30 @@ pub(super) async fn fallback_proposal(
         }
         _ => failed(st),
     }
+}
+
+/// The design one change away from a duplicate the model insisted on, reserved through the
+/// parser like any reply (None when another proposal took it meanwhile). Its reasoning is the
+/// model's, with a note saying what was changed and why.
+async fn adjusted(w: &Wiring, reply: &str, nearest: &str) -> Option<Candidate> {
+    let arch = w
+        .parse_arch
+        .send(ParseArch {
+            reply: nearest.to_string(),
+        })
+        .await
+        .ok()?
+        .ok()?;
+    let note = "(adjusted by ists: the proposed design was already evaluated, so the nearest \
+                unexplored design, one change away, is evaluated instead)";
+    let reasoning = match ists::parse::reasoning(reply) {
+        Some(r) => format!("{r}\n{note}"),
+        None => note.to_string(),
+    };
+    Some(Candidate {
+        arch,
+        reasoning: Some(reasoning),
+    })
 }
 
 pub(super) async fn cot_proposal(
@@ -167,7 +215,11 @@ pub(super) async fn cot_proposal(
         Ok(Err(e)) => return fail(st, "prompt", e).await,
         Err(e) => return fail(st, "prompt", e.to_string()).await,
     };
-    for attempt in 0..=s.search.max_repairs {
+    // Invalid replies and duplicates each have `max_repairs` repair turns: a duplicate is a
+    // valid design the model can move away from at once, and should not use up the turns an
+    // unreadable reply needs.
+    let (mut invalid_left, mut duplicate_left) = (s.search.max_repairs, s.search.max_repairs);
+    for attempt in 0.. {
         let tag = format!("s{}-p{proposal:04}-a{attempt}", w.run.session);
         let reply = match ask(w, &tag, &prompt, &mut st).await {
             Ok(r) => r,
@@ -181,17 +233,40 @@ pub(super) async fn cot_proposal(
             .await
         {
             Ok(Ok(arch)) => {
+                let reasoning = ists::parse::reasoning(&reply.text);
+                st.reasoning_chars += reasoning.as_ref().map_or(0, |r| r.chars().count());
+                st.usable_replies += 1;
                 return Proposal {
-                    candidates: vec![arch],
+                    candidates: vec![Candidate { arch, reasoning }],
                     stats: st,
-                }
+                };
             }
             Ok(Err(rej)) => {
-                let repair = attempt < s.search.max_repairs;
+                let left = match rej {
+                    Rejection::Duplicate { .. } => &mut duplicate_left,
+                    Rejection::Invalid(_) | Rejection::Repeated { .. } => &mut invalid_left,
+                };
+                let repair = *left > 0;
                 st.reject(w, proposal, &rej, repair);
                 if !repair {
+                    if let Rejection::Duplicate {
+                        nearest: Some(nearest),
+                        ..
+                    } = &rej
+                    {
+                        // The model keeps proposing a known design: take the nearest unexplored
+                        // one (one change away) instead of wasting the proposal.
+                        if let Some(c) = adjusted(w, &reply.text, nearest).await {
+                            st.adjusted += 1;
+                            return Proposal {
+                                candidates: vec![c],
+                                stats: st,
+                            };
+                        }
+                    }
                     break;
                 }
+                *left -= 1;
                 st.repairs += 1;
                 prompt = match w
                     .render_repair
@@ -216,158 +291,4 @@ pub(super) async fn cot_proposal(
         "no valid new architecture after the repair budget".into(),
     )
     .await
-}
-
-pub(super) fn edge_key(e: &EdgeSpec) -> String {
-    format!(
-        "{}>{}:{}:{}:{}",
-        e.from,
-        e.to,
-        e.op,
-        e.spatial.as_deref().unwrap_or(""),
-        e.temporal.as_deref().unwrap_or("")
-    )
-}
-
-/// Heuristic score of a partial design (higher is better): in exploration, distance from the
-/// closest remembered design; in optimization, rank-weighted closeness to the best designs.
-pub(super) fn score_partial(partial: &[EdgeSpec], node: usize, memory: &MemoryView) -> f64 {
-    let mine: BTreeSet<String> = partial.iter().map(edge_key).collect();
-    let sims = memory.best.iter().map(|e| {
-        let theirs: BTreeSet<String> = e
-            .arch
-            .edges
-            .iter()
-            .filter(|x| x.to <= node as i64)
-            .map(edge_key)
-            .collect();
-        let inter = mine.intersection(&theirs).count() as f64;
-        let union = mine.union(&theirs).count().max(1) as f64;
-        inter / union
-    });
-    match memory.stage {
-        Stage::Exploration => 1.0 - sims.fold(0.0, f64::max),
-        Stage::Optimization => sims.enumerate().map(|(r, s)| s / (r as f64 + 1.0)).sum(),
-    }
-}
-
-pub(super) async fn tot_proposal(
-    w: &Wiring,
-    s: &Settings,
-    proposal: usize,
-    request_base: u64,
-) -> Proposal {
-    let mut st = ProposalStats::default();
-    let tot = &s.search.tot;
-    let memory = match w.get_memory.send(GetMemory).await {
-        Ok(m) => m,
-        Err(_) => {
-            st.failed = true;
-            return Proposal {
-                candidates: vec![],
-                stats: st,
-            };
-        }
-    };
-    let mut beam: Vec<Vec<EdgeSpec>> = vec![vec![]];
-    for node in 1..ists::space::DEFAULT_NODES {
-        let jobs: Vec<(usize, Vec<EdgeSpec>, usize)> = beam
-            .iter()
-            .enumerate()
-            .flat_map(|(bi, p)| (0..tot.branches).map(move |b| (bi, p.clone(), b)))
-            .collect();
-        // Branches are expanded concurrently: several requests in flight at once.
-        let results: Vec<(Vec<EdgeSpec>, ProposalStats)> = stream::iter(jobs)
-            .map(|(bi, partial, b)| {
-                let memory = memory.clone();
-                async move {
-                    let mut st = ProposalStats::default();
-                    let id = request_base | ((node as u64) << 8) | ((bi * tot.branches + b) as u64);
-                    let tag = format!("s{}-p{proposal:04}-n{node}-k{bi}-b{b}", w.run.session);
-                    let prompt = w
-                        .render_step
-                        .send(RenderTotStep {
-                            memory,
-                            node,
-                            partial: partial.clone(),
-                            request_id: id,
-                            branch: b,
-                        })
-                        .await;
-                    let Ok(Ok(prompt)) = prompt else {
-                        return (vec![], st);
-                    };
-                    let Ok(reply) = ask(w, &tag, &prompt, &mut st).await else {
-                        return (vec![], st);
-                    };
-                    match w
-                        .parse_step
-                        .send(ParseStep {
-                            reply: reply.text,
-                            node,
-                        })
-                        .await
-                    {
-                        Ok(Ok(edges)) => {
-                            let mut full = partial;
-                            full.extend(edges);
-                            (full, st)
-                        }
-                        Ok(Err(rej)) => {
-                            st.reject(w, proposal, &rej, false);
-                            (vec![], st)
-                        }
-                        Err(_) => (vec![], st),
-                    }
-                }
-            })
-            .buffer_unordered(tot.concurrency.max(1))
-            .collect()
-            .await;
-        let mut scored: Vec<(f64, String, Vec<EdgeSpec>)> = Vec::new();
-        for (partial, s2) in results {
-            st.merge(s2);
-            if partial.iter().any(|e| e.to == node as i64) {
-                let key = partial.iter().map(edge_key).collect::<Vec<_>>().join(";");
-                if !scored.iter().any(|(_, k, _)| *k == key) {
-                    scored.push((score_partial(&partial, node, &memory), key, partial));
-                }
-            }
-        }
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        beam = scored.into_iter().take(tot.beam).map(|x| x.2).collect();
-        if beam.is_empty() {
-            w.publish(Event::Failed {
-                candidate: None,
-                proposal: Some(proposal),
-                kind: "tot_dead_end".into(),
-                reason: format!("no branch produced usable edges for node {node}"),
-            });
-            return fallback_proposal(w, proposal, request_base, st).await;
-        }
-    }
-    // Full candidates go through the parser like any reply: validation, canonical form, dedup.
-    let mut candidates = Vec::new();
-    for edges in beam {
-        let spec = ArchSpec {
-            space: Some(s.search.space.to_string()),
-            nodes: None,
-            edges,
-        };
-        let text = serde_json::to_string(&spec).unwrap_or_default();
-        match w.parse_arch.send(ParseArch { reply: text }).await {
-            Ok(Ok(arch)) => candidates.push(arch),
-            Ok(Err(rej)) => {
-                st.reject(w, proposal, &rej, false);
-            }
-            Err(_) => {}
-        }
-    }
-    if candidates.is_empty() {
-        return fallback_proposal(w, proposal, request_base, st).await;
-    }
-    Proposal {
-        candidates,
-        stats: st,
-    }
 }

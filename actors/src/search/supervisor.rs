@@ -137,6 +137,16 @@ pub async fn run_search(
         horizon: prepared.output_len,
         in_features: prepared.in_features,
         space: settings.search.space,
+        profile: ists::profile::DataProfile::of(&prepared).render(),
+        // Building each operator once to count its parameters takes well under a second; a
+        // failure only leaves the table out of the prompt.
+        traits: match ists::profile::op_traits(&settings.model, &prepared) {
+            Ok(t) => ists::profile::render_traits(&t, settings.search.space),
+            Err(e) => {
+                tracing::warn!("operator traits left out of the prompt: {e}");
+                String::new()
+            }
+        },
     };
     let templates = Templates::new(settings.prompts_dir.clone());
     // What a prompt may take of the context window: the rest is the reply's.
@@ -168,6 +178,7 @@ pub async fn run_search(
     let wiring = Wiring {
         render_cot: prompt.clone().recipient(),
         render_step: prompt.clone().recipient(),
+        render_value: prompt.clone().recipient(),
         render_repair: prompt.recipient(),
         llm,
         fallback,

@@ -125,6 +125,17 @@ fn run(
             summary.llm_errors,
             summary.fallbacks
         );
+        println!(
+            "instructor: {} of {} replies usable, {} duplicates adjusted, reasoning {} chars (~{} tokens), tree-of-thought thoughts {}, value requests {} ({} valued by the heuristic)",
+            summary.usable_replies,
+            summary.replies,
+            summary.adjusted,
+            summary.reasoning_chars,
+            summary.reasoning_tokens_est,
+            summary.thoughts,
+            summary.value_requests,
+            summary.value_fallbacks
+        );
     }
     if let Some(b) = &summary.best {
         println!(
