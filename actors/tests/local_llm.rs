@@ -2,12 +2,15 @@
 //! starts the bundled gemma-3-270m server, then a short chain-of-thought search and a short
 //! tree-of-thought search run through it. Every reply must validate against the JSON schema
 //! the request carried; the searches must spend their budget even though a small base model
-//! proposes poor or repeated designs (repairs, dedup and the offline fallback cover that).
+//! proposes poor or repeated designs (repairs, dedup, the adjustment of repeated duplicates to
+//! the nearest unexplored design and the offline fallback cover that). Chain-of-thought replies
+//! carry a reasoning per node; tree-of-thought has proposal steps (k alternatives) and value
+//! steps, each checked against its own schema.
 //! The evaluator is faked (`fake_cost`) to keep the test on the LLM path and within CI time.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::config::{Backend, Mode, Settings};
-use ists::schema::{arch_schema, step_schema};
+use ists::schema::{alternatives_schema, cot_schema, value_schema};
 use ists::space::SpaceKind;
 use ists_actors::instructor::local::LocalServer;
 use ists_actors::{run_search, settings, SearchOptions};
@@ -67,13 +70,24 @@ fn check(schema: &Value, v: &Value, at: &str) -> Result<(), String> {
             {
                 return fail("wrong length");
             }
-            let slots = schema["prefixItems"].as_array().unwrap();
             for (i, x) in a.iter().enumerate() {
-                check(&slots[i], x, &format!("{at}[{i}]"))?;
+                let item = match schema.get("prefixItems").and_then(Value::as_array) {
+                    Some(slots) => &slots[i],
+                    None => &schema["items"],
+                };
+                check(item, x, &format!("{at}[{i}]"))?;
             }
         }
         Some("integer") if !v.is_i64() => return fail("not an integer"),
-        Some("string") if !v.is_string() => return fail("not a string"),
+        Some("string") => {
+            let Some(s) = v.as_str() else {
+                return fail("not a string");
+            };
+            let max = schema.get("maxLength").and_then(Value::as_u64);
+            if max.is_some_and(|m| s.chars().count() as u64 > m) {
+                return fail("too long");
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -86,13 +100,24 @@ fn validate_replies(run: &Path) -> usize {
         let path = entry.unwrap().path();
         let tag = path.file_stem().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
-        // Tags name the step: `-n{node}-` for a tree-of-thought step, else a whole design.
-        let schema = match tag
+        // Tags name the step: `-n{node}-...-value` for a tree-of-thought value step (as many
+        // values as its prompt lists candidates), `-n{node}-` for a proposal step (`branches`
+        // alternatives), else a chain-of-thought design.
+        let node = tag
             .split('-')
-            .find_map(|p| p.strip_prefix('n')?.parse::<usize>().ok())
-        {
-            Some(node) => step_schema(SpaceKind::Ists, node),
-            None => arch_schema(SpaceKind::Ists),
+            .find_map(|p| p.strip_prefix('n')?.parse::<usize>().ok());
+        let schema = match node {
+            Some(_) if tag.ends_with("-value") => {
+                let prompt =
+                    std::fs::read_to_string(run.join("prompts").join(format!("{tag}.md"))).unwrap();
+                let n = prompt
+                    .lines()
+                    .filter(|l| l.starts_with("candidate "))
+                    .count();
+                value_schema(n)
+            }
+            Some(node) => alternatives_schema(SpaceKind::Ists, node, BRANCHES),
+            None => cot_schema(SpaceKind::Ists),
         };
         let v: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("reply {tag} is not JSON ({e}): {text}"));
@@ -102,6 +127,9 @@ fn validate_replies(run: &Path) -> usize {
     }
     n
 }
+
+/// Tree-of-thought alternatives asked for per proposal step.
+const BRANCHES: usize = 2;
 
 fn local_settings(runs: &Path, mode: Mode, budget: usize) -> Settings {
     tch::set_num_threads(1);
@@ -120,7 +148,7 @@ fn local_settings(runs: &Path, mode: Mode, budget: usize) -> Settings {
     s.search.budget = budget;
     s.search.in_flight = 1;
     s.search.max_repairs = 1;
-    s.search.tot.branches = 2;
+    s.search.tot.branches = BRANCHES;
     s.search.tot.beam = 1;
     s.search.tot.concurrency = 1;
     s
