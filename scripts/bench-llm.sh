@@ -5,7 +5,8 @@
 # proxy score), beside the offline instructor and random search at the same number of
 # candidates. A valid candidate is an evaluated design the LLM proposed (offline fallbacks are
 # excluded). Run on an otherwise idle machine: the model slows badly when a compile competes
-# for the cores. Usage: scripts/bench-llm.sh [budget ...]   (default: 4 8)
+# for the cores. Usage: scripts/bench-llm.sh [budget ...]   (default: 4 8); ISTS_BENCH_TEMPERATURE
+# sets the sampling temperature (default 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGETS=("$@")
@@ -18,7 +19,7 @@ BIN="${ISTS_BIN:-target/debug/ists}"
 [ -n "${ISTS_BIN:-}" ] || cargo build -q -p ists-actors
 RUNS="${ISTS_BENCH_RUNS:-$(mktemp -d)}"
 export OMP_NUM_THREADS=1 ISTS__RUNS_DIR="$RUNS" ISTS__FINAL__TOP_K=0 ISTS__LLM__LOCAL__PORT=$PORT \
-    ISTS__LLM__TEMPERATURE=0 ISTS__LLM__MAX_TOKENS=768 ISTS__SEARCH__MAX_REPAIRS=1
+    ISTS__LLM__TEMPERATURE="${ISTS_BENCH_TEMPERATURE:-0}" ISTS__LLM__MAX_TOKENS=768 ISTS__SEARCH__MAX_REPAIRS=1
 # One server for everything, so model loading is not part of any figure.
 "$BIN" llm serve >/dev/null 2>&1 &
 SERVE=$!

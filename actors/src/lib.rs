@@ -7,8 +7,10 @@
 //! - [`messages`]: every message, one documented struct each; [`events`]: the event bus
 //!   (subscribers register a `Recipient<EventMsg>`); [`settings`]: layered configuration
 //!   (defaults, file, `ISTS__` environment).
-//! - [`search`]: the method. [`search::stage`] (StageActor: pipelining, CoT/ToT, repairs, the
-//!   stage switch, final training), [`search::prompt`], [`search::parser`], [`search::memory`]
+//! - [`search`]: the method. [`search::stage`] (StageActor: pipelining, promotions, the stage
+//!   switch), its chain-of-thought proposals and repairs (`propose`), tree-of-thought as
+//!   propose / evaluate / select (`tot`), evaluations and final training (`evaluate`),
+//!   [`search::prompt`], [`search::parser`], [`search::memory`]
 //!   (the sorted bank and its durable journal), [`search::supervisor`] (wiring, restart policy,
 //!   `run_search` with a shutdown future).
 //! - [`instructor`]: who proposes designs. [`instructor::llm`] (any OpenAI-compatible
@@ -19,8 +21,10 @@
 //!   share of evaluator slots), [`eval::cancel`] (a search's cancellation flag).
 //! - [`run`]: what a search leaves: [`run::dir`], [`run::summary`], [`run::progress`],
 //!   [`run::report`] (Markdown report with PNG plots).
-//! - [`daemon`]: many searches behind an HTTP API: [`daemon::api`], [`daemon::store`]
-//!   (SQLite), [`daemon::metrics`] (Prometheus), [`daemon::dashboard`] (its web page).
+//! - [`daemon`]: many searches behind an HTTP API: [`daemon::api`], the shared state and
+//!   submission checks (`shared`), the search manager (`manager`), the store writer (`writer`),
+//!   [`daemon::store`] (SQLite), [`daemon::metrics`] (Prometheus), [`daemon::dashboard`] (its
+//!   web page).
 //! - [`mod@bench`]: the actor-overhead and pipelining benchmark; [`capped`]: the one capped
 //!   body reader (LLM replies, API requests); [`retry`]: the one retry delay (LLM, Ray).
 //! - The `ists` binary (`src/bin/ists/`) only parses arguments and calls these modules.
