@@ -8,6 +8,9 @@
 //! this also defeats DNS rebinding) and, when it carries an `Origin`, come from that origin;
 //! a POST body must be `application/json`, which no HTML form can send without a preflight.
 //! Store calls run on blocking threads ([`Shared::db`]).
+//!
+//! Longer than the ~400 lines aimed at: every route and the guards in front of them are the
+//! daemon's whole HTTP surface, kept in one place so a reviewer sees all of it at once.
 
 use crate::capped::{read_capped, Capped};
 use crate::daemon::store::StoreError;

@@ -3,6 +3,9 @@
 //! truth and is synced before an event announces a result), with `(search_id, candidate)` as
 //! key so a candidate is stored once however often the journal is re-read. Events carry the
 //! search's own sequence number, continued across restarts, which SSE clients resume from.
+//!
+//! Longer than the ~400 lines aimed at: the SQLite schema and every query that touches it stay
+//! together, so a schema change is reviewed against all its uses.
 
 use crate::messages::{Event, EventMsg};
 use ists::memory::MemoryEntry;

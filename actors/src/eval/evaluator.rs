@@ -3,6 +3,9 @@
 //! dataset tensors are built on the worker thread, on first use. An evaluator fault (a tch
 //! error, a panic inside libtorch) fails that candidate and stops the actor; the SyncArbiter
 //! then builds a fresh one from the factory - that is the restart.
+//!
+//! Longer than the ~400 lines aimed at: the evaluator actor and the pool that routes to it share
+//! the fault, cancel and fair-share rules, which are easier to check side by side.
 
 use crate::eval::cancel::Cancel;
 use crate::eval::fair::EvalGate;

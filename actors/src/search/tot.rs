@@ -8,6 +8,9 @@
 //! thoughts that would complete a design already evaluated are left out before selection, and
 //! when none is left the propose step is repaired with the clash named. The memory heuristic
 //! ([`ists::memory::heuristic_value`]) values thoughts only when a value reply is unusable.
+//!
+//! Longer than the ~400 lines aimed at: the method's four steps and the adjustment of repeated
+//! designs read as one algorithm, top to bottom, with their unit tests.
 
 use super::parser::edge_key;
 use super::propose::{ask, fallback_proposal, Candidate, Proposal, ProposalStats};
