@@ -231,16 +231,7 @@ pub fn heuristic_value(
     best: &[&ArchSpec],
     stage: Stage,
 ) -> f64 {
-    let key = |e: &crate::space::EdgeSpec| {
-        format!(
-            "{}>{}:{}:{}:{}",
-            e.from,
-            e.to,
-            e.op,
-            e.spatial.as_deref().unwrap_or(""),
-            e.temporal.as_deref().unwrap_or("")
-        )
-    };
+    let key = crate::space::EdgeSpec::key;
     let mine: BTreeSet<String> = partial.iter().map(key).collect();
     let sims = best.iter().map(|a| {
         let theirs: BTreeSet<String> = a

@@ -365,6 +365,28 @@ pub struct EdgeSpec {
     pub temporal: Option<String>,
 }
 
+impl EdgeSpec {
+    /// A stable text key of the edge (its ends, operator and cell parts), for comparing
+    /// decisions without validating them.
+    pub fn key(&self) -> String {
+        format!(
+            "{}>{}:{}:{}:{}",
+            self.from,
+            self.to,
+            self.op,
+            self.spatial.as_deref().unwrap_or(""),
+            self.temporal.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// The key of a set of edges, whatever their order: equal for the same decisions.
+pub fn edges_key<'a>(edges: impl IntoIterator<Item = &'a EdgeSpec>) -> String {
+    let mut keys: Vec<String> = edges.into_iter().map(EdgeSpec::key).collect();
+    keys.sort();
+    keys.join(";")
+}
+
 /// The serde form of an architecture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

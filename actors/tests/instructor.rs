@@ -8,16 +8,14 @@
 
 use actix::prelude::*;
 use ists::config::Mode;
-use ists_actors::messages::{
-    Complete, Event, EventMsg, LlmError, Prompt, Purpose, Reply, Role, Usage,
-};
+use ists_actors::messages::{Complete, Event, LlmError, Prompt, Purpose, Reply, Role, Usage};
 use ists_actors::{run_search, SearchOptions};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{fake_evaluator, journal, tiny};
+use common::{fake_evaluator, journal, tiny, Collector};
 
 /// One request as the scripted instructor saw it.
 #[derive(Debug, Clone)]
@@ -111,19 +109,6 @@ fn scripted(
         seen,
         max_in_flight,
         instructor: actor.start().recipient(),
-    }
-}
-
-/// Collects every event it receives.
-#[derive(Default)]
-struct Collector(Arc<Mutex<Vec<EventMsg>>>);
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-impl Handler<EventMsg> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: EventMsg, _: &mut Context<Self>) {
-        self.0.lock().unwrap().push(msg);
     }
 }
 

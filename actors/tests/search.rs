@@ -6,7 +6,7 @@
 use actix::prelude::*;
 use actix_web::{web, HttpResponse};
 use ists::config::{Backend, Mode};
-use ists_actors::messages::{Event, EventMsg};
+use ists_actors::messages::Event;
 use ists_actors::{run_search, SearchOptions};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -15,20 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{completion, fake_evaluator, ists, journal, root, start_chat_mock, tiny};
-
-/// Collects every event it receives.
-#[derive(Default)]
-struct Collector(Arc<Mutex<Vec<EventMsg>>>);
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-impl Handler<EventMsg> for Collector {
-    type Result = ();
-    fn handle(&mut self, msg: EventMsg, _: &mut Context<Self>) {
-        self.0.lock().unwrap().push(msg);
-    }
-}
+use common::{completion, fake_evaluator, ists, journal, root, start_chat_mock, tiny, Collector};
 
 #[actix::test]
 async fn offline_search_on_metr_la_week_records_every_candidate_once() {

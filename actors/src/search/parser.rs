@@ -7,7 +7,7 @@ use crate::messages::{Known, KnownSet, ParseArch, ParseStep, Rejection, StepThou
 use actix::prelude::*;
 use dashmap::mapref::entry::Entry;
 use ists::parse::{parse_alternatives, parse_reply, ParseError};
-use ists::space::{Arch, ArchError, EdgeSpec, SpaceKind};
+use ists::space::{edges_key, Arch, ArchError, EdgeSpec, SpaceKind};
 
 pub struct ParserActor {
     space: SpaceKind,
@@ -117,9 +117,7 @@ impl Handler<ParseStep> for ParserActor {
                 continue;
             }
             // Siblings that decide the same edges are one thought, not two.
-            let mut key: Vec<String> = t.edges.iter().map(edge_key).collect();
-            key.sort();
-            if seen.insert(key) {
+            if seen.insert(edges_key(&t.edges)) {
                 out.thoughts.push(t);
             } else {
                 out.rejected
@@ -135,16 +133,4 @@ impl Handler<ParseStep> for ParserActor {
         }
         Ok(out)
     }
-}
-
-/// A stable text key of an edge, for comparing decisions.
-pub fn edge_key(e: &EdgeSpec) -> String {
-    format!(
-        "{}>{}:{}:{}:{}",
-        e.from,
-        e.to,
-        e.op,
-        e.spatial.as_deref().unwrap_or(""),
-        e.temporal.as_deref().unwrap_or("")
-    )
 }

@@ -111,6 +111,24 @@ pub(super) async fn ask(
     }
 }
 
+/// The repair turn of a rejected reply: the conversation so far, the reply and what was wrong
+/// with it (the PromptActor renders it; a mailbox error is an error like any other).
+pub(super) async fn repair_prompt(
+    w: &Wiring,
+    previous: Prompt,
+    reply: String,
+    error: String,
+) -> Result<Prompt, String> {
+    w.render_repair
+        .send(RenderRepair {
+            previous,
+            reply,
+            error,
+        })
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 /// Asks the fallback instructor for a whole architecture: the proposal is not lost when the
 /// LLM cannot deliver. The failure stays visible in the summary (`fallbacks`, the rejections
 /// and LLM errors that led to it).
@@ -268,18 +286,9 @@ pub(super) async fn cot_proposal(
                 }
                 *left -= 1;
                 st.repairs += 1;
-                prompt = match w
-                    .render_repair
-                    .send(RenderRepair {
-                        previous: prompt,
-                        reply: reply.text,
-                        error: rej.message(),
-                    })
-                    .await
-                {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(e)) => return fail(st, "prompt", e).await,
-                    Err(e) => return fail(st, "prompt", e.to_string()).await,
+                prompt = match repair_prompt(w, prompt, reply.text, rej.message()).await {
+                    Ok(p) => p,
+                    Err(e) => return fail(st, "prompt", e).await,
                 };
             }
             Err(e) => return fail(st, "parser", e.to_string()).await,

@@ -12,15 +12,14 @@
 //! Longer than the ~400 lines aimed at: the method's four steps and the adjustment of repeated
 //! designs read as one algorithm, top to bottom, with their unit tests.
 
-use super::parser::edge_key;
-use super::propose::{ask, fallback_proposal, Candidate, Proposal, ProposalStats};
+use super::propose::{ask, fallback_proposal, repair_prompt, Candidate, Proposal, ProposalStats};
 use super::stage::Wiring;
 use crate::messages::*;
 use futures::stream::{self, StreamExt};
 use ists::config::Settings;
 use ists::memory::heuristic_value;
 use ists::parse::Thought;
-use ists::space::{Arch, ArchSpec, EdgeSpec, DEFAULT_NODES};
+use ists::space::{edges_key, Arch, ArchSpec, EdgeSpec, DEFAULT_NODES};
 
 /// A partial design on its way through the tree: the edges decided so far, the idea behind each
 /// node's decision and the value its last evaluation gave.
@@ -33,9 +32,7 @@ struct Path {
 
 impl Path {
     fn key(&self) -> String {
-        let mut k: Vec<String> = self.edges.iter().map(edge_key).collect();
-        k.sort();
-        k.join(";")
+        edges_key(&self.edges)
     }
 
     fn extend(&self, node: usize, t: Thought) -> Path {
@@ -71,24 +68,13 @@ fn hash_if_complete(edges: &[EdgeSpec], s: &Settings) -> Option<String> {
 }
 
 /// Evaluated designs whose decisions up to `node` are exactly `partial`'s: the memory's
-/// evidence about a partial design (best first, at most 5 quoted, all counted by the caller).
+/// evidence about a partial design (best first; the value prompt quotes them all).
 fn evidence(partial: &[EdgeSpec], node: usize, memory: &MemoryView) -> Vec<String> {
-    let mut mine: Vec<String> = partial.iter().map(edge_key).collect();
-    mine.sort();
+    let mine = edges_key(partial);
     memory
         .all
         .iter()
-        .filter(|e| {
-            let mut theirs: Vec<String> = e
-                .arch
-                .edges
-                .iter()
-                .filter(|x| x.to <= node as i64)
-                .map(edge_key)
-                .collect();
-            theirs.sort();
-            theirs == mine
-        })
+        .filter(|e| edges_key(e.arch.edges.iter().filter(|x| x.to <= node as i64)) == mine)
         .filter_map(|e| {
             e.score
                 .map(|v| format!("val_mae={v:.4} (steps={}, rung={})", e.steps, e.rung))
@@ -202,17 +188,9 @@ async fn propose_thoughts(
             break;
         }
         st.repairs += 1;
-        prompt = match w
-            .render_repair
-            .send(RenderRepair {
-                previous: prompt,
-                reply: reply.text,
-                error,
-            })
-            .await
-        {
-            Ok(Ok(p)) => p,
-            _ => return (vec![], st),
+        prompt = match repair_prompt(w, prompt, reply.text, error).await {
+            Ok(p) => p,
+            Err(_) => return (vec![], st),
         };
     }
     (vec![], st)

@@ -1,8 +1,11 @@
 //! Helpers shared by the actor-system integration tests (each test crate uses a subset).
 #![allow(dead_code)]
 
+use actix::prelude::*;
 use ists::config::Settings;
+use ists_actors::messages::EventMsg;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The workspace root, absolute (Ray jobs and spawned binaries see the same paths).
 pub fn root() -> PathBuf {
@@ -97,5 +100,18 @@ pub fn installed_by_test_script(var: &str, what: &str) -> Option<PathBuf> {
             eprintln!("SKIPPED: {var} unset (scripts/test.sh installs {what} and sets it)");
             None
         }
+    }
+}
+
+/// Collects every event it receives (subscribe it with `SearchOptions::subscribe`).
+#[derive(Default)]
+pub struct Collector(pub Arc<Mutex<Vec<EventMsg>>>);
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+impl Handler<EventMsg> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: EventMsg, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(msg);
     }
 }
