@@ -187,6 +187,8 @@ pub struct SearchSettings {
     pub seed: u64,
     /// Successive-halving rungs above the proxy (off by default).
     pub rungs: crate::rungs::RungSettings,
+    /// The joint space: hyperparameter choices searched with the wiring (all empty = off).
+    pub hyper: crate::hyper::HyperSpace,
 }
 
 impl Default for SearchSettings {
@@ -206,6 +208,7 @@ impl Default for SearchSettings {
             fallback: true,
             seed: 7,
             rungs: crate::rungs::RungSettings::default(),
+            hyper: crate::hyper::HyperSpace::default(),
         }
     }
 }
@@ -432,10 +435,29 @@ impl Settings {
         self.final_train.model.as_ref().unwrap_or(&self.model)
     }
 
+    /// The hyperparameter choices of this search, lists left empty filled with the fixed
+    /// values (inactive when `[search.hyper]` sets nothing).
+    pub fn hyper_space(&self) -> crate::hyper::HyperSpace {
+        self.search.hyper.resolved(self.model.hidden)
+    }
+
     /// Checks values serde cannot, naming the key at fault.
     pub fn validate(&self) -> crate::Result<()> {
         self.model.validate()?;
         self.check_limits().map_err(crate::Error::Setting)?;
+        // Every width offered must suit the heads of the proxy's and the final model: a
+        // multiple of both head counts (their least common multiple).
+        let (a, b) = (self.model.heads.max(1), self.final_model().heads.max(1));
+        let gcd = |mut x: i64, mut y: i64| {
+            while y != 0 {
+                (x, y) = (y, x % y);
+            }
+            x
+        };
+        self.search
+            .hyper
+            .check(a / gcd(a, b) * b)
+            .map_err(crate::Error::Setting)?;
         self.check().map_err(crate::Error::Setting)
     }
 

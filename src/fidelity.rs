@@ -407,9 +407,12 @@ impl ResultsFile {
 
 /// Ties the results file `path` to the settings that produced it: the first call writes
 /// `<file>.settings.json`, later calls refuse other settings (rows measured under different
-/// settings must not be mixed in one file).
+/// settings must not be mixed in one file). Both sides are compared in their canonical form
+/// ([`canonical_settings`]), so a setting added later at a value that changes nothing does not
+/// orphan the files written before it; a refusal names the keys that differ.
 pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result<()> {
     let fp_path = fingerprint_path(path);
+    let fingerprint = canonical_settings(fingerprint);
     match std::fs::read_to_string(&fp_path) {
         Ok(text) => {
             let stored: serde_json::Value =
@@ -417,12 +420,17 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
                     path: fp_path.clone(),
                     msg: format!("damaged settings fingerprint: {e}"),
                 })?;
-            if &stored != fingerprint {
+            let stored = canonical_settings(&stored);
+            if stored != fingerprint {
+                let mut keys = Vec::new();
+                differing_keys("", &stored, &fingerprint, &mut keys);
                 return Err(Error::File {
                     path: fp_path,
-                    msg: "holds results of other settings; pick another results file or remove \
-                          both"
-                        .into(),
+                    msg: format!(
+                        "holds results of other settings (differing: {}); pick another results \
+                         file or remove both",
+                        keys.join(", ")
+                    ),
                 });
             }
             Ok(())
@@ -431,11 +439,81 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
-            let text = serde_json::to_string_pretty(fingerprint)
+            let text = serde_json::to_string_pretty(&fingerprint)
                 .map_err(|e| Error::Config(e.to_string()))?;
             std::fs::write(&fp_path, text + "\n").map_err(|e| Error::io(&fp_path, e))
         }
         Err(e) => Err(Error::io(&fp_path, e)),
+    }
+}
+
+/// The settings as they act: in every training block (an object with a `schedule` key) the
+/// schedule keys that change nothing are dropped: a constant schedule's cosine and step keys, a
+/// zero warm-up, and `schedule = "constant"` itself. A block written before the schedule
+/// existed (no such keys) is the same block.
+pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut out: serde_json::Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), canonical_settings(v)))
+                .collect();
+            if let Some(schedule) = out
+                .get("schedule")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            {
+                if schedule != "cosine" {
+                    out.remove("final_lr_ratio");
+                }
+                if schedule != "step" {
+                    out.remove("step_epochs");
+                    out.remove("gamma");
+                }
+                if schedule == "constant" {
+                    out.remove("schedule");
+                }
+                if out.get("warmup_epochs").and_then(Value::as_u64) == Some(0) {
+                    out.remove("warmup_epochs");
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical_settings).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The dotted paths at which `a` and `b` differ (a key present on one side only counts).
+fn differing_keys(
+    prefix: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(v), Some(w)) => differing_keys(&path, v, w, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        _ if a != b => out.push(if prefix.is_empty() {
+            "(root)".into()
+        } else {
+            prefix.into()
+        }),
+        _ => {}
     }
 }
 
@@ -539,6 +617,7 @@ mod tests {
                 space: None,
                 nodes: None,
                 edges: Vec::new(),
+                hyper: None,
             },
             params: 0,
             proxy: proxies
@@ -638,5 +717,41 @@ mod tests {
         };
         let err = ResultsFile::open(&path, &other).err().unwrap().to_string();
         assert!(err.contains("other settings"), "{err}");
+        assert!(err.contains("differing: dataset"), "{err}");
+    }
+
+    #[test]
+    fn a_file_written_before_the_schedule_keys_existed_still_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fidelity-x.jsonl");
+        let settings = StudySettings {
+            dataset: "x".into(),
+            model: ModelConfig::default(),
+            proxy: ProxyConfig::default(),
+            truth: TrainConfig::default(),
+        };
+        // The fingerprint as written before `final.train.schedule` and its keys existed.
+        let mut old = serde_json::to_value(&settings).unwrap();
+        let truth = old["truth"].as_object_mut().unwrap();
+        for k in [
+            "schedule",
+            "warmup_epochs",
+            "final_lr_ratio",
+            "step_epochs",
+            "gamma",
+        ] {
+            assert!(truth.remove(k).is_some(), "{k}");
+        }
+        std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
+        ResultsFile::open(&path, &settings).unwrap();
+        // A schedule that acts is another setting, and the message says which keys.
+        let mut cosine = settings.clone();
+        cosine.truth.schedule = crate::train::Schedule::Cosine;
+        cosine.truth.warmup_epochs = 1;
+        let err = ResultsFile::open(&path, &cosine).err().unwrap().to_string();
+        assert!(
+            err.contains("truth.final_lr_ratio, truth.schedule, truth.warmup_epochs"),
+            "{err}"
+        );
     }
 }

@@ -19,6 +19,18 @@ pub fn training_bytes(
     batch: usize,
     eval_batch: usize,
 ) -> u128 {
+    // As built: the joint space's width; its stacked blocks multiply the wiring's share.
+    let with_hyper;
+    let cfg = match &arch.hyper {
+        Some(h) => {
+            with_hyper = ModelConfig {
+                hidden: h.hidden,
+                ..cfg.clone()
+            };
+            &with_hyper
+        }
+        None => cfg,
+    };
     let train = activations(arch, shape, cfg, batch as u128).saturating_mul(2);
     let eval = activations(arch, shape, cfg, eval_batch as u128);
     let params = params(arch, shape, cfg).saturating_mul(4);
@@ -71,10 +83,10 @@ fn activations(arch: &Arch, shape: ModelShape, cfg: &ModelConfig, b: u128) -> u1
                 .saturating_add(temporal(cell.temporal))
                 .saturating_add(act),
         };
-        total = total.saturating_add(edge);
+        total = total.saturating_add(edge.saturating_mul(arch.blocks() as u128));
     }
     // Per node: the sum of its edges and its normalization; then the output head.
-    let nodes = arch.nodes as u128;
+    let nodes = (arch.nodes * arch.blocks()) as u128;
     let head = act
         .saturating_add(b.saturating_mul(dim(cfg.end_hidden)).saturating_mul(n))
         .saturating_add(b.saturating_mul(dim(shape.horizon)).saturating_mul(n));
@@ -93,7 +105,7 @@ fn params(arch: &Arch, shape: ModelShape, cfg: &ModelConfig) -> u128 {
         .saturating_mul(c)
         .saturating_mul(2 * k + 6)
         .saturating_add(n.saturating_mul(dim(cfg.embed)).saturating_mul(2));
-    let edges = arch.edges.len() as u128;
+    let edges = (arch.edges.len() * arch.blocks()) as u128;
     let head = c
         .saturating_mul(t)
         .saturating_mul(dim(cfg.end_hidden))
@@ -123,6 +135,7 @@ mod tests {
                     temporal: Some(temporal.into()),
                 })
                 .collect(),
+            hyper: None,
         };
         Arch::from_spec(&spec, SpaceKind::Ists).unwrap()
     }

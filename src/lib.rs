@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`space`]: architectures as DAGs of cells, JSON form, validation, canonical hash,
-//!   sampling, mutation and crossover.
+//!   sampling, mutation and crossover; [`hyper`]: the joint space's hyperparameters (width,
+//!   stacked blocks, learning-rate factor) a design may carry beside its wiring.
 //! - [`ops`]: the operators in tch (MixGC, linear attention, diffusion GCN, gated dilated
 //!   convolution, temporal and spatial transformers) and the tensor layout they share.
 //! - [`model`]: an architecture built into a forecaster (input projection, DAG, head).
@@ -44,6 +45,7 @@ pub mod export;
 pub mod fidelity;
 pub mod footprint;
 pub mod gru;
+pub mod hyper;
 pub mod jsonl;
 pub mod memory;
 pub mod metrics;

@@ -262,6 +262,7 @@ mod tests {
                 space: None,
                 nodes: None,
                 edges: vec![],
+                hyper: None,
             },
             score,
             status: EvalStatus::Ok,

@@ -46,6 +46,24 @@ impl ModelConfig {
         self.check().map_err(crate::Error::Setting)
     }
 
+    /// The widths `arch` is built with: its own `hyper.hidden` in the joint space, these
+    /// otherwise. Errs (naming `hyper.hidden`) when the heads do not divide the design's width.
+    pub fn for_arch(&self, arch: &Arch) -> crate::Result<ModelConfig> {
+        let Some(h) = &arch.hyper else {
+            return Ok(self.clone());
+        };
+        if self.heads < 1 || h.hidden % self.heads != 0 {
+            return Err(crate::Error::Setting(format!(
+                "hyper.hidden ({}) must be a multiple of model.heads ({})",
+                h.hidden, self.heads
+            )));
+        }
+        Ok(ModelConfig {
+            hidden: h.hidden,
+            ..self.clone()
+        })
+    }
+
     fn check(&self) -> Result<(), String> {
         for (k, v) in [
             ("hidden", self.hidden),
@@ -172,7 +190,8 @@ impl EdgeModule {
 #[derive(Debug)]
 pub struct StModel {
     input: Conv,
-    edges: Vec<(usize, usize, EdgeModule)>,
+    /// The wiring's edges, once per stacked block (one block outside the joint space).
+    blocks: Vec<Vec<(usize, usize, EdgeModule)>>,
     nodes: usize,
     head_hidden: Conv,
     head_out: Conv,
@@ -181,7 +200,9 @@ pub struct StModel {
 }
 
 impl StModel {
-    /// Builds the model's layers under `vs`. Zero edges are not built.
+    /// Builds the model's layers under `vs`. Zero edges are not built. `cfg` gives the widths
+    /// as built (see [`ModelConfig::for_arch`]); `arch.blocks()` copies of the wiring are
+    /// stacked, the first under the names a single block has always had.
     pub fn new(
         vs: &nn::Path,
         arch: &Arch,
@@ -198,6 +219,36 @@ impl StModel {
         };
         let c = cfg.hidden;
         let input = Conv::pointwise(&(vs / "input"), shape.in_features, c)?;
+        let mut blocks = Vec::with_capacity(arch.blocks());
+        for b in 0..arch.blocks() {
+            let block = if b == 0 {
+                vs.clone()
+            } else {
+                vs / format!("block_{b}")
+            };
+            blocks.push(Self::block(&block, arch, dims, graph)?);
+        }
+        let head_hidden =
+            Conv::pointwise(&(vs / "head_hidden"), c * shape.input_len, cfg.end_hidden)?;
+        let head_out = Conv::pointwise(&(vs / "head_out"), cfg.end_hidden, shape.horizon)?;
+        Ok(StModel {
+            input,
+            blocks,
+            nodes: arch.nodes,
+            head_hidden,
+            head_out,
+            shape,
+            channels: c,
+        })
+    }
+
+    /// One copy of the wiring's edges under `vs`.
+    fn block(
+        vs: &nn::Path,
+        arch: &Arch,
+        dims: OpDims,
+        graph: &GraphSupports,
+    ) -> TResult<Vec<(usize, usize, EdgeModule)>> {
         let mut edges = Vec::new();
         for e in &arch.edges {
             let p = vs / format!("edge_{}_{}", e.from, e.to);
@@ -216,29 +267,40 @@ impl StModel {
             };
             edges.push((e.from, e.to, m));
         }
-        let head_hidden =
-            Conv::pointwise(&(vs / "head_hidden"), c * shape.input_len, cfg.end_hidden)?;
-        let head_out = Conv::pointwise(&(vs / "head_out"), cfg.end_hidden, shape.horizon)?;
-        Ok(StModel {
-            input,
-            edges,
-            nodes: arch.nodes,
-            head_hidden,
-            head_out,
-            shape,
-            channels: c,
-        })
+        Ok(edges)
     }
 
     /// `[B, T_in, N, F] -> [B, horizon, N, 1]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> TResult<Tensor> {
         let b = x.size()[0];
-        let h0 = self.input.forward(&x.f_permute([0, 3, 2, 1])?)?; // [B,C,N,T]
+        let mut h = self.input.forward(&x.f_permute([0, 3, 2, 1])?)?; // [B,C,N,T]
+        for block in &self.blocks {
+            h = self.block_forward(block, h, train)?;
+        }
+        let z = h
+            .f_relu()?
+            .f_permute([0, 1, 3, 2])? // [B,C,T,N]
+            .f_reshape([b, self.channels * self.shape.input_len, 1, self.shape.nodes])?
+            .f_permute([0, 1, 3, 2])?; // [B,C*T,N,1]
+        let y = self
+            .head_out
+            .forward(&self.head_hidden.forward(&z)?.f_relu()?)?; // [B,H,N,1]
+        Ok(y)
+    }
+
+    /// One block: the DAG over input `h0`, its output node plus `h0` (a residual, so stacked
+    /// blocks train as easily as one).
+    fn block_forward(
+        &self,
+        edges: &[(usize, usize, EdgeModule)],
+        h0: Tensor,
+        train: bool,
+    ) -> TResult<Tensor> {
         let mut states: Vec<Option<Tensor>> = (0..self.nodes).map(|_| None).collect();
         states[0] = Some(h0.shallow_clone());
         for node in 1..self.nodes {
             let mut acc: Option<Tensor> = None;
-            for (from, _, m) in self.edges.iter().filter(|(_, to, _)| *to == node) {
+            for (from, _, m) in edges.iter().filter(|(_, to, _)| *to == node) {
                 let Some(src) = &states[*from] else { continue };
                 let y = m.forward_t(src, train)?;
                 acc = Some(match acc {
@@ -253,19 +315,10 @@ impl StModel {
                 None => None,
             };
         }
-        let out = match &states[self.nodes - 1] {
-            Some(h) => h.f_add(&h0)?,
-            None => h0,
-        };
-        let z = out
-            .f_relu()?
-            .f_permute([0, 1, 3, 2])? // [B,C,T,N]
-            .f_reshape([b, self.channels * self.shape.input_len, 1, self.shape.nodes])?
-            .f_permute([0, 1, 3, 2])?; // [B,C*T,N,1]
-        let y = self
-            .head_out
-            .forward(&self.head_hidden.forward(&z)?.f_relu()?)?; // [B,H,N,1]
-        Ok(y)
+        match &states[self.nodes - 1] {
+            Some(h) => h.f_add(&h0),
+            None => Ok(h0),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! markdown fences, may be wrapped in `{"architecture": ...}`, and must validate against the
 //! search space. Errors are precise so that the repair prompt can quote them.
 
-use crate::space::{Arch, ArchError, ArchSpec, EdgeSpec, SpaceKind};
+use crate::space::{Arch, ArchError, ArchSpec, EdgeSpec, Hyper, SpaceKind};
 use serde_json::Value;
 
 /// Replies longer than this are refused before any parsing (a runaway model or a hostile server).
@@ -89,7 +89,8 @@ fn object_spans(text: &str) -> Vec<&str> {
 }
 
 /// Finds the architecture object in `value`: itself, under `architecture`/`arch`/`design`, or
-/// the `steps` of a chain-of-thought reply (each step's edges joined, in order).
+/// the `steps` of a chain-of-thought reply (each step's edges joined, in order; the joint
+/// space's `hyper` taken from the top level or from the step that gives it).
 fn arch_value(v: &Value) -> Option<Value> {
     let obj = v.as_object()?;
     if obj.contains_key("edges") {
@@ -102,7 +103,13 @@ fn arch_value(v: &Value) -> Option<Value> {
             .collect();
         if !parts.is_empty() {
             let edges: Vec<Value> = parts.into_iter().flatten().cloned().collect();
-            return Some(serde_json::json!({ "edges": edges }));
+            let hyper = obj
+                .get("hyper")
+                .or_else(|| steps.iter().rev().find_map(|st| st.get("hyper")));
+            return Some(match hyper {
+                Some(h) => serde_json::json!({ "edges": edges, "hyper": h }),
+                None => serde_json::json!({ "edges": edges }),
+            });
         }
     }
     ["architecture", "arch", "design"]
@@ -158,7 +165,7 @@ fn known_keys(v: &Value) -> Value {
             None => v.clone(),
         }
     };
-    let mut top = keep(v, &["space", "nodes", "edges"]);
+    let mut top = keep(v, &["space", "nodes", "edges", "hyper"]);
     if let Some(Value::Array(edges)) = top.get_mut("edges") {
         for e in edges.iter_mut() {
             *e = keep(e, &["from", "to", "op", "spatial", "temporal"]);
@@ -238,6 +245,19 @@ fn cap(mut s: String) -> String {
 pub struct Thought {
     pub idea: String,
     pub edges: Vec<EdgeSpec>,
+    /// The joint space's hyperparameters, when the thought (an output-node decision) gives them.
+    pub hyper: Option<Hyper>,
+}
+
+/// The `hyper` object of `v`, if any, read strictly (an unknown key or a wrong type is an error
+/// naming it).
+fn hyper_of(v: &Value) -> Result<Option<Hyper>, ParseError> {
+    match v.get("hyper") {
+        None | Some(Value::Null) => Ok(None),
+        Some(h) => serde_json::from_value(h.clone())
+            .map(Some)
+            .map_err(|e| ParseError::Json(format!("hyper: {e}"))),
+    }
 }
 
 fn edges_of(v: &Value) -> Result<Vec<EdgeSpec>, ParseError> {
@@ -275,9 +295,12 @@ pub fn parse_alternatives(reply: &str) -> Result<Vec<Thought>, ParseError> {
                     .find_map(|k| a.get(*k).and_then(Value::as_str))
                     .unwrap_or("")
                     .trim();
+                let hyper =
+                    hyper_of(a).map_err(|e| ParseError::Json(format!("alternatives[{i}]: {e}")))?;
                 out.push(Thought {
                     idea: cap(idea.to_string()),
                     edges,
+                    hyper,
                 });
             }
             return Ok(out);
@@ -287,6 +310,7 @@ pub fn parse_alternatives(reply: &str) -> Result<Vec<Thought>, ParseError> {
     Ok(vec![Thought {
         idea: reasoning(reply).unwrap_or_default(),
         edges: edges_of(&v)?,
+        hyper: hyper_of(&v)?,
     }])
 }
 

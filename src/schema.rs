@@ -141,6 +141,44 @@ pub fn alternatives_schema(space: SpaceKind, node: usize, k: usize) -> Value {
     })
 }
 
+/// `schema` (one of the reply schemas above) for a joint-space search: a required `hyper`
+/// object whose fields take the offered choices, decided after the wiring (appended last, so a
+/// grammar emits it after the reasoning and edges). In an alternatives schema it is added to
+/// each alternative when `node` is the output node, as the tree of thought reads it there.
+/// Inactive `hyper`: `schema` unchanged.
+pub fn with_hyper(
+    mut schema: Value,
+    hyper: &crate::hyper::HyperSpace,
+    node: Option<usize>,
+) -> Value {
+    if !hyper.is_active() {
+        return schema;
+    }
+    let h = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["hidden", "blocks", "lr_scale"],
+        "properties": {
+            "hidden": {"enum": hyper.hidden},
+            "blocks": {"enum": hyper.blocks},
+            "lr_scale": {"enum": hyper.lr_scale},
+        },
+    });
+    let target = match node {
+        None => Some(&mut schema),
+        Some(n) if n + 1 == DEFAULT_NODES => schema.pointer_mut("/properties/alternatives/items"),
+        Some(_) => None,
+    };
+    if let Some(obj) = target {
+        if let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert("hyper".into(), h);
+        }
+        if let Some(req) = obj.get_mut("required").and_then(Value::as_array_mut) {
+            req.push(json!("hyper"));
+        }
+    }
+    schema
+}
+
 /// The schema of a tree-of-thought value step: for each of `n` partial designs, in order, the
 /// reasoning and then a value from 1 (hopeless) to 10 (most promising).
 pub fn value_schema(n: usize) -> Value {
@@ -277,5 +315,43 @@ mod tests {
         assert_eq!(edges.len(), 2);
         assert!(edges.iter().all(|e| e.to == 2));
         assert_eq!(edges[1].from, 1);
+    }
+
+    #[test]
+    fn joint_space_schemas_ask_for_offered_hyperparameters_after_the_wiring() {
+        let hs = crate::hyper::HyperSpace {
+            hidden: vec![16, 8],
+            blocks: vec![1, 2],
+            lr_scale: vec![],
+        }
+        .resolved(32);
+        let cot = with_hyper(cot_schema(SpaceKind::Ists), &hs, None);
+        let keys: Vec<&String> = cot["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["steps", "hyper"], "decided after the steps");
+        assert_eq!(cot["required"], json!(["steps", "hyper"]));
+        assert_eq!(
+            cot["properties"]["hyper"]["properties"]["hidden"]["enum"],
+            json!([8, 16])
+        );
+        assert_eq!(
+            cot["properties"]["hyper"]["properties"]["lr_scale"]["enum"],
+            json!([1.0])
+        );
+        let out = with_hyper(alternatives_schema(SpaceKind::Ists, 3, 2), &hs, Some(3));
+        let item = &out["properties"]["alternatives"]["items"];
+        assert_eq!(item["required"], json!(["idea", "edges", "hyper"]));
+        let inner = alternatives_schema(SpaceKind::Ists, 2, 2);
+        assert_eq!(
+            with_hyper(inner.clone(), &hs, Some(2)),
+            inner,
+            "only the output node"
+        );
+        let plain = cot_schema(SpaceKind::Ists);
+        assert_eq!(with_hyper(plain.clone(), &Default::default(), None), plain);
+        // A conforming reply parses into a design with those hyperparameters.
+        let reply = r#"{"steps":[{"node":1,"reasoning":"r","edges":[{"from":0,"to":1,"op":"STT"}]},{"node":2,"reasoning":"r","edges":[]},{"node":3,"reasoning":"r","edges":[{"from":1,"to":3,"op":"identity"}]}],"hyper":{"hidden":16,"blocks":2,"lr_scale":1.0}}"#;
+        let a = crate::parse::parse_reply(reply, SpaceKind::Ists).unwrap();
+        assert_eq!(a.hyper.map(|h| (h.hidden, h.blocks)), Some((16, 2)));
+        hs.admit(a.hyper.as_ref()).unwrap();
     }
 }

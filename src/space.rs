@@ -16,6 +16,7 @@
 //! or `zero`. In the `autocts` space an edge is one operator: `gdcc`, `dgcn`, `t_trans`,
 //! `s_trans`, `skip` (alias `identity`) or `none` (alias `zero`).
 
+pub use crate::hyper::{Hyper, HyperSpace};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,9 @@ pub enum ArchError {
         "edges: output node {output} is not reachable from input node 0 through non-zero edges"
     )]
     OutputUnreachable { output: usize },
+    /// A design's hyperparameters out of bounds or not offered; the message names the field.
+    #[error("{0}")]
+    Hyper(String),
 }
 
 fn fmt_path(nodes: &[usize]) -> String {
@@ -350,6 +354,8 @@ pub struct Arch {
     pub space: SpaceKind,
     pub nodes: usize,
     pub edges: Vec<Edge>,
+    /// The joint space's hyperparameters; None: the configured model and training settings.
+    pub hyper: Option<Hyper>,
 }
 
 /// The serde form of an edge, as written by users and LLMs.
@@ -396,6 +402,8 @@ pub struct ArchSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<usize>,
     pub edges: Vec<EdgeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyper: Option<Hyper>,
 }
 
 impl Arch {
@@ -498,10 +506,14 @@ impl Arch {
         if edges.iter().all(|e| e.op == Op::Zero) {
             return Err(ArchError::Empty);
         }
+        if let Some(h) = &spec.hyper {
+            h.check().map_err(ArchError::Hyper)?;
+        }
         let arch = Arch {
             space,
             nodes,
             edges,
+            hyper: spec.hyper,
         };
         if !arch.reachable_from_input()[nodes - 1] {
             return Err(ArchError::OutputUnreachable { output: nodes - 1 });
@@ -534,6 +546,7 @@ impl Arch {
                     }
                 })
                 .collect(),
+            hyper: self.hyper,
         }
     }
 
@@ -618,6 +631,7 @@ impl Arch {
             space: self.space,
             nodes: self.nodes,
             edges,
+            hyper: self.hyper,
         }
     }
 
@@ -633,20 +647,42 @@ impl Arch {
         format!("{h:016x}")
     }
 
-    /// A one-line human summary: `0->1 STT(mix_gc,linear_attn); 1->3 identity`.
+    /// A one-line human summary: `0->1 STT(mix_gc,linear_attn); 1->3 identity`, then
+    /// ` | hidden 16, 2 blocks, lr x0.5` for a design of the joint space.
     pub fn summary(&self) -> String {
-        self.edges
+        let wiring = self
+            .edges
             .iter()
             .map(|e| format!("{}->{} {}", e.from, e.to, e.op.label(self.space)))
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        match &self.hyper {
+            Some(h) => format!("{wiring} | {}", h.label()),
+            None => wiring,
+        }
+    }
+
+    /// The learning-rate factor of every training of this design (1 outside the joint space).
+    pub fn lr_scale(&self) -> f64 {
+        self.hyper.map_or(1.0, |h| h.lr_scale)
+    }
+
+    /// Stacked copies of the wiring (1 outside the joint space).
+    pub fn blocks(&self) -> usize {
+        self.hyper.map_or(1, |h| h.blocks.max(1) as usize)
     }
 
     /// Samples into `archs` until it holds `n` architectures with distinct hashes (the ones
     /// already there count and stay first): the candidate lists of `fidelity` and `bench gpu`.
-    pub fn fill_distinct<R: Rng>(space: SpaceKind, archs: &mut Vec<Arch>, n: usize, rng: &mut R) {
+    pub fn fill_distinct<R: Rng>(
+        space: SpaceKind,
+        hyper: &HyperSpace,
+        archs: &mut Vec<Arch>,
+        n: usize,
+        rng: &mut R,
+    ) {
         while archs.len() < n {
-            let a = Arch::sample(space, rng);
+            let a = Arch::sample_in(space, hyper, rng);
             if archs.iter().all(|b| b.hash() != a.hash()) {
                 archs.push(a);
             }
@@ -672,8 +708,48 @@ impl Arch {
             space,
             nodes,
             edges,
+            hyper: None,
         }
         .canonical()
+    }
+
+    /// [`Arch::sample`] in the joint space: the wiring, then a setting drawn from `hyper`
+    /// (none when it is inactive, so an architecture-only search draws exactly as before).
+    pub fn sample_in<R: Rng>(space: SpaceKind, hyper: &HyperSpace, rng: &mut R) -> Arch {
+        let mut a = Arch::sample(space, rng);
+        a.hyper = hyper.sample(rng);
+        a
+    }
+
+    /// [`Arch::mutate`] in the joint space: one change of the wiring or, with probability 1/3
+    /// when the space offers other settings, one step of one hyperparameter.
+    pub fn mutate_in<R: Rng>(&self, hyper: &HyperSpace, rng: &mut R) -> Arch {
+        if let Some(h) = &self.hyper {
+            if hyper.is_active() && rng.gen_range(0..3) == 0 {
+                if let Some(next) = hyper.mutate(h, rng) {
+                    return Arch {
+                        hyper: Some(next),
+                        ..self.clone()
+                    };
+                }
+            }
+        }
+        self.mutate(rng)
+    }
+
+    /// [`Arch::neighbours`] (hyperparameters kept), then every design one hyperparameter step
+    /// away (wiring kept).
+    pub fn neighbours_in(&self, hyper: &HyperSpace) -> Vec<Arch> {
+        let mut out = self.neighbours();
+        if let Some(h) = &self.hyper {
+            for next in hyper.neighbours(h) {
+                out.push(Arch {
+                    hyper: Some(next),
+                    ..self.clone()
+                });
+            }
+        }
+        out
     }
 
     /// A valid neighbour differing from `self`: one operator changed, one cell part changed,
@@ -716,12 +792,16 @@ impl Arch {
                 space: self.space,
                 nodes: self.nodes,
                 edges,
+                hyper: self.hyper,
             };
             if cand.is_valid() && cand.hash() != own {
                 return cand.canonical();
             }
         }
-        Arch::sample(self.space, rng)
+        Arch {
+            hyper: self.hyper,
+            ..Arch::sample(self.space, rng)
+        }
     }
 
     /// Crossover: each non-input node takes its incoming edges from one parent or the other.
@@ -737,10 +817,15 @@ impl Arch {
                 let parent = if rng.gen_bool(0.5) { self } else { other };
                 edges.extend(parent.edges.iter().filter(|e| e.to == to).copied());
             }
+            let hyper = match (&self.hyper, &other.hyper) {
+                (Some(a), Some(b)) => Some(HyperSpace::cross(a, b, rng)),
+                (a, b) => a.or(*b),
+            };
             let child = Arch {
                 space: self.space,
                 nodes: self.nodes,
                 edges,
+                hyper,
             };
             if child.is_valid() {
                 let h = child.hash();
@@ -770,6 +855,7 @@ impl Arch {
                 space: self.space,
                 nodes: self.nodes,
                 edges,
+                hyper: self.hyper,
             };
             if cand.is_valid() {
                 let cand = cand.canonical();
@@ -1041,5 +1127,87 @@ mod tests {
             let d = x.edges.len() as i64 - a.edges.len() as i64;
             d.abs() <= 1
         }));
+    }
+
+    #[test]
+    fn joint_space_designs_carry_hyperparameters_through_json_hash_and_changes() {
+        let wiring = r#""edges":[{"from":0,"to":1,"op":"STT"},{"from":1,"to":3,"op":"identity"}]"#;
+        let plain = Arch::from_json(&format!("{{{wiring}}}"), SpaceKind::Ists).unwrap();
+        let j = Arch::from_json(
+            &format!(r#"{{{wiring},"hyper":{{"hidden":16,"blocks":2,"lr_scale":0.5}}}}"#),
+            SpaceKind::Ists,
+        )
+        .unwrap();
+        assert_eq!(plain.hyper, None);
+        assert_ne!(
+            plain.hash(),
+            j.hash(),
+            "hyperparameters are part of the design"
+        );
+        assert_eq!(j.canonical().hyper, j.hyper);
+        assert_eq!(Arch::from_json(&j.to_json(), SpaceKind::Ists).unwrap(), j);
+        assert!(
+            !plain.to_json().contains("hyper"),
+            "wiring-only JSON unchanged"
+        );
+        assert!(
+            j.summary().ends_with(" | hidden 16, 2 blocks, lr x0.5"),
+            "{}",
+            j.summary()
+        );
+        assert_eq!((j.blocks(), j.lr_scale()), (2, 0.5));
+        assert_eq!((plain.blocks(), plain.lr_scale()), (1, 1.0));
+        for (hyper, msg) in [
+            (
+                r#"{"hidden":16,"blocks":0,"lr_scale":1}"#,
+                "hyper.blocks must be within 1..=8",
+            ),
+            (
+                r#"{"hidden":16,"blocks":1,"lr_scale":-1}"#,
+                "hyper.lr_scale must be within",
+            ),
+            (
+                r#"{"hidden":16,"blocks":1,"lr_scale":1,"depth":3}"#,
+                "unknown field `depth`",
+            ),
+        ] {
+            let err = Arch::from_json(&format!(r#"{{{wiring},"hyper":{hyper}}}"#), SpaceKind::Ists)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(msg), "{err}");
+        }
+
+        let hs = HyperSpace {
+            hidden: vec![8, 16],
+            blocks: vec![1, 2],
+            lr_scale: vec![0.5, 1.0],
+        }
+        .resolved(32);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut settings = std::collections::HashSet::new();
+        for _ in 0..60 {
+            let a = Arch::sample_in(SpaceKind::Ists, &hs, &mut rng);
+            hs.admit(a.hyper.as_ref()).unwrap();
+            settings.insert(a.hyper.map(|h| h.label()));
+            let m = a.mutate_in(&hs, &mut rng);
+            hs.admit(m.hyper.as_ref()).unwrap();
+            assert!(m.is_valid());
+            assert_ne!(m.hash(), a.hash());
+            let b = Arch::sample_in(SpaceKind::Ists, &hs, &mut rng);
+            if let Some(c) = a.crossover(&b, &mut rng) {
+                hs.admit(c.hyper.as_ref()).unwrap();
+            }
+        }
+        assert_eq!(settings.len(), hs.size(), "every setting is drawn");
+        let n = j.neighbours_in(&hs);
+        assert_eq!(n.len(), j.neighbours().len() + 3);
+        assert!(n[..n.len() - 3].iter().all(|x| x.hyper == j.hyper));
+        // An inactive hyperparameter space draws exactly what the wiring-only sampler draws.
+        let mut a = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut b = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        assert_eq!(
+            Arch::sample_in(SpaceKind::Ists, &HyperSpace::default(), &mut a),
+            Arch::sample(SpaceKind::Ists, &mut b)
+        );
     }
 }

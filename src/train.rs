@@ -425,6 +425,8 @@ impl Trained {
     /// Builds a freshly initialized model (seeded).
     pub fn build(arch: &Arch, data: &TrainData, cfg: &ModelConfig, seed: u64) -> Result<Trained> {
         cfg.validate()?;
+        // The joint space's width replaces the configured one.
+        let cfg = &cfg.for_arch(arch)?;
         // libtorch's generator is process-global: seeding and initializing under one lock
         // keeps a seeded build repeatable while other threads (evaluators) build models too.
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -576,6 +578,11 @@ pub fn proxy_run_until(
         )));
     }
     let started = Instant::now();
+    // The joint space's learning-rate factor applies to every training of the design.
+    let cfg = &ProxyConfig {
+        lr: cfg.lr * arch.lr_scale(),
+        ..cfg.clone()
+    };
     let trained = Trained::build(arch, data, model_cfg, cfg.seed)?;
     let params = trained.params();
     let mut opt = Adam::new(&trained.vs, cfg.lr, cfg.weight_decay, cfg.clip)?;
@@ -690,6 +697,11 @@ pub fn train_full_until(
     stop: &AtomicBool,
 ) -> Result<(TrainReport, Trained)> {
     let started = Instant::now();
+    // The joint space's learning-rate factor scales the whole schedule.
+    let cfg = &TrainConfig {
+        lr: cfg.lr * arch.lr_scale(),
+        ..cfg.clone()
+    };
     let trained = Trained::build(arch, data, model_cfg, cfg.seed)?;
     let mut opt = Adam::new(&trained.vs, cfg.lr, cfg.weight_decay, cfg.clip)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);

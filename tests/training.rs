@@ -121,3 +121,65 @@ fn divergence_is_a_result_not_a_crash() {
     );
     assert!(r.val_mae.is_none());
 }
+
+/// A design's `hyper` acts as the joint space says: its width replaces `model.hidden` and its
+/// learning-rate factor scales the proxy's rate (the same run as the plain design at that
+/// width and rate, to the bit), and stacked blocks add the wiring's weights once per block.
+#[test]
+fn a_joint_space_design_trains_with_its_own_width_depth_and_rate() {
+    use ists::space::Hyper;
+    let d = data();
+    let cfg = ProxyConfig {
+        steps: 3,
+        batch_size: 8,
+        val_samples: 32,
+        ..ProxyConfig::default()
+    };
+    let with = |hidden, blocks, lr_scale| Arch {
+        hyper: Some(Hyper {
+            hidden,
+            blocks,
+            lr_scale,
+        }),
+        ..arch()
+    };
+    let joint = proxy_eval(&with(16, 1, 2.0), &d, &small(), &cfg).unwrap();
+    let wide = ModelConfig {
+        hidden: 16,
+        ..small()
+    };
+    let fast = ProxyConfig {
+        lr: cfg.lr * 2.0,
+        ..cfg.clone()
+    };
+    let plain = proxy_eval(&arch(), &d, &wide, &fast).unwrap();
+    assert_eq!(joint.status, EvalStatus::Ok);
+    assert_eq!(joint.params, plain.params);
+    assert_eq!(
+        joint.val_mae, plain.val_mae,
+        "hyper is not the configured run"
+    );
+    assert_eq!(joint.last_loss, plain.last_loss);
+
+    let one = proxy_eval(&with(8, 1, 1.0), &d, &small(), &cfg).unwrap();
+    let two = proxy_eval(&with(8, 2, 1.0), &d, &small(), &cfg).unwrap();
+    let three = proxy_eval(&with(8, 3, 1.0), &d, &small(), &cfg).unwrap();
+    assert_eq!(two.status, EvalStatus::Ok);
+    let block = two.params - one.params;
+    assert!(block > 0, "a second block added no weights");
+    assert_eq!(three.params - two.params, block, "blocks differ in size");
+    assert_eq!(
+        one.params,
+        proxy_eval(&arch(), &d, &small(), &cfg).unwrap().params
+    );
+
+    // Heads that do not divide the design's width: an error naming the field, not a panic.
+    let err = proxy_eval(&with(9, 1, 1.0), &d, &small(), &cfg)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("hyper.hidden (9) must be a multiple of model.heads (2)"),
+        "{err}"
+    );
+}

@@ -96,7 +96,7 @@ pub async fn measure(
     s.search.mode = ists::config::Mode::Cot;
     s.evaluators.devices = vec!["cpu".into(); evaluators];
     s.final_train.top_k = 0;
-    let offline = OfflineInstructor::new(s.search.space, s.search.seed).start();
+    let offline = OfflineInstructor::new(s.search.space, s.hyper_space(), s.search.seed).start();
     let instructor = DelayedInstructor::new(offline, latency).start();
     let clock = Clock::default();
     let times = clock.times.clone();

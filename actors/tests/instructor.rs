@@ -438,3 +438,87 @@ async fn tot_takes_the_nearest_unexplored_output_decision_when_the_model_repeats
         .unwrap()
         .contains("adjusted by ists"));
 }
+
+/// The joint space through the LLM path: the prompt offers the hyperparameter choices, a reply
+/// that leaves `hyper` out (or picks a value not offered) is repaired with a message naming the
+/// field and the choices, and the design recorded carries the hyperparameters the model chose.
+#[actix::test]
+async fn joint_space_replies_must_choose_offered_hyperparameters() {
+    let h = scripted(Duration::from_millis(1), |p, n| {
+        let json = COT
+            .split("```json")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        match (&p.hints.repair, n) {
+            // First proposal: no hyper at all; second: a width not offered.
+            (None, 0) => COT.to_string(),
+            (None, _) => json.trim().replace(
+                "\n]}",
+                "\n], \"hyper\": {\"hidden\": 12, \"blocks\": 2, \"lr_scale\": 0.5}}",
+            ),
+            (Some(_), _) => format!(
+                "Adding the hyperparameters.\n{}",
+                json.trim().replace(
+                    "\n]}",
+                    &format!(
+                        "\n], \"hyper\": {{\"hidden\": 16, \"blocks\": {}, \"lr_scale\": 0.5}}}}",
+                        if n == 1 { 1 } else { 2 }
+                    ),
+                )
+            ),
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.search.mode = Mode::Cot;
+    s.search.budget = 2;
+    s.search.in_flight = 1;
+    s.search.max_repairs = 1;
+    s.search.fallback = false;
+    s.search.hyper = ists::hyper::HyperSpace {
+        hidden: vec![8, 16],
+        blocks: vec![1, 2],
+        lr_scale: vec![0.5, 1.0],
+    };
+    s.final_train.top_k = 0;
+    let opts = SearchOptions {
+        name: Some("joint".into()),
+        instructor: Some(h.instructor.clone()),
+        ..fake_evaluator()
+    };
+    let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+    assert_eq!(summary.evaluated, 2);
+    assert_eq!(summary.repairs, 2, "{summary:?}");
+    let seen = h.seen.lock().unwrap().clone();
+    for needle in [
+        r#""hyper": {"hidden": one of [8, 16]"#,
+        r#""blocks": one of [1, 2]"#,
+        r#""lr_scale": one of [0.5, 1.0]"#,
+    ] {
+        assert!(seen[0].user.contains(needle), "{needle}: {}", seen[0].user);
+    }
+    let first = seen[1].repair.as_deref().unwrap();
+    assert!(
+        first.contains("hyper: this search also tunes hyperparameters"),
+        "{first}"
+    );
+    let second = seen[3].repair.as_deref().unwrap();
+    assert!(
+        second.contains("hyper.hidden: 12 is not offered (choices: [8, 16])"),
+        "{second}"
+    );
+    let j = journal(&tmp.path().join("joint"));
+    let chosen: Vec<(u64, u64)> = j
+        .iter()
+        .map(|e| {
+            let h = &e["arch"]["hyper"];
+            (h["hidden"].as_u64().unwrap(), h["blocks"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(chosen.len(), 2);
+    assert!(chosen.iter().all(|(h, _)| *h == 16), "{chosen:?}");
+    assert_ne!(chosen[0], chosen[1], "{chosen:?}");
+}

@@ -589,3 +589,52 @@ async fn a_step_budget_bounds_the_compute_of_a_search() {
         "promotions took part of the budget"
     );
 }
+
+/// A joint-space search with the offline instructor, chain- and tree-of-thought: every design
+/// carries hyperparameters the space offers, the settings vary, and (CoT) the real evaluator
+/// and the final training run them.
+#[actix::test]
+async fn a_joint_space_search_proposes_and_trains_offered_hyperparameters() {
+    for mode in [Mode::Cot, Mode::Tot] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = tiny(tmp.path());
+        s.search.mode = mode;
+        s.search.budget = 6;
+        s.search.hyper = ists::hyper::HyperSpace {
+            hidden: vec![8, 16],
+            blocks: vec![1, 2],
+            lr_scale: vec![0.5, 1.0],
+        };
+        let space = s.hyper_space();
+        let name = format!("joint-{mode:?}");
+        let opts = if mode == Mode::Cot {
+            SearchOptions {
+                name: Some(name.clone()),
+                ..SearchOptions::default()
+            }
+        } else {
+            s.final_train.top_k = 0;
+            SearchOptions {
+                name: Some(name.clone()),
+                ..fake_evaluator()
+            }
+        };
+        let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+        assert_eq!(summary.evaluated, 6, "{mode:?}");
+        let j = journal(&tmp.path().join(&name));
+        let mut settings = HashSet::new();
+        for e in &j {
+            let arch: ists::space::ArchSpec = serde_json::from_value(e["arch"].clone()).unwrap();
+            let hyper = arch.hyper.expect("a joint-space design without hyper");
+            space.admit(Some(&hyper)).unwrap();
+            settings.insert(hyper.label());
+        }
+        assert!(settings.len() >= 2, "{mode:?}: {settings:?}");
+        if mode == Mode::Cot {
+            // The final training trained the design as chosen (its report keeps the hyper).
+            let report = &summary.final_results[0].report;
+            assert_eq!(report.status, ists::train::EvalStatus::Ok);
+            assert!(report.arch.hyper.is_some());
+        }
+    }
+}

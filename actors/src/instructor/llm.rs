@@ -22,7 +22,7 @@ use async_openai::types::{
     ResponseFormat as OpenAiFormat,
 };
 use ists::config::{LlmSettings, ResponseFormat};
-use ists::space::SpaceKind;
+use ists::space::{HyperSpace, SpaceKind};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -47,6 +47,8 @@ pub struct LlmActor {
     http: reqwest::Client,
     settings: Arc<LlmSettings>,
     space: SpaceKind,
+    /// The joint space's choices (resolved): they shape the schemas' `hyper` object.
+    hyper: HyperSpace,
     key: Option<String>,
     permits: Arc<Semaphore>,
     /// The current format level, shared by all requests (downgrades are sticky).
@@ -76,9 +78,17 @@ impl LlmActor {
             permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
             settings: Arc::new(settings),
             space,
+            hyper: HyperSpace::default(),
             key,
             level: Arc::new(AtomicU8::new(level)),
         }
+    }
+
+    /// The joint space's choices (resolved), for the reply schemas; the default asks for no
+    /// hyperparameters.
+    pub fn with_hyper(mut self, hyper: HyperSpace) -> LlmActor {
+        self.hyper = hyper;
+        self
     }
 }
 
@@ -87,17 +97,30 @@ impl Actor for LlmActor {
 }
 
 /// The `response_format` field for a level and purpose.
-fn response_format(level: u8, space: SpaceKind, purpose: &Purpose) -> Option<Value> {
+fn response_format(
+    level: u8,
+    space: SpaceKind,
+    hyper: &HyperSpace,
+    purpose: &Purpose,
+) -> Option<Value> {
+    use ists::schema::with_hyper;
     match level {
         SCHEMA => {
             let (name, schema) = match purpose {
                 // Reasoning fields before each decision: the thought is written, then the edges.
-                Purpose::Cot => ("architecture_steps", ists::schema::cot_schema(space)),
+                Purpose::Cot => (
+                    "architecture_steps",
+                    with_hyper(ists::schema::cot_schema(space), hyper, None),
+                ),
                 Purpose::TotStep {
                     node, alternatives, ..
                 } => (
                     "step_alternatives",
-                    ists::schema::alternatives_schema(space, *node, (*alternatives).max(1)),
+                    with_hyper(
+                        ists::schema::alternatives_schema(space, *node, (*alternatives).max(1)),
+                        hyper,
+                        Some(*node),
+                    ),
                 ),
                 Purpose::TotValue { partials, .. } => {
                     ("partial_values", ists::schema::value_schema(partials.len()))
@@ -375,6 +398,7 @@ impl Handler<Complete> for LlmActor {
         let permits = self.permits.clone();
         let level = self.level.clone();
         let space = self.space;
+        let hyper = self.hyper.clone();
         Box::pin(async move {
             let _permit = permits
                 .acquire_owned()
@@ -385,7 +409,7 @@ impl Handler<Complete> for LlmActor {
             let mut failures = 0usize;
             loop {
                 let lvl = level.load(Ordering::SeqCst);
-                let format = response_format(lvl, space, &msg.0.hints.purpose);
+                let format = response_format(lvl, space, &hyper, &msg.0.hints.purpose);
                 let body = request_body(&s, &msg.0.messages, format)?;
                 match attempt(&http, &s, key.as_deref(), body).await {
                     Attempt::Done(mut reply) => {

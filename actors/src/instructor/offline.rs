@@ -6,19 +6,21 @@
 use crate::messages::{Complete, Hints, LlmError, Purpose, Reply, Usage};
 use actix::prelude::*;
 use ists::memory::{heuristic_value, Stage};
-use ists::space::{Arch, EdgeSpec, SpaceKind};
+use ists::space::{Arch, EdgeSpec, HyperSpace, SpaceKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
 pub struct OfflineInstructor {
     space: SpaceKind,
+    /// The joint space's choices (resolved; inactive for an architecture-only search).
+    hyper: HyperSpace,
     seed: u64,
 }
 
 impl OfflineInstructor {
-    pub fn new(space: SpaceKind, seed: u64) -> OfflineInstructor {
-        OfflineInstructor { space, seed }
+    pub fn new(space: SpaceKind, hyper: HyperSpace, seed: u64) -> OfflineInstructor {
+        OfflineInstructor { space, hyper, seed }
     }
 
     fn rng(&self, h: &Hints) -> ChaCha8Rng {
@@ -41,7 +43,7 @@ impl OfflineInstructor {
     /// A whole new architecture, avoiding known hashes.
     fn propose(&self, h: &Hints, rng: &mut ChaCha8Rng) -> Arch {
         let parents = self.parents(h);
-        let mut last = Arch::sample(self.space, rng);
+        let mut last = Arch::sample_in(self.space, &self.hyper, rng);
         for _ in 0..64 {
             let cand = match (h.stage, parents.len()) {
                 (Stage::Optimization, n) if n > 0 => {
@@ -50,12 +52,13 @@ impl OfflineInstructor {
                     let a = &parents[i.min(n - 1)];
                     if n > 1 && rng.gen_bool(0.3) {
                         let b = &parents[rng.gen_range(0..n.min(5))];
-                        a.crossover(b, rng).unwrap_or_else(|| a.mutate(rng))
+                        a.crossover(b, rng)
+                            .unwrap_or_else(|| a.mutate_in(&self.hyper, rng))
                     } else {
-                        a.mutate(rng)
+                        a.mutate_in(&self.hyper, rng)
                     }
                 }
-                _ => Arch::sample(self.space, rng),
+                _ => Arch::sample_in(self.space, &self.hyper, rng),
             };
             if !h.known.contains_key(&cand.hash()) {
                 return cand;
@@ -65,19 +68,25 @@ impl OfflineInstructor {
         last
     }
 
-    /// The incoming edges of `node` for one tree-of-thought branch.
-    fn step(&self, h: &Hints, node: usize, rng: &mut ChaCha8Rng) -> Vec<EdgeSpec> {
+    /// The incoming edges of `node` for one tree-of-thought branch, and the hyperparameters
+    /// of the design they come from (the output node's thought carries them in the joint space).
+    fn step(
+        &self,
+        h: &Hints,
+        node: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> (Vec<EdgeSpec>, Option<ists::space::Hyper>) {
         let parents = self.parents(h);
         let from_parent = h.stage == Stage::Optimization && !parents.is_empty();
         let arch = if from_parent {
             let p = &parents[h.branch % parents.len().min(3)];
             if rng.gen_bool(0.5) {
-                p.mutate(rng)
+                p.mutate_in(&self.hyper, rng)
             } else {
                 p.clone()
             }
         } else {
-            Arch::sample(self.space, rng)
+            Arch::sample_in(self.space, &self.hyper, rng)
         };
         let edges: Vec<EdgeSpec> = arch
             .to_spec()
@@ -96,10 +105,11 @@ impl OfflineInstructor {
                     to: node,
                     op,
                 }],
+                hyper: None,
             };
-            return one.to_spec().edges;
+            return (one.to_spec().edges, arch.hyper);
         }
-        edges
+        (edges, arch.hyper)
     }
 }
 
@@ -131,9 +141,13 @@ impl Handler<Complete> for OfflineInstructor {
                     };
                     lines.push(format!("Step {node}: node {node} <- {ins}."));
                 }
+                if let Some(hp) = &arch.hyper {
+                    lines.push(format!("Step {}: {}.", arch.nodes, hp.label()));
+                }
                 lines.push(format!(
                     "Step {}: every edge goes forward, the output is reachable, and the design is new ({} stage).",
-                    arch.nodes, h.stage
+                    arch.nodes + arch.hyper.is_some() as usize,
+                    h.stage
                 ));
                 format!("{}\n```json\n{}\n```", lines.join("\n"), arch.to_json())
             }
@@ -141,14 +155,17 @@ impl Handler<Complete> for OfflineInstructor {
                 node, alternatives, ..
             } => {
                 // Distinct alternatives, as the prompt asks: draw until k differ (bounded).
-                let mut alts: Vec<Vec<EdgeSpec>> = Vec::new();
+                // At the output node, the joint space's hyperparameters come with the edges.
+                let last = *node + 1 == ists::space::DEFAULT_NODES;
+                let mut alts: Vec<(Vec<EdgeSpec>, Option<ists::space::Hyper>)> = Vec::new();
                 for _ in 0..(*alternatives).max(1) * 8 {
                     if alts.len() >= (*alternatives).max(1) {
                         break;
                     }
-                    let edges = self.step(h, *node, &mut rng);
-                    if !alts.contains(&edges) {
-                        alts.push(edges);
+                    let (edges, hyper) = self.step(h, *node, &mut rng);
+                    let alt = (edges, hyper.filter(|_| last));
+                    if !alts.contains(&alt) {
+                        alts.push(alt);
                     }
                 }
                 let idea = match h.stage {
@@ -157,7 +174,12 @@ impl Handler<Complete> for OfflineInstructor {
                 };
                 let items: Vec<serde_json::Value> = alts
                     .into_iter()
-                    .map(|edges| serde_json::json!({ "idea": idea, "edges": edges }))
+                    .map(|(edges, hyper)| match hyper {
+                        Some(hp) => {
+                            serde_json::json!({ "idea": idea, "edges": edges, "hyper": hp })
+                        }
+                        None => serde_json::json!({ "idea": idea, "edges": edges }),
+                    })
                     .collect();
                 let json = serde_json::json!({ "alternatives": items });
                 format!("Node {node}:\n```json\n{json}\n```")

@@ -7,16 +7,22 @@ use crate::messages::{Known, KnownSet, ParseArch, ParseStep, Rejection, StepThou
 use actix::prelude::*;
 use dashmap::mapref::entry::Entry;
 use ists::parse::{parse_alternatives, parse_reply, ParseError};
-use ists::space::{edges_key, Arch, ArchError, EdgeSpec, SpaceKind};
+use ists::space::{edges_key, Arch, ArchError, EdgeSpec, HyperSpace, SpaceKind};
 
 pub struct ParserActor {
     space: SpaceKind,
+    /// The joint space's choices (resolved): a design's `hyper` must be one of them.
+    hyper: HyperSpace,
     known: KnownSet,
 }
 
 impl ParserActor {
-    pub fn new(space: SpaceKind, known: KnownSet) -> ParserActor {
-        ParserActor { space, known }
+    pub fn new(space: SpaceKind, hyper: HyperSpace, known: KnownSet) -> ParserActor {
+        ParserActor {
+            space,
+            hyper,
+            known,
+        }
     }
 }
 
@@ -28,7 +34,7 @@ impl ParserActor {
     /// The first design one change away from `arch` that nobody has evaluated or reserved, as
     /// JSON: the concrete way out a duplicate's repair turn offers.
     fn nearest_unexplored(&self, arch: &Arch) -> Option<String> {
-        arch.neighbours()
+        arch.neighbours_in(&self.hyper)
             .into_iter()
             .find(|n| !self.known.contains_key(&n.hash()))
             .map(|n| n.to_json())
@@ -63,6 +69,7 @@ impl ParserActor {
             space: None,
             nodes: None,
             edges: probe,
+            hyper: None,
         };
         match Arch::from_spec(&spec, self.space) {
             // Reachability is judged on the whole design later, not on one step.
@@ -78,6 +85,9 @@ impl Handler<ParseArch> for ParserActor {
         let arch = parse_reply(&msg.reply, self.space)
             .map_err(Rejection::Invalid)?
             .canonical();
+        self.hyper
+            .admit(arch.hyper.as_ref())
+            .map_err(|m| Rejection::Invalid(ParseError::Arch(ArchError::Hyper(m))))?;
         let hash = arch.hash();
         if self.known.contains_key(&hash) {
             return Err(Rejection::Duplicate {

@@ -339,6 +339,7 @@ mod tests {
             space: SpaceKind::Ists,
             profile: String::new(),
             traits: String::new(),
+            hyper: Default::default(),
         };
         PromptActor::new(Templates::new(prompts), task, Stage::Exploration).with_context(limit)
     }

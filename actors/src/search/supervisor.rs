@@ -137,6 +137,7 @@ pub async fn run_search(
         horizon: prepared.output_len,
         in_features: prepared.in_features,
         space: settings.search.space,
+        hyper: settings.hyper_space(),
         profile: ists::profile::DataProfile::of(&prepared).render(),
         // Building each operator once to count its parameters takes well under a second; a
         // failure only leaves the table out of the prompt.
@@ -165,9 +166,16 @@ pub async fn run_search(
     });
     bus.do_send(Subscribe(prompt.clone().recipient()));
     let space = settings.search.space;
-    let parser = Supervisor::start(move |_| ParserActor::new(space, known));
+    let hyper = settings.hyper_space();
+    let parser = {
+        let hyper = hyper.clone();
+        Supervisor::start(move |_| ParserActor::new(space, hyper.clone(), known.clone()))
+    };
     let seed = settings.search.seed;
-    let offline = || Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient();
+    let offline = || {
+        let hyper = hyper.clone();
+        Supervisor::start(move |_| OfflineInstructor::new(space, hyper.clone(), seed)).recipient()
+    };
     let llm: Recipient<Complete> = match opts.instructor.take() {
         Some(r) => r,
         None => instructor_for(&settings),
@@ -370,11 +378,15 @@ pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
     match settings.llm.backend {
         Backend::Offline => {
             let seed = settings.search.seed;
-            Supervisor::start(move |_| OfflineInstructor::new(space, seed)).recipient()
+            let hyper = settings.hyper_space();
+            Supervisor::start(move |_| OfflineInstructor::new(space, hyper.clone(), seed))
+                .recipient()
         }
         Backend::Openai | Backend::Local => {
             let l = settings.llm.clone();
-            Supervisor::start(move |_| LlmActor::new(l, space)).recipient()
+            let hyper = settings.hyper_space();
+            Supervisor::start(move |_| LlmActor::new(l, space).with_hyper(hyper.clone()))
+                .recipient()
         }
     }
 }

@@ -19,7 +19,7 @@ use futures::stream::{self, StreamExt};
 use ists::config::Settings;
 use ists::memory::heuristic_value;
 use ists::parse::Thought;
-use ists::space::{edges_key, Arch, ArchSpec, EdgeSpec, DEFAULT_NODES};
+use ists::space::{edges_key, Arch, ArchSpec, EdgeSpec, Hyper, DEFAULT_NODES};
 
 /// A partial design on its way through the tree: the edges decided so far, the idea behind each
 /// node's decision and the value its last evaluation gave.
@@ -28,6 +28,8 @@ struct Path {
     edges: Vec<EdgeSpec>,
     ideas: Vec<String>,
     value: f64,
+    /// The joint space's hyperparameters, once a thought (the output node's) gave them.
+    hyper: Option<Hyper>,
 }
 
 impl Path {
@@ -38,6 +40,7 @@ impl Path {
     fn extend(&self, node: usize, t: Thought) -> Path {
         let mut p = self.clone();
         p.edges.extend(t.edges);
+        p.hyper = t.hyper.or(p.hyper);
         p.ideas.push(format!("Node {node}: {}", t.idea.trim()));
         p
     }
@@ -55,12 +58,14 @@ fn request_id(base: u64, node: usize, entry: usize, value: bool) -> u64 {
     base | ((node as u64) << 12) | ((entry as u64 & 0x3FF) << 1) | value as u64
 }
 
-/// The hash a complete edge list would have, if it is a valid design.
-fn hash_if_complete(edges: &[EdgeSpec], s: &Settings) -> Option<String> {
+/// The hash a complete edge list (with these hyperparameters, the space's middle choice when
+/// none were given) would have, if it is a valid design.
+fn hash_if_complete(edges: &[EdgeSpec], hyper: Option<Hyper>, s: &Settings) -> Option<String> {
     let spec = ArchSpec {
         space: Some(s.search.space.to_string()),
         nodes: None,
         edges: edges.to_vec(),
+        hyper: s.hyper_space().complete(hyper),
     };
     Arch::from_spec(&spec, s.search.space)
         .ok()
@@ -139,7 +144,7 @@ async fn propose_thoughts(
                     // work: leave it out now, and name the clash if nothing else is left.
                     thoughts.retain(|t| {
                         let full = parent.extend(node, t.clone());
-                        match hash_if_complete(&full.edges, s) {
+                        match hash_if_complete(&full.edges, full.hyper, s) {
                             Some(h) if memory.known.contains_key(&h) => {
                                 clash = Some(h);
                                 false
@@ -214,6 +219,7 @@ fn nearest_unexplored(
             space: Some(s.search.space.to_string()),
             nodes: None,
             edges: full.edges.clone(),
+            hyper: s.hyper_space().complete(full.hyper),
         };
         let Ok(arch) = Arch::from_spec(&spec, s.search.space) else {
             continue;
@@ -232,8 +238,9 @@ fn nearest_unexplored(
             let mut edges = parent.edges.clone();
             edges.extend(into_node.iter().cloned());
             // Only a change of the output node's own edges keeps the parent's decisions.
-            (!into_node.is_empty() && hash_if_complete(&edges, s).as_deref() == Some(h.as_str()))
-                .then_some((h, into_node))
+            (!into_node.is_empty()
+                && hash_if_complete(&edges, n.hyper, s).as_deref() == Some(h.as_str()))
+            .then_some((h, into_node))
         });
         if let Some((h, edges)) = found {
             taken.insert(h);
@@ -244,6 +251,7 @@ fn nearest_unexplored(
                     t.idea.trim()
                 ),
                 edges,
+                hyper: arch.hyper,
             });
         }
     }
@@ -273,7 +281,7 @@ async fn evaluate_thoughts(
             partial: c.edges.clone(),
             idea: c.ideas.last().cloned().unwrap_or_default(),
             evidence: evidence(&c.edges, node, memory),
-            known_if_complete: hash_if_complete(&c.edges, s)
+            known_if_complete: hash_if_complete(&c.edges, c.hyper, s)
                 .is_some_and(|h| memory.known.contains_key(&h)),
         })
         .collect();
@@ -394,6 +402,7 @@ pub(super) async fn tot_proposal(
             space: Some(s.search.space.to_string()),
             nodes: None,
             edges: path.edges.clone(),
+            hyper: s.hyper_space().complete(path.hyper),
         };
         let text = serde_json::to_string(&spec).unwrap_or_default();
         match w.parse_arch.send(ParseArch { reply: text }).await {
@@ -434,6 +443,7 @@ mod tests {
             edges: vec![edge(0, 1, op)],
             ideas: vec![],
             value,
+            hyper: None,
         };
         let kept = select(
             vec![p("STT", 3.0), p("TTS", 9.0), p("TTS", 9.0), p("STP", 5.0)],

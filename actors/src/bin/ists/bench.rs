@@ -267,7 +267,13 @@ fn gpu(a: GpuCheck) -> Result<()> {
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.search.seed);
     let mut archs = vec![arch.clone()];
-    Arch::fill_distinct(s.search.space, &mut archs, a.candidates, &mut rng);
+    Arch::fill_distinct(
+        s.search.space,
+        &s.hyper_space(),
+        &mut archs,
+        a.candidates,
+        &mut rng,
+    );
     let on_device = time_proxy(&archs, &on_dev_data, &s.model, &s.proxy)?;
     let on_reference = time_proxy(&archs, &on_ref_data, &s.model, &s.proxy)?;
     println!(

@@ -237,7 +237,13 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.search.seed);
     let mut sampled = Vec::new();
-    Arch::fill_distinct(s.search.space, &mut sampled, a.n, &mut rng);
+    Arch::fill_distinct(
+        s.search.space,
+        &s.hyper_space(),
+        &mut sampled,
+        a.n,
+        &mut rng,
+    );
     for x in sampled {
         if !archs.iter().any(|a| a.hash() == x.hash()) {
             archs.push(x);
