@@ -133,6 +133,14 @@ pub struct StudySettings {
     pub model: ModelConfig,
     pub proxy: ProxyConfig,
     pub truth: TrainConfig,
+    /// The joint space the designs were drawn from (resolved); left out of the fingerprint
+    /// when inactive, so wiring-only files keep theirs.
+    #[serde(default, skip_serializing_if = "wiring_only")]
+    pub hyper: crate::hyper::HyperSpace,
+}
+
+fn wiring_only(h: &crate::hyper::HyperSpace) -> bool {
+    !h.is_active()
 }
 
 /// The data and settings the proxies and the ground truth run on.
@@ -695,6 +703,7 @@ mod tests {
             model: ModelConfig::default(),
             proxy: ProxyConfig::default(),
             truth: TrainConfig::default(),
+            hyper: Default::default(),
         };
         let f = ResultsFile::open(&path, &settings).unwrap();
         f.save(&[row("a", &[1.0], &[]), row("b", &[2.0], &[])])
@@ -729,6 +738,7 @@ mod tests {
             model: ModelConfig::default(),
             proxy: ProxyConfig::default(),
             truth: TrainConfig::default(),
+            hyper: Default::default(),
         };
         // The fingerprint as written before `final.train.schedule` and its keys existed.
         let mut old = serde_json::to_value(&settings).unwrap();

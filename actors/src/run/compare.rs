@@ -2,7 +2,10 @@
 //! --results FILE`, the raw rows of BENCHMARKS.md's search-quality tables). For seed index
 //! `k` every method runs with search, proxy and final-training seeds advanced by `k`, so the
 //! methods are paired; one JSON line per method and seed is appended as soon as it exists, so
-//! an interrupted comparison resumes. The statistics come from [`ists::stats`].
+//! an interrupted comparison resumes. The statistics come from [`ists::stats`]. Each search's
+//! row keeps its trajectory (every evaluation's cumulative seconds and steps, rung and score),
+//! from which [`time_to_quality`] says when a search first held a design as good as another
+//! method's final one.
 
 use crate::run::summary::Summary;
 use crate::search::supervisor::{run_search, SearchOptions};
@@ -30,6 +33,103 @@ pub struct MethodRun {
     /// Mean validation and test MAE over `final.seeds` of the chosen (fully trained) model.
     pub val_mae: f64,
     pub test_mae: f64,
+    /// Every evaluation of the search in journal order (empty for a fixed design and in rows
+    /// written before trajectories were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trajectory: Vec<Progress>,
+}
+
+/// One evaluation of a search, with the compute spent up to and including it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Evaluation seconds of the search so far (the evaluations' own times summed: the wall
+    /// time of a search with one evaluator, without the instructor's time).
+    pub seconds: f64,
+    /// Optimizer steps of the search so far (proxy runs and promotions).
+    pub steps: u64,
+    /// This evaluation's rung and score (None: it failed).
+    pub rung: usize,
+    pub score: Option<f64>,
+}
+
+/// The trajectory of a journal: its evaluations in order with cumulative seconds and steps.
+pub fn trajectory(entries: &[ists::memory::MemoryEntry]) -> Vec<Progress> {
+    let (mut seconds, mut steps) = (0.0, 0u64);
+    entries
+        .iter()
+        .map(|e| {
+            seconds += e.seconds.max(0.0);
+            steps = steps.saturating_add(e.steps as u64);
+            Progress {
+                seconds,
+                steps,
+                rung: e.rung,
+                score: e.score.filter(|s| s.is_finite()),
+            }
+        })
+        .collect()
+}
+
+/// The best point of a trajectory: highest rung, then lowest score (the memory bank's order).
+fn best_point(t: &[Progress]) -> Option<(usize, f64)> {
+    t.iter()
+        .filter_map(|p| Some((p.rung, p.score?)))
+        .min_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)))
+}
+
+/// When `method` first held a design as good as `against`'s final choice, per seed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimeToQuality {
+    pub seed: u64,
+    /// Evaluation seconds and steps of `method` at that point (None: never within its budget).
+    pub seconds: Option<f64>,
+    pub steps: Option<u64>,
+    /// `against`'s whole search, in evaluation seconds and steps.
+    pub against_seconds: f64,
+    pub against_steps: u64,
+}
+
+impl TimeToQuality {
+    /// The share of `against`'s search time `method` needed (None: never reached).
+    pub fn ratio(&self) -> Option<f64> {
+        Some(self.seconds? / self.against_seconds.max(f64::MIN_POSITIVE))
+    }
+}
+
+/// For each seed both searched: the first evaluation at which `method` holds a design whose
+/// score is at least as good as `against`'s final best at that fidelity (a rung at least as
+/// high, a score no worse). Judged by the searches' own scores, not by full training: what
+/// each search knew at the time.
+pub fn time_to_quality(runs: &[MethodRun], method: &str, against: &str) -> Vec<TimeToQuality> {
+    let mut out = Vec::new();
+    for r in runs.iter().filter(|r| r.method == method) {
+        let Some(o) = runs
+            .iter()
+            .find(|o| o.method == against && o.seed == r.seed)
+        else {
+            continue;
+        };
+        let (Some((rung, score)), Some(last)) = (best_point(&o.trajectory), o.trajectory.last())
+        else {
+            continue;
+        };
+        if out.iter().any(|t: &TimeToQuality| t.seed == r.seed) {
+            continue;
+        }
+        let hit = r
+            .trajectory
+            .iter()
+            .find(|p| p.rung >= rung && p.score.is_some_and(|s| s <= score));
+        out.push(TimeToQuality {
+            seed: r.seed,
+            seconds: hit.map(|p| p.seconds),
+            steps: hit.map(|p| p.steps),
+            against_seconds: last.seconds,
+            against_steps: last.steps,
+        });
+    }
+    out.sort_by_key(|t| t.seed);
+    out
 }
 
 /// A method compared.
@@ -92,6 +192,9 @@ pub async fn run_search_method(
             method.name()
         ));
     };
+    let journal = std::path::Path::new(&summary.run_dir).join("journal.jsonl");
+    let entries = crate::search::memory::read_journal(&journal)
+        .map_err(|e| format!("{}: {e}", journal.display()))?;
     let run = MethodRun {
         method: method.name(),
         seed: k,
@@ -100,6 +203,7 @@ pub async fn run_search_method(
         eval_steps: summary.eval_steps,
         val_mae,
         test_mae,
+        trajectory: trajectory(&entries),
     };
     Ok((run, summary))
 }
@@ -137,6 +241,7 @@ pub fn run_hand_design(
         eval_steps: 0,
         val_mae,
         test_mae,
+        trajectory: Vec::new(),
     })
 }
 
@@ -232,7 +337,47 @@ mod tests {
             eval_steps: 100,
             val_mae: test_mae,
             test_mae,
+            trajectory: Vec::new(),
         }
+    }
+
+    fn point(seconds: f64, steps: u64, rung: usize, score: Option<f64>) -> Progress {
+        Progress {
+            seconds,
+            steps,
+            rung,
+            score,
+        }
+    }
+
+    #[test]
+    fn time_to_quality_finds_the_first_design_as_good_at_that_fidelity() {
+        let mut random = run("random", 0, 1.0);
+        // Its final best: rung 1, score 0.8 (a better rung-0 score does not outrank it).
+        random.trajectory = vec![
+            point(1.0, 30, 0, Some(0.9)),
+            point(2.0, 60, 0, Some(0.7)),
+            point(5.0, 150, 1, Some(0.8)),
+            point(10.0, 300, 0, Some(0.95)),
+        ];
+        let mut fast = run("offline", 0, 1.0);
+        fast.trajectory = vec![
+            point(1.0, 30, 0, Some(0.5)),
+            point(2.0, 60, 0, None),
+            point(3.0, 150, 1, Some(0.79)),
+            point(9.0, 300, 1, Some(0.6)),
+        ];
+        let mut never = run("offline", 1, 1.0);
+        never.trajectory = vec![point(4.0, 30, 1, Some(0.81))];
+        let mut random1 = run("random", 1, 1.0);
+        random1.trajectory = vec![point(8.0, 30, 1, Some(0.8))];
+        let runs = vec![random, fast, never, random1, run("offline", 2, 1.0)];
+        let t = time_to_quality(&runs, "offline", "random");
+        assert_eq!(t.len(), 2, "seed 2 has no partner");
+        assert_eq!((t[0].seconds, t[0].steps), (Some(3.0), Some(150)));
+        assert_eq!((t[0].against_seconds, t[0].against_steps), (10.0, 300));
+        assert_eq!(t[0].ratio(), Some(0.3));
+        assert_eq!((t[1].seconds, t[1].ratio()), (None, None));
     }
 
     #[test]

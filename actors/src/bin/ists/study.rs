@@ -81,7 +81,8 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     } = a;
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
-        append_run, paired, read_runs, run_hand_design, run_search_method, Method,
+        append_run, paired, read_runs, run_hand_design, run_search_method, time_to_quality,
+        Method,
     };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
@@ -218,6 +219,35 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             );
         }
     }
+    // Time to quality: when each search first held a design as good as random search's final
+    // one (by the searches' own scores), as a share of random's whole search.
+    let searches: Vec<String> = methods
+        .iter()
+        .skip(1)
+        .filter(|m| !matches!(m, Method::Hand { .. }))
+        .map(Method::name)
+        .collect();
+    for method in &searches {
+        let t = time_to_quality(&runs, method, "random");
+        if t.is_empty() {
+            continue;
+        }
+        let mut shares: Vec<f64> = t.iter().filter_map(|x| x.ratio()).collect();
+        shares.sort_by(f64::total_cmp);
+        let median = shares.get(shares.len() / 2).copied();
+        println!(
+            "\ntime to quality, {method} against random ({} seeds with trajectories): reached \
+             random's final design on {} seeds; evaluation time as a share of random's: {}{}",
+            t.len(),
+            shares.len(),
+            shares
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median.map_or(String::new(), |m| format!(" (median {m:.2})"))
+        );
+    }
     println!("rows in {}", path.display());
     Ok(())
 }
@@ -254,6 +284,7 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
         model: s.model.clone(),
         proxy: s.proxy.clone(),
         truth: s.final_train.train.clone(),
+        hyper: s.hyper_space(),
     };
     let results_path = a.results.unwrap_or_else(|| {
         PathBuf::from(format!(
