@@ -191,6 +191,23 @@ pub struct SearchSettings {
     pub hyper: crate::hyper::HyperSpace,
 }
 
+impl SearchSettings {
+    /// Whether the exploration stage has had its share: `exploration_share` of the candidate
+    /// budget evaluated or, under a step budget, of `budget_steps` spent (whichever comes
+    /// first; a step-bounded search rarely reaches its candidate cap, and would otherwise
+    /// never optimize). Never with `exploration_share = 1` (random search).
+    pub fn exploration_done(&self, candidates: usize, steps: u64) -> bool {
+        if self.exploration_share >= 1.0 || self.budget == 0 {
+            return false;
+        }
+        let by_candidates =
+            candidates >= (self.exploration_share * self.budget as f64).ceil() as usize;
+        let by_steps = self.budget_steps > 0
+            && steps as f64 >= (self.exploration_share * self.budget_steps as f64).ceil();
+        by_candidates || by_steps
+    }
+}
+
 impl Default for SearchSettings {
     fn default() -> Self {
         SearchSettings {

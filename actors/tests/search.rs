@@ -571,6 +571,20 @@ async fn a_step_budget_bounds_the_compute_of_a_search() {
         .unwrap();
     assert_eq!(plain.evaluated, 10);
     assert_eq!(plain.eval_steps, 10 * steps);
+    // The candidate cap (1000) is far away: the stage switches when half the steps are spent,
+    // else a step-bounded search would never optimize (and tie random search by construction).
+    assert_eq!(plain.stage_switch_after, Some(5), "{plain:?}");
+    let j = journal(&plain_dir(&plain));
+    let stages: Vec<&str> = j.iter().map(|e| e["stage"].as_str().unwrap()).collect();
+    // Proposals already in flight at the switch were made in exploration.
+    let optimized = stages.iter().filter(|s| **s == "optimization").count();
+    assert!((3..=5).contains(&optimized), "{stages:?}");
+    let mut random = s.clone();
+    random.search.exploration_share = 1.0;
+    let r = run_search(random, fake_evaluator(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(r.stage_switch_after, None, "random search never optimizes");
     // With rungs, promotions (3 times the steps) come out of the same budget.
     s.search.budget_steps = 14 * steps;
     s.search.rungs.levels = 1;
@@ -637,4 +651,8 @@ async fn a_joint_space_search_proposes_and_trains_offered_hyperparameters() {
             assert!(report.arch.hyper.is_some());
         }
     }
+}
+
+fn plain_dir(s: &ists_actors::run::summary::Summary) -> PathBuf {
+    PathBuf::from(&s.run_dir)
 }

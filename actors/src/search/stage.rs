@@ -58,7 +58,6 @@ pub struct StageActor {
     w: Wiring,
     settings: Arc<Settings>,
     stage: Stage,
-    switch_at: usize,
     /// Distinct candidates evaluated (promotions are not candidates).
     evaluated: usize,
     in_eval: usize,
@@ -109,7 +108,9 @@ impl StageActor {
         let mut summary = summary;
         summary.evaluated = evaluated;
         summary.resumed = evaluated;
-        let stage = if evaluated >= switch_at && s.budget > 0 && switch_at < s.budget {
+        // The compute already spent counts toward the step budget and the stage switch.
+        summary.eval_steps = resumed.iter().map(|e| e.steps as u64).sum();
+        let stage = if s.exploration_done(evaluated, summary.eval_steps) {
             Stage::Optimization
         } else {
             Stage::Exploration
@@ -125,7 +126,7 @@ impl StageActor {
             }
         }
         if stage == Stage::Optimization {
-            summary.stage_switch_after = Some(switch_at);
+            summary.stage_switch_after = Some(switch_at.min(evaluated));
         }
         summary.stage = Some(stage);
         StageActor {
@@ -133,7 +134,6 @@ impl StageActor {
             w,
             settings,
             stage,
-            switch_at,
             evaluated,
             in_eval: 0,
             promoting: 0,
@@ -384,6 +384,7 @@ impl StageActor {
                     self.summary.eval_retries += 1;
                     *self.summary.retried_faults.entry(kind).or_default() += 1;
                 }
+                self.maybe_switch();
                 self.w.publish(Event::Promoted {
                     candidate: entry.id,
                     hash: entry.hash.clone(),
@@ -450,11 +451,14 @@ impl StageActor {
 
     /// The task-level switch: after the exploration share of the budget, or on a plateau.
     fn maybe_switch(&mut self) {
-        if self.stage != Stage::Exploration || self.switch_at >= self.budget() {
+        let s = &self.settings.search;
+        if self.stage != Stage::Exploration || s.exploration_share >= 1.0 {
             return;
         }
-        let plateau = self.settings.search.plateau;
-        if self.evaluated >= self.switch_at || (plateau > 0 && self.since_best >= plateau) {
+        let plateau = s.plateau;
+        if s.exploration_done(self.evaluated, self.summary.eval_steps)
+            || (plateau > 0 && self.since_best >= plateau)
+        {
             self.stage = Stage::Optimization;
             self.summary.stage = Some(self.stage);
             self.summary.stage_switch_after = Some(self.evaluated);

@@ -285,9 +285,8 @@ fn prompt_stage(resumed: &[ists::memory::MemoryEntry], settings: &Settings) -> S
         .map(|e| e.hash.as_str())
         .collect::<std::collections::HashSet<_>>()
         .len();
-    if candidates >= (s.exploration_share * s.budget as f64).ceil() as usize
-        && s.exploration_share < 1.0
-    {
+    let steps = resumed.iter().map(|e| e.steps as u64).sum();
+    if s.exploration_done(candidates, steps) {
         Stage::Optimization
     } else {
         Stage::Exploration

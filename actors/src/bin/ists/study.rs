@@ -81,8 +81,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     } = a;
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
-        append_run, paired, read_runs, run_hand_design, run_search_method, time_to_quality,
-        Method,
+        append_run, paired, read_runs, run_hand_design, run_search_method, time_to_quality, Method,
     };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
