@@ -120,18 +120,30 @@ fn arch_value(v: &Value) -> Option<Value> {
 /// The JSON text of the architecture in `reply`: the last object that holds an `edges` list
 /// (a reasoning model often shows drafts before its final answer).
 pub fn extract(reply: &str) -> Result<Value, ParseError> {
+    scan(reply).0
+}
+
+/// One pass over the JSON objects of `reply`, last first, each parsed once: the architecture
+/// value ([`extract`]) and the reasoning ([`reasoning`]). The reasoning is settled at or before
+/// the object the architecture comes from (see [`reasoning_at`]), so one pass serves both.
+fn scan(reply: &str) -> (Result<Value, ParseError>, Option<String>) {
     if reply.trim().is_empty() {
-        return Err(ParseError::Empty);
+        return (Err(ParseError::Empty), None);
     }
     if reply.len() > MAX_REPLY_BYTES {
-        return Err(ParseError::TooLong(reply.len()));
+        return (Err(ParseError::TooLong(reply.len())), None);
     }
     let mut first_err = None;
+    let mut why: Option<Option<String>> = None;
     for span in object_spans(reply).into_iter().rev() {
         match serde_json::from_str::<Value>(span) {
             Ok(v) => {
-                if let Some(a) = arch_value(&v) {
-                    return Ok(a);
+                let arch = arch_value(&v);
+                if why.is_none() {
+                    why = reasoning_at(reply, span, &v, arch.is_some());
+                }
+                if let Some(a) = arch {
+                    return (Ok(a), why.flatten());
                 }
             }
             Err(e) => {
@@ -141,14 +153,28 @@ pub fn extract(reply: &str) -> Result<Value, ParseError> {
             }
         }
     }
-    Err(first_err.unwrap_or(ParseError::NoJson))
+    (Err(first_err.unwrap_or(ParseError::NoJson)), why.flatten())
+}
+
+/// Validates the architecture value [`extract`] found.
+fn arch_of(v: &Value, space: SpaceKind) -> Result<Arch, ParseError> {
+    let spec: ArchSpec =
+        serde_json::from_value(known_keys(v)).map_err(|e| ParseError::Json(e.to_string()))?;
+    Ok(Arch::from_spec(&spec, space)?)
 }
 
 /// Extracts and validates the architecture of a reply.
 pub fn parse_reply(reply: &str, space: SpaceKind) -> Result<Arch, ParseError> {
-    let v = known_keys(&extract(reply)?);
-    let spec: ArchSpec = serde_json::from_value(v).map_err(|e| ParseError::Json(e.to_string()))?;
-    Ok(Arch::from_spec(&spec, space)?)
+    arch_of(&extract(reply)?, space)
+}
+
+/// [`parse_reply`] and [`reasoning`] in one pass over the reply.
+pub fn parse_reply_reasoned(
+    reply: &str,
+    space: SpaceKind,
+) -> Result<(Arch, Option<String>), ParseError> {
+    let (v, why) = scan(reply);
+    Ok((arch_of(&v?, space)?, why))
 }
 
 /// Keeps only the keys of the architecture schema: models like to add a "reason" here and
@@ -188,43 +214,41 @@ pub const MAX_REASONING_KEPT: usize = 4000;
 /// chain-of-thought reply ("Node k: ..." lines), or else the prose written before the final
 /// JSON (fences removed). Kept with the candidate, shown in the dashboard and report.
 pub fn reasoning(reply: &str) -> Option<String> {
-    if reply.len() > MAX_REPLY_BYTES {
+    scan(reply).1
+}
+
+/// The reasoning object `v` (the text `span` of `reply`) settles, if it settles it: its steps'
+/// reasoning lines, or, when it is a design (`is_arch`), the prose before it (None when there is
+/// none). Not settled (None): an object that is neither, so an earlier one is looked at.
+fn reasoning_at(reply: &str, span: &str, v: &Value, is_arch: bool) -> Option<Option<String>> {
+    if let Some(Value::Array(steps)) = v.get("steps") {
+        let lines: Vec<String> = steps
+            .iter()
+            .filter_map(|st| {
+                let why = st.get("reasoning")?.as_str()?.trim();
+                let node = st.get("node").and_then(Value::as_i64);
+                (!why.is_empty()).then(|| match node {
+                    Some(n) => format!("Node {n}: {why}"),
+                    None => why.to_string(),
+                })
+            })
+            .collect();
+        if !lines.is_empty() {
+            return Some(Some(cap(lines.join("\n"))));
+        }
+    }
+    if !is_arch {
         return None;
     }
-    let spans = object_spans(reply);
-    for span in spans.iter().rev() {
-        let Ok(v) = serde_json::from_str::<Value>(span) else {
-            continue;
-        };
-        if let Some(Value::Array(steps)) = v.get("steps") {
-            let lines: Vec<String> = steps
-                .iter()
-                .filter_map(|st| {
-                    let why = st.get("reasoning")?.as_str()?.trim();
-                    let node = st.get("node").and_then(Value::as_i64);
-                    (!why.is_empty()).then(|| match node {
-                        Some(n) => format!("Node {n}: {why}"),
-                        None => why.to_string(),
-                    })
-                })
-                .collect();
-            if !lines.is_empty() {
-                return Some(cap(lines.join("\n")));
-            }
-        }
-        if arch_value(&v).is_some() {
-            // Prose before the design: the text reasoning of a model without a schema.
-            let start = span.as_ptr() as usize - reply.as_ptr() as usize;
-            let before = reply[..start].trim_end();
-            let before = before
-                .strip_suffix("```json")
-                .or_else(|| before.strip_suffix("```"))
-                .unwrap_or(before)
-                .trim();
-            return (!before.is_empty()).then(|| cap(before.to_string()));
-        }
-    }
-    None
+    // Prose before the design: the text reasoning of a model without a schema.
+    let start = span.as_ptr() as usize - reply.as_ptr() as usize;
+    let before = reply[..start].trim_end();
+    let before = before
+        .strip_suffix("```json")
+        .or_else(|| before.strip_suffix("```"))
+        .unwrap_or(before)
+        .trim();
+    Some((!before.is_empty()).then(|| cap(before.to_string())))
 }
 
 fn cap(mut s: String) -> String {
@@ -441,6 +465,12 @@ mod tests {
             "Step 1: STT first.\nStep 2: output."
         );
         assert_eq!(reasoning(GOOD), None);
+        // The one-pass reading gives the same design and reasoning.
+        for r in [steps, prose.as_str(), GOOD] {
+            let (arch, why) = parse_reply_reasoned(r, SpaceKind::Ists).unwrap();
+            assert_eq!(arch, parse_reply(r, SpaceKind::Ists).unwrap());
+            assert_eq!(why, reasoning(r));
+        }
     }
 
     #[test]

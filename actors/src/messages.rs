@@ -195,15 +195,21 @@ pub struct RenderTotStep {
     pub branch: usize,
 }
 
+/// Most evaluated designs a value prompt quotes as evidence about one partial design: the best
+/// few say what the partial design can reach, and the count says how well it is explored.
+pub const EVIDENCE_QUOTED: usize = 5;
+
 /// One partial design put to the value step, with what is known about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThoughtCase {
     pub partial: Vec<EdgeSpec>,
     /// The idea the proposal step gave for its last decision.
     pub idea: String,
-    /// Evidence from the memory bank: evaluated designs that contain this partial design, with
-    /// their scores (empty when none does).
+    /// Evidence from the memory bank: the best (at most [`EVIDENCE_QUOTED`]) evaluated designs
+    /// that contain this partial design, with their scores (empty when none does).
     pub evidence: Vec<String>,
+    /// How many evaluated designs contain it in all (`evidence` quotes the best of them).
+    pub matched: usize,
     /// Whether completing it exactly as it stands gives a design already evaluated.
     pub known_if_complete: bool,
 }
@@ -231,9 +237,17 @@ pub struct RenderRepair {
 /// Ask the ParserActor to turn a reply into a validated, canonical, new architecture. An
 /// accepted architecture is reserved (in flight) in the known set.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<Arch, Rejection>")]
+#[rtype(result = "Result<Parsed, Rejection>")]
 pub struct ParseArch {
     pub reply: String,
+}
+
+/// An architecture the parser accepted, with the reasoning its reply gave (when it gave any),
+/// both read in one pass over the reply.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub arch: Arch,
+    pub reasoning: Option<String>,
 }
 
 /// Why the parser refused a reply.
@@ -329,13 +343,15 @@ pub enum EvalOutcome {
 #[rtype(result = "MemoryView")]
 pub struct GetMemory;
 
-/// A read-only snapshot of the memory bank.
+/// A read-only snapshot of the memory bank. The entry lists are shared with the MemoryActor
+/// (which rebuilds them only when the bank changes), so a snapshot copies no entries.
 #[derive(Debug, Clone)]
 pub struct MemoryView {
     /// The rendered memory section (already trimmed to the token budget).
     pub rendered: String,
     pub count: usize,
-    pub best: Vec<MemoryEntry>,
+    /// The best `memory.top` (at least 5) scored entries, best first.
+    pub best: Arc<Vec<MemoryEntry>>,
     /// Every scored entry, best first: the evidence the tree-of-thought value step is given
     /// and the evaluation times the operator costs are measured from.
     pub all: Arc<Vec<MemoryEntry>>,

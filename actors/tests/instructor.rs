@@ -9,13 +9,13 @@
 use actix::prelude::*;
 use ists::config::Mode;
 use ists_actors::messages::{Complete, Event, LlmError, Prompt, Purpose, Reply, Role, Usage};
-use ists_actors::{run_search, SearchOptions};
+use ists_actors::run_search;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{fake_evaluator, journal, tiny, Collector};
+use common::{instructed, journal, one_at_a_time, Collector};
 
 /// One request as the scripted instructor saw it.
 #[derive(Debug, Clone)]
@@ -136,18 +136,10 @@ async fn cot_reasoning_is_kept_and_a_duplicate_is_repaired_with_the_nearest_vari
     });
     let events = Arc::new(Mutex::new(Vec::new()));
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    s.search.mode = Mode::Cot;
-    s.search.budget = 2;
-    s.search.in_flight = 1;
+    let mut s = one_at_a_time(tmp.path(), Mode::Cot, 2);
     s.search.max_repairs = 1;
-    s.final_train.top_k = 0;
-    let opts = SearchOptions {
-        name: Some("cot".into()),
-        instructor: Some(h.instructor.clone()),
-        ..fake_evaluator()
-    }
-    .subscribe(Collector(events.clone()).start().recipient());
+    let opts = instructed("cot", h.instructor.clone())
+        .subscribe(Collector(events.clone()).start().recipient());
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 2);
     assert_eq!(summary.requests, 3, "two proposals, one duplicate repaired");
@@ -247,19 +239,11 @@ fn tot_script(p: &Prompt, _: usize) -> String {
 async fn tot_proposes_k_alternatives_values_them_and_keeps_the_beam_best_concurrently() {
     let h = scripted(Duration::from_millis(100), tot_script);
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    s.search.mode = Mode::Tot;
-    s.search.budget = 2;
-    s.search.in_flight = 1;
+    let mut s = one_at_a_time(tmp.path(), Mode::Tot, 2);
     s.search.tot.branches = 3;
     s.search.tot.beam = 2;
     s.search.tot.concurrency = 2;
-    s.final_train.top_k = 0;
-    let opts = SearchOptions {
-        name: Some("tot".into()),
-        instructor: Some(h.instructor.clone()),
-        ..fake_evaluator()
-    };
+    let opts = instructed("tot", h.instructor.clone());
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 2, "the beam's two designs");
     // Node 1: one expansion; nodes 2 and 3: two (the beam); each a propose and a value request.
@@ -321,18 +305,10 @@ async fn an_unusable_value_reply_falls_back_to_the_heuristic_and_the_search_goes
         _ => tot_script(p, n),
     });
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    s.search.mode = Mode::Tot;
-    s.search.budget = 2;
-    s.search.in_flight = 1;
+    let mut s = one_at_a_time(tmp.path(), Mode::Tot, 2);
     s.search.tot.branches = 3;
     s.search.tot.beam = 2;
-    s.final_train.top_k = 0;
-    let opts = SearchOptions {
-        name: Some("tot-fallback".into()),
-        instructor: Some(h.instructor.clone()),
-        ..fake_evaluator()
-    };
+    let opts = instructed("tot-fallback", h.instructor.clone());
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 2);
     assert_eq!(summary.value_requests, 5);
@@ -350,17 +326,9 @@ async fn a_model_that_repeats_a_known_design_gets_its_nearest_unexplored_variati
     // A stubborn model: the same design whatever the prompt, repairs included.
     let h = scripted(Duration::from_millis(1), |_, _| COT.to_string());
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    s.search.mode = Mode::Cot;
-    s.search.budget = 3;
-    s.search.in_flight = 1;
+    let mut s = one_at_a_time(tmp.path(), Mode::Cot, 3);
     s.search.max_repairs = 1;
-    s.final_train.top_k = 0;
-    let opts = SearchOptions {
-        name: Some("stubborn".into()),
-        instructor: Some(h.instructor.clone()),
-        ..fake_evaluator()
-    };
+    let opts = instructed("stubborn", h.instructor.clone());
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 3);
     assert_eq!(
@@ -401,19 +369,11 @@ async fn tot_takes_the_nearest_unexplored_output_decision_when_the_model_repeats
         Purpose::Cot => panic!("a ToT search asked for a CoT reply"),
     });
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    s.search.mode = Mode::Tot;
-    s.search.budget = 2;
-    s.search.in_flight = 1;
+    let mut s = one_at_a_time(tmp.path(), Mode::Tot, 2);
     s.search.max_repairs = 1;
     s.search.tot.branches = 1;
     s.search.tot.beam = 1;
-    s.final_train.top_k = 0;
-    let opts = SearchOptions {
-        name: Some("tot-stubborn".into()),
-        instructor: Some(h.instructor.clone()),
-        ..fake_evaluator()
-    };
+    let opts = instructed("tot-stubborn", h.instructor.clone());
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 2);
     assert_eq!(summary.adjusted, 1);
@@ -472,10 +432,7 @@ async fn joint_space_replies_must_choose_offered_hyperparameters() {
         }
     });
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    s.search.mode = Mode::Cot;
-    s.search.budget = 2;
-    s.search.in_flight = 1;
+    let mut s = one_at_a_time(tmp.path(), Mode::Cot, 2);
     s.search.max_repairs = 1;
     s.search.fallback = false;
     s.search.hyper = ists::hyper::HyperSpace {
@@ -483,12 +440,7 @@ async fn joint_space_replies_must_choose_offered_hyperparameters() {
         blocks: vec![1, 2],
         lr_scale: vec![0.5, 1.0],
     };
-    s.final_train.top_k = 0;
-    let opts = SearchOptions {
-        name: Some("joint".into()),
-        instructor: Some(h.instructor.clone()),
-        ..fake_evaluator()
-    };
+    let opts = instructed("joint", h.instructor.clone());
     let summary = run_search(s, opts, std::future::pending()).await.unwrap();
     assert_eq!(summary.evaluated, 2);
     assert_eq!(summary.repairs, 2, "{summary:?}");

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{completion, fake_evaluator, ists, journal, root, start_chat_mock, tiny, Collector};
+use common::{
+    completion, fake_evaluator, ists, journal, one_at_a_time, root, start_chat_mock, tiny,
+    Collector,
+};
 
 #[actix::test]
 async fn offline_search_on_metr_la_week_records_every_candidate_once() {
@@ -189,16 +192,12 @@ async fn tree_of_thought_branches_run_concurrently() {
     });
     let url = start_chat_mock(mock.clone(), 1, chat);
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
+    let mut s = one_at_a_time(tmp.path(), Mode::Tot, 2);
     s.llm.backend = Backend::Openai;
     s.llm.base_url = url;
-    s.search.mode = Mode::Tot;
-    s.search.budget = 2;
-    s.search.in_flight = 1;
     s.search.tot.branches = 3;
     s.search.tot.beam = 2;
     s.search.tot.concurrency = 3;
-    s.final_train.top_k = 0;
     let opts = SearchOptions {
         name: Some("tot".into()),
         ..fake_evaluator()

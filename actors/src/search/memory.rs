@@ -19,6 +19,10 @@ pub struct MemoryActor {
     path: PathBuf,
     settings: MemorySettings,
     stage: Stage,
+    /// Every scored entry, best first, and the best `top.max(5)` of them: shared by every
+    /// snapshot and rebuilt only when the bank changes, so a prompt costs no copy of the bank.
+    all: Arc<Vec<MemoryEntry>>,
+    best: Arc<Vec<MemoryEntry>>,
 }
 
 /// Reads a journal. A last line cut short by a kill was never acknowledged: it is skipped
@@ -48,17 +52,26 @@ impl MemoryActor {
             known.insert(e.hash.clone(), Known::Recorded);
             bank.insert(e.clone());
         }
-        Ok((
-            MemoryActor {
-                bank,
-                known,
-                journal,
-                path: path.to_path_buf(),
-                settings,
-                stage,
-            },
-            entries,
-        ))
+        let mut actor = MemoryActor {
+            bank,
+            known,
+            journal,
+            path: path.to_path_buf(),
+            settings,
+            stage,
+            all: Arc::default(),
+            best: Arc::default(),
+        };
+        actor.refresh();
+        Ok((actor, entries))
+    }
+
+    /// Rebuilds the shared snapshot lists after the bank changed.
+    fn refresh(&mut self) {
+        let all: Vec<MemoryEntry> = self.bank.best(usize::MAX).into_iter().cloned().collect();
+        let top = self.settings.top.max(5);
+        self.best = Arc::new(all.iter().take(top).cloned().collect());
+        self.all = Arc::new(all);
     }
 }
 
@@ -73,8 +86,8 @@ impl Handler<GetMemory> for MemoryActor {
         MessageResult(MemoryView {
             rendered: self.bank.render(s.top, s.recent, s.token_budget),
             count: self.bank.len(),
-            best: self.bank.best(s.top.max(5)).into_iter().cloned().collect(),
-            all: Arc::new(self.bank.best(usize::MAX).into_iter().cloned().collect()),
+            best: Arc::clone(&self.best),
+            all: Arc::clone(&self.all),
             known: self.known.clone(),
             stage: self.stage,
         })
@@ -98,7 +111,11 @@ impl Handler<Record> for MemoryActor {
             .and_then(|_| self.journal.sync_data())
             .map_err(|e| format!("{path}: {e}"))?;
         self.known.insert(entry.hash.clone(), Known::Recorded);
-        Ok(self.bank.insert(entry))
+        let changed = self.bank.insert(entry);
+        if changed {
+            self.refresh();
+        }
+        Ok(changed)
     }
 }
 

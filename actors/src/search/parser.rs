@@ -3,10 +3,10 @@
 //! reserves the hash in the shared known set atomically, so two concurrent proposals of the
 //! same design cannot both pass.
 
-use crate::messages::{Known, KnownSet, ParseArch, ParseStep, Rejection, StepThoughts};
+use crate::messages::{Known, KnownSet, ParseArch, ParseStep, Parsed, Rejection, StepThoughts};
 use actix::prelude::*;
 use dashmap::mapref::entry::Entry;
-use ists::parse::{parse_alternatives, parse_reply, ParseError};
+use ists::parse::{parse_alternatives, parse_reply_reasoned, ParseError};
 use ists::space::{edges_key, Arch, ArchError, EdgeSpec, HyperSpace, SpaceKind};
 
 pub struct ParserActor {
@@ -80,11 +80,11 @@ impl ParserActor {
 }
 
 impl Handler<ParseArch> for ParserActor {
-    type Result = Result<Arch, Rejection>;
+    type Result = Result<Parsed, Rejection>;
     fn handle(&mut self, msg: ParseArch, _: &mut Context<Self>) -> Self::Result {
-        let arch = parse_reply(&msg.reply, self.space)
-            .map_err(Rejection::Invalid)?
-            .canonical();
+        let (arch, reasoning) =
+            parse_reply_reasoned(&msg.reply, self.space).map_err(Rejection::Invalid)?;
+        let arch = arch.canonical();
         self.hyper
             .admit(arch.hyper.as_ref())
             .map_err(|m| Rejection::Invalid(ParseError::Arch(ArchError::Hyper(m))))?;
@@ -104,7 +104,7 @@ impl Handler<ParseArch> for ParserActor {
             }),
             Entry::Vacant(v) => {
                 v.insert(Known::InFlight);
-                Ok(arch)
+                Ok(Parsed { arch, reasoning })
             }
         }
     }

@@ -271,12 +271,19 @@ impl Handler<RenderTotValue> for PromptActor {
             if c.known_if_complete {
                 cases.push_str("  note: as it stands it completes a design already evaluated\n");
             }
+            // The count says how explored the partial design is; only the best few are quoted,
+            // so a well-explored one does not flood the prompt.
+            let which = if c.matched > c.evidence.len() {
+                format!("; the best {}", c.evidence.len())
+            } else {
+                String::new()
+            };
             if c.evidence.is_empty() {
                 cases.push_str("  evidence: no evaluated design contains it yet\n");
             } else {
                 cases.push_str(&format!(
-                    "  evidence ({} evaluated designs contain it): {}\n",
-                    c.evidence.len(),
+                    "  evidence ({} evaluated designs contain it{which}): {}\n",
+                    c.matched,
                     c.evidence.join("; ")
                 ));
             }
@@ -355,11 +362,50 @@ mod tests {
                 })
                 .collect(),
             count: lines,
-            best: vec![],
-            all: Arc::new(vec![]),
+            best: Arc::default(),
+            all: Arc::default(),
             known: Arc::new(Default::default()),
             stage: Stage::Exploration,
         }
+    }
+
+    #[actix::test]
+    async fn the_value_prompt_quotes_the_best_evidence_and_counts_all_of_it() {
+        let case = |matched: usize| crate::messages::ThoughtCase {
+            partial: vec![],
+            idea: "an idea".into(),
+            evidence: (0..matched.min(crate::messages::EVIDENCE_QUOTED))
+                .map(|i| format!("val_mae=1.{i:04}"))
+                .collect(),
+            matched,
+            known_if_complete: false,
+        };
+        let msg = RenderTotValue {
+            memory: memory(0),
+            node: 1,
+            cases: vec![case(12), case(2), case(0)],
+            request_id: 0,
+            branch: 0,
+        };
+        let p = actor(None).start().send(msg).await.unwrap().unwrap();
+        let user = &p.messages[1].content;
+        assert!(
+            user.contains(
+                "evidence (12 evaluated designs contain it; the best 5): val_mae=1.0000;"
+            ),
+            "{user}"
+        );
+        assert!(!user.contains("val_mae=1.0005"), "{user}");
+        assert!(
+            user.contains(
+                "evidence (2 evaluated designs contain it): val_mae=1.0000; val_mae=1.0001\n"
+            ),
+            "{user}"
+        );
+        assert!(
+            user.contains("no evaluated design contains it yet"),
+            "{user}"
+        );
     }
 
     #[actix::test]

@@ -2,14 +2,14 @@
 //! each node before deciding it, a repair turn for every rejected reply (a duplicate is
 //! answered with the clash and the nearest unexplored variation), and the offline instructor
 //! as fallback. The tree-of-thought search lives in [`super::tot`]. What a proposal did is
-//! counted in [`ProposalStats`] and merged into the summary by the StageActor.
+//! counted in [`ProposalStats`] and added to the summary by the StageActor.
 
 use super::stage::Wiring;
 use crate::messages::*;
+use crate::run::summary::Summary;
 use ists::config::Settings;
-use ists::space::Arch;
 
-/// What one proposal task did, merged into the summary by the actor.
+/// What one proposal task did, added to the summary by the actor ([`ProposalStats::add_to`]).
 #[derive(Default)]
 pub(super) struct ProposalStats {
     pub(super) requests: usize,
@@ -35,22 +35,89 @@ pub(super) struct ProposalStats {
     pub(super) adjusted: usize,
 }
 
+/// Combines the stats of the parts of one proposal (ToT expansions and their value steps).
+/// `failed` and `fallback` describe the whole proposal and are set on it, not combined.
+impl std::ops::AddAssign for ProposalStats {
+    fn add_assign(&mut self, o: ProposalStats) {
+        // Destructured in full, here and in `add_to`, so a new counter cannot be left out.
+        let ProposalStats {
+            requests,
+            replies,
+            rejected,
+            repairs,
+            llm_errors,
+            retries,
+            llm_seconds,
+            usage,
+            failed: _,
+            fallback: _,
+            thoughts,
+            value_requests,
+            value_fallbacks,
+            reasoning_chars,
+            usable_replies,
+            adjusted,
+        } = o;
+        self.requests += requests;
+        self.replies += replies;
+        self.repairs += repairs;
+        self.rejected.extend(rejected);
+        self.llm_errors.extend(llm_errors);
+        self.retries.extend(retries);
+        self.llm_seconds += llm_seconds;
+        self.usage += usage;
+        self.thoughts += thoughts;
+        self.value_requests += value_requests;
+        self.value_fallbacks += value_fallbacks;
+        self.reasoning_chars += reasoning_chars;
+        self.usable_replies += usable_replies;
+        self.adjusted += adjusted;
+    }
+}
+
 impl ProposalStats {
-    pub(super) fn merge(&mut self, o: ProposalStats) {
-        self.requests += o.requests;
-        self.replies += o.replies;
-        self.repairs += o.repairs;
-        self.rejected.extend(o.rejected);
-        self.llm_errors.extend(o.llm_errors);
-        self.retries.extend(o.retries);
-        self.llm_seconds += o.llm_seconds;
-        self.usage += o.usage;
-        self.thoughts += o.thoughts;
-        self.value_requests += o.value_requests;
-        self.value_fallbacks += o.value_fallbacks;
-        self.reasoning_chars += o.reasoning_chars;
-        self.usable_replies += o.usable_replies;
-        self.adjusted += o.adjusted;
+    /// Adds a finished proposal's counters to the search's summary. `failed` is left to the
+    /// StageActor, which stops the search after too many failed proposals.
+    pub(super) fn add_to(self, sm: &mut Summary) {
+        let ProposalStats {
+            requests,
+            replies,
+            rejected,
+            repairs,
+            llm_errors,
+            retries,
+            llm_seconds,
+            usage,
+            failed: _,
+            fallback,
+            thoughts,
+            value_requests,
+            value_fallbacks,
+            reasoning_chars,
+            usable_replies,
+            adjusted,
+        } = self;
+        let count = |map: &mut std::collections::BTreeMap<String, usize>, keys: Vec<String>| {
+            for k in keys {
+                *map.entry(k).or_default() += 1;
+            }
+        };
+        sm.requests += requests;
+        sm.replies += replies;
+        sm.repairs += repairs;
+        count(&mut sm.rejected, rejected);
+        count(&mut sm.llm_errors, llm_errors);
+        count(&mut sm.llm_retries, retries);
+        sm.llm_seconds += llm_seconds;
+        sm.usage += usage;
+        sm.fallbacks += usize::from(fallback);
+        sm.thoughts += thoughts;
+        sm.value_requests += value_requests;
+        sm.value_fallbacks += value_fallbacks;
+        sm.reasoning_chars += reasoning_chars;
+        sm.reasoning_tokens_est = sm.reasoning_chars / super::prompt::CHARS_PER_TOKEN;
+        sm.usable_replies += usable_replies;
+        sm.adjusted += adjusted;
     }
 
     /// Counts a reply the parser rejected and publishes it; `repair` says whether the LLM is
@@ -67,12 +134,9 @@ impl ProposalStats {
 }
 
 /// A design a proposal produced, with the reasoning that led to it (when the instructor gave
-/// any): kept in the journal, the `parsed` event and the report.
-#[derive(Debug, Clone)]
-pub(super) struct Candidate {
-    pub(super) arch: Arch,
-    pub(super) reasoning: Option<String>,
-}
+/// any): kept in the journal, the `parsed` event and the report. What the parser accepts is
+/// one already.
+pub(super) type Candidate = Parsed;
 
 pub(super) struct Proposal {
     pub(super) candidates: Vec<Candidate>,
@@ -156,9 +220,8 @@ pub(super) async fn fallback_proposal(
     let Ok(Ok(reply)) = fallback.send(Complete(prompt)).await else {
         return failed(st);
     };
-    let reasoning = ists::parse::reasoning(&reply.text);
     match w.parse_arch.send(ParseArch { reply: reply.text }).await {
-        Ok(Ok(arch)) => {
+        Ok(Ok(candidate)) => {
             w.publish(Event::Failed {
                 candidate: None,
                 proposal: Some(proposal),
@@ -166,7 +229,7 @@ pub(super) async fn fallback_proposal(
                 reason: "the LLM gave no usable design; the offline instructor proposed".into(),
             });
             Proposal {
-                candidates: vec![Candidate { reasoning, arch }],
+                candidates: vec![candidate],
                 stats: ProposalStats {
                     fallback: true,
                     ..st
@@ -188,7 +251,8 @@ async fn adjusted(w: &Wiring, reply: &str, nearest: &str) -> Option<Candidate> {
         })
         .await
         .ok()?
-        .ok()?;
+        .ok()?
+        .arch;
     let note = "(adjusted by ists: the proposed design was already evaluated, so the nearest \
                 unexplored design, one change away, is evaluated instead)";
     let reasoning = match ists::parse::reasoning(reply) {
@@ -250,12 +314,14 @@ pub(super) async fn cot_proposal(
             })
             .await
         {
-            Ok(Ok(arch)) => {
-                let reasoning = ists::parse::reasoning(&reply.text);
-                st.reasoning_chars += reasoning.as_ref().map_or(0, |r| r.chars().count());
+            Ok(Ok(candidate)) => {
+                st.reasoning_chars += candidate
+                    .reasoning
+                    .as_ref()
+                    .map_or(0, |r| r.chars().count());
                 st.usable_replies += 1;
                 return Proposal {
-                    candidates: vec![Candidate { arch, reasoning }],
+                    candidates: vec![candidate],
                     stats: st,
                 };
             }

@@ -235,34 +235,13 @@ impl StageActor {
 
     fn on_proposal(&mut self, p: Proposal, slots: usize, proposal: usize, ctx: &mut Context<Self>) {
         self.proposing -= slots;
-        let st = p.stats;
+        let (usage, failed) = (p.stats.usage, p.stats.failed);
+        p.stats.add_to(&mut self.summary);
         let sm = &mut self.summary;
-        sm.requests += st.requests;
-        sm.replies += st.replies;
-        sm.repairs += st.repairs;
-        for k in st.rejected {
-            *sm.rejected.entry(k).or_default() += 1;
+        if usage != Usage::default() {
+            self.w.publish(Event::Tokens { usage });
         }
-        for k in st.llm_errors {
-            *sm.llm_errors.entry(k).or_default() += 1;
-        }
-        for k in st.retries {
-            *sm.llm_retries.entry(k).or_default() += 1;
-        }
-        sm.llm_seconds += st.llm_seconds;
-        sm.fallbacks += st.fallback as usize;
-        sm.thoughts += st.thoughts;
-        sm.value_requests += st.value_requests;
-        sm.value_fallbacks += st.value_fallbacks;
-        sm.reasoning_chars += st.reasoning_chars;
-        sm.usable_replies += st.usable_replies;
-        sm.adjusted += st.adjusted;
-        sm.reasoning_tokens_est = sm.reasoning_chars / super::prompt::CHARS_PER_TOKEN;
-        sm.usage += st.usage;
-        if st.usage != Usage::default() {
-            self.w.publish(Event::Tokens { usage: st.usage });
-        }
-        if st.failed {
+        if failed {
             sm.failed_proposals += 1;
             if sm.failed_proposals >= self.settings.search.max_failures {
                 sm.stopped = Some(format!(
@@ -286,7 +265,7 @@ impl StageActor {
         };
         self.steps_committed =
             self.steps_committed + used as u64 * proxy_steps - slots as u64 * proxy_steps;
-        let shares = split_usage(st.usage, p.candidates.len().min(room));
+        let shares = split_usage(usage, p.candidates.len().min(room));
         for (i, super::propose::Candidate { arch, reasoning }) in
             p.candidates.into_iter().enumerate()
         {

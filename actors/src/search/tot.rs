@@ -30,6 +30,10 @@ struct Path {
     value: f64,
     /// The joint space's hyperparameters, once a thought (the output node's) gave them.
     hyper: Option<Hyper>,
+    /// The hash of the design the path completes as it stands, once it decides the output node
+    /// (None before, or when it is not a valid design): computed once, when the path is made,
+    /// for the checks against known designs.
+    complete: Option<String>,
 }
 
 impl Path {
@@ -37,11 +41,17 @@ impl Path {
         edges_key(&self.edges)
     }
 
-    fn extend(&self, node: usize, t: Thought) -> Path {
+    fn extend(&self, node: usize, t: Thought, s: &Settings) -> Path {
         let mut p = self.clone();
         p.edges.extend(t.edges);
         p.hyper = t.hyper.or(p.hyper);
         p.ideas.push(format!("Node {node}: {}", t.idea.trim()));
+        // Before the output node no design is complete (the output is unreachable).
+        p.complete = if node + 1 == DEFAULT_NODES {
+            hash_if_complete(&p.edges, p.hyper, s)
+        } else {
+            None
+        };
         p
     }
 
@@ -72,24 +82,34 @@ fn hash_if_complete(edges: &[EdgeSpec], hyper: Option<Hyper>, s: &Settings) -> O
         .map(|a| a.canonical().hash())
 }
 
-/// Evaluated designs whose decisions up to `node` are exactly `partial`'s: the memory's
-/// evidence about a partial design (best first; the value prompt quotes them all).
-fn evidence(partial: &[EdgeSpec], node: usize, memory: &MemoryView) -> Vec<String> {
+/// The memory's evidence about a partial design: how many evaluated designs decide the nodes
+/// up to `node` exactly as `partial` does, and the best [`EVIDENCE_QUOTED`] of them (best
+/// first), which the value prompt quotes.
+fn evidence(partial: &[EdgeSpec], node: usize, memory: &MemoryView) -> (usize, Vec<String>) {
     let mine = edges_key(partial);
-    memory
+    // `all` holds scored entries only, best first: the first matches are the best.
+    let mut matched = 0;
+    let mut quoted = Vec::new();
+    for e in memory
         .all
         .iter()
         .filter(|e| edges_key(e.arch.edges.iter().filter(|x| x.to <= node as i64)) == mine)
-        .filter_map(|e| {
-            e.score
-                .map(|v| format!("val_mae={v:.4} (steps={}, rung={})", e.steps, e.rung))
-        })
-        .collect()
+    {
+        let Some(v) = e.score else { continue };
+        matched += 1;
+        if quoted.len() < EVIDENCE_QUOTED {
+            quoted.push(format!(
+                "val_mae={v:.4} (steps={}, rung={})",
+                e.steps, e.rung
+            ));
+        }
+    }
+    (matched, quoted)
 }
 
-/// The **propose** step: `k` distinct alternatives for node `node` given `parent`, with one
-/// repair turn when no alternative is usable (or, at the output node, when every alternative
-/// completes a design already evaluated).
+/// The **propose** step: `k` distinct alternatives for node `node` given `parent`, as the
+/// children they make, with one repair turn when no alternative is usable (or, at the output
+/// node, when every alternative completes a design already evaluated).
 async fn propose_thoughts(
     w: &Wiring,
     s: &Settings,
@@ -97,7 +117,7 @@ async fn propose_thoughts(
     ctx: (usize, u64, usize),
     node: usize,
     parent: &Path,
-) -> (Vec<Thought>, ProposalStats) {
+) -> (Vec<Path>, ProposalStats) {
     let (proposal, base, entry) = ctx;
     let mut st = ProposalStats::default();
     let tot = &s.search.tot;
@@ -136,31 +156,32 @@ async fn propose_thoughts(
                 for r in &got.rejected {
                     st.reject(w, proposal, r, false);
                 }
-                let mut thoughts = got.thoughts;
+                let given: Vec<(Thought, Path)> = got
+                    .thoughts
+                    .into_iter()
+                    .map(|t| (t.clone(), parent.extend(node, t, s)))
+                    .collect();
                 let mut clash = None;
-                let given = thoughts.clone();
+                let mut kept = given.clone();
                 if last {
                     // A thought that completes a known design would be rejected after all the
                     // work: leave it out now, and name the clash if nothing else is left.
-                    thoughts.retain(|t| {
-                        let full = parent.extend(node, t.clone());
-                        match hash_if_complete(&full.edges, full.hyper, s) {
-                            Some(h) if memory.known.contains_key(&h) => {
-                                clash = Some(h);
-                                false
-                            }
-                            _ => true,
+                    kept.retain(|(_, full)| match &full.complete {
+                        Some(h) if memory.known.contains_key(h) => {
+                            clash = Some(h.clone());
+                            false
                         }
+                        _ => true,
                     });
                 }
-                st.thoughts += thoughts.len();
-                st.reasoning_chars += thoughts
+                st.thoughts += kept.len();
+                st.reasoning_chars += kept
                     .iter()
-                    .map(|t| t.idea.chars().count())
+                    .map(|(t, _)| t.idea.chars().count())
                     .sum::<usize>();
-                if !thoughts.is_empty() {
+                if !kept.is_empty() {
                     st.usable_replies += 1;
-                    return (thoughts, st);
+                    return (kept.into_iter().map(|(_, p)| p).collect(), st);
                 }
                 let hash = clash.unwrap_or_default();
                 let rej = Rejection::Duplicate {
@@ -203,18 +224,18 @@ async fn propose_thoughts(
 
 /// For alternatives at the output node that each complete a known design: the first design one
 /// change away (in [`Arch::neighbours`]' fixed order) that keeps the parent's decisions, is
-/// unknown, and differs from those already taken, as a thought deciding only the output node.
+/// unknown, and differs from those already taken, as the child of a thought deciding only the
+/// output node. `given` pairs each alternative with the child it made.
 fn nearest_unexplored(
-    given: &[Thought],
+    given: &[(Thought, Path)],
     parent: &Path,
     node: usize,
     memory: &MemoryView,
     s: &Settings,
-) -> Vec<Thought> {
-    let mut out: Vec<Thought> = Vec::new();
+) -> Vec<Path> {
+    let mut out: Vec<Path> = Vec::new();
     let mut taken = std::collections::HashSet::new();
-    for t in given {
-        let full = parent.extend(node, t.clone());
+    for (t, full) in given {
         let spec = ArchSpec {
             space: Some(s.search.space.to_string()),
             nodes: None,
@@ -244,7 +265,7 @@ fn nearest_unexplored(
         });
         if let Some((h, edges)) = found {
             taken.insert(h);
-            out.push(Thought {
+            let thought = Thought {
                 idea: format!(
                     "{} (adjusted by ists: as given it completed a design already evaluated; \
                      this is the nearest unexplored output decision)",
@@ -252,7 +273,8 @@ fn nearest_unexplored(
                 ),
                 edges,
                 hyper: arch.hyper,
-            });
+            };
+            out.push(parent.extend(node, thought, s));
         }
     }
     out
@@ -263,7 +285,6 @@ fn nearest_unexplored(
 /// reply is unusable, are valued by the memory heuristic (scaled to the same range).
 async fn evaluate_thoughts(
     w: &Wiring,
-    s: &Settings,
     memory: &MemoryView,
     ctx: (usize, u64, usize),
     node: usize,
@@ -277,12 +298,18 @@ async fn evaluate_thoughts(
     };
     let cases: Vec<ThoughtCase> = children
         .iter()
-        .map(|c| ThoughtCase {
-            partial: c.edges.clone(),
-            idea: c.ideas.last().cloned().unwrap_or_default(),
-            evidence: evidence(&c.edges, node, memory),
-            known_if_complete: hash_if_complete(&c.edges, c.hyper, s)
-                .is_some_and(|h| memory.known.contains_key(&h)),
+        .map(|c| {
+            let (matched, evidence) = evidence(&c.edges, node, memory);
+            ThoughtCase {
+                partial: c.edges.clone(),
+                idea: c.ideas.last().cloned().unwrap_or_default(),
+                evidence,
+                matched,
+                known_if_complete: c
+                    .complete
+                    .as_ref()
+                    .is_some_and(|h| memory.known.contains_key(h)),
+            }
         })
         .collect();
     let prompt = w
@@ -365,14 +392,10 @@ pub(super) async fn tot_proposal(
                 let memory = memory.clone();
                 async move {
                     let ctx = (proposal, request_base, entry);
-                    let (thoughts, mut st) =
+                    let (mut children, mut st) =
                         propose_thoughts(w, s, &memory, ctx, node, parent).await;
-                    let mut children: Vec<Path> = thoughts
-                        .into_iter()
-                        .map(|t| parent.extend(node, t))
-                        .collect();
                     if !children.is_empty() {
-                        st.merge(evaluate_thoughts(w, s, &memory, ctx, node, &mut children).await);
+                        st += evaluate_thoughts(w, &memory, ctx, node, &mut children).await;
                     }
                     (children, st)
                 }
@@ -382,7 +405,7 @@ pub(super) async fn tot_proposal(
             .await;
         let mut children = Vec::new();
         for (c, s2) in expansions {
-            st.merge(s2);
+            st += s2;
             children.extend(c);
         }
         beam = select(children, tot.beam.max(1));
@@ -406,7 +429,8 @@ pub(super) async fn tot_proposal(
         };
         let text = serde_json::to_string(&spec).unwrap_or_default();
         match w.parse_arch.send(ParseArch { reply: text }).await {
-            Ok(Ok(arch)) => candidates.push(Candidate {
+            // The spec is plain JSON, with no reasoning of its own: the path's ideas are it.
+            Ok(Ok(Parsed { arch, .. })) => candidates.push(Candidate {
                 arch,
                 reasoning: path.reasoning(),
             }),
@@ -444,6 +468,7 @@ mod tests {
             ideas: vec![],
             value,
             hyper: None,
+            complete: None,
         };
         let kept = select(
             vec![p("STT", 3.0), p("TTS", 9.0), p("TTS", 9.0), p("STP", 5.0)],

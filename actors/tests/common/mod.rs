@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use actix::prelude::*;
-use ists::config::Settings;
-use ists_actors::messages::EventMsg;
+use ists::config::{Mode, Settings};
+use ists_actors::messages::{Complete, EventMsg};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +37,26 @@ pub fn fake_evaluator() -> ists_actors::SearchOptions {
     ists_actors::SearchOptions {
         fake_cost: Some(std::time::Duration::from_millis(5)),
         ..ists_actors::SearchOptions::default()
+    }
+}
+
+/// `tiny` for a test of an instructor's proposals: `mode`, `budget` candidates proposed one at
+/// a time (so the requests come in a fixed order), no final training.
+pub fn one_at_a_time(runs: &Path, mode: Mode, budget: usize) -> Settings {
+    let mut s = tiny(runs);
+    s.search.mode = mode;
+    s.search.budget = budget;
+    s.search.in_flight = 1;
+    s.final_train.top_k = 0;
+    s
+}
+
+/// Options of a run named `name` whose proposals come from `instructor`, on the fake evaluator.
+pub fn instructed(name: &str, instructor: Recipient<Complete>) -> ists_actors::SearchOptions {
+    ists_actors::SearchOptions {
+        name: Some(name.into()),
+        instructor: Some(instructor),
+        ..fake_evaluator()
     }
 }
 
