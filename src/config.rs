@@ -167,6 +167,11 @@ pub struct SearchSettings {
     /// Optimizer steps the search may spend scoring candidates, proxy runs and promotions
     /// together (0 = no limit but `budget`): searches compared at equal compute get the same.
     pub budget_steps: u64,
+    /// Evaluation seconds the search may spend (the evaluations' own times summed, promotions
+    /// included; 0 = no limit): no candidate or promotion starts once they are spent, those
+    /// running finish. Equal wall time, where `budget_steps` is equal optimizer work (designs
+    /// of different widths cost different seconds per step).
+    pub budget_seconds: f64,
     /// Share of the budget spent in exploration before optimization.
     pub exploration_share: f64,
     /// Switch early when this many evaluations in a row bring no new best (0 = off).
@@ -193,10 +198,11 @@ pub struct SearchSettings {
 
 impl SearchSettings {
     /// Whether the exploration stage has had its share: `exploration_share` of the candidate
-    /// budget evaluated or, under a step budget, of `budget_steps` spent (whichever comes
-    /// first; a step-bounded search rarely reaches its candidate cap, and would otherwise
-    /// never optimize). Never with `exploration_share = 1` (random search).
-    pub fn exploration_done(&self, candidates: usize, steps: u64) -> bool {
+    /// budget evaluated or, under a step or seconds budget, of `budget_steps` or
+    /// `budget_seconds` spent (whichever comes first; a compute-bounded search rarely reaches
+    /// its candidate cap, and would otherwise never optimize). Never with
+    /// `exploration_share = 1` (random search).
+    pub fn exploration_done(&self, candidates: usize, steps: u64, seconds: f64) -> bool {
         if self.exploration_share >= 1.0 || self.budget == 0 {
             return false;
         }
@@ -204,7 +210,14 @@ impl SearchSettings {
             candidates >= (self.exploration_share * self.budget as f64).ceil() as usize;
         let by_steps = self.budget_steps > 0
             && steps as f64 >= (self.exploration_share * self.budget_steps as f64).ceil();
-        by_candidates || by_steps
+        let by_seconds =
+            self.budget_seconds > 0.0 && seconds >= self.exploration_share * self.budget_seconds;
+        by_candidates || by_steps || by_seconds
+    }
+
+    /// Whether a seconds budget is set and spent.
+    pub fn seconds_spent(&self, seconds: f64) -> bool {
+        self.budget_seconds > 0.0 && seconds >= self.budget_seconds
     }
 }
 
@@ -214,6 +227,7 @@ impl Default for SearchSettings {
             space: SpaceKind::Ists,
             budget: 12,
             budget_steps: 0,
+            budget_seconds: 0.0,
             exploration_share: 0.5,
             plateau: 0,
             mode: Mode::Cot,
@@ -635,6 +649,12 @@ impl Settings {
                 s.budget_steps
             ));
         }
+        if !(s.budget_seconds.is_finite() && (0.0..=1e9).contains(&s.budget_seconds)) {
+            return Err(format!(
+                "search.budget_seconds must be within 0..=10^9, got {}",
+                s.budget_seconds
+            ));
+        }
         if !(2..=16).contains(&s.rungs.eta) {
             return Err(format!(
                 "search.rungs.eta must be within 2..=16, got {}",
@@ -790,6 +810,15 @@ mod tests {
         assert!(refused(|s| s.evaluators.devices = vec!["cpu".into(); 65])
             .starts_with("evaluators.devices"));
         assert!(refused(|s| s.final_train.train.gamma = 0.0).starts_with("final.train.gamma"));
+        assert!(refused(|s| s.search.budget_seconds = -1.0)
+            .starts_with("search.budget_seconds must be within 0..=10^9"));
+        // The joint space's widths must suit the heads of both models.
+        assert_eq!(
+            refused(|s| s.search.hyper.hidden = vec![16, 18]),
+            "search.hyper.hidden: model.heads (4) must divide every width, got 18"
+        );
+        assert!(refused(|s| s.search.hyper.blocks = vec![9])
+            .starts_with("search.hyper.blocks must hold counts within 1..=8"));
         let wide = |hidden| {
             move |s: &mut Settings| {
                 s.final_train.model = Some(ModelConfig {

@@ -655,3 +655,28 @@ async fn a_joint_space_search_proposes_and_trains_offered_hyperparameters() {
 fn plain_dir(s: &ists_actors::run::summary::Summary) -> PathBuf {
     PathBuf::from(&s.run_dir)
 }
+
+/// A seconds budget: no candidate starts once the evaluations' own seconds reach it (those in
+/// flight finish), and the stage switches when the exploration share of it is spent.
+#[actix::test]
+async fn a_seconds_budget_bounds_the_evaluation_time_of_a_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.search.budget = 1000;
+    // The fake evaluator records 5 ms per candidate: 10 candidates' worth.
+    s.search.budget_seconds = 0.05;
+    s.final_train.top_k = 0;
+    let in_flight = s.search.in_flight;
+    let r = run_search(s, fake_evaluator(), std::future::pending())
+        .await
+        .unwrap();
+    assert!(
+        // The candidates already launched when the budget ran out finish (at most the
+        // pipeline depth, in_flight).
+        (10..=10 + in_flight).contains(&r.evaluated),
+        "{} evaluated",
+        r.evaluated
+    );
+    assert!(r.eval_seconds >= 0.05 - 1e-9, "{}", r.eval_seconds);
+    assert_eq!(r.stage_switch_after, Some(5), "{r:?}");
+}

@@ -80,9 +80,13 @@ pub struct Summary {
     #[serde(default)]
     pub promotions: usize,
     /// Optimizer steps spent on candidate evaluations and promotions (the search's compute,
-    /// comparable across methods; resumed evaluations not included).
+    /// comparable across methods; resumed evaluations included).
     #[serde(default)]
     pub eval_steps: u64,
+    /// The evaluations' own seconds summed, promotions and resumed evaluations included
+    /// (against `search.budget_seconds`).
+    #[serde(default)]
+    pub eval_seconds: f64,
     /// Of the evaluated, how many ended diverged / timed out / failed (evaluator fault).
     pub diverged: usize,
     pub timed_out: usize,

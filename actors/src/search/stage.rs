@@ -110,7 +110,8 @@ impl StageActor {
         summary.resumed = evaluated;
         // The compute already spent counts toward the step budget and the stage switch.
         summary.eval_steps = resumed.iter().map(|e| e.steps as u64).sum();
-        let stage = if s.exploration_done(evaluated, summary.eval_steps) {
+        summary.eval_seconds = resumed.iter().map(|e| e.seconds.max(0.0)).sum();
+        let stage = if s.exploration_done(evaluated, summary.eval_steps, summary.eval_seconds) {
             Stage::Optimization
         } else {
             Stage::Exploration
@@ -166,7 +167,17 @@ impl StageActor {
     fn fits(&self) -> impl Fn(usize) -> bool {
         let (s, committed) = (&self.settings, self.steps_committed);
         let (budget, rungs, proxy) = (s.search.budget_steps, s.search.rungs.clone(), s.proxy.steps);
-        move |rung| affordable(budget, committed, rungs.steps(proxy, rung) as u64) > 0
+        let out_of_time = self.out_of_time();
+        move |rung| {
+            !out_of_time && affordable(budget, committed, rungs.steps(proxy, rung) as u64) > 0
+        }
+    }
+
+    /// Whether `search.budget_seconds` is set and spent by the evaluations recorded so far.
+    fn out_of_time(&self) -> bool {
+        self.settings
+            .search
+            .seconds_spent(self.summary.eval_seconds)
     }
 
     /// How many more evaluations of `steps` steps the step budget allows.
@@ -200,6 +211,7 @@ impl StageActor {
             let affordable = self.affordable(proxy_steps);
             if committed >= self.budget()
                 || affordable == 0
+                || self.out_of_time()
                 || self.in_eval + self.promoting + self.proposing >= depth
             {
                 break;
@@ -254,10 +266,14 @@ impl StageActor {
         // The proposal reserved the steps of `slots` candidates: beyond those, only what the
         // step budget still affords is taken.
         let extra = usize::try_from(self.affordable(proxy_steps)).unwrap_or(usize::MAX);
-        let room = self
-            .budget()
-            .saturating_sub(self.evaluated + self.in_eval + self.proposing)
-            .min(slots.saturating_add(extra));
+        // Under a seconds budget that ran out while the proposal was made, nothing starts.
+        let room = if self.out_of_time() {
+            0
+        } else {
+            self.budget()
+                .saturating_sub(self.evaluated + self.in_eval + self.proposing)
+                .min(slots.saturating_add(extra))
+        };
         let used = if self.draining {
             0
         } else {
@@ -359,6 +375,7 @@ impl StageActor {
                 self.ladder.record(entry.id, &entry.hash, rung, entry.score);
                 self.summary.promotions += 1;
                 self.summary.eval_steps += entry.steps as u64;
+                self.summary.eval_seconds += entry.seconds.max(0.0);
                 if let Some(kind) = retried {
                     self.summary.eval_retries += 1;
                     *self.summary.retried_faults.entry(kind).or_default() += 1;
@@ -380,6 +397,7 @@ impl StageActor {
                 self.evaluated += 1;
                 self.summary.evaluated = self.evaluated;
                 self.summary.eval_steps += entry.steps as u64;
+                self.summary.eval_seconds += entry.seconds.max(0.0);
                 if let Some(kind) = retried {
                     self.summary.eval_retries += 1;
                     *self.summary.retried_faults.entry(kind).or_default() += 1;
@@ -435,8 +453,11 @@ impl StageActor {
             return;
         }
         let plateau = s.plateau;
-        if s.exploration_done(self.evaluated, self.summary.eval_steps)
-            || (plateau > 0 && self.since_best >= plateau)
+        if s.exploration_done(
+            self.evaluated,
+            self.summary.eval_steps,
+            self.summary.eval_seconds,
+        ) || (plateau > 0 && self.since_best >= plateau)
         {
             self.stage = Stage::Optimization;
             self.summary.stage = Some(self.stage);
@@ -452,8 +473,9 @@ impl StageActor {
     fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
         // With the budget spent, promotions still waiting are run before the end.
         let fits = self.fits();
-        let no_more_candidates =
-            self.evaluated >= self.budget() || self.affordable(self.rung_steps(0)) == 0;
+        let no_more_candidates = self.evaluated >= self.budget()
+            || self.affordable(self.rung_steps(0)) == 0
+            || self.out_of_time();
         let done_work = (no_more_candidates && !self.ladder.pending(fits))
             || self.draining
             || self.summary.stopped.is_some();

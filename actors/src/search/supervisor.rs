@@ -286,7 +286,8 @@ fn prompt_stage(resumed: &[ists::memory::MemoryEntry], settings: &Settings) -> S
         .collect::<std::collections::HashSet<_>>()
         .len();
     let steps = resumed.iter().map(|e| e.steps as u64).sum();
-    if s.exploration_done(candidates, steps) {
+    let seconds = resumed.iter().map(|e| e.seconds.max(0.0)).sum();
+    if s.exploration_done(candidates, steps, seconds) {
         Stage::Optimization
     } else {
         Stage::Exploration
