@@ -70,27 +70,37 @@ pub fn trajectory(entries: &[ists::memory::MemoryEntry]) -> Vec<Progress> {
         .collect()
 }
 
-/// The best point of a trajectory: highest rung, then lowest score (the memory bank's order).
-fn best_point(t: &[Progress]) -> Option<(usize, f64)> {
-    t.iter()
-        .filter_map(|p| Some((p.rung, p.score?)))
-        .min_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)))
+/// The best point of a trajectory: highest rung, then lowest score (the memory bank's order),
+/// its first occurrence.
+fn best_point(t: &[Progress]) -> Option<&Progress> {
+    t.iter().filter(|p| p.score.is_some()).min_by(|a, b| {
+        b.rung.cmp(&a.rung).then(
+            a.score
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.score.unwrap_or(f64::MAX)),
+        )
+    })
 }
 
-/// When `method` first held a design as good as `against`'s final choice, per seed.
+/// When `method` first held a design as good as `against`'s final choice, per seed, beside
+/// when `against` itself first held it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimeToQuality {
     pub seed: u64,
     /// Evaluation seconds and steps of `method` at that point (None: never within its budget).
     pub seconds: Option<f64>,
     pub steps: Option<u64>,
-    /// `against`'s whole search, in evaluation seconds and steps.
+    /// When `against` first held its own final design (its time to quality), in evaluation
+    /// seconds and steps, and its whole search.
     pub against_seconds: f64,
     pub against_steps: u64,
+    pub against_total_seconds: f64,
 }
 
 impl TimeToQuality {
-    /// The share of `against`'s search time `method` needed (None: never reached).
+    /// `method`'s time to `against`'s final quality over `against`'s own (None: never
+    /// reached). Searches that share their exploration (paired seeds) tie at 1 when the final
+    /// design came from it.
     pub fn ratio(&self) -> Option<f64> {
         Some(self.seconds? / self.against_seconds.max(f64::MIN_POSITIVE))
     }
@@ -109,10 +119,10 @@ pub fn time_to_quality(runs: &[MethodRun], method: &str, against: &str) -> Vec<T
         else {
             continue;
         };
-        let (Some((rung, score)), Some(last)) = (best_point(&o.trajectory), o.trajectory.last())
-        else {
+        let (Some(best), Some(last)) = (best_point(&o.trajectory), o.trajectory.last()) else {
             continue;
         };
+        let (rung, score) = (best.rung, best.score.unwrap_or(f64::MAX));
         if out.iter().any(|t: &TimeToQuality| t.seed == r.seed) {
             continue;
         }
@@ -124,8 +134,9 @@ pub fn time_to_quality(runs: &[MethodRun], method: &str, against: &str) -> Vec<T
             seed: r.seed,
             seconds: hit.map(|p| p.seconds),
             steps: hit.map(|p| p.steps),
-            against_seconds: last.seconds,
-            against_steps: last.steps,
+            against_seconds: best.seconds,
+            against_steps: best.steps,
+            against_total_seconds: last.seconds,
         });
     }
     out.sort_by_key(|t| t.seed);
@@ -375,8 +386,10 @@ mod tests {
         let t = time_to_quality(&runs, "offline", "random");
         assert_eq!(t.len(), 2, "seed 2 has no partner");
         assert_eq!((t[0].seconds, t[0].steps), (Some(3.0), Some(150)));
-        assert_eq!((t[0].against_seconds, t[0].against_steps), (10.0, 300));
-        assert_eq!(t[0].ratio(), Some(0.3));
+        // Random first held its final design (rung 1, 0.8) at 5 s, 150 steps.
+        assert_eq!((t[0].against_seconds, t[0].against_steps), (5.0, 150));
+        assert_eq!(t[0].against_total_seconds, 10.0);
+        assert_eq!(t[0].ratio(), Some(0.6));
         assert_eq!((t[1].seconds, t[1].ratio()), (None, None));
     }
 

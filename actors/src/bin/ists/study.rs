@@ -219,7 +219,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         }
     }
     // Time to quality: when each search first held a design as good as random search's final
-    // one (by the searches' own scores), as a share of random's whole search.
+    // one (by the searches' own scores), as a share of the time random took to hold it.
     let searches: Vec<String> = methods
         .iter()
         .skip(1)
@@ -236,7 +236,8 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         let median = shares.get(shares.len() / 2).copied();
         println!(
             "\ntime to quality, {method} against random ({} seeds with trajectories): reached \
-             random's final design on {} seeds; evaluation time as a share of random's: {}{}",
+             random's final design on {} seeds; its evaluation time over random's time to that \
+             design: {}{}",
             t.len(),
             shares.len(),
             shares
