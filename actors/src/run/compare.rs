@@ -104,6 +104,12 @@ impl TimeToQuality {
     pub fn ratio(&self) -> Option<f64> {
         Some(self.seconds? / self.against_seconds.max(f64::MIN_POSITIVE))
     }
+
+    /// The same in optimizer steps: exact, where evaluation seconds vary with the machine's
+    /// load.
+    pub fn steps_ratio(&self) -> Option<f64> {
+        Some(self.steps? as f64 / self.against_steps.max(1) as f64)
+    }
 }
 
 /// For each seed both searched: the first evaluation at which `method` holds a design whose
@@ -390,6 +396,7 @@ mod tests {
         assert_eq!((t[0].against_seconds, t[0].against_steps), (5.0, 150));
         assert_eq!(t[0].against_total_seconds, 10.0);
         assert_eq!(t[0].ratio(), Some(0.6));
+        assert_eq!(t[0].steps_ratio(), Some(1.0));
         assert_eq!((t[1].seconds, t[1].ratio()), (None, None));
     }
 

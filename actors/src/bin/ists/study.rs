@@ -231,21 +231,27 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         if t.is_empty() {
             continue;
         }
-        let mut shares: Vec<f64> = t.iter().filter_map(|x| x.ratio()).collect();
-        shares.sort_by(f64::total_cmp);
-        let median = shares.get(shares.len() / 2).copied();
-        println!(
-            "\ntime to quality, {method} against random ({} seeds with trajectories): reached \
-             random's final design on {} seeds; its evaluation time over random's time to that \
-             design: {}{}",
-            t.len(),
-            shares.len(),
-            shares
+        let show = |ratio: fn(&ists_actors::run::compare::TimeToQuality) -> Option<f64>| {
+            let mut shares: Vec<f64> = t.iter().filter_map(ratio).collect();
+            shares.sort_by(f64::total_cmp);
+            let list = shares
                 .iter()
                 .map(|r| format!("{r:.2}"))
                 .collect::<Vec<_>>()
-                .join(", "),
-            median.map_or(String::new(), |m| format!(" (median {m:.2})"))
+                .join(", ");
+            match shares.get(shares.len() / 2) {
+                Some(m) => format!("{list} (median {m:.2})"),
+                None => list,
+            }
+        };
+        let reached = t.iter().filter(|x| x.seconds.is_some()).count();
+        println!(
+            "\ntime to quality, {method} against random ({} seeds with trajectories): reached \
+             random's final design on {reached}; its time over random's time to that design, in \
+             evaluation seconds: {}; in optimizer steps: {}",
+            t.len(),
+            show(|x| x.ratio()),
+            show(|x| x.steps_ratio()),
         );
     }
     println!("rows in {}", path.display());
