@@ -707,17 +707,22 @@ mod tests {
         assert!(err.contains("unknown proxy `warp`"), "{err}");
     }
 
-    #[test]
-    fn results_resume_drop_a_torn_line_and_refuse_other_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("res/fidelity-x.jsonl");
-        let settings = StudySettings {
+    /// Default settings of a study on data set "x".
+    fn study_settings() -> StudySettings {
+        StudySettings {
             dataset: "x".into(),
             model: ModelConfig::default(),
             proxy: ProxyConfig::default(),
             truth: TrainConfig::default(),
             hyper: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn results_resume_drop_a_torn_line_and_refuse_other_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("res/fidelity-x.jsonl");
+        let settings = study_settings();
         let f = ResultsFile::open(&path, &settings).unwrap();
         f.save(&[row("a", &[1.0], &[]), row("b", &[2.0], &[])])
             .unwrap();
@@ -746,13 +751,7 @@ mod tests {
     fn a_file_written_before_the_schedule_keys_existed_still_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fidelity-x.jsonl");
-        let settings = StudySettings {
-            dataset: "x".into(),
-            model: ModelConfig::default(),
-            proxy: ProxyConfig::default(),
-            truth: TrainConfig::default(),
-            hyper: Default::default(),
-        };
+        let settings = study_settings();
         // The fingerprint as written before `final.train.schedule` and its keys existed.
         let mut old = serde_json::to_value(&settings).unwrap();
         let truth = old["truth"].as_object_mut().unwrap();
