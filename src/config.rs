@@ -174,6 +174,10 @@ pub struct SearchSettings {
     pub budget_seconds: f64,
     /// Share of the budget spent in exploration before optimization.
     pub exploration_share: f64,
+    /// How the offline instructor picks an exploration-stage design: `sample` (uniform, seeded:
+    /// what random search does) or `diverse` (the most different from every design evaluated
+    /// so far, among a pool of samples). LLM instructors are asked for diversity in words.
+    pub exploration: Exploration,
     /// Switch early when this many evaluations in a row bring no new best (0 = off).
     pub plateau: usize,
     pub mode: Mode,
@@ -229,6 +233,7 @@ impl Default for SearchSettings {
             budget_steps: 0,
             budget_seconds: 0.0,
             exploration_share: 0.5,
+            exploration: Exploration::Sample,
             plateau: 0,
             mode: Mode::Cot,
             tot: TotSettings::default(),
@@ -243,6 +248,22 @@ impl Default for SearchSettings {
         }
     }
 }
+
+/// How the offline instructor explores (`search.exploration`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Exploration {
+    /// Uniform seeded sampling of the space: random search's rule.
+    #[default]
+    Sample,
+    /// Max-min diversity: of [`DIVERSE_POOL`] uniform samples, the one farthest
+    /// ([`crate::space::Arch::distance`]) from its nearest evaluated design, so the first
+    /// designs spread over the operators and hyperparameter choices instead of clustering.
+    Diverse,
+}
+
+/// Uniform samples a `diverse` exploration step chooses among.
+pub const DIVERSE_POOL: usize = 32;
 
 /// Which instructor answers the prompts.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -459,11 +459,14 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
 /// schedule keys that change nothing are dropped: a constant schedule's cosine and step keys, a
 /// zero warm-up, and `schedule = "constant"` itself; keys added after results were first
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
-/// nothing). Settings written before those keys existed are the same settings.
+/// nothing, `exploration = "sample"`, `ensemble = false`). Settings written before those keys
+/// existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     let inert = |k: &str, v: &Value| match k {
         "budget_seconds" => v.as_f64() == Some(0.0),
+        "exploration" => v.as_str() == Some("sample"),
+        "ensemble" => v.as_bool() == Some(false),
         "hyper" => v.as_object().is_some_and(|h| {
             ["hidden", "blocks", "lr_scale"].iter().all(|k| {
                 h.get(*k)
@@ -767,12 +770,12 @@ mod tests {
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})
         );
-        let joint = serde_json::json!({"hyper": {"hidden": [8], "blocks": [], "lr_scale": []}});
+        let joint = serde_json::json!({"hyper": {"hidden": [8], "blocks": [], "lr_scale": []}, "exploration": "diverse"});
         assert_eq!(canonical_settings(&joint), joint);
         // A schedule that acts is another setting, and the message says which keys.
         let mut cosine = settings.clone();

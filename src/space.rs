@@ -894,6 +894,72 @@ impl Arch {
         out
     }
 
+    /// How different two designs are, in `[0, 2]`: the Jaccard distance of their wiring
+    /// features (each edge with its ends and operator, and each operator kind used: `STT`,
+    /// `mix_gc`, `gdcc`, ...), plus the share of the joint space's hyperparameters that differ
+    /// (a design without any counts as differing in all of them from one with them). The
+    /// features of the wiring are sets, so two designs sharing no edge still come closer when
+    /// they use the same kinds of operator.
+    pub fn distance(&self, other: &Arch) -> f64 {
+        let features = |a: &Arch| -> BTreeSet<String> {
+            let mut f: BTreeSet<String> = a
+                .edges
+                .iter()
+                .filter(|e| e.op != Op::Zero)
+                .map(|e| format!("{}>{}:{}", e.from, e.to, e.op.label(a.space)))
+                .collect();
+            f.extend(a.op_counts().into_iter().map(|(k, _)| format!("uses:{k}")));
+            f
+        };
+        let (x, y) = (features(self), features(other));
+        let union = x.union(&y).count();
+        let wiring = if union == 0 {
+            0.0
+        } else {
+            1.0 - x.intersection(&y).count() as f64 / union as f64
+        };
+        let hyper = match (&self.hyper, &other.hyper) {
+            (None, None) => 0.0,
+            (Some(a), Some(b)) => {
+                let differ = (a.hidden != b.hidden) as u8
+                    + (a.blocks != b.blocks) as u8
+                    + (a.lr_scale != b.lr_scale) as u8;
+                f64::from(differ) / 3.0
+            }
+            _ => 1.0,
+        };
+        wiring + hyper
+    }
+
+    /// Max-min diverse sampling, the exploration rule of space-filling designs: of `pool`
+    /// uniform draws ([`Arch::sample_in`]), the first one whose nearest design in `seen` is
+    /// farthest away ([`Arch::distance`]), among those `accept` admits (e.g. not yet known).
+    /// With nothing seen it is the first admitted draw; None when no draw is admitted.
+    pub fn sample_diverse_in<R: Rng>(
+        space: SpaceKind,
+        hyper: &HyperSpace,
+        seen: &[Arch],
+        pool: usize,
+        accept: impl Fn(&Arch) -> bool,
+        rng: &mut R,
+    ) -> Option<Arch> {
+        let mut best: Option<(f64, Arch)> = None;
+        for _ in 0..pool.max(1) {
+            let cand = Arch::sample_in(space, hyper, rng);
+            if !accept(&cand) {
+                continue;
+            }
+            let nearest = seen
+                .iter()
+                .map(|s| cand.distance(s))
+                .fold(f64::INFINITY, f64::min);
+            if best.as_ref().is_none_or(|(d, _)| nearest > *d) {
+                best = Some((nearest, cand));
+            }
+        }
+        best.map(|(_, a)| a)
+    }
+
     /// Number of operators of each kind, for statistics (`STT`, `mix_gc`, `gdcc`, ...).
     pub fn op_counts(&self) -> Vec<(String, usize)> {
         let mut counts = std::collections::BTreeMap::<String, usize>::new();
@@ -1208,6 +1274,113 @@ mod tests {
         assert_eq!(
             Arch::sample_in(SpaceKind::Ists, &HyperSpace::default(), &mut a),
             Arch::sample(SpaceKind::Ists, &mut b)
+        );
+    }
+
+    #[test]
+    fn distance_counts_wiring_features_and_differing_hyperparameters() {
+        let wiring = r#""edges":[{"from":0,"to":1,"op":"STT"},{"from":1,"to":3,"op":"identity"}]"#;
+        let with = |hyper: &str| {
+            Arch::from_json(&format!(r#"{{{wiring},"hyper":{hyper}}}"#), SpaceKind::Ists).unwrap()
+        };
+        let a = with(r#"{"hidden":16,"blocks":2,"lr_scale":0.5}"#);
+        let b = with(r#"{"hidden":16,"blocks":1,"lr_scale":4}"#);
+        let plain = Arch::from_json(&format!("{{{wiring}}}"), SpaceKind::Ists).unwrap();
+        assert_eq!(a.distance(&a), 0.0);
+        assert!(
+            (a.distance(&b) - 2.0 / 3.0).abs() < 1e-12,
+            "two of three differ"
+        );
+        assert_eq!(a.distance(&b), b.distance(&a));
+        assert_eq!(a.distance(&plain), 1.0, "no hyperparameters against some");
+        let other = Arch::from_json(
+            r#"{"edges":[{"from":0,"to":3,"op":"TTS","spatial":"dgcn","temporal":"gdcc"}]}"#,
+            SpaceKind::Ists,
+        )
+        .unwrap();
+        let d = plain.distance(&other);
+        assert!(d > 0.5 && d <= 1.0, "{d}");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            let (x, y) = (
+                Arch::sample(SpaceKind::Ists, &mut rng),
+                Arch::sample(SpaceKind::Ists, &mut rng),
+            );
+            let d = x.distance(&y);
+            assert!((0.0..=1.0).contains(&d), "{d}");
+            assert_eq!(d, y.distance(&x));
+        }
+    }
+
+    /// Max-min sampling covers the space sooner than uniform sampling: over many seeds, its
+    /// first three designs hold more distinct hyperparameter values (and all three
+    /// learning-rate factors more often), and lie farther from each other.
+    #[test]
+    fn diverse_sampling_covers_the_choices_before_repeating_them() {
+        let hs = HyperSpace {
+            hidden: vec![4, 8, 16, 32],
+            blocks: vec![1, 2],
+            lr_scale: vec![0.25, 1.0, 4.0],
+        };
+        // (distinct values over the three hyperparameters, all factors held, nearest pair).
+        let first_three = |diverse: bool, seed: u64| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut seen: Vec<Arch> = Vec::new();
+            for _ in 0..3 {
+                let a = if diverse {
+                    Arch::sample_diverse_in(SpaceKind::Ists, &hs, &seen, 32, |_| true, &mut rng)
+                        .unwrap()
+                } else {
+                    Arch::sample_in(SpaceKind::Ists, &hs, &mut rng)
+                };
+                seen.push(a);
+            }
+            let hy: Vec<Hyper> = seen.iter().map(|a| a.hyper.unwrap()).collect();
+            let distinct =
+                |f: &dyn Fn(&Hyper) -> String| hy.iter().map(f).collect::<BTreeSet<String>>().len();
+            let lrs = distinct(&|h| h.lr_scale.to_string());
+            let values =
+                lrs + distinct(&|h| h.hidden.to_string()) + distinct(&|h| h.blocks.to_string());
+            let nearest = (0..3)
+                .flat_map(|i| (i + 1..3).map(move |j| (i, j)))
+                .map(|(i, j)| seen[i].distance(&seen[j]))
+                .fold(f64::INFINITY, f64::min);
+            (values, lrs == 3, nearest)
+        };
+        let total = |diverse: bool| {
+            (0..40)
+                .map(|s| first_three(diverse, s))
+                .fold((0, 0, 0.0), |acc, (v, all, d)| {
+                    (acc.0 + v, acc.1 + all as usize, acc.2 + d)
+                })
+        };
+        let (d, u) = (total(true), total(false));
+        // Three draws hold at most 3 + 3 + 2 = 8 distinct values.
+        assert!(
+            d.0 >= 280 && d.0 > u.0 + 40,
+            "distinct values: diverse {} uniform {}",
+            d.0,
+            u.0
+        );
+        assert!(
+            d.1 >= 2 * u.1,
+            "all factors: diverse {} uniform {}",
+            d.1,
+            u.1
+        );
+        assert!(
+            d.2 > u.2 * 1.2,
+            "nearest pair: diverse {} uniform {}",
+            d.2,
+            u.2
+        );
+        // Candidates the caller refuses are never returned; none admitted gives None.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let only = |a: &Arch| a.hyper.is_some_and(|h| h.hidden == 32);
+        let a = Arch::sample_diverse_in(SpaceKind::Ists, &hs, &[], 64, only, &mut rng).unwrap();
+        assert_eq!(a.hyper.unwrap().hidden, 32);
+        assert!(
+            Arch::sample_diverse_in(SpaceKind::Ists, &hs, &[], 8, |_| false, &mut rng).is_none()
         );
     }
 }

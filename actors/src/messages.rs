@@ -85,6 +85,9 @@ pub struct Hints {
     pub best: Vec<ArchSpec>,
     /// Hashes already evaluated (or in flight): proposals should avoid them.
     pub known: KnownSet,
+    /// Every scored design so far, best first (shared with the memory bank, not copied): what a
+    /// diversity-seeking exploration keeps away from.
+    pub seen: Arc<Vec<MemoryEntry>>,
     /// Distinguishes requests, so a seeded instructor gives different answers to each.
     pub request_id: u64,
     /// Branch index within a tree-of-thought expansion.

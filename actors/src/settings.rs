@@ -148,6 +148,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("search.budget"), "{e}");
+        let s = from_json_over(
+            &base,
+            &serde_json::json!({"search": {"exploration": "diverse"}}),
+        )
+        .unwrap();
+        assert_eq!(s.search.exploration, ists::config::Exploration::Diverse);
+        assert_eq!(base.search.exploration, ists::config::Exploration::Sample);
+        let e = from_json_over(
+            &base,
+            &serde_json::json!({"search": {"exploration": "wide"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("search.exploration") && e.contains("diverse"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! OfflineInstructor: answers the same [`Complete`] message as the LLM actor, with no key and no
-//! network. Its decisions are seeded: diverse sampling in exploration, mutation and crossover of
-//! the best memory entries in optimization. It writes the reply text an LLM is asked for (step
+//! network. Its decisions are seeded: uniform or max-min diverse sampling in exploration
+//! (`search.exploration`), mutation and crossover of the best memory entries in optimization. It writes the reply text an LLM is asked for (step
 //! lines, then the JSON), so the ParserActor handles both the same way.
 
 use crate::messages::{Complete, Hints, LlmError, Purpose, Reply, Usage};
 use actix::prelude::*;
+use ists::config::{Exploration, DIVERSE_POOL};
 use ists::memory::{heuristic_value, Stage};
 use ists::space::{Arch, EdgeSpec, HyperSpace, SpaceKind};
 use rand::{Rng, SeedableRng};
@@ -16,11 +17,42 @@ pub struct OfflineInstructor {
     /// The joint space's choices (resolved; inactive for an architecture-only search).
     hyper: HyperSpace,
     seed: u64,
+    exploration: Exploration,
 }
 
 impl OfflineInstructor {
     pub fn new(space: SpaceKind, hyper: HyperSpace, seed: u64) -> OfflineInstructor {
-        OfflineInstructor { space, hyper, seed }
+        OfflineInstructor {
+            space,
+            hyper,
+            seed,
+            exploration: Exploration::Sample,
+        }
+    }
+
+    /// How exploration-stage designs are drawn (uniform by default: random search's rule).
+    pub fn with_exploration(mut self, exploration: Exploration) -> OfflineInstructor {
+        self.exploration = exploration;
+        self
+    }
+
+    /// An exploration-stage design: uniform, or the most different from every design scored
+    /// so far (max-min over [`DIVERSE_POOL`] draws), never a known hash when avoidable.
+    fn explore(&self, h: &Hints, rng: &mut ChaCha8Rng) -> Arch {
+        if self.exploration == Exploration::Diverse {
+            let seen: Vec<Arch> = h
+                .seen
+                .iter()
+                .filter_map(|e| Arch::from_spec(&e.arch, self.space).ok())
+                .collect();
+            let fresh = |a: &Arch| !h.known.contains_key(&a.hash());
+            if let Some(a) =
+                Arch::sample_diverse_in(self.space, &self.hyper, &seen, DIVERSE_POOL, fresh, rng)
+            {
+                return a;
+            }
+        }
+        Arch::sample_in(self.space, &self.hyper, rng)
     }
 
     fn rng(&self, h: &Hints) -> ChaCha8Rng {
@@ -58,7 +90,7 @@ impl OfflineInstructor {
                         a.mutate_in(&self.hyper, rng)
                     }
                 }
-                _ => Arch::sample_in(self.space, &self.hyper, rng),
+                _ => self.explore(h, rng),
             };
             if !h.known.contains_key(&cand.hash()) {
                 return cand;
@@ -208,5 +240,92 @@ impl Handler<Complete> for OfflineInstructor {
             latency_secs: t0.elapsed().as_secs_f64(),
             retries: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ists::memory::MemoryEntry;
+    use ists::train::EvalStatus;
+    use std::sync::Arc;
+
+    fn hints(seen: &[Arch], known: &[Arch]) -> Hints {
+        let entries = seen
+            .iter()
+            .enumerate()
+            .map(|(id, a)| MemoryEntry {
+                id,
+                hash: a.hash(),
+                arch: a.to_spec(),
+                score: Some(1.0 + id as f64),
+                status: EvalStatus::Ok,
+                stage: Stage::Exploration,
+                params: 10,
+                seconds: 0.1,
+                rung: 0,
+                steps: 30,
+                first_loss: None,
+                last_loss: None,
+                reasoning: None,
+            })
+            .collect();
+        let k = crate::messages::KnownSet::default();
+        for a in seen.iter().chain(known) {
+            k.insert(a.hash(), crate::messages::Known::Recorded);
+        }
+        Hints {
+            purpose: Purpose::Cot,
+            stage: Stage::Exploration,
+            best: Vec::new(),
+            known: k,
+            seen: Arc::new(entries),
+            request_id: 1,
+            branch: 0,
+            repair: None,
+        }
+    }
+
+    /// Uniform exploration is random search's rule, draw for draw; the diverse rule returns a
+    /// design at least as far from everything scored as the uniform draw from the same state,
+    /// and never a known one.
+    #[test]
+    fn exploration_is_uniform_by_default_and_max_min_when_diverse() {
+        let hs = HyperSpace {
+            hidden: vec![4, 8, 16],
+            blocks: vec![1, 2],
+            lr_scale: vec![0.25, 1.0, 4.0],
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let seen: Vec<Arch> = (0..6)
+            .map(|_| Arch::sample_in(SpaceKind::Ists, &hs, &mut rng))
+            .collect();
+        let nearest = |a: &Arch| {
+            seen.iter()
+                .map(|s| a.distance(s))
+                .fold(f64::INFINITY, f64::min)
+        };
+        let uniform = OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3);
+        let diverse = OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3)
+            .with_exploration(Exploration::Diverse);
+        let mut farther = 0;
+        for seed in 0..20 {
+            let first = Arch::sample_in(SpaceKind::Ists, &hs, &mut ChaCha8Rng::seed_from_u64(seed));
+            let h = hints(&seen, &[]);
+            let u = uniform.explore(&h, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert_eq!(u, first, "uniform exploration draws as random search does");
+            let d = diverse.explore(&h, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert!(nearest(&d) >= nearest(&first), "seed {seed}");
+            farther += (nearest(&d) > nearest(&first)) as usize;
+            assert!(!h.known.contains_key(&d.hash()));
+            // A design already known (in flight) is not proposed again.
+            let h = hints(&seen, std::slice::from_ref(&d));
+            let again = diverse.explore(&h, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert_ne!(again.hash(), d.hash());
+        }
+        assert!(
+            farther >= 15,
+            "max-min beat the first draw on {farther} of 20"
+        );
     }
 }

@@ -152,7 +152,7 @@ pub fn time_to_quality(runs: &[MethodRun], method: &str, against: &str) -> Vec<T
 /// A method compared.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Method {
-    /// The offline instructor with exploration only: seeded sampling.
+    /// The offline instructor with exploration only: seeded uniform sampling.
     Random,
     /// The offline instructor with both stages.
     Offline,
@@ -189,7 +189,12 @@ pub async fn run_search_method(
     let mut cfg = seeded(base, k);
     cfg.llm.backend = Backend::Offline;
     match method {
-        Method::Random => cfg.search.exploration_share = 1.0,
+        Method::Random => {
+            // Random search: exploration only, by uniform sampling whatever the instructed
+            // search's exploration rule.
+            cfg.search.exploration_share = 1.0;
+            cfg.search.exploration = ists::config::Exploration::Sample;
+        }
         Method::Offline => {}
         Method::Hand { .. } => return Err("a fixed design is not a search".into()),
     }

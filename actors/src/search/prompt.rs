@@ -152,6 +152,7 @@ impl PromptActor {
             stage: self.stage,
             best: memory.best.iter().map(|e| e.arch.clone()).collect(),
             known: memory.known.clone(),
+            seen: std::sync::Arc::clone(&memory.all),
             request_id: id,
             branch,
             repair: None,

@@ -171,10 +171,13 @@ pub async fn run_search(
         let hyper = hyper.clone();
         Supervisor::start(move |_| ParserActor::new(space, hyper.clone(), known.clone()))
     };
-    let seed = settings.search.seed;
+    let (seed, exploration) = (settings.search.seed, settings.search.exploration);
     let offline = || {
         let hyper = hyper.clone();
-        Supervisor::start(move |_| OfflineInstructor::new(space, hyper.clone(), seed)).recipient()
+        Supervisor::start(move |_| {
+            OfflineInstructor::new(space, hyper.clone(), seed).with_exploration(exploration)
+        })
+        .recipient()
     };
     let llm: Recipient<Complete> = match opts.instructor.take() {
         Some(r) => r,
@@ -377,10 +380,12 @@ pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
     let space = settings.search.space;
     match settings.llm.backend {
         Backend::Offline => {
-            let seed = settings.search.seed;
+            let (seed, exploration) = (settings.search.seed, settings.search.exploration);
             let hyper = settings.hyper_space();
-            Supervisor::start(move |_| OfflineInstructor::new(space, hyper.clone(), seed))
-                .recipient()
+            Supervisor::start(move |_| {
+                OfflineInstructor::new(space, hyper.clone(), seed).with_exploration(exploration)
+            })
+            .recipient()
         }
         Backend::Openai | Backend::Local => {
             let l = settings.llm.clone();
