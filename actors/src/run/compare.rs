@@ -156,6 +156,9 @@ pub enum Method {
     Random,
     /// The offline instructor with both stages.
     Offline,
+    /// The offline instructor with both stages and max-min diverse exploration
+    /// (`search.exploration = "diverse"`, whatever the configured rule).
+    Diverse,
     /// A fixed architecture, trained like a search's final model.
     Hand { name: String, arch: Arch },
 }
@@ -165,7 +168,37 @@ impl Method {
         match self {
             Method::Random => "random".into(),
             Method::Offline => "offline".into(),
+            Method::Diverse => "offline-diverse".into(),
             Method::Hand { name, .. } => format!("hand-{name}"),
+        }
+    }
+}
+
+impl Method {
+    /// The method a results-file name stands for: `random`, `offline`, `offline-diverse`, or
+    /// `hand-NAME` with the fixed design given by `hand` (None: the name is unknown there).
+    pub fn parse(
+        name: &str,
+        hand: impl Fn(&str) -> Option<Result<Arch, String>>,
+    ) -> Result<Method, String> {
+        match name {
+            "random" => Ok(Method::Random),
+            "offline" => Ok(Method::Offline),
+            "offline-diverse" => Ok(Method::Diverse),
+            _ => {
+                let design = name.strip_prefix("hand-").ok_or_else(|| {
+                    format!(
+                        "unknown method '{name}' (expected random, offline, offline-diverse or \
+                         hand-NAME)"
+                    )
+                })?;
+                let arch = hand(design)
+                    .ok_or_else(|| format!("method '{name}': no hand design named '{design}'"))??;
+                Ok(Method::Hand {
+                    name: design.to_string(),
+                    arch,
+                })
+            }
         }
     }
 }
@@ -196,6 +229,7 @@ pub async fn run_search_method(
             cfg.search.exploration = ists::config::Exploration::Sample;
         }
         Method::Offline => {}
+        Method::Diverse => cfg.search.exploration = ists::config::Exploration::Diverse,
         Method::Hand { .. } => return Err("a fixed design is not a search".into()),
     }
     cfg.final_train.top_k = cfg.final_train.top_k.max(1);
@@ -370,6 +404,31 @@ mod tests {
             rung,
             score,
         }
+    }
+
+    #[test]
+    fn methods_parse_from_their_row_names_and_unknown_ones_are_named() {
+        let gwn = Arch::from_json(
+            r#"{"edges":[{"from":0,"to":3,"op":"identity"}]}"#,
+            ists::space::SpaceKind::Ists,
+        )
+        .unwrap();
+        let hand = |name: &str| (name == "gwn").then(|| Ok(gwn.clone()));
+        for name in ["random", "offline", "offline-diverse", "hand-gwn"] {
+            assert_eq!(Method::parse(name, hand).unwrap().name(), name);
+        }
+        let e = Method::parse("bayes", hand).unwrap_err();
+        assert!(
+            e.contains("unknown method 'bayes'") && e.contains("offline-diverse"),
+            "{e}"
+        );
+        let e = Method::parse("hand-resnet", hand).unwrap_err();
+        assert_eq!(e, "method 'hand-resnet': no hand design named 'resnet'");
+        let broken = |_: &str| Some(Err("config/x-arch.json: cycle".to_string()));
+        assert_eq!(
+            Method::parse("hand-x", broken).unwrap_err(),
+            "config/x-arch.json: cycle"
+        );
     }
 
     #[test]

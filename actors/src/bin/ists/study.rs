@@ -36,6 +36,11 @@ pub struct BaselineArgs {
     /// taken over. Default baseline/search-<data>.jsonl.
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Methods of a multi-seed comparison, comma separated: random, offline, offline-diverse
+    /// (max-min diverse exploration), hand-NAME (the fixed design config/NAME-arch.json).
+    /// Rows of methods left out stay in the results file and in its tables.
+    #[arg(long, value_delimiter = ',', default_value = "random,offline,hand-gwn")]
+    pub methods: Vec<String>,
 }
 
 /// `ists fidelity`: how well cheap proxies rank architectures against full training.
@@ -78,6 +83,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         classical_only,
         seeds,
         results,
+        methods,
     } = a;
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
@@ -114,20 +120,20 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         return Ok(());
     }
     let data = TrainData::new(&prepared, tch::Device::Cpu)?;
-    let gwn_text =
-        std::fs::read_to_string("config/gwn-arch.json").context("reading config/gwn-arch.json")?;
-    let gwn = Arch::from_json(&gwn_text, ists::space::SpaceKind::Autocts)?;
-    let (report, _) = train_full(
-        &gwn,
-        &data,
-        s.final_model(),
-        &s.final_train.train,
-        &mut |_| {},
-    )?;
-    if let Some(t) = &report.test {
-        println!("{}", metrics_row("Graph-WaveNet-like (autocts, fixed)", t));
-    }
     if seeds <= 1 && results.is_none() {
+        let gwn_text = std::fs::read_to_string("config/gwn-arch.json")
+            .context("reading config/gwn-arch.json")?;
+        let gwn = Arch::from_json(&gwn_text, ists::space::SpaceKind::Autocts)?;
+        let (report, _) = train_full(
+            &gwn,
+            &data,
+            s.final_model(),
+            &s.final_train.train,
+            &mut |_| {},
+        )?;
+        if let Some(t) = &report.test {
+            println!("{}", metrics_row("Graph-WaveNet-like (autocts, fixed)", t));
+        }
         // One seed, as a table beside the baselines.
         for (method, label) in [
             (Method::Random, "random search"),
@@ -160,15 +166,16 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     });
     ists::fidelity::check_fingerprint(&path, &fingerprint)?;
     let mut runs = read_runs(&path).map_err(anyhow::Error::msg)?;
-    let gwn = read_arch(&PathBuf::from("config/gwn-arch.json"), &s)?;
-    let methods = [
-        Method::Random,
-        Method::Offline,
-        Method::Hand {
-            name: "gwn".into(),
-            arch: gwn,
-        },
-    ];
+    let hand = |name: &str| {
+        let file = PathBuf::from(format!("config/{name}-arch.json"));
+        file.exists()
+            .then(|| read_arch(&file, &s).map_err(|e| format!("{e:#}")))
+    };
+    let methods = methods
+        .iter()
+        .map(|m| Method::parse(m.trim(), hand))
+        .collect::<Result<Vec<Method>, String>>()
+        .map_err(|e| anyhow::anyhow!("--methods: {e}"))?;
     for k in 0..seeds as u64 {
         for method in &methods {
             if runs
@@ -199,8 +206,16 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     }
     println!("\n| method | seeds | test MAE mean (sd) | random (sd) | wins/ties/losses | one-sided Wilcoxon p | eval steps vs random |");
     println!("|---|---:|---:|---:|---|---:|---|");
-    for method in methods.iter().skip(1) {
-        if let Some(p) = paired(&runs, &method.name(), "random") {
+    // Every method in the file against random search, those of this run or earlier ones.
+    let mut names: Vec<String> = runs
+        .iter()
+        .map(|r| r.method.clone())
+        .filter(|m| m != "random")
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in &names {
+        if let Some(p) = paired(&runs, name, "random") {
             println!(
                 "| {} | {} | {:.4} ({:.4}) | {:.4} ({:.4}) | {}/{}/{} | {:.3} | {:.0} vs {:.0} |",
                 p.method,
@@ -220,13 +235,8 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     }
     // Time to quality: when each search first held a design as good as random search's final
     // one (by the searches' own scores), as a share of the time random took to hold it.
-    let searches: Vec<String> = methods
-        .iter()
-        .skip(1)
-        .filter(|m| !matches!(m, Method::Hand { .. }))
-        .map(Method::name)
-        .collect();
-    for method in &searches {
+    let searches = names.iter().filter(|m| !m.starts_with("hand-"));
+    for method in searches {
         let t = time_to_quality(&runs, method, "random");
         if t.is_empty() {
             continue;
