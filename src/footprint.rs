@@ -20,17 +20,7 @@ pub fn training_bytes(
     eval_batch: usize,
 ) -> u128 {
     // As built: the joint space's width; its stacked blocks multiply the wiring's share.
-    let with_hyper;
-    let cfg = match &arch.hyper {
-        Some(h) => {
-            with_hyper = ModelConfig {
-                hidden: h.hidden,
-                ..cfg.clone()
-            };
-            &with_hyper
-        }
-        None => cfg,
-    };
+    let cfg = &cfg.as_built(arch);
     let train = activations(arch, shape, cfg, batch as u128).saturating_mul(2);
     let eval = activations(arch, shape, cfg, eval_batch as u128);
     let params = params(arch, shape, cfg).saturating_mul(4);

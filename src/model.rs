@@ -40,7 +40,6 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
-    /// Checks the sizes, naming the key at fault.
     /// Checks the widths; the error names the key at fault.
     pub fn validate(&self) -> crate::Result<()> {
         self.check().map_err(crate::Error::Setting)
@@ -49,19 +48,27 @@ impl ModelConfig {
     /// The widths `arch` is built with: its own `hyper.hidden` in the joint space, these
     /// otherwise. Errs (naming `hyper.hidden`) when the heads do not divide the design's width.
     pub fn for_arch(&self, arch: &Arch) -> crate::Result<ModelConfig> {
-        let Some(h) = &arch.hyper else {
-            return Ok(self.clone());
-        };
-        if self.heads < 1 || h.hidden % self.heads != 0 {
-            return Err(crate::Error::Setting(format!(
-                "hyper.hidden ({}) must be a multiple of model.heads ({})",
-                h.hidden, self.heads
-            )));
+        if let Some(h) = &arch.hyper {
+            if self.heads < 1 || h.hidden % self.heads != 0 {
+                return Err(crate::Error::Setting(format!(
+                    "hyper.hidden ({}) must be a multiple of model.heads ({})",
+                    h.hidden, self.heads
+                )));
+            }
         }
-        Ok(ModelConfig {
-            hidden: h.hidden,
-            ..self.clone()
-        })
+        Ok(self.as_built(arch))
+    }
+
+    /// The widths `arch` is built with, unchecked (infallible, for estimates such as the
+    /// memory footprint): [`ModelConfig::for_arch`] without the heads check.
+    pub fn as_built(&self, arch: &Arch) -> ModelConfig {
+        match &arch.hyper {
+            Some(h) => ModelConfig {
+                hidden: h.hidden,
+                ..self.clone()
+            },
+            None => self.clone(),
+        }
     }
 
     fn check(&self) -> Result<(), String> {
