@@ -76,6 +76,11 @@ pub struct FinalSettings {
     /// Seeds each of them is trained with (train.seed, +1, ...); the final model is the
     /// candidate with the best mean validation MAE over its seeds, never chosen on test.
     pub seeds: usize,
+    /// With `seeds >= 2`, also score the ensemble of each candidate's seeds: the mean of their
+    /// de-normalized forecasts, with the metrics of a single model (same samples, same
+    /// masking). Reported beside the seeds' mean ± sd, never replacing it and never used to
+    /// choose the final model.
+    pub ensemble: bool,
     pub train: TrainConfig,
     /// Widths of the final model, when they differ from the proxy's (`[model]`): a search
     /// scores small models cheaply and trains the chosen design at full strength.
@@ -87,6 +92,7 @@ impl Default for FinalSettings {
         FinalSettings {
             top_k: 1,
             seeds: 1,
+            ensemble: false,
             train: TrainConfig::default(),
             model: None,
         }

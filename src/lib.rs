@@ -15,6 +15,8 @@
 //!   PyG-Temporal json), windows, splits, scaling, graph normalizations.
 //! - [`train`]: batches, Adam, the one-step-tuning proxy and full training with early stopping.
 //! - [`metrics`]: masked MAE / RMSE / MAPE per horizon.
+//! - [`ensemble`]: the mean forecast of a design's seeds (`final.ensemble`), scored like one
+//!   model.
 //! - [`baselines`]: historical average and last value on the same split; [`gru`]: the GRU
 //!   baseline of T-GCN's table (one GRU per sensor series, weights shared), trained by us.
 //! - [`protocol`]: the T-GCN protocol table: every model on T-GCN's Los-loop split and metrics,
@@ -40,6 +42,7 @@ pub mod baselines;
 pub mod config;
 pub mod data;
 pub mod devcheck;
+pub mod ensemble;
 pub mod error;
 pub mod export;
 pub mod fidelity;

@@ -11,6 +11,11 @@
 //!
 //! The file is append-only and resumable: a (model, seed) pair with rows already there is not
 //! measured again, so an interrupted run continues where it stopped.
+//!
+//! With [`ProtocolPlan::ensemble`] (`final.ensemble` or `--ensemble`), the seeds of a trained
+//! model measured in one invocation (two or more) also give the rows of their ensemble: the
+//! mean of their test forecasts, scored by the same T-GCN metrics, under the model name
+//! `<model> (ensemble of k)`, the first member's seed, and the members' seeds in `members`.
 
 use crate::baselines::{historical_average, last_value, targets};
 use crate::data::Prepared;
@@ -47,6 +52,10 @@ pub struct ProtocolRow {
     pub var: Option<f64>,
     /// [`MEASURED`] or the citation of a quoted value.
     pub source: String,
+    /// The seeds of an ensemble's members (an ensemble row's `seed` is the first of them);
+    /// absent on a single model's row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<u64>>,
 }
 
 impl ProtocolRow {
@@ -70,6 +79,7 @@ pub fn published_rows() -> Vec<ProtocolRow> {
         r2: None,
         var: None,
         source: TGCN_CITATION.into(),
+        members: None,
     }]
 }
 
@@ -88,8 +98,68 @@ pub fn measured_rows(model: &str, seed: u64, table: &TgcnTable) -> Vec<ProtocolR
             r2: Some(s.r2),
             var: Some(s.var),
             source: MEASURED.into(),
+            members: None,
         })
         .collect()
+}
+
+/// The model name of the ensemble of `k` seeds of `model`.
+pub fn ensemble_name(model: &str, k: usize) -> String {
+    format!("{model} (ensemble of {k})")
+}
+
+/// The rows of the ensemble of `members` (seeds, two or more) of `model`: named
+/// [`ensemble_name`], under the first member's seed, with the members listed.
+pub fn ensemble_rows(model: &str, members: &[u64], table: &TgcnTable) -> Vec<ProtocolRow> {
+    let name = ensemble_name(model, members.len());
+    let seed = members.first().copied().unwrap_or_default();
+    measured_rows(&name, seed, table)
+        .into_iter()
+        .map(|r| ProtocolRow {
+            members: Some(members.to_vec()),
+            ..r
+        })
+        .collect()
+}
+
+/// The running mean of several seeds' test forecasts: one f64 sum, whatever the seeds.
+#[derive(Debug, Default)]
+pub struct SeedMean {
+    sum: Vec<f64>,
+    seeds: Vec<u64>,
+}
+
+impl SeedMean {
+    /// Adds the forecast of `seed` (of as many values as the first one's).
+    pub fn add(&mut self, seed: u64, forecast: &[f32]) -> Result<()> {
+        if self.seeds.is_empty() {
+            self.sum = forecast.iter().map(|&v| f64::from(v)).collect();
+        } else if forecast.len() != self.sum.len() {
+            return Err(Error::Config(format!(
+                "ensemble: seed {seed} forecasts {} values, seed {} {}",
+                forecast.len(),
+                self.seeds[0],
+                self.sum.len()
+            )));
+        } else {
+            for (s, &v) in self.sum.iter_mut().zip(forecast) {
+                *s += f64::from(v);
+            }
+        }
+        self.seeds.push(seed);
+        Ok(())
+    }
+
+    /// The members' seeds, in the order they were added.
+    pub fn seeds(&self) -> &[u64] {
+        &self.seeds
+    }
+
+    /// The mean forecast (empty with no member).
+    pub fn mean(&self) -> Vec<f32> {
+        let k = self.seeds.len().max(1) as f64;
+        self.sum.iter().map(|s| (s / k) as f32).collect()
+    }
 }
 
 /// T-GCN's table for forecasts `[S, H, N]` of the test samples of `p`, at the
@@ -231,6 +301,9 @@ pub struct ProtocolPlan {
     pub gru_epochs: usize,
     /// Minutes per step, for the horizon labels (5 on Los-loop).
     pub step_minutes: usize,
+    /// Also score the ensemble of each trained model's seeds measured in this invocation (two
+    /// or more): the mean of their test forecasts, rows [`ensemble_rows`].
+    pub ensemble: bool,
 }
 
 /// Measures every model of `plan` not yet in `results` and appends its rows; adds the quoted
@@ -257,6 +330,7 @@ pub fn run_protocol(
     for model in &plan.models {
         let name = model.name();
         let seeds = if model.seeded() { plan.seeds.max(1) } else { 1 };
+        let mut members = SeedMean::default();
         for k in 0..seeds as u64 {
             if results.has(&name, k) {
                 log(&format!(
@@ -331,9 +405,52 @@ pub fn run_protocol(
                 started.elapsed().as_secs_f64()
             ));
             results.append(measured_rows(&name, k, &table))?;
+            if plan.ensemble && model.seeded() && seeds >= 2 {
+                members.add(k, &forecast)?;
+            }
+        }
+        if plan.ensemble && model.seeded() && seeds >= 2 {
+            ensemble(prepared, plan, results, &name, &members, log)?;
         }
     }
     Ok(())
+}
+
+/// Appends the rows of the ensemble of `members` (the seeds of `name` measured in this
+/// invocation), unless there are fewer than two or the file has them already.
+fn ensemble(
+    prepared: &Prepared,
+    plan: &ProtocolPlan,
+    results: &mut ProtocolResults,
+    name: &str,
+    members: &SeedMean,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let seeds = members.seeds();
+    let ens = ensemble_name(name, seeds.len());
+    match seeds.first() {
+        Some(&first) if seeds.len() >= 2 => {
+            if results.has(&ens, first) {
+                log(&format!(
+                    "{ens} seed +{first}: already in the results, skipped"
+                ));
+                return Ok(());
+            }
+            let table = test_table(prepared, &members.mean(), plan.step_minutes)?;
+            log(&format!(
+                "{ens} (seeds {seeds:?}, mean of their forecasts):\n{table}"
+            ));
+            results.append(ensemble_rows(name, seeds, &table))
+        }
+        _ => {
+            log(&format!(
+                "{name}: no ensemble, {} seed(s) measured in this run (the others were already \
+                 in the results; an ensemble needs two measured together)",
+                seeds.len()
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// One model's cell at one horizon: the mean over seeds, the sd when there are several.
@@ -383,7 +500,8 @@ const METRICS: [Metric; 5] = [
 ];
 
 /// The table in T-GCN's layout as Markdown: one row per model, the five metrics per horizon
-/// (mean ± sd over seeds for trained models), then whether each measured model's RMSE is at
+/// (mean ± sd over seeds for trained models; an ensemble of seeds is a model of its own, whose
+/// seeds column counts its members), then whether each measured model's RMSE is at
 /// least 10% below T-GCN's published one at every horizon where that is known.
 pub fn render(rows: &[ProtocolRow]) -> String {
     let mut horizons: Vec<usize> = rows.iter().map(|r| r.horizon_min).collect();
@@ -404,11 +522,12 @@ pub fn render(rows: &[ProtocolRow]) -> String {
     let all = models(rows);
     let mut notes = Vec::new();
     for (model, source) in &all {
+        // An ensemble's row counts its members' seeds.
         let seeds = {
             let mut s: Vec<u64> = rows
                 .iter()
                 .filter(|r| r.model == *model && r.source == *source)
-                .map(|r| r.seed)
+                .flat_map(|r| r.members.clone().unwrap_or_else(|| vec![r.seed]))
                 .collect();
             s.sort_unstable();
             s.dedup();
@@ -641,6 +760,7 @@ pub(crate) mod tests {
             },
             gru_epochs: 2,
             step_minutes: 5,
+            ensemble: false,
         };
         let mut results = ProtocolResults::open(&path).unwrap();
         let mut lines = Vec::new();
@@ -655,5 +775,120 @@ pub(crate) mod tests {
         run_protocol(&p, &plan, &mut again, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again.rows().len(), n);
         assert!(lines.iter().all(|l| l.contains("skipped")), "{lines:?}");
+    }
+
+    #[test]
+    fn seed_means_and_ensemble_rows_keep_old_rows_readable() {
+        let mut m = SeedMean::default();
+        m.add(0, &[1.0, 2.0, 4.0]).unwrap();
+        m.add(1, &[2.0, 3.0, 5.0]).unwrap();
+        m.add(2, &[3.0, 7.0, 6.0]).unwrap();
+        assert_eq!(m.mean(), vec![2.0, 4.0, 5.0]);
+        assert_eq!(m.seeds(), &[0, 1, 2]);
+        let err = m.add(3, &[1.0]).unwrap_err().to_string();
+        assert!(err.contains("ensemble") && err.contains("seed 3"), "{err}");
+        let rows = ensemble_rows("m", &[2, 3], &table(4.0));
+        assert_eq!(rows.len(), 4);
+        assert!(rows
+            .iter()
+            .all(|r| r.model == "m (ensemble of 2)" && r.seed == 2 && r.is_measured()));
+        assert_eq!(rows[0].members, Some(vec![2, 3]));
+        let line = serde_json::to_string(&rows[0]).unwrap();
+        assert!(line.contains("\"members\":[2,3]"), "{line}");
+        // A single model's row has no `members`, and rows written before it existed still read.
+        let single = serde_json::to_string(&measured_rows("m", 0, &table(4.0))[0]).unwrap();
+        assert!(!single.contains("members"), "{single}");
+        let old: ProtocolRow = serde_json::from_str(
+            r#"{"model":"m","seed":1,"horizon_min":15,"rmse":4.0,"mae":2.0,"accuracy":0.9,"r2":0.8,"var":0.8,"source":"measured"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.members, None);
+        // The table shows the ensemble as a model row of its own, counting its members.
+        let mut all = measured_rows("m", 2, &table(4.2));
+        all.extend(measured_rows("m", 3, &table(4.4)));
+        all.extend(rows);
+        let md = render(&all);
+        assert!(md.contains("| m | 2 | 4.3000 ± 0.1414 |"), "{md}");
+        assert!(md.contains("| m (ensemble of 2) | 2 | 4.0000 |"), "{md}");
+    }
+
+    /// Two GRU seeds measured together give the rows of their ensemble: T-GCN's metrics of the
+    /// mean of the two seeds' test forecasts (retrained here to check), once.
+    #[test]
+    fn a_plan_scores_the_ensemble_of_its_seeds_once() {
+        tch::set_num_threads(1);
+        let p = wave();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let gru = GruConfig { hidden: 4 };
+        let plan = ProtocolPlan {
+            models: vec![ProtocolModel::LastValue, ProtocolModel::Gru(gru)],
+            seeds: 2,
+            model: ModelConfig::default(),
+            train: TrainConfig {
+                epochs: 2,
+                batch_size: 32,
+                ..TrainConfig::default()
+            },
+            gru_epochs: 2,
+            step_minutes: 5,
+            ensemble: true,
+        };
+        let mut results = ProtocolResults::open(&path).unwrap();
+        run_protocol(&p, &plan, &mut results, &mut |_| {}).unwrap();
+        let name = "GRU (ours, hidden 4)";
+        let ens = ensemble_name(name, 2);
+        assert!(results.has(&ens, 0) && !results.has("last value (ensemble of 2)", 0));
+        let n = published_rows().len() + 4 * 4;
+        assert_eq!(
+            results.rows().len(),
+            n,
+            "last value, 2 GRU seeds, the ensemble"
+        );
+        // The same two seeds trained again, their forecasts averaged by hand.
+        let data = TrainData::new(&p, tch::Device::Cpu).unwrap();
+        let test = spread(&p.splits.test, 0);
+        let forecasts: Vec<Vec<f32>> = (0..2u64)
+            .map(|k| {
+                let cfg = TrainConfig {
+                    seed: plan.train.seed + k,
+                    ..plan.train.clone()
+                };
+                let t = train_gru(&data, gru, &cfg, &mut |_| {}).unwrap();
+                let pred = t.predict(&data, &test, cfg.eval_batch_size).unwrap();
+                Vec::<f32>::try_from(pred.flatten(0, -1)).unwrap()
+            })
+            .collect();
+        let mean: Vec<f32> = forecasts[0]
+            .iter()
+            .zip(&forecasts[1])
+            .map(|(a, b)| ((f64::from(*a) + f64::from(*b)) / 2.0) as f32)
+            .collect();
+        let want = test_table(&p, &mean, 5).unwrap();
+        let got: Vec<&ProtocolRow> = results.rows().iter().filter(|r| r.model == ens).collect();
+        assert_eq!(got.len(), want.rows.len());
+        for (r, (h, s)) in got.iter().zip(&want.rows) {
+            assert_eq!(r.horizon_min, h * 5);
+            assert_eq!((r.seed, r.members.clone()), (0, Some(vec![0, 1])));
+            for (g, w) in [(r.rmse, s.rmse), (r.mae, s.mae), (r.accuracy, s.accuracy)] {
+                let g = g.unwrap();
+                assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{g} vs {w}");
+            }
+            // Not any one seed's numbers.
+            for k in 0..2 {
+                let single = results
+                    .rows()
+                    .iter()
+                    .find(|x| x.model == name && x.seed == k && x.horizon_min == r.horizon_min)
+                    .unwrap();
+                assert_ne!(single.rmse, r.rmse);
+            }
+        }
+        // A second run measures nothing and adds no second ensemble.
+        let mut again = ProtocolResults::open(&path).unwrap();
+        let mut lines = Vec::new();
+        run_protocol(&p, &plan, &mut again, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(again.rows().len(), n);
+        assert!(lines.iter().any(|l| l.contains("no ensemble")), "{lines:?}");
     }
 }

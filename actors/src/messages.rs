@@ -486,7 +486,7 @@ pub struct Drain;
 
 /// Ask an EvaluatorActor to train a candidate fully (end of search).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<ists::train::TrainReport, String>")]
+#[rtype(result = "Result<FinalTrained, String>")]
 pub struct TrainFinal {
     pub candidate: usize,
     pub arch: Arch,
@@ -498,6 +498,16 @@ pub struct TrainFinal {
     pub cancel: Option<crate::eval::cancel::Cancel>,
     /// Save the trained model here (architecture, sizes, safetensors weights).
     pub export: Option<std::path::PathBuf>,
+    /// Also return the trained model's validation and test forecasts (`final.ensemble`).
+    pub forecasts: bool,
+}
+
+/// A final training's outcome: its report and, when asked for and the training kept weights,
+/// the model's forecasts (on the CPU) for the ensemble of the candidate's seeds.
+#[derive(Debug)]
+pub struct FinalTrained {
+    pub report: ists::train::TrainReport,
+    pub forecasts: Option<ists::ensemble::Forecasts>,
 }
 
 /// Ask a daemon's store writer to catch up with the search's journal. It replies once every

@@ -481,8 +481,70 @@ async fn rungs_promote_the_best_third_and_the_final_choice_is_on_validation() {
     let f = &summary.final_results;
     assert_eq!(f.len(), 2);
     assert!(f.iter().all(|r| r.seeds.len() == 2));
+    assert!(
+        f.iter().all(|r| r.ensemble.is_none()),
+        "final.ensemble is off"
+    );
     assert!(f[0].mean_val_mae.unwrap() <= f[1].mean_val_mae.unwrap());
     assert!(dir.join("model").is_dir(), "the chosen model is exported");
+}
+
+/// `final.ensemble` with two seeds: the summary (and summary.json) carries the ensemble of the
+/// candidate's seeds beside their mean, scored on the same samples; the mean forecast's test
+/// MAE is none of the seeds' and, the MAE being convex, at most their mean.
+#[actix::test]
+async fn the_ensemble_of_the_final_seeds_is_reported_beside_their_mean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    // The small chickenpox series (20 counties, 4 weeks in and out) keeps it to seconds.
+    s.data.source = "chickenpox".into();
+    s.data.prepare.input_len = 4;
+    s.data.prepare.output_len = 4;
+    s.data.prepare.split = [0.6, 0.2, 0.2];
+    s.data.prepare.time_of_day = false;
+    s.search.budget = 2;
+    s.final_train.seeds = 2;
+    s.final_train.ensemble = true;
+    let first = s.final_train.train.seed;
+    let opts = SearchOptions {
+        name: Some("ens".into()),
+        ..fake_evaluator()
+    };
+    let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+    let f = &summary.final_results[0];
+    let e = f.ensemble.as_ref().expect("the ensemble is reported");
+    assert_eq!(e.members, vec![first, first + 1]);
+    let single = f.report.test.as_ref().unwrap();
+    assert_eq!(e.test.horizons.len(), single.horizons.len());
+    let (ens, mean) = (e.test.average.mae, f.mean_test_mae.unwrap());
+    for seed in &f.seeds {
+        assert_ne!(Some(ens), seed.test_mae, "{ens} is a seed's own test MAE");
+    }
+    assert!(
+        ens <= mean + 1e-6,
+        "ensemble {ens} vs the seeds' mean {mean}"
+    );
+    let val_mean = f.mean_val_mae.unwrap();
+    assert!(e.val.average.mae <= val_mean + 1e-6);
+    let text =
+        std::fs::read_to_string(PathBuf::from(&summary.run_dir).join("summary.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let written = &json["final_results"][0]["ensemble"];
+    assert_eq!(written["members"], serde_json::json!([first, first + 1]));
+    assert!(
+        written["test"]["average"]["mae"].as_f64().is_some(),
+        "{written}"
+    );
+    // The report puts it in the test metrics table, beside the chosen seed's model.
+    let run = tmp.path().join("ens");
+    let report = tokio::task::spawn_blocking(move || ists_actors::run::report::write_report(&run))
+        .await
+        .unwrap()
+        .unwrap();
+    let md = std::fs::read_to_string(&report.markdown).unwrap();
+    let row = format!("| searched, ensemble of seeds {first}, {} |", first + 1);
+    assert!(md.contains("| searched (final training) |"), "{md}");
+    assert!(md.contains(&row), "report lacks {row}:\n{md}");
 }
 
 /// Every candidate among the best `1/3` of the `n` scored at `rung` has a line at `rung + 1`.

@@ -9,12 +9,13 @@
 
 use crate::eval::cancel::Cancel;
 use crate::eval::fair::EvalGate;
-use crate::messages::{EvalOutcome, Evaluate, TrainFinal};
+use crate::messages::{EvalOutcome, Evaluate, FinalTrained, TrainFinal};
 use actix::prelude::*;
 use ists::data::Prepared;
+use ists::ensemble::forecasts;
 use ists::model::ModelConfig;
 use ists::train::{
-    proxy_run_until, train_full_until, EvalStatus, ProxyConfig, ProxyReport, TrainData, TrainReport,
+    proxy_run_until, train_full_until, EvalStatus, ProxyConfig, ProxyReport, TrainData,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -300,7 +301,7 @@ impl Handler<EvaluateGated> for EvaluatorActor {
 }
 
 impl Handler<TrainFinal> for EvaluatorActor {
-    type Result = Result<TrainReport, String>;
+    type Result = Result<FinalTrained, String>;
     fn handle(&mut self, msg: TrainFinal, _: &mut SyncContext<Self>) -> Self::Result {
         let setup = self.setup.clone();
         let data = self.data()?;
@@ -324,7 +325,32 @@ impl Handler<TrainFinal> for EvaluatorActor {
                     ists::export::save(dir, &trained, &msg.arch, data, model)
                         .map_err(|e| format!("exporting to {}: {e}", dir.display()))?;
                 }
-                Ok(report)
+                // The best weights' forecasts, when asked for and there are best weights (an
+                // epoch finished). A failure here costs the ensemble a member, not the seed.
+                let forecasts = match (msg.forecasts, report.best_epoch > 0) {
+                    (true, true) => match catch_unwind(AssertUnwindSafe(|| {
+                        forecasts(&trained, data, msg.config.eval_batch_size)
+                    })) {
+                        Ok(Ok(f)) => Some(f),
+                        Ok(Err(e)) => {
+                            tracing::error!(
+                                candidate = msg.candidate,
+                                "forecasts for the ensemble: {e}"
+                            );
+                            None
+                        }
+                        Err(p) => {
+                            tracing::error!(
+                                candidate = msg.candidate,
+                                "forecasts for the ensemble: panic: {}",
+                                panic_text(p)
+                            );
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                Ok(FinalTrained { report, forecasts })
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(p) => Err(format!("panic: {}", panic_text(p))),
@@ -451,7 +477,7 @@ impl EvaluatorPool {
         })
     }
 
-    pub async fn train_final(&self, mut msg: TrainFinal) -> Result<TrainReport, String> {
+    pub async fn train_final(&self, mut msg: TrainFinal) -> Result<FinalTrained, String> {
         if let Some(g) = &self.gate {
             msg.cancel = Some(g.cancel.clone());
         }

@@ -1,7 +1,8 @@
 //! `ists report RUN_DIR`: a Markdown report with PNG plots of a finished (or running) search:
 //! the search curve with the stages marked, every candidate's proxy score, operator and cell
 //! order frequencies per stage, forecast vs ground truth for a few sensors, and the metrics
-//! table of the final model next to the classical baselines on the same test split. A run on
+//! table of the final model (and of its seeds' ensemble, with `final.ensemble`) next to the
+//! classical baselines on the same test split. A run on
 //! T-GCN's Los-loop preset also gets the protocol table in T-GCN's layout
 //! ([`ists::protocol`]) with forecasts plotted at each of its horizons (black truth, red forecast).
 
@@ -214,6 +215,18 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
     };
     if let Some(m) = &model_metrics {
         row("searched (final training)", m);
+    }
+    // The chosen candidate's ensemble of its seeds (`final.ensemble`), from the summary.
+    if let Some(e) = summary
+        .as_ref()
+        .and_then(|s| s.final_results.first())
+        .and_then(|f| f.ensemble.as_ref())
+    {
+        let seeds: Vec<String> = e.members.iter().map(|s| s.to_string()).collect();
+        row(
+            &format!("searched, ensemble of seeds {}", seeds.join(", ")),
+            &e.test,
+        );
     }
     row("historical average", &ha);
     row("last value", &lv);

@@ -60,6 +60,11 @@ pub struct FinalResult {
     /// Mean test MAE over the seeds (reported, never used to choose).
     #[serde(default)]
     pub mean_test_mae: Option<f64>,
+    /// With `final.ensemble` and two seeds or more: the metrics of the mean of the seeds'
+    /// forecasts (its members: the seeds that trained), beside the seeds' mean, never used to
+    /// choose.
+    #[serde(default)]
+    pub ensemble: Option<ists::ensemble::EnsembleMetrics>,
 }
 
 /// Counters of a search. Every reply is counted once under `replies`; each rejection under

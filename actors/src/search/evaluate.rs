@@ -1,11 +1,13 @@
 //! The instance level's evaluations: a candidate or a promotion scored by the evaluator pool
 //! (one retry on a restarted evaluator) and recorded in the journal, and the final full
-//! training of the top candidates with several seeds, chosen on validation.
+//! training of the top candidates with several seeds, chosen on validation (with
+//! `final.ensemble`, each candidate's ensemble of its seeds is scored and reported too).
 
 use super::stage::Wiring;
 use crate::messages::*;
 use crate::run::summary::{FinalResult, SeedScore, Summary};
 use ists::config::Settings;
+use ists::ensemble::{Ensemble, EnsembleMetrics};
 use ists::memory::{MemoryEntry, Stage};
 use ists::space::Arch;
 use ists::train::{EvalStatus, TrainConfig, TrainReport};
@@ -88,7 +90,9 @@ pub(super) async fn evaluate(
 
 /// Trains the `final.top_k` best candidates with `final.seeds` seeds each; the candidate with
 /// the best mean validation MAE comes first in `summary.final_results` and its best seed's
-/// model is exported to `RUN_DIR/model`.
+/// model is exported to `RUN_DIR/model`. With `final.ensemble` (and two seeds or more), each
+/// candidate's seeds' forecasts are averaged into a running sum (the models are not kept) and
+/// the ensemble's metrics reported in its result; the choice stays on the seeds' mean.
 pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summary) {
     if s.final_train.top_k == 0 {
         return;
@@ -98,12 +102,14 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
     };
     let seeds = s.final_train.seeds.max(1) as u64;
     let single = s.final_train.top_k == 1 && seeds == 1;
+    let ensemble = s.final_train.ensemble && seeds >= 2;
     let mut results = Vec::new();
     for e in memory.best.iter().take(s.final_train.top_k) {
         let Ok(arch) = Arch::from_spec(&e.arch, s.search.space) else {
             continue;
         };
         let mut runs = Vec::new();
+        let mut members = Ensemble::new();
         for k in 0..seeds {
             let seed = s.final_train.train.seed + k;
             let dir = w.run.path.join(format!("model-c{}-s{seed}", e.id));
@@ -122,14 +128,21 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                 } else {
                     dir
                 }),
+                forecasts: ensemble,
             };
             match w.evaluators.train_final(msg).await {
-                Ok(report) => {
+                Ok(trained) => {
+                    let report = trained.report;
                     let name = match seeds {
                         1 => format!("final-{}.json", e.id),
                         _ => format!("final-{}-s{seed}.json", e.id),
                     };
                     let _ = w.run.write_json(&name, &report);
+                    if let Some(f) = &trained.forecasts {
+                        if let Err(err) = members.add(seed, f) {
+                            tracing::error!(candidate = e.id, seed, "ensemble member: {err}");
+                        }
+                    }
                     runs.push((seed, report));
                 }
                 Err(err) => {
@@ -141,7 +154,17 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                 }
             }
         }
-        if let Some(r) = final_result(e, runs) {
+        let scored = match ensemble.then(|| members.metrics()) {
+            Some(Ok(m)) => m,
+            Some(Err(err)) => {
+                tracing::error!(candidate = e.id, "ensemble of the seeds: {err}");
+                None
+            }
+            None => None,
+        };
+        // The forecasts are dropped here, before the next candidate trains.
+        drop(members);
+        if let Some(r) = final_result(e, runs, scored) {
             results.push(r);
         }
     }
@@ -163,8 +186,13 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
     summary.final_results = results;
 }
 
-/// A candidate's seeds summed up: the best-validation seed's report, the means.
-pub(super) fn final_result(e: &MemoryEntry, runs: Vec<(u64, TrainReport)>) -> Option<FinalResult> {
+/// A candidate's seeds summed up: the best-validation seed's report, the means, and the
+/// ensemble of the seeds when it was scored.
+pub(super) fn final_result(
+    e: &MemoryEntry,
+    runs: Vec<(u64, TrainReport)>,
+    ensemble: Option<EnsembleMetrics>,
+) -> Option<FinalResult> {
     let val = |r: &TrainReport| r.val.as_ref().map(|m| m.average.mae);
     let test = |r: &TrainReport| r.test.as_ref().map(|m| m.average.mae);
     let seeds: Vec<SeedScore> = runs
@@ -193,5 +221,6 @@ pub(super) fn final_result(e: &MemoryEntry, runs: Vec<(u64, TrainReport)>) -> Op
         seeds,
         mean_val_mae,
         mean_test_mae,
+        ensemble,
     })
 }

@@ -150,6 +150,14 @@ fn run(
                 f.candidate, f.report.params
             );
         }
+        if let Some(e) = &f.ensemble {
+            println!(
+                "ensemble of seeds {:?} (mean of their forecasts; seeds' mean test MAE {}), test metrics:\n{}",
+                e.members,
+                f.mean_test_mae.map_or("-".into(), |m| format!("{m:.4}")),
+                e.test
+            );
+        }
     }
     if let Some(stop) = &summary.stopped {
         bail!("search stopped early: {stop}");

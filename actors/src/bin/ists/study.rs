@@ -417,6 +417,12 @@ pub struct ProtocolArgs {
     /// are final.train's).
     #[arg(long)]
     gru_epochs: Option<usize>,
+    /// Also add the rows of each trained model's ensemble of the seeds measured in this
+    /// invocation (two or more): the mean of their test forecasts under T-GCN's metrics, as
+    /// model `<model> (ensemble of k)` with the members' seeds in `members`. On by default
+    /// when the settings say `final.ensemble = true`.
+    #[arg(long)]
+    ensemble: bool,
 }
 
 /// Measures the T-GCN protocol table and prints it.
@@ -431,6 +437,7 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
         only,
         gru_hidden,
         gru_epochs,
+        ensemble,
     } = a;
     let known = ["last_value", "ha", "gru", "hand", "arch"];
     if let Some(bad) = only.iter().find(|o| !known.contains(&o.as_str())) {
@@ -497,6 +504,7 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
         train: s.final_train.train.clone(),
         gru_epochs: gru_epochs.unwrap_or(s.final_train.train.epochs),
         step_minutes: 5,
+        ensemble: ensemble || s.final_train.ensemble,
     };
     run_protocol(&prepared, &plan, &mut file, &mut |l| eprintln!("{l}"))?;
     let md = render(file.rows());
