@@ -505,13 +505,21 @@ function renderMetrics(summary) {
   const results = (summary && summary.final_results) || [];
   const tb = $('#metrics tbody');
   tb.replaceChildren();
+  // Each final candidate's chosen seed, then (final.ensemble) the ensemble of its seeds.
+  const tables = [];
   for (const fr of results) {
     const t = fr.report && fr.report.test;
-    if (!t) continue;
+    if (t) tables.push(['#' + fr.candidate, t]);
+    const ens = fr.ensemble;
+    if (ens && ens.test) {
+      tables.push(['#' + fr.candidate + ' ensemble of ' + (ens.members || []).length, ens.test]);
+    }
+  }
+  for (const [label, t] of tables) {
     const rows = (t.horizons || []).map(([h, s]) => ['@' + h, s]).concat([['avg', t.average]]);
     for (const [h, s] of rows) {
       const tr = el('tr');
-      tr.append(el('td', {}, '#' + fr.candidate), el('td', {}, h),
+      tr.append(el('td', {}, label), el('td', {}, h),
         el('td', {}, s.mae.toFixed(3)), el('td', {}, s.rmse.toFixed(3)), el('td', {}, s.mape.toFixed(2)));
       tb.append(tr);
     }
