@@ -12,10 +12,20 @@
 //! The file is append-only and resumable: a (model, seed) pair with rows already there is not
 //! measured again, so an interrupted run continues where it stopped.
 //!
+//! Two ways to reach the four horizons. By default ([`run_protocol`]) one model per trained
+//! model and seed forecasts 12 steps and is scored at 3, 6, 9 and 12 steps, each row pooled over
+//! steps 1..=h. T-GCN itself trains a separate model per horizon (its `pre_len` = 3, 6, 9, 12),
+//! each scored over its own outputs: [`run_protocol_per_horizon`] (`--per-horizon`) does that,
+//! on data from [`horizon_data`] (the configured training and validation windows, as test every
+//! window starting at or after the configured test start), under the model name
+//! [`per_horizon_name`], resuming horizon by horizon ([`ProtocolResults::has_at`]); last value
+//! and historical average are the same either way and are measured once.
+//!
 //! With [`ProtocolPlan::ensemble`] (`final.ensemble` or `--ensemble`), the seeds of a trained
 //! model measured in one invocation (two or more) also give the rows of their ensemble: the
 //! mean of their test forecasts, scored by the same T-GCN metrics, under the model name
-//! `<model> (ensemble of k)`, the first member's seed, and the members' seeds in `members`.
+//! `<model> (ensemble of k)`, the first member's seed, and the members' seeds in `members`
+//! (one model per horizon: the ensemble of each horizon's model's seeds, at that horizon).
 
 use crate::baselines::{historical_average, last_value, targets};
 use crate::data::Prepared;
@@ -165,8 +175,6 @@ impl SeedMean {
 /// T-GCN's table for forecasts `[S, H, N]` of the test samples of `p`, at the
 /// [`TGCN_HORIZONS`] the forecast reaches (all four with 12 steps out).
 pub fn test_table(p: &Prepared, forecast: &[f32], step_minutes: usize) -> Result<TgcnTable> {
-    let test = p.splits.test.clone();
-    let y = targets(p, &test);
     let horizons: Vec<usize> = TGCN_HORIZONS
         .into_iter()
         .filter(|&h| h <= p.output_len)
@@ -177,11 +185,24 @@ pub fn test_table(p: &Prepared, forecast: &[f32], step_minutes: usize) -> Result
             TGCN_HORIZONS[0], p.output_len
         )));
     }
+    test_table_at(p, forecast, step_minutes, &horizons)
+}
+
+/// T-GCN's table for forecasts `[S, H, N]` of the test samples of `p` at `horizons` (steps,
+/// each at most `p.output_len`), each pooled over its steps 1..=h.
+pub fn test_table_at(
+    p: &Prepared,
+    forecast: &[f32],
+    step_minutes: usize,
+    horizons: &[usize],
+) -> Result<TgcnTable> {
+    let test = p.splits.test.clone();
+    let y = targets(p, &test);
     TgcnTable::compute(
         forecast,
         &y,
         (test.len(), p.output_len, p.n),
-        &horizons,
+        horizons,
         step_minutes,
     )
     .map_err(|e| Error::Config(e.to_string()))
@@ -224,9 +245,18 @@ impl ProtocolResults {
         &self.path
     }
 
-    /// Whether `model` under `seed` is already in the file.
+    /// Whether `model` under `seed` is already in the file (at any horizon: the one model of a
+    /// model and seed writes all its horizons at once).
     pub fn has(&self, model: &str, seed: u64) -> bool {
         self.rows.iter().any(|r| r.model == model && r.seed == seed)
+    }
+
+    /// Whether `model` under `seed` has its row at `horizon_min` minutes (one model per
+    /// horizon writes each horizon's row on its own).
+    pub fn has_at(&self, model: &str, seed: u64, horizon_min: usize) -> bool {
+        self.rows
+            .iter()
+            .any(|r| r.model == model && r.seed == seed && r.horizon_min == horizon_min)
     }
 
     /// Appends `rows` (flushed and synced, so a kill keeps every finished model).
@@ -307,9 +337,135 @@ pub struct ProtocolPlan {
 }
 
 /// Measures every model of `plan` not yet in `results` and appends its rows; adds the quoted
-/// rows first. `log` gets a line per epoch and per finished model.
+/// rows first. One model per trained model and seed forecasts `prepared.output_len` steps and
+/// is scored at every [`TGCN_HORIZONS`] it reaches. `log` gets a line per epoch and per
+/// finished model.
 pub fn run_protocol(
     prepared: &Prepared,
+    plan: &ProtocolPlan,
+    results: &mut ProtocolResults,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    run(prepared, &[], plan, results, log)
+}
+
+/// [`run_protocol`] the way T-GCN trains: each trained model once per element of `horizons`
+/// (the data of one horizon each, from [`horizon_data`]), trained on its `output_len`-step
+/// windows and scored only at that horizon (pooled over its steps 1..=h), under the model name
+/// [`per_horizon_name`]. The classical models (last value, historical average) need no
+/// per-horizon variant: they are measured once on `prepared` as in [`run_protocol`]. Resuming
+/// goes horizon by horizon ([`ProtocolResults::has_at`]).
+pub fn run_protocol_per_horizon(
+    prepared: &Prepared,
+    horizons: &[Prepared],
+    plan: &ProtocolPlan,
+    results: &mut ProtocolResults,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    if horizons.is_empty() {
+        return Err(Error::Config(
+            "one model per horizon: no horizon's data was given".into(),
+        ));
+    }
+    for (i, p) in horizons.iter().enumerate() {
+        if horizons[..i].iter().any(|q| q.output_len == p.output_len) {
+            return Err(Error::Config(format!(
+                "one model per horizon: the data of {} steps out is given twice",
+                p.output_len
+            )));
+        }
+    }
+    run(prepared, horizons, plan, results, log)
+}
+
+/// The model name of a model trained once per horizon (`<model> (one model per horizon)`),
+/// so its rows never mix with those of the one model scored at every horizon.
+pub fn per_horizon_name(model: &str) -> String {
+    format!("{model} (one model per horizon)")
+}
+
+/// The data of T-GCN's model of `steps` steps out (one model per horizon): `prep` with
+/// `output_len = steps`, the same training and validation windows as `base` (the configured
+/// preparation's splits) and as test every window whose input starts at or after `base`'s
+/// test start (with fewer steps out, more windows fit before the series ends). The training
+/// windows, and so the scaler, are those of `base`.
+pub fn horizon_data(
+    raw: &crate::data::RawDataset,
+    prep: &crate::data::PrepareConfig,
+    base: &crate::data::Splits,
+    steps: usize,
+) -> Result<Prepared> {
+    let cfg = horizon_prepare(raw.signal.t, prep, base, steps)?;
+    let p = crate::data::prepare(raw, &cfg)?;
+    let want = crate::data::Splits {
+        train: base.train.clone(),
+        val: base.val.clone(),
+        test: base.test.start..p.splits.num_samples(),
+    };
+    if p.splits != want {
+        return Err(Error::Config(format!(
+            "one model per horizon: the {steps}-step data split into {:?}, not the \
+             configured windows {want:?}",
+            p.splits
+        )));
+    }
+    Ok(p)
+}
+
+/// The preparation of [`horizon_data`]: `prep` with `output_len = steps` and the split ratios
+/// that `Splits::new` rounds to exactly `base`'s training and validation windows and the test
+/// windows from `base.test.start` to the last that fits in `t` steps.
+pub fn horizon_prepare(
+    t: usize,
+    prep: &crate::data::PrepareConfig,
+    base: &crate::data::Splits,
+    steps: usize,
+) -> Result<crate::data::PrepareConfig> {
+    let samples = (t + 1).saturating_sub(prep.input_len + steps);
+    let (train, test_start) = (base.train.end, base.test.start);
+    if base.train.start != 0 || base.val.start != train || base.val.end != test_start {
+        return Err(Error::Config(format!(
+            "one model per horizon: the configured splits are not contiguous from window 0 \
+             (train {:?}, val {:?}, test {:?})",
+            base.train, base.val, base.test
+        )));
+    }
+    if steps == 0 || samples <= test_start {
+        return Err(Error::Config(format!(
+            "one model per horizon: {t} steps give {samples} windows of {} in + {steps} out, \
+             too few to test from window {test_start} on (configured splits: train {:?}, \
+             val {:?}, test {:?})",
+            prep.input_len, base.train, base.val, base.test
+        )));
+    }
+    let n = samples as f64;
+    Ok(crate::data::PrepareConfig {
+        output_len: steps,
+        split: [
+            train as f64 / n,
+            (test_start - train) as f64 / n,
+            (samples - test_start) as f64 / n,
+        ],
+        ..prep.clone()
+    })
+}
+
+/// The data of every horizon of T-GCN's table ([`TGCN_HORIZONS`]), by [`horizon_data`].
+pub fn tgcn_horizon_data(
+    raw: &crate::data::RawDataset,
+    prep: &crate::data::PrepareConfig,
+    base: &crate::data::Splits,
+) -> Result<Vec<Prepared>> {
+    TGCN_HORIZONS
+        .into_iter()
+        .map(|h| horizon_data(raw, prep, base, h))
+        .collect()
+}
+
+/// The common run: `horizons` empty is one model per trained model and seed.
+fn run(
+    prepared: &Prepared,
+    horizons: &[Prepared],
     plan: &ProtocolPlan,
     results: &mut ProtocolResults,
     log: &mut dyn FnMut(&str),
@@ -325,126 +481,211 @@ pub fn run_protocol(
     if !quoted.is_empty() {
         results.append(quoted)?;
     }
-    let test = prepared.splits.test.clone();
+    // Each data set's training tensors, built at its first trained model.
     let mut data: Option<TrainData> = None;
+    let mut per_data: Vec<Option<TrainData>> = horizons.iter().map(|_| None).collect();
     for model in &plan.models {
-        let name = model.name();
-        let seeds = if model.seeded() { plan.seeds.max(1) } else { 1 };
-        let mut members = SeedMean::default();
-        for k in 0..seeds as u64 {
-            if results.has(&name, k) {
-                log(&format!(
-                    "{name} seed +{k}: already in the results, skipped"
-                ));
-                continue;
-            }
-            let started = std::time::Instant::now();
-            let train = TrainConfig {
-                seed: plan.train.seed + k,
-                ..plan.train.clone()
+        if horizons.is_empty() || !model.seeded() {
+            let name = model.name();
+            let one = Measure {
+                name: &name,
+                suffix: String::new(),
+                at: None,
             };
-            let forecast: Vec<f32> = match model {
-                ProtocolModel::LastValue => last_value(prepared, &test),
-                ProtocolModel::HistoricalAverage => historical_average(prepared, &test),
-                ProtocolModel::Gru(cfg) => {
-                    let train = TrainConfig {
-                        epochs: plan.gru_epochs.max(1),
-                        warmup_epochs: train.warmup_epochs.min(plan.gru_epochs.max(1)),
-                        ..train.clone()
-                    };
-                    let data = match &mut data {
-                        Some(d) => d,
-                        None => data.insert(TrainData::new(prepared, tch::Device::Cpu)?),
-                    };
-                    let trained = train_gru(data, *cfg, &train, &mut |e| {
-                        log(&format!(
-                            "{name} seed +{k} epoch {}: train {:.4}, val MAE {:.4} ({:.0} s)",
-                            e.epoch, e.train_loss, e.val_mae, e.seconds
-                        ))
-                    })?;
-                    log(&format!(
-                        "{name} seed +{k}: best epoch {} of {} (val MAE {:.4}), {} parameters",
-                        trained.report.best_epoch,
-                        trained.report.epochs_run,
-                        trained.report.best_val_mae,
-                        trained.report.params
-                    ));
-                    let pred = trained.predict(data, &spread(&test, 0), train.eval_batch_size)?;
-                    Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?
-                }
-                ProtocolModel::Design { arch, .. } => {
-                    let data = match &mut data {
-                        Some(d) => d,
-                        None => data.insert(TrainData::new(prepared, tch::Device::Cpu)?),
-                    };
-                    let (report, trained) =
-                        train_full(arch, data, &plan.model, &train, &mut |e| {
-                            log(&format!(
-                                "{name} seed +{k} epoch {}: train {:.4}, val MAE {:.4} ({:.0} s)",
-                                e.epoch, e.train_loss, e.val_mae, e.seconds
-                            ))
-                        })?;
-                    log(&format!(
-                        "{name} seed +{k}: best epoch {} of {} ({:?}), {} parameters",
-                        report.best_epoch, report.epochs_run, report.status, report.params
-                    ));
-                    if report.best_epoch == 0 {
-                        return Err(Error::Config(format!(
-                            "{name} seed +{k}: no epoch finished ({:?})",
-                            report.status
-                        )));
-                    }
-                    let (pred, _) =
-                        trained.predict(data, &spread(&test, 0), train.eval_batch_size)?;
-                    Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?
-                }
-            };
-            let table = test_table(prepared, &forecast, plan.step_minutes)?;
-            log(&format!(
-                "{name} seed +{k} ({:.0} s):\n{table}",
-                started.elapsed().as_secs_f64()
-            ));
-            results.append(measured_rows(&name, k, &table))?;
-            if plan.ensemble && model.seeded() && seeds >= 2 {
-                members.add(k, &forecast)?;
-            }
+            measure(model, &one, prepared, &mut data, plan, results, log)?;
+            continue;
         }
-        if plan.ensemble && model.seeded() && seeds >= 2 {
-            ensemble(prepared, plan, results, &name, &members, log)?;
+        let name = per_horizon_name(&model.name());
+        for (p, data) in horizons.iter().zip(&mut per_data) {
+            let h = p.output_len;
+            let one = Measure {
+                name: &name,
+                suffix: format!(", the {h}-step ({} min) model", h * plan.step_minutes),
+                at: Some(h),
+            };
+            measure(model, &one, p, data, plan, results, log)?;
         }
     }
     Ok(())
 }
 
-/// Appends the rows of the ensemble of `members` (the seeds of `name` measured in this
+/// Which rows one model's measurement writes.
+struct Measure<'a> {
+    /// The model name of its rows.
+    name: &'a str,
+    /// What the log adds to the name (which horizon's model it is).
+    suffix: String,
+    /// `Some(h)`: a model of `h` steps out, scored only at horizon `h`; `None`: scored at every
+    /// [`TGCN_HORIZONS`] its data reaches.
+    at: Option<usize>,
+}
+
+impl Measure<'_> {
+    /// The name of `model` (this one or its ensemble) in the log.
+    fn label(&self, model: &str) -> String {
+        format!("{model}{}", self.suffix)
+    }
+
+    /// Whether `name` (this model or its ensemble) under `seed` is already in the results.
+    fn done(&self, results: &ProtocolResults, name: &str, seed: u64, step_minutes: usize) -> bool {
+        match self.at {
+            Some(h) => results.has_at(name, seed, h * step_minutes),
+            None => results.has(name, seed),
+        }
+    }
+
+    /// T-GCN's table of `forecast` on the test windows of `p`.
+    fn table(&self, p: &Prepared, forecast: &[f32], step_minutes: usize) -> Result<TgcnTable> {
+        match self.at {
+            Some(h) => test_table_at(p, forecast, step_minutes, &[h]),
+            None => test_table(p, forecast, step_minutes),
+        }
+    }
+}
+
+/// Measures the seeds of `model` on `prepared` that `results` lacks (and their ensemble when
+/// the plan asks for it); `data` is `prepared`'s training tensors, built when first needed.
+fn measure(
+    model: &ProtocolModel,
+    one: &Measure<'_>,
+    prepared: &Prepared,
+    data: &mut Option<TrainData>,
+    plan: &ProtocolPlan,
+    results: &mut ProtocolResults,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let (name, label) = (one.name, one.label(one.name));
+    let label = label.as_str();
+    let seeds = if model.seeded() { plan.seeds.max(1) } else { 1 };
+    let mut members = SeedMean::default();
+    for k in 0..seeds as u64 {
+        if one.done(results, name, k, plan.step_minutes) {
+            log(&format!(
+                "{label} seed +{k}: already in the results, skipped"
+            ));
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let forecast = forecast(model, label, k, prepared, data, plan, log)?;
+        let table = one.table(prepared, &forecast, plan.step_minutes)?;
+        log(&format!(
+            "{label} seed +{k} ({:.0} s):\n{table}",
+            started.elapsed().as_secs_f64()
+        ));
+        results.append(measured_rows(name, k, &table))?;
+        if plan.ensemble && model.seeded() && seeds >= 2 {
+            members.add(k, &forecast)?;
+        }
+    }
+    if plan.ensemble && model.seeded() && seeds >= 2 {
+        ensemble(prepared, plan, results, one, &members, log)?;
+    }
+    Ok(())
+}
+
+/// The test forecast `[S, H, N]` of `model` under seed `+k` on `prepared`, trained first when it
+/// is a trained model (`data`: `prepared`'s training tensors, built when first needed).
+fn forecast(
+    model: &ProtocolModel,
+    label: &str,
+    k: u64,
+    prepared: &Prepared,
+    data: &mut Option<TrainData>,
+    plan: &ProtocolPlan,
+    log: &mut dyn FnMut(&str),
+) -> Result<Vec<f32>> {
+    let test = prepared.splits.test.clone();
+    let train = TrainConfig {
+        seed: plan.train.seed + k,
+        ..plan.train.clone()
+    };
+    Ok(match model {
+        ProtocolModel::LastValue => last_value(prepared, &test),
+        ProtocolModel::HistoricalAverage => historical_average(prepared, &test),
+        ProtocolModel::Gru(cfg) => {
+            let train = TrainConfig {
+                epochs: plan.gru_epochs.max(1),
+                warmup_epochs: train.warmup_epochs.min(plan.gru_epochs.max(1)),
+                ..train.clone()
+            };
+            let data = match data {
+                Some(d) => d,
+                None => data.insert(TrainData::new(prepared, tch::Device::Cpu)?),
+            };
+            let trained = train_gru(data, *cfg, &train, &mut |e| {
+                log(&format!(
+                    "{label} seed +{k} epoch {}: train {:.4}, val MAE {:.4} ({:.0} s)",
+                    e.epoch, e.train_loss, e.val_mae, e.seconds
+                ))
+            })?;
+            log(&format!(
+                "{label} seed +{k}: best epoch {} of {} (val MAE {:.4}), {} parameters",
+                trained.report.best_epoch,
+                trained.report.epochs_run,
+                trained.report.best_val_mae,
+                trained.report.params
+            ));
+            let pred = trained.predict(data, &spread(&test, 0), train.eval_batch_size)?;
+            Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?
+        }
+        ProtocolModel::Design { arch, .. } => {
+            let data = match data {
+                Some(d) => d,
+                None => data.insert(TrainData::new(prepared, tch::Device::Cpu)?),
+            };
+            let (report, trained) = train_full(arch, data, &plan.model, &train, &mut |e| {
+                log(&format!(
+                    "{label} seed +{k} epoch {}: train {:.4}, val MAE {:.4} ({:.0} s)",
+                    e.epoch, e.train_loss, e.val_mae, e.seconds
+                ))
+            })?;
+            log(&format!(
+                "{label} seed +{k}: best epoch {} of {} ({:?}), {} parameters",
+                report.best_epoch, report.epochs_run, report.status, report.params
+            ));
+            if report.best_epoch == 0 {
+                return Err(Error::Config(format!(
+                    "{label} seed +{k}: no epoch finished ({:?})",
+                    report.status
+                )));
+            }
+            let (pred, _) = trained.predict(data, &spread(&test, 0), train.eval_batch_size)?;
+            Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?
+        }
+    })
+}
+
+/// Appends the rows of the ensemble of `members` (the seeds of `one` measured in this
 /// invocation), unless there are fewer than two or the file has them already.
 fn ensemble(
     prepared: &Prepared,
     plan: &ProtocolPlan,
     results: &mut ProtocolResults,
-    name: &str,
+    one: &Measure<'_>,
     members: &SeedMean,
     log: &mut dyn FnMut(&str),
 ) -> Result<()> {
+    let (name, label) = (one.name, one.label(one.name));
     let seeds = members.seeds();
     let ens = ensemble_name(name, seeds.len());
     match seeds.first() {
         Some(&first) if seeds.len() >= 2 => {
-            if results.has(&ens, first) {
+            let ens_label = one.label(&ens);
+            if one.done(results, &ens, first, plan.step_minutes) {
                 log(&format!(
-                    "{ens} seed +{first}: already in the results, skipped"
+                    "{ens_label} seed +{first}: already in the results, skipped"
                 ));
                 return Ok(());
             }
-            let table = test_table(prepared, &members.mean(), plan.step_minutes)?;
+            let table = one.table(prepared, &members.mean(), plan.step_minutes)?;
             log(&format!(
-                "{ens} (seeds {seeds:?}, mean of their forecasts):\n{table}"
+                "{ens_label} (seeds {seeds:?}, mean of their forecasts):\n{table}"
             ));
             results.append(ensemble_rows(name, seeds, &table))
         }
         _ => {
             log(&format!(
-                "{name}: no ensemble, {} seed(s) measured in this run (the others were already \
+                "{label}: no ensemble, {} seed(s) measured in this run (the others were already \
                  in the results; an ensemble needs two measured together)",
                 seeds.len()
             ));
@@ -699,7 +940,21 @@ pub(crate) mod tests {
 
     /// A smooth daily wave on 4 sensors (two days of 5-minute steps), windows of 12 in/out.
     pub(crate) fn wave() -> Prepared {
-        use crate::data::{prepare, Graph, PrepareConfig, RawDataset, Signal};
+        crate::data::prepare(&wave_raw(), &wave_config()).unwrap()
+    }
+
+    fn wave_config() -> crate::data::PrepareConfig {
+        crate::data::PrepareConfig {
+            input_len: 12,
+            output_len: 12,
+            split: [0.6, 0.2, 0.2],
+            ..crate::data::PrepareConfig::default()
+        }
+    }
+
+    /// The series of [`wave`].
+    fn wave_raw() -> crate::data::RawDataset {
+        use crate::data::{Graph, RawDataset, Signal};
         let (t, n) = (576, 4);
         let values: Vec<f32> = (0..t * n)
             .map(|i| {
@@ -708,7 +963,7 @@ pub(crate) mod tests {
                 50.0 + 10.0 * phase.sin()
             })
             .collect();
-        let raw = RawDataset {
+        RawDataset {
             name: "wave".into(),
             signal: Signal { values, t, n, f: 1 },
             graph: Graph {
@@ -720,14 +975,7 @@ pub(crate) mod tests {
             graph_path: PathBuf::from("mem"),
             steps_per_day: 288,
             null_value: None,
-        };
-        let cfg = PrepareConfig {
-            input_len: 12,
-            output_len: 12,
-            split: [0.6, 0.2, 0.2],
-            ..PrepareConfig::default()
-        };
-        prepare(&raw, &cfg).unwrap()
+        }
     }
 
     #[test]
@@ -890,5 +1138,195 @@ pub(crate) mod tests {
         run_protocol(&p, &plan, &mut again, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again.rows().len(), n);
         assert!(lines.iter().any(|l| l.contains("no ensemble")), "{lines:?}");
+    }
+
+    #[test]
+    fn horizon_data_keeps_the_configured_train_and_val_windows() {
+        let (raw, base) = (wave_raw(), wave());
+        // 553 windows of 12 + 12: train 0..332, val 332..442, test 442..553.
+        assert_eq!(
+            (
+                base.splits.train.end,
+                base.splits.val.end,
+                base.splits.test.end
+            ),
+            (332, 442, 553)
+        );
+        let all = tgcn_horizon_data(&raw, &wave_config(), &base.splits).unwrap();
+        for (p, h) in all.iter().zip(TGCN_HORIZONS) {
+            assert_eq!((p.input_len, p.output_len), (12, h));
+            assert_eq!(p.splits.train, 0..332);
+            assert_eq!(p.splits.val, 332..442);
+            // Every window starting at 442 or later: 576 - 12 - h + 1 windows in all.
+            assert_eq!(p.splits.test, 442..565 - h);
+            assert_eq!(p.scaler, base.scaler);
+        }
+        // Too many steps out for any test window: an error that says so.
+        let e = horizon_data(&raw, &wave_config(), &base.splits, 130)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("one model per horizon") && e.contains("130 out"),
+            "{e}"
+        );
+    }
+
+    /// One GRU per horizon: one row per horizon and seed, each from its own h-step model, and
+    /// an interrupted run resumes horizon by horizon.
+    #[test]
+    fn a_per_horizon_plan_trains_one_model_per_horizon_and_resumes_by_horizon() {
+        tch::set_num_threads(1);
+        let (raw, base) = (wave_raw(), wave());
+        let horizons = tgcn_horizon_data(&raw, &wave_config(), &base.splits).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let gru = GruConfig { hidden: 4 };
+        let plan = ProtocolPlan {
+            models: vec![ProtocolModel::LastValue, ProtocolModel::Gru(gru)],
+            seeds: 2,
+            model: ModelConfig::default(),
+            train: TrainConfig {
+                epochs: 1,
+                batch_size: 32,
+                ..TrainConfig::default()
+            },
+            gru_epochs: 1,
+            step_minutes: 5,
+            ensemble: true,
+        };
+        let mut results = ProtocolResults::open(&path).unwrap();
+        let mut lines = Vec::new();
+        run_protocol_per_horizon(&base, &horizons, &plan, &mut results, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        let name = per_horizon_name("GRU (ours, hidden 4)");
+        let ens = ensemble_name(&name, 2);
+        let mins = |rows: &[ProtocolRow], model: &str, seed: u64| -> Vec<usize> {
+            let mut m: Vec<usize> = rows
+                .iter()
+                .filter(|r| r.model == model && r.seed == seed)
+                .map(|r| r.horizon_min)
+                .collect();
+            m.sort_unstable();
+            m
+        };
+        for (model, seed) in [(name.as_str(), 0), (&name, 1), (&ens, 0), ("last value", 0)] {
+            assert_eq!(
+                mins(results.rows(), model, seed),
+                [15, 30, 45, 60],
+                "{model}"
+            );
+        }
+        // Quoted + last value's 4 + 2 seeds x 4 horizons + the ensemble's 4.
+        let n = published_rows().len() + 4 + 8 + 4;
+        assert_eq!(results.rows().len(), n);
+        // The log names each horizon's model as it trains.
+        for h in TGCN_HORIZONS {
+            let tag = format!("{name}, the {h}-step ({} min) model seed +1 epoch 1", h * 5);
+            assert!(
+                lines.iter().any(|l| l.starts_with(&tag)),
+                "{tag}: {lines:?}"
+            );
+        }
+        // The 30-minute row is the 6-step model's, pooled over its 6 steps: trained again by
+        // hand on the 6-step data, the same numbers.
+        let p6 = &horizons[1];
+        let data = TrainData::new(p6, tch::Device::Cpu).unwrap();
+        let cfg = TrainConfig {
+            epochs: 1,
+            warmup_epochs: plan.train.warmup_epochs.min(1),
+            ..plan.train.clone()
+        };
+        let t = train_gru(&data, gru, &cfg, &mut |_| {}).unwrap();
+        let pred = t
+            .predict(&data, &spread(&p6.splits.test, 0), cfg.eval_batch_size)
+            .unwrap();
+        let pred = Vec::<f32>::try_from(pred.flatten(0, -1)).unwrap();
+        assert_eq!(pred.len(), p6.splits.test.len() * 6 * p6.n);
+        let want = test_table_at(p6, &pred, 5, &[6]).unwrap();
+        let got = results
+            .rows()
+            .iter()
+            .find(|r| r.model == name && r.seed == 0 && r.horizon_min == 30)
+            .unwrap();
+        let w = want.rows[0].1.rmse;
+        assert!(
+            (got.rmse.unwrap() - w).abs() <= 1e-6 * w.max(1.0),
+            "{got:?} vs {want}"
+        );
+
+        // A second run adds nothing.
+        let mut again = ProtocolResults::open(&path).unwrap();
+        let mut lines = Vec::new();
+        run_protocol_per_horizon(&base, &horizons, &plan, &mut again, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert_eq!(again.rows().len(), n);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("skipped") || l.contains("no ensemble")),
+            "{lines:?}"
+        );
+
+        // Killed after the 6-step models: the seeds' 45- and 60-minute rows and the ensemble's
+        // 60-minute row are missing. A rerun measures only those.
+        let kept: Vec<ProtocolRow> = again
+            .rows()
+            .iter()
+            .filter(|r| !(r.model == name && r.horizon_min >= 45))
+            .filter(|r| !(r.model == ens && r.horizon_min == 60))
+            .cloned()
+            .collect();
+        std::fs::remove_file(&path).unwrap();
+        let mut cut = ProtocolResults::open(&path).unwrap();
+        cut.append(kept).unwrap();
+        let mut resumed = ProtocolResults::open(&path).unwrap();
+        let mut lines = Vec::new();
+        run_protocol_per_horizon(&base, &horizons, &plan, &mut resumed, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert_eq!(resumed.rows().len(), n);
+        let added: Vec<(String, u64, usize)> = resumed.rows()[n - 5..]
+            .iter()
+            .map(|r| (r.model.clone(), r.seed, r.horizon_min))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                (name.clone(), 0, 45),
+                (name.clone(), 1, 45),
+                (name.clone(), 0, 60),
+                (name.clone(), 1, 60),
+                (ens.clone(), 0, 60),
+            ]
+        );
+        assert!(!lines
+            .iter()
+            .any(|l| l.contains("3-step (15 min) model seed +0 epoch")));
+        // The file reads back whole.
+        assert_eq!(ProtocolResults::open(&path).unwrap().rows().len(), n);
+        // The one-model rows and the per-horizon rows are separate rows of the table.
+        let md = render(resumed.rows());
+        assert!(md.contains(&format!("| {name} | 2 |")), "{md}");
+        assert!(md.contains(&format!("| {ens} | 2 |")), "{md}");
+    }
+
+    #[test]
+    fn resuming_is_by_horizon_and_old_one_model_files_still_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let mut r = ProtocolResults::open(&path).unwrap();
+        // One model's four horizons, written before `has_at` existed.
+        r.append(measured_rows("m", 0, &table(4.0))).unwrap();
+        let mut first = measured_rows("p", 0, &table(4.0));
+        first.truncate(1);
+        r.append(first).unwrap();
+        let r = ProtocolResults::open(&path).unwrap();
+        assert!(r.has("m", 0) && (15..=60).step_by(15).all(|m| r.has_at("m", 0, m)));
+        assert!(r.has_at("p", 0, 15) && !r.has_at("p", 0, 30) && !r.has_at("p", 1, 15));
     }
 }

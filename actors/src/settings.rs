@@ -213,6 +213,48 @@ mod tests {
         assert!(!p.splits.train.is_empty() && !p.splits.val.is_empty());
     }
 
+    /// `ists protocol tgcn --per-horizon`: T-GCN's model of h steps out trains and validates on
+    /// the windows of the 12-step preset and tests on every window starting at step 1612 or
+    /// later, 2016 - 12 - h + 1 windows in all.
+    #[test]
+    fn los_loop_per_horizon_data_keeps_the_presets_windows() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let s = load(Some(&root.join("config/los-loop-tgcn.toml"))).unwrap();
+        let spec = ists::data::DataSpec::resolve(&s.data.source, &root.join("data")).unwrap();
+        let raw = ists::data::load(&spec).unwrap();
+        let base = ists::data::prepare(&raw, &s.data.prepare).unwrap();
+        assert_eq!(
+            (base.splits.train.clone(), base.splits.val.clone()),
+            (0..1395, 1395..1612)
+        );
+        let all = ists::protocol::tgcn_horizon_data(&raw, &s.data.prepare, &base.splits).unwrap();
+        let got: Vec<_> = all
+            .iter()
+            .map(|p| {
+                (
+                    p.output_len,
+                    p.splits.train.clone(),
+                    p.splits.val.clone(),
+                    p.splits.test.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3, 0..1395, 1395..1612, 1612..2002),
+                (6, 0..1395, 1395..1612, 1612..1999),
+                (9, 0..1395, 1395..1612, 1612..1996),
+                (12, 0..1395, 1395..1612, 1612..1993),
+            ]
+        );
+        // The 12-step model's data is the preset's own; every horizon's scaler is its.
+        assert_eq!(all[3].splits, base.splits);
+        assert!(all
+            .iter()
+            .all(|p| p.scaler == base.scaler && p.input_len == 12));
+    }
+
     #[test]
     fn a_ray_job_evaluates_where_ray_placed_it_not_on_the_heads_devices() {
         use crate::search::supervisor::single_device;

@@ -394,7 +394,8 @@ pub struct ProtocolArgs {
     #[arg(long, default_value = "config/los-loop-tgcn.toml")]
     config: PathBuf,
     /// Results file, appended as each model finishes; (model, seed) pairs already there are not
-    /// measured again, and a settings fingerprint beside it refuses other settings.
+    /// measured again (with --per-horizon: (model, seed, horizon)), and a settings fingerprint
+    /// beside it refuses other settings.
     #[arg(long, default_value = ists::protocol::TGCN_RESULTS)]
     results: PathBuf,
     /// Searched (or any other) designs to add, architecture JSON files.
@@ -423,12 +424,24 @@ pub struct ProtocolArgs {
     /// when the settings say `final.ensemble = true`.
     #[arg(long)]
     ensemble: bool,
+    /// Train each trained model (GRU, designs) once per horizon, as T-GCN does: a model of 3,
+    /// 6, 9 and 12 steps out (15 to 60 min), each on data prepared with that `output_len`
+    /// (the same training and validation windows; as test every window starting at or after
+    /// the configured test start) and scored only at its own horizon, pooled over its steps.
+    /// Rows are named `<model> (one model per horizon)` and resume horizon by horizon. Last
+    /// value and historical average are measured once, as without the flag. Default: one
+    /// model forecasting the configured steps, scored at all four horizons.
+    #[arg(long)]
+    per_horizon: bool,
 }
 
 /// Measures the T-GCN protocol table and prints it.
 pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
     use ists::gru::GruConfig;
-    use ists::protocol::{render, run_protocol, ProtocolModel, ProtocolPlan, ProtocolResults};
+    use ists::protocol::{
+        render, run_protocol, run_protocol_per_horizon, tgcn_horizon_data, ProtocolModel,
+        ProtocolPlan, ProtocolResults,
+    };
     let ProtocolArgs {
         config,
         results,
@@ -438,6 +451,7 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
         gru_hidden,
         gru_epochs,
         ensemble,
+        per_horizon,
     } = a;
     let known = ["last_value", "ha", "gru", "hand", "arch"];
     if let Some(bad) = only.iter().find(|o| !known.contains(&o.as_str())) {
@@ -449,7 +463,15 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
     let want = |k: &str| only.iter().any(|o| o == k);
     let s = load_settings(Some(config), None)?;
     tch::set_num_threads(s.evaluators.threads.max(1));
-    let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
+    let raw = ists::data::load(&s.data_spec()?)?;
+    let prepared = ists::data::prepare(&raw, &s.data.prepare)?;
+    // One model per horizon: the data of each horizon's model (same train and val windows).
+    let horizons = if per_horizon {
+        tgcn_horizon_data(&raw, &s.data.prepare, &prepared.splits)?
+    } else {
+        Vec::new()
+    };
+    drop(raw);
     let mut models = Vec::new();
     if want("last_value") {
         models.push(ProtocolModel::LastValue);
@@ -497,6 +519,21 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
         seeds,
         results.display()
     );
+    for p in &horizons {
+        let test = &p.splits.test;
+        eprintln!(
+            "one model per horizon: the {}-step model trains on windows {}..{}, validates on \
+             {}..{}, tests on {}..{} ({})",
+            p.output_len,
+            p.splits.train.start,
+            p.splits.train.end,
+            p.splits.val.start,
+            p.splits.val.end,
+            test.start,
+            test.end,
+            test.len()
+        );
+    }
     let plan = ProtocolPlan {
         models,
         seeds,
@@ -506,7 +543,13 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
         step_minutes: 5,
         ensemble: ensemble || s.final_train.ensemble,
     };
-    run_protocol(&prepared, &plan, &mut file, &mut |l| eprintln!("{l}"))?;
+    if per_horizon {
+        run_protocol_per_horizon(&prepared, &horizons, &plan, &mut file, &mut |l| {
+            eprintln!("{l}")
+        })?;
+    } else {
+        run_protocol(&prepared, &plan, &mut file, &mut |l| eprintln!("{l}"))?;
+    }
     let md = render(file.rows());
     println!("{md}");
     let md_path = results.with_extension("md");
