@@ -41,6 +41,11 @@ pub struct BaselineArgs {
     /// Rows of methods left out stay in the results file and in its tables.
     #[arg(long, value_delimiter = ',', default_value = "random,offline,hand-gwn")]
     pub methods: Vec<String>,
+    /// First seed index to run (seed indices from..seeds): several processes (or machines)
+    /// can share one comparison's seeds and append to the same results file. The tables
+    /// cover every row in the file.
+    #[arg(long, default_value_t = 0)]
+    pub from_seed: usize,
 }
 
 /// `ists fidelity`: how well cheap proxies rank architectures against full training.
@@ -84,7 +89,11 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         seeds,
         results,
         methods,
+        from_seed,
     } = a;
+    if from_seed >= seeds.max(1) {
+        anyhow::bail!("--from-seed {from_seed}: must be below --seeds ({seeds})");
+    }
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
         append_run, paired, read_runs, run_hand_design, run_search_method, time_to_quality, Method,
@@ -176,7 +185,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         .map(|m| Method::parse(m.trim(), hand))
         .collect::<Result<Vec<Method>, String>>()
         .map_err(|e| anyhow::anyhow!("--methods: {e}"))?;
-    for k in 0..seeds as u64 {
+    for k in from_seed as u64..seeds as u64 {
         for method in &methods {
             if runs
                 .iter()
