@@ -15,6 +15,9 @@
 #                                   them is recorded as failed `cuda_oom`, the evaluator is rebuilt
 #                                   and every other candidate is evaluated.
 #
+#   scripts/gpu-check.sh study [SECONDS]   (GPU host, after run) the METR-LA fidelity ground truth
+#                                on cuda:0 for SECONDS (default 420), resumable across sessions
+#
 # Results go to $OUT when set (the device tool's output folder), else gpu-check/out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,16 +36,11 @@ build() {
   echo "gpu-check: staged $stage/ists ($(du -h "$stage/ists" | cut -f1)); on the GPU host run: scripts/gpu-check.sh run" >&2
 }
 
-run() {
-  local out="${OUT:-$stage/out}" bin="$stage/ists" fails=0
-  mkdir -p "$out"
-  [ -x "$bin" ] || { echo "gpu-check: no $bin; run 'scripts/gpu-check.sh build' on the build machine first" >&2; exit 1; }
-  local py
+# The host's torch 2.11.0 libraries for the binary (sets py, torchlib, tv; exits otherwise).
+host_torch() {
   py=$(command -v python3 || command -v python)
-  local torchlib
   torchlib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') || {
     echo "gpu-check: $py cannot import torch; the binary needs the host's torch 2.11.0 libraries" >&2; exit 1; }
-  local tv
   tv=$("$py" -c 'import torch; print(torch.__version__)')
   case "$tv" in
     2.11.0*) ;;
@@ -51,6 +49,12 @@ run() {
   # The host's torch replaces the build machine's libtorch (the binary's rpath points there);
   # libtorch_cuda finds cuBLAS, cuDNN, ... through its own rpath into the host's nvidia wheels.
   export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
+run() {
+  local out="${OUT:-$stage/out}" bin="$stage/ists" fails=0
+  mkdir -p "$out"
+  [ -x "$bin" ] || { echo "gpu-check: no $bin; run 'scripts/gpu-check.sh build' on the build machine first" >&2; exit 1; }
+  host_torch
   {
     echo "# GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "torch $tv ($torchlib)"
@@ -120,8 +124,37 @@ PY
   if [ "$fails" -eq 0 ]; then echo "gpu-check: PASSED"; else echo "gpu-check: $fails check(s) FAILED"; exit 1; fi
 }
 
+# As much of the METR-LA week fidelity ground truth (search-quality issue) as SECONDS allow, on
+# cuda:0: four samples of designs (search seeds 11-14) in parallel, each resumable in its own
+# bench/results/fidelity-metr-la-week-gpu-s<seed>.jsonl (the device gets the working tree, so a
+# later session resumes them); the files are copied to $OUT. GPU seconds make their own cost
+# shares: keep them out of the CPU files.
+study() {
+  local secs="${1:-420}" out="${OUT:-$stage/out}" bin="$stage/ists"
+  mkdir -p "$out"
+  [ -x "$bin" ] || { echo "gpu-check: no $bin; run 'scripts/gpu-check.sh build' first" >&2; exit 1; }
+  host_torch
+  local seed extra pids=()
+  extra=()
+  for seed in 11 12 13 14; do
+    # The hand designs once, in the first sample's file.
+    extra=(--extra); [ "$seed" = 11 ] && extra=(--extra config/reference-arch.json,config/gwn-arch.json)
+    ISTS__SEARCH__SEED=$seed OMP_NUM_THREADS=2 timeout "$secs" "$bin" fidelity \
+      --config config/fidelity-metr-la.toml --n 30 --truth-seeds 2 "${extra[@]}" --device cuda:0 \
+      --results "bench/results/fidelity-metr-la-week-gpu-s$seed.jsonl" \
+      > "$out/fidelity-s$seed.txt" 2> "$out/fidelity-s$seed.log" &
+    pids+=("$!")
+  done
+  wait "${pids[@]}" || true
+  cp bench/results/fidelity-metr-la-week-gpu-s*.jsonl* "$out/" 2>/dev/null || true
+  for seed in 11 12 13 14; do
+    echo "sample $seed: $(grep -c . "bench/results/fidelity-metr-la-week-gpu-s$seed.jsonl" 2>/dev/null || echo 0) designs"
+  done
+}
+
 case "${1:-}" in
   build) build ;;
   run) run ;;
-  *) echo "usage: scripts/gpu-check.sh build|run" >&2; exit 2 ;;
+  study) study "${2:-420}" ;;
+  *) echo "usage: scripts/gpu-check.sh build|run|study [SECONDS]" >&2; exit 2 ;;
 esac

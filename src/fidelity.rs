@@ -151,15 +151,16 @@ pub struct Study {
 }
 
 impl Study {
-    pub fn new(prepared: &Prepared, settings: StudySettings) -> Result<Study> {
-        let data = TrainData::new(prepared, tch::Device::Cpu)?;
+    /// The study on `device` (the CPU, or a GPU: proxies and ground truth alike).
+    pub fn new(prepared: &Prepared, settings: StudySettings, device: tch::Device) -> Result<Study> {
+        let data = TrainData::new(prepared, device)?;
         let mut nodes: Vec<usize> = (0..prepared.n).collect();
         nodes.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
             settings.proxy.seed,
         ));
         nodes.truncate((prepared.n / 4).max(2).min(prepared.n));
         nodes.sort_unstable();
-        let subset = TrainData::new(&prepared.subset_nodes(&nodes)?, tch::Device::Cpu)?;
+        let subset = TrainData::new(&prepared.subset_nodes(&nodes)?, device)?;
         Ok(Study {
             settings,
             data,

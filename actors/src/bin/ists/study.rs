@@ -60,10 +60,12 @@ pub struct FidelityArgs {
     /// Architectures sampled from the search space (seeded by search.seed), after the --extra ones.
     #[arg(long, default_value_t = 30)]
     n: usize,
-    /// Hand designs added first (architecture JSON files, comma separated).
+    /// Hand designs added first (architecture JSON files, comma separated; `--extra` with no
+    /// value: none).
     #[arg(
         long,
         value_delimiter = ',',
+        num_args = 0..,
         default_value = "config/reference-arch.json,config/gwn-arch.json"
     )]
     extra: Vec<PathBuf>,
@@ -77,6 +79,10 @@ pub struct FidelityArgs {
     /// fingerprint beside it refuses a study with other settings). Default fidelity/fidelity-<data>.jsonl.
     #[arg(long)]
     results: Option<PathBuf>,
+    /// Where proxies and ground truth train: cpu, cuda or cuda:N. Seconds (and the cost
+    /// shares) depend on it, so keep one device per results file.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Baselines, then the searches over paired seeds.
@@ -284,6 +290,14 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
     let s = load_settings(a.config, a.data)?;
     tch::set_num_threads(s.evaluators.threads.max(1));
     let kinds = ProxyKind::parse_list(&a.proxies)?;
+    let device =
+        ists::config::parse_device(&a.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    if device != tch::Device::Cpu && !tch::Cuda::is_available() {
+        anyhow::bail!(
+            "--device {}: no CUDA device is available to this binary",
+            a.device
+        );
+    }
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     // The hand designs first: a study cut short still compares them.
     let mut archs = Vec::new();
@@ -318,7 +332,7 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
         ))
     });
     let mut results = ResultsFile::open(&results_path, &settings)?;
-    let study = Study::new(&prepared, settings)?;
+    let study = Study::new(&prepared, settings, device)?;
     eprintln!(
         "fidelity study on {}: {} architectures, proxies {}, {} ground-truth seeds of {} steps; results in {}",
         prepared.name,
