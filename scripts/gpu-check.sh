@@ -15,8 +15,9 @@
 #                                   them is recorded as failed `cuda_oom`, the evaluator is rebuilt
 #                                   and every other candidate is evaluated.
 #
-#   scripts/gpu-check.sh study [SECONDS]   (GPU host, after run) the METR-LA fidelity ground truth
-#                                on cuda:0 for SECONDS (default 420), resumable across sessions
+#   scripts/gpu-check.sh study [SECONDS]   (GPU host, after run) the METR-LA paired comparison and
+#                                fidelity ground truth on cuda:0 for SECONDS (default 420),
+#                                resumable across sessions
 #
 # Results go to $OUT when set (the device tool's output folder), else gpu-check/out.
 set -euo pipefail
@@ -124,31 +125,43 @@ PY
   if [ "$fails" -eq 0 ]; then echo "gpu-check: PASSED"; else echo "gpu-check: $fails check(s) FAILED"; exit 1; fi
 }
 
-# As much of the METR-LA week fidelity ground truth (search-quality issue) as SECONDS allow, on
-# cuda:0: four samples of designs (search seeds 11-14) in parallel, each resumable in its own
-# bench/results/fidelity-metr-la-week-gpu-s<seed>.jsonl (the device gets the working tree, so a
-# later session resumes them); the files are copied to $OUT. GPU seconds make their own cost
-# shares: keep them out of the CPU files.
+# The search-quality studies on cuda:0 for SECONDS (default 420), all resumable (the device
+# gets the working tree, so a later session resumes the same files; they are copied to $OUT):
+#  - the METR-LA paired comparison (config/compare-metr-la-joint.toml with the evaluators on
+#    cuda:0), one process per seed index 0-7, in bench/results/search-metr-la-joint-gpu.jsonl
+#    (its own file: every seed's methods on one device);
+#  - the METR-LA week fidelity ground truth, four samples of designs (search seeds 11-14) in
+#    bench/results/fidelity-metr-la-week-gpu-s<seed>.jsonl.
+# GPU seconds make their own cost shares: these files stay apart from the CPU ones.
 study() {
   local secs="${1:-420}" out="${OUT:-$stage/out}" bin="$stage/ists"
   mkdir -p "$out"
   [ -x "$bin" ] || { echo "gpu-check: no $bin; run 'scripts/gpu-check.sh build' first" >&2; exit 1; }
   host_torch
-  local seed extra pids=()
-  extra=()
+  local cfg="$out/compare-metr-la-joint-gpu.toml" k seed extra pids=()
+  { cat config/compare-metr-la-joint.toml; printf '\n[evaluators]\ndevices = ["cuda:0"]\n'; } > "$cfg"
+  for k in 0 1 2 3 4 5 6 7; do
+    OMP_NUM_THREADS=1 timeout "$secs" "$bin" baseline --config "$cfg" --seeds $((k + 1)) \
+      --from-seed "$k" --results bench/results/search-metr-la-joint-gpu.jsonl \
+      > "$out/compare-k$k.txt" 2> "$out/compare-k$k.log" &
+    pids+=("$!")
+    # The first process writes the results file's settings fingerprint; the others read it.
+    [ "$k" = 0 ] && sleep 5
+  done
   for seed in 11 12 13 14; do
     # The hand designs once, in the first sample's file.
     extra=(--extra); [ "$seed" = 11 ] && extra=(--extra config/reference-arch.json,config/gwn-arch.json)
-    ISTS__SEARCH__SEED=$seed OMP_NUM_THREADS=2 timeout "$secs" "$bin" fidelity \
+    ISTS__SEARCH__SEED=$seed OMP_NUM_THREADS=1 timeout "$secs" "$bin" fidelity \
       --config config/fidelity-metr-la.toml --n 30 --truth-seeds 2 "${extra[@]}" --device cuda:0 \
       --results "bench/results/fidelity-metr-la-week-gpu-s$seed.jsonl" \
       > "$out/fidelity-s$seed.txt" 2> "$out/fidelity-s$seed.log" &
     pids+=("$!")
   done
   wait "${pids[@]}" || true
-  cp bench/results/fidelity-metr-la-week-gpu-s*.jsonl* "$out/" 2>/dev/null || true
+  cp bench/results/search-metr-la-joint-gpu.jsonl* bench/results/fidelity-metr-la-week-gpu-s*.jsonl* "$out/" 2>/dev/null || true
+  echo "comparison rows: $(grep -c . bench/results/search-metr-la-joint-gpu.jsonl 2>/dev/null || echo 0)"
   for seed in 11 12 13 14; do
-    echo "sample $seed: $(grep -c . "bench/results/fidelity-metr-la-week-gpu-s$seed.jsonl" 2>/dev/null || echo 0) designs"
+    echo "fidelity sample $seed: $(grep -c . "bench/results/fidelity-metr-la-week-gpu-s$seed.jsonl" 2>/dev/null || echo 0) designs"
   done
 }
 

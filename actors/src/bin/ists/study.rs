@@ -134,7 +134,10 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     if classical_only {
         return Ok(());
     }
-    let data = TrainData::new(&prepared, tch::Device::Cpu)?;
+    // The fixed designs train where the searches' final models do (the first evaluator
+    // device), so a comparison on a GPU host is on one device throughout.
+    let device = ists_actors::search::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
+    let data = TrainData::new(&prepared, device)?;
     if seeds <= 1 && results.is_none() {
         let gwn_text = std::fs::read_to_string("config/gwn-arch.json")
             .context("reading config/gwn-arch.json")?;
