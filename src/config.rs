@@ -182,7 +182,9 @@ pub struct SearchSettings {
     pub exploration_share: f64,
     /// How the offline instructor picks an exploration-stage design: `sample` (uniform, seeded:
     /// what random search does) or `diverse` (the most different from every design evaluated
-    /// so far, among a pool of samples). LLM instructors are asked for diversity in words.
+    /// so far, among a pool of samples). It applies to chain-of-thought proposals; the offline
+    /// instructor's tree-of-thought branches sample uniformly, and LLM instructors are asked
+    /// for diversity in words.
     pub exploration: Exploration,
     /// Switch early when this many evaluations in a row bring no new best (0 = off).
     pub plateau: usize,
