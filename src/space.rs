@@ -75,13 +75,36 @@ pub enum ArchError {
     Cycle(Vec<usize>),
     #[error("edges[{edge}]: edge {from}->{to} goes to an earlier node; edges must go from a lower to a higher node index")]
     BackwardEdge { edge: usize, from: usize, to: usize },
+    /// The message names the nodes the input does reach, so a repair knows where an edge to the
+    /// output can start.
     #[error(
-        "edges: output node {output} is not reachable from input node 0 through non-zero edges"
+        "edges: output node {output} is not reachable from input node 0 through non-zero edges \
+         ({})",
+        fmt_fix(.reachable, *.output)
     )]
-    OutputUnreachable { output: usize },
+    OutputUnreachable {
+        output: usize,
+        reachable: Vec<usize>,
+    },
     /// A design's hyperparameters out of bounds or not offered; the message names the field.
     #[error("{0}")]
     Hyper(String),
+}
+
+/// The way out of an unreachable output: where an edge to it can start.
+fn fmt_fix(reachable: &[usize], output: usize) -> String {
+    match reachable {
+        [] | [_] => {
+            format!("node 0 reaches no other node; add an edge from node 0 to node {output}")
+        }
+        [rest @ .., last] => format!(
+            "node 0 reaches nodes {} and {last}; add an edge from one of them to node {output}",
+            rest.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 fn fmt_path(nodes: &[usize]) -> String {
@@ -515,8 +538,12 @@ impl Arch {
             edges,
             hyper: spec.hyper,
         };
-        if !arch.reachable_from_input()[nodes - 1] {
-            return Err(ArchError::OutputUnreachable { output: nodes - 1 });
+        let reached = arch.reachable_from_input();
+        if !reached[nodes - 1] {
+            return Err(ArchError::OutputUnreachable {
+                output: nodes - 1,
+                reachable: (0..nodes).filter(|&n| reached[n]).collect(),
+            });
         }
         Ok(arch)
     }
@@ -1091,7 +1118,9 @@ mod tests {
             (r#"{"edges":[{"from":1,"to":2,"op":"STT"},{"from":2,"to":1,"op":"TTS"},{"from":0,"to":3,"op":"STT"}]}"#,
              "edges: cycle through nodes 1->2->1"),
             (r#"{"edges":[{"from":0,"to":1,"op":"STT"},{"from":1,"to":2,"op":"TTS"}]}"#,
-             "edges: output node 3 is not reachable from input node 0 through non-zero edges"),
+             "edges: output node 3 is not reachable from input node 0 through non-zero edges (node 0 reaches nodes 0, 1 and 2; add an edge from one of them to node 3)"),
+            (r#"{"edges":[{"from":1,"to":3,"op":"STT"},{"from":0,"to":2,"op":"zero"}]}"#,
+             "edges: output node 3 is not reachable from input node 0 through non-zero edges (node 0 reaches no other node; add an edge from node 0 to node 3)"),
             (r#"{"edges":[]}"#, "edges: the architecture is empty (no edges other than zero)"),
             (r#"{"edges":[{"from":0,"to":3,"op":"zero"}]}"#, "edges: the architecture is empty (no edges other than zero)"),
             (r#"{"edges":[{"from":0,"to":7,"op":"STT"}]}"#, "edges[0].to: node 7 does not exist (nodes are 0..3)"),
