@@ -1060,6 +1060,26 @@ pub(crate) mod tests {
         assert!(md.contains("| m (ensemble of 2) | 2 | 4.0000 |"), "{md}");
     }
 
+    /// Last value and a 4-wide GRU with 2 seeds and their ensemble, trained `epochs` epochs.
+    fn gru_plan(epochs: usize) -> ProtocolPlan {
+        ProtocolPlan {
+            models: vec![
+                ProtocolModel::LastValue,
+                ProtocolModel::Gru(GruConfig { hidden: 4 }),
+            ],
+            seeds: 2,
+            model: ModelConfig::default(),
+            train: TrainConfig {
+                epochs,
+                batch_size: 32,
+                ..TrainConfig::default()
+            },
+            gru_epochs: epochs,
+            step_minutes: 5,
+            ensemble: true,
+        }
+    }
+
     /// Two GRU seeds measured together give the rows of their ensemble: T-GCN's metrics of the
     /// mean of the two seeds' test forecasts (retrained here to check), once.
     #[test]
@@ -1068,20 +1088,8 @@ pub(crate) mod tests {
         let p = wave();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jsonl");
+        let plan = gru_plan(2);
         let gru = GruConfig { hidden: 4 };
-        let plan = ProtocolPlan {
-            models: vec![ProtocolModel::LastValue, ProtocolModel::Gru(gru)],
-            seeds: 2,
-            model: ModelConfig::default(),
-            train: TrainConfig {
-                epochs: 2,
-                batch_size: 32,
-                ..TrainConfig::default()
-            },
-            gru_epochs: 2,
-            step_minutes: 5,
-            ensemble: true,
-        };
         let mut results = ProtocolResults::open(&path).unwrap();
         run_protocol(&p, &plan, &mut results, &mut |_| {}).unwrap();
         let name = "GRU (ours, hidden 4)";
@@ -1180,20 +1188,8 @@ pub(crate) mod tests {
         let horizons = tgcn_horizon_data(&raw, &wave_config(), &base.splits).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jsonl");
+        let plan = gru_plan(1);
         let gru = GruConfig { hidden: 4 };
-        let plan = ProtocolPlan {
-            models: vec![ProtocolModel::LastValue, ProtocolModel::Gru(gru)],
-            seeds: 2,
-            model: ModelConfig::default(),
-            train: TrainConfig {
-                epochs: 1,
-                batch_size: 32,
-                ..TrainConfig::default()
-            },
-            gru_epochs: 1,
-            step_minutes: 5,
-            ensemble: true,
-        };
         let mut results = ProtocolResults::open(&path).unwrap();
         let mut lines = Vec::new();
         run_protocol_per_horizon(&base, &horizons, &plan, &mut results, &mut |l| {
