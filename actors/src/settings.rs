@@ -196,12 +196,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn los_loop_tgcn_preset_tests_on_t_gcns_test_part() {
+    /// The Los-loop preset and its raw data.
+    fn los_loop() -> (Settings, ists::data::RawDataset) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let s = load(Some(&root.join("config/los-loop-tgcn.toml"))).unwrap();
         let spec = ists::data::DataSpec::resolve(&s.data.source, &root.join("data")).unwrap();
         let raw = ists::data::load(&spec).unwrap();
+        (s, raw)
+    }
+
+    #[test]
+    fn los_loop_tgcn_preset_tests_on_t_gcns_test_part() {
+        let (s, raw) = los_loop();
         assert!(raw.signal_path.ends_with("T-GCN_Los-loop/los_speed.csv"));
         let p = ists::data::prepare(&raw, &s.data.prepare).unwrap();
         assert_eq!((p.t, p.input_len, p.output_len), (2016, 12, 12));
@@ -218,10 +224,7 @@ mod tests {
     /// later, 2016 - 12 - h + 1 windows in all.
     #[test]
     fn los_loop_per_horizon_data_keeps_the_presets_windows() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let s = load(Some(&root.join("config/los-loop-tgcn.toml"))).unwrap();
-        let spec = ists::data::DataSpec::resolve(&s.data.source, &root.join("data")).unwrap();
-        let raw = ists::data::load(&spec).unwrap();
+        let (s, raw) = los_loop();
         let base = ists::data::prepare(&raw, &s.data.prepare).unwrap();
         assert_eq!(
             (base.splits.train.clone(), base.splits.val.clone()),
