@@ -390,6 +390,11 @@ pub struct LlmSettings {
     pub context_tokens: usize,
     /// Optional seed sent with each request (servers that support it answer reproducibly).
     pub seed: Option<u64>,
+    /// Designs a chain-of-thought reply's grammar rules out (where the server constrains
+    /// decoding): the proposal's own duplicates first, then the designs in flight, then those
+    /// its prompt shows, best first; 0 turns it off. A small model otherwise copies a design
+    /// it was shown.
+    pub exclude_designs: usize,
     /// Prices per model name, for the cost estimate in the summary.
     pub prices: std::collections::BTreeMap<String, Price>,
     pub local: LocalLlmSettings,
@@ -412,6 +417,7 @@ impl Default for LlmSettings {
             response_format: ResponseFormat::Auto,
             context_tokens: 128_000,
             seed: None,
+            exclude_designs: 12,
             prices: std::collections::BTreeMap::new(),
             local: LocalLlmSettings::default(),
         }
@@ -528,7 +534,7 @@ impl Settings {
         let s = &self.search;
         let (p, f, l) = (&self.proxy, &self.final_train, &self.llm);
         let ev = &self.evaluators;
-        let counts: [(&str, u64, u64, u64); 37] = [
+        let counts: [(&str, u64, u64, u64); 38] = [
             ("search.budget", s.budget as u64, 1, limits::BUDGET),
             ("search.plateau", s.plateau as u64, 0, limits::BUDGET),
             ("search.in_flight", s.in_flight as u64, 1, 256),
@@ -602,6 +608,12 @@ impl Settings {
             ("llm.max_retries", l.max_retries as u64, 0, 20),
             ("llm.max_tokens", u64::from(l.max_tokens), 1, 1_000_000),
             ("llm.context_tokens", l.context_tokens as u64, 2, 10_000_000),
+            (
+                "llm.exclude_designs",
+                l.exclude_designs as u64,
+                0,
+                crate::schema::MAX_EXCLUDED as u64,
+            ),
             ("llm.local.threads", l.local.threads as u64, 1, 256),
             ("evaluators.threads", ev.threads.max(0) as u64, 1, 256),
             (

@@ -165,14 +165,26 @@ impl MemoryBank {
         self.best(1).first().and_then(|e| e.score)
     }
 
+    /// The entries the prompt section lists before any trimming: the best `top` (scored), then
+    /// up to `recent` most recent ones not among them, newest first.
+    pub fn shown(&self, top: usize, recent: usize) -> (Vec<&MemoryEntry>, Vec<&MemoryEntry>) {
+        let best = self.best(top);
+        let ids: BTreeSet<usize> = best.iter().map(|e| e.id).collect();
+        let recent = self
+            .recent(recent)
+            .into_iter()
+            .filter(|e| !ids.contains(&e.id))
+            .collect();
+        (best, recent)
+    }
+
     /// The prompt section: the best `top` entries, then up to `recent` recent ones not already
     /// shown, one line each, stopping before `token_budget` (about 4 characters a token) is
     /// exceeded. Best entries are kept first, so trimming drops the least useful lines.
     pub fn render(&self, top: usize, recent: usize, token_budget: usize) -> String {
         let budget = token_budget.saturating_mul(4);
         let mut out = String::new();
-        let mut shown = BTreeSet::new();
-        let best = self.best(top);
+        let (best, recent) = self.shown(top, recent);
         let line = |tag: String, e: &MemoryEntry| {
             let score = e
                 .score
@@ -204,13 +216,9 @@ impl MemoryBank {
             if out.len() + l.len() > budget {
                 return out;
             }
-            shown.insert(e.id);
             out.push_str(&l);
         }
-        for e in self.recent(recent) {
-            if shown.contains(&e.id) {
-                continue;
-            }
+        for e in recent {
             let l = line(format!("recent(candidate {})", e.id), e);
             if out.len() + l.len() > budget {
                 break;

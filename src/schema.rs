@@ -5,52 +5,51 @@
 //! chain of thought decides them: into node 1, node 2, node 3), with `from`/`to` constant and
 //! `zero` standing for "no edge". A reply that follows the schema therefore cannot hold a
 //! duplicate edge, a cycle, a backward edge or an unknown operator; only an empty design or an
-//! unreachable output remain possible, and the parser reports those for repair.
+//! unreachable output remain possible, and the parser reports those for repair. A
+//! chain-of-thought schema can also rule out given designs ([`cot_schema_excluding`]), so a
+//! constrained model cannot repeat one it was shown.
 
-use crate::space::{SpaceKind, SpatialOp, TemporalOp, DEFAULT_NODES};
+use crate::hyper::HyperSpace;
+use crate::space::{ArchSpec, SpaceKind, SpatialOp, TemporalOp, DEFAULT_NODES};
 use serde_json::{json, Value};
+
+/// The operator names that take a spatial and a temporal part (the ISTS cells).
+const CELL_OPS: [&str; 3] = ["STT", "TTS", "STP"];
+
+/// One edge object `from -> to` whose `op` is one of `op` and, for a cell, whose parts are
+/// among `cell` (spatial, temporal).
+fn slot_object(from: usize, to: usize, op: &[&str], cell: Option<(&[&str], &[&str])>) -> Value {
+    // Key order of `properties` is the order the grammar emits (serde_json keeps insertion
+    // order: the `preserve_order` feature): from, to, op, then operators.
+    let mut props = serde_json::Map::new();
+    props.insert("from".into(), json!({"type": "integer", "const": from}));
+    props.insert("to".into(), json!({"type": "integer", "const": to}));
+    props.insert("op".into(), json!({"type": "string", "enum": op}));
+    let mut required: Vec<&str> = vec!["from", "to", "op"];
+    if let Some((spatial, temporal)) = cell {
+        props.insert("spatial".into(), json!({"type": "string", "enum": spatial}));
+        props.insert(
+            "temporal".into(),
+            json!({"type": "string", "enum": temporal}),
+        );
+        required.extend(["spatial", "temporal"]);
+    }
+    json!({"type": "object", "additionalProperties": false,
+           "required": required, "properties": props})
+}
 
 /// The schema of one edge slot `from -> to`.
 fn slot(space: SpaceKind, from: usize, to: usize) -> Value {
-    let ends = |props: &mut serde_json::Map<String, Value>| {
-        props.insert("from".into(), json!({"type": "integer", "const": from}));
-        props.insert("to".into(), json!({"type": "integer", "const": to}));
-    };
-    let object = |mut props: serde_json::Map<String, Value>, op: Vec<&str>| {
-        ends(&mut props);
-        props.insert("op".into(), json!({"type": "string", "enum": op}));
-        let mut required: Vec<&str> = vec!["from", "to", "op"];
-        for k in ["spatial", "temporal"] {
-            if props.contains_key(k) {
-                required.push(k);
-            }
-        }
-        // Key order of `properties` is the order the grammar emits (serde_json keeps insertion
-        // order: the `preserve_order` feature): from, to, op, then operators.
-        let ordered: serde_json::Map<String, Value> = ["from", "to", "op", "spatial", "temporal"]
-            .iter()
-            .filter_map(|k| props.get(*k).map(|v| (k.to_string(), v.clone())))
-            .collect();
-        json!({"type": "object", "additionalProperties": false,
-               "required": required, "properties": ordered})
-    };
     match space {
         SpaceKind::Ists => {
-            let mut cell = serde_json::Map::new();
-            cell.insert(
-                "spatial".into(),
-                json!({"type": "string", "enum": SpatialOp::ALL.map(|o| o.name())}),
-            );
-            cell.insert(
-                "temporal".into(),
-                json!({"type": "string", "enum": TemporalOp::ALL.map(|o| o.name())}),
-            );
+            let spatial = SpatialOp::ALL.map(|o| o.name());
+            let temporal = TemporalOp::ALL.map(|o| o.name());
             json!({"anyOf": [
-                object(cell, vec!["STT", "TTS", "STP"]),
-                object(serde_json::Map::new(), vec!["identity", "zero"]),
+                slot_object(from, to, &CELL_OPS, Some((&spatial, &temporal))),
+                slot_object(from, to, &["identity", "zero"], None),
             ]})
         }
-        SpaceKind::Autocts => object(serde_json::Map::new(), space.op_names().to_vec()),
+        SpaceKind::Autocts => slot_object(from, to, space.op_names(), None),
     }
 }
 
@@ -92,21 +91,35 @@ fn reasoning() -> Value {
 /// *and then* its incoming edge slots, so a grammar-constrained model writes the thought before
 /// the decision (key order is emit order). The parser joins the steps' edges into the design.
 pub fn cot_schema(space: SpaceKind) -> Value {
-    let steps: Vec<Value> = (1..DEFAULT_NODES)
-        .map(|node| {
-            let slots: Vec<Value> = (0..node).map(|from| slot(space, from, node)).collect();
-            let n = slots.len();
-            json!({
-                "type": "object", "additionalProperties": false,
-                "required": ["node", "reasoning", "edges"],
-                "properties": {
-                    "node": {"type": "integer", "const": node},
-                    "reasoning": reasoning(),
-                    "edges": {"type": "array", "minItems": n, "maxItems": n, "prefixItems": slots},
-                },
-            })
-        })
-        .collect();
+    cot_from(
+        slot_order()
+            .map(|(from, to)| slot(space, from, to))
+            .collect(),
+    )
+}
+
+/// The edge slots in the order a chain-of-thought reply decides them: into node 1, node 2,
+/// node 3.
+fn slot_order() -> impl Iterator<Item = (usize, usize)> {
+    (1..DEFAULT_NODES).flat_map(|to| (0..to).map(move |from| (from, to)))
+}
+
+/// A chain-of-thought reply's schema from the schemas of its edge slots (in [`slot_order`]).
+fn cot_from(mut slots: Vec<Value>) -> Value {
+    let mut steps = Vec::new();
+    for node in 1..DEFAULT_NODES {
+        let mine: Vec<Value> = slots.drain(..node.min(slots.len())).collect();
+        let n = mine.len();
+        steps.push(json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["node", "reasoning", "edges"],
+            "properties": {
+                "node": {"type": "integer", "const": node},
+                "reasoning": reasoning(),
+                "edges": {"type": "array", "minItems": n, "maxItems": n, "prefixItems": mine},
+            },
+        }));
+    }
     let n = steps.len();
     json!({
         "type": "object", "additionalProperties": false,
@@ -115,6 +128,234 @@ pub fn cot_schema(space: SpaceKind) -> Value {
             "type": "array", "minItems": n, "maxItems": n, "prefixItems": steps,
         }},
     })
+}
+
+/// The value of each decision of a chain-of-thought reply that `design` takes: per edge slot
+/// (in [`slot_order`]) `{"op"}` or `{"op", "spatial", "temporal"}` (`zero` where the design has
+/// no edge; `none` in the AutoCTS space), then, in a joint-space search, its hidden width, blocks and learning-rate factor.
+/// None when the design does not fit that layout (an edge outside the 4-node DAG, two edges on
+/// one slot, hyperparameters missing or not asked for).
+fn decisions(space: SpaceKind, design: &ArchSpec, hyper: bool) -> Option<Vec<Value>> {
+    let no_edge = match space {
+        SpaceKind::Ists => "zero",
+        SpaceKind::Autocts => "none",
+    };
+    let mut out = Vec::new();
+    for (from, to) in slot_order() {
+        let mut on = design
+            .edges
+            .iter()
+            .filter(|e| e.from == from as i64 && e.to == to as i64);
+        let value = match (on.next(), on.next()) {
+            (None, _) => json!({"op": no_edge}),
+            (Some(e), None) => match (&e.spatial, &e.temporal) {
+                (Some(sp), Some(tp)) => json!({"op": e.op, "spatial": sp, "temporal": tp}),
+                (None, None) => json!({"op": e.op}),
+                _ => return None,
+            },
+            (Some(_), Some(_)) => return None,
+        };
+        out.push(value);
+    }
+    let on_slots = design
+        .edges
+        .iter()
+        .filter(|e| e.from >= 0 && e.from < e.to && e.to < DEFAULT_NODES as i64)
+        .count();
+    if on_slots != design.edges.len() {
+        return None;
+    }
+    match (&design.hyper, hyper) {
+        (Some(h), true) => out.extend([json!(h.hidden), json!(h.blocks), json!(h.lr_scale)]),
+        (None, false) => {}
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// Every value each decision can take (the domains of [`decisions`]).
+fn domains(space: SpaceKind, hyper: &HyperSpace) -> Vec<Vec<Value>> {
+    let edge: Vec<Value> = match space {
+        SpaceKind::Ists => {
+            let mut v = Vec::new();
+            for op in CELL_OPS {
+                for sp in SpatialOp::ALL {
+                    for tp in TemporalOp::ALL {
+                        v.push(json!({"op": op, "spatial": sp.name(), "temporal": tp.name()}));
+                    }
+                }
+            }
+            v.extend(["identity", "zero"].map(|op| json!({"op": op})));
+            v
+        }
+        SpaceKind::Autocts => space
+            .op_names()
+            .iter()
+            .map(|op| json!({"op": op}))
+            .collect(),
+    };
+    let mut out: Vec<Vec<Value>> = slot_order().map(|_| edge.clone()).collect();
+    if hyper.is_active() {
+        out.push(hyper.hidden.iter().map(|v| json!(v)).collect());
+        out.push(hyper.blocks.iter().map(|v| json!(v)).collect());
+        out.push(hyper.lr_scale.iter().map(|v| json!(v)).collect());
+    }
+    out
+}
+
+/// The schema of edge slot `from -> to` restricted to `values` (edge values of [`decisions`]),
+/// in few objects: the cell operators all of whose parts remain in one object, then per
+/// operator its spatial parts whose temporal parts all remain in one, then one per spatial part
+/// with the temporal parts that remain; the plain operators in one.
+fn slot_among(from: usize, to: usize, values: &[Value]) -> Value {
+    let spatial = SpatialOp::ALL.map(|o| o.name());
+    let temporal = TemporalOp::ALL.map(|o| o.name());
+    let has = |op: &str, sp: &str, tp: &str| {
+        values
+            .iter()
+            .any(|v| v["op"] == op && v["spatial"] == sp && v["temporal"] == tp)
+    };
+    let mut alts: Vec<Value> = Vec::new();
+    let mut whole_ops: Vec<&str> = Vec::new();
+    for op in CELL_OPS {
+        let tps = |sp: &str| -> Vec<&str> {
+            temporal
+                .iter()
+                .copied()
+                .filter(|tp| has(op, sp, tp))
+                .collect()
+        };
+        let whole_sps: Vec<&str> = spatial
+            .iter()
+            .copied()
+            .filter(|sp| tps(sp).len() == temporal.len())
+            .collect();
+        if whole_sps.len() == spatial.len() {
+            whole_ops.push(op);
+            continue;
+        }
+        if !whole_sps.is_empty() {
+            alts.push(slot_object(from, to, &[op], Some((&whole_sps, &temporal))));
+        }
+        for sp in spatial {
+            let t = tps(sp);
+            if !t.is_empty() && t.len() < temporal.len() {
+                alts.push(slot_object(from, to, &[op], Some((&[sp], &t))));
+            }
+        }
+    }
+    if !whole_ops.is_empty() {
+        alts.insert(
+            0,
+            slot_object(from, to, &whole_ops, Some((&spatial, &temporal))),
+        );
+    }
+    let plain: Vec<&str> = values
+        .iter()
+        .filter(|v| v.get("spatial").is_none())
+        .filter_map(|v| v["op"].as_str())
+        .collect();
+    if !plain.is_empty() {
+        alts.push(slot_object(from, to, &plain, None));
+    }
+    match alts.len() {
+        1 => alts.remove(0),
+        _ => json!({"anyOf": alts}),
+    }
+}
+
+/// Most designs [`cot_schema_excluding`] excludes; more are ignored (each adds up to one
+/// alternative per decision to the grammar).
+pub const MAX_EXCLUDED: usize = 32;
+
+/// The chain-of-thought reply schema (with the joint space's `hyper`, as [`with_hyper`]) whose
+/// every conforming reply differs from each of `excluded` in at least one decision, so a
+/// grammar-constrained model cannot repeat a design it was shown. Built as a prefix tree of the
+/// excluded designs' decisions: one alternative per tree node and depth, pinning the decisions
+/// before it to the node's prefix and the decision at it to the values no excluded design with
+/// that prefix takes (the alternatives are disjoint: they part at the first decision that
+/// differs from every excluded design). Designs that do not fit the layout are ignored; with
+/// none left, the plain schema. A design that differs only in edges the canonical form drops
+/// (a dead end) still passes the grammar: the parser's duplicate check stays the guard.
+pub fn cot_schema_excluding(space: SpaceKind, hyper: &HyperSpace, excluded: &[ArchSpec]) -> Value {
+    let active = hyper.is_active();
+    let domains = domains(space, hyper);
+    let mut designs: Vec<Vec<Value>> = Vec::new();
+    for d in excluded.iter().take(MAX_EXCLUDED) {
+        let Some(v) = decisions(space, d, active) else {
+            continue;
+        };
+        if v.iter().zip(&domains).all(|(x, dom)| dom.contains(x)) && !designs.contains(&v) {
+            designs.push(v);
+        }
+    }
+    if designs.is_empty() {
+        return with_hyper(cot_schema(space), hyper, None);
+    }
+    // Each free slot is defined once and referenced by every alternative that leaves it free.
+    let defs: serde_json::Map<String, Value> = slot_order()
+        .map(|(f, t)| (format!("slot_{f}_{t}"), slot(space, f, t)))
+        .collect();
+    let free: Vec<Value> = slot_order()
+        .map(|(f, t)| json!({"$ref": format!("#/$defs/slot_{f}_{t}")}))
+        .collect();
+    let mut alts = Vec::new();
+    for depth in 0..domains.len() {
+        // The tree's nodes at this depth: each distinct prefix and the values taken after it.
+        let mut nodes: Vec<(&[Value], Vec<&Value>)> = Vec::new();
+        for d in &designs {
+            let prefix = &d[..depth];
+            match nodes.iter_mut().find(|(p, _)| *p == prefix) {
+                Some((_, taken)) if !taken.contains(&&d[depth]) => taken.push(&d[depth]),
+                Some(_) => {}
+                None => nodes.push((prefix, vec![&d[depth]])),
+            }
+        }
+        for (prefix, taken) in nodes {
+            let rest: Vec<Value> = domains[depth]
+                .iter()
+                .filter(|v| !taken.contains(v))
+                .cloned()
+                .collect();
+            if rest.is_empty() {
+                continue;
+            }
+            // Decision i: pinned to the prefix before `depth`, one of `rest` at it, free after.
+            let pick = |i: usize| -> Option<Vec<Value>> {
+                match i.cmp(&depth) {
+                    std::cmp::Ordering::Less => Some(vec![prefix[i].clone()]),
+                    std::cmp::Ordering::Equal => Some(rest.clone()),
+                    std::cmp::Ordering::Greater => None,
+                }
+            };
+            let slots: Vec<Value> = slot_order()
+                .enumerate()
+                .map(|(i, (f, t))| match pick(i) {
+                    Some(vals) => slot_among(f, t, &vals),
+                    None => free[i].clone(),
+                })
+                .collect();
+            let mut schema = cot_from(slots);
+            if active {
+                let fields: serde_json::Map<String, Value> = ["hidden", "blocks", "lr_scale"]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, k)| {
+                        let i = free.len() + j;
+                        let vals = pick(i).unwrap_or_else(|| domains[i].clone());
+                        (k.to_string(), json!({"enum": vals}))
+                    })
+                    .collect();
+                schema["properties"]["hyper"] = json!({
+                    "type": "object", "additionalProperties": false,
+                    "required": ["hidden", "blocks", "lr_scale"], "properties": fields,
+                });
+                schema["required"] = json!(["steps", "hyper"]);
+            }
+            alts.push(schema);
+        }
+    }
+    json!({"$defs": defs, "anyOf": alts})
 }
 
 /// The schema of a tree-of-thought proposal step: `k` alternative decisions for the incoming
@@ -353,5 +594,148 @@ mod tests {
         let a = crate::parse::parse_reply(reply, SpaceKind::Ists).unwrap();
         assert_eq!(a.hyper.map(|h| (h.hidden, h.blocks)), Some((16, 2)));
         hs.admit(a.hyper.as_ref()).unwrap();
+    }
+
+    /// Whether `v` conforms to `root`, for the subset of JSON schema these schemas use.
+    fn admits(root: &Value, v: &Value) -> bool {
+        admits_at(root, root, v)
+    }
+
+    fn admits_at(root: &Value, s: &Value, v: &Value) -> bool {
+        if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+            let def = r.strip_prefix("#/$defs/").expect("a local definition");
+            return admits_at(root, &root["$defs"][def], v);
+        }
+        if let Some(alts) = s.get("anyOf") {
+            return alts
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| admits_at(root, a, v));
+        }
+        if let Some(c) = s.get("const") {
+            return c == v;
+        }
+        if let Some(e) = s.get("enum") {
+            return e.as_array().unwrap().contains(v);
+        }
+        match s["type"].as_str() {
+            Some("string") => v.as_str().is_some_and(|t| {
+                s.get("maxLength")
+                    .is_none_or(|m| t.chars().count() as u64 <= m.as_u64().unwrap())
+            }),
+            Some("integer") => v.is_i64(),
+            Some("object") => {
+                let props = s["properties"].as_object().unwrap();
+                let Some(o) = v.as_object() else {
+                    return false;
+                };
+                let required = s["required"].as_array().unwrap();
+                o.keys().all(|k| props.contains_key(k))
+                    && required.iter().all(|k| o.contains_key(k.as_str().unwrap()))
+                    && o.iter().all(|(k, x)| admits_at(root, &props[k], x))
+            }
+            Some("array") => {
+                let Some(a) = v.as_array() else {
+                    return false;
+                };
+                let items = s["prefixItems"].as_array().unwrap();
+                a.len() == items.len() && a.iter().zip(items).all(|(x, i)| admits_at(root, i, x))
+            }
+            other => panic!("schema type {other:?} not covered"),
+        }
+    }
+
+    /// A chain-of-thought reply that takes `design`'s decisions.
+    fn cot_reply(space: SpaceKind, design: &ArchSpec, hyper: bool) -> Value {
+        let d = decisions(space, design, hyper).unwrap();
+        let mut slots = slot_order().zip(&d);
+        let steps: Vec<Value> = (1..DEFAULT_NODES)
+            .map(|node| {
+                let edges: Vec<Value> = slots
+                    .by_ref()
+                    .take(node)
+                    .map(|((from, to), v)| {
+                        let mut e = json!({"from": from, "to": to});
+                        for (k, x) in v.as_object().unwrap() {
+                            e[k] = x.clone();
+                        }
+                        e
+                    })
+                    .collect();
+                json!({"node": node, "reasoning": "because", "edges": edges})
+            })
+            .collect();
+        let mut reply = json!({"steps": steps});
+        if hyper {
+            reply["hyper"] = json!({"hidden": d[6], "blocks": d[7], "lr_scale": d[8]});
+        }
+        reply
+    }
+
+    #[test]
+    fn the_excluding_schema_refuses_exactly_the_excluded_designs() {
+        use crate::space::Arch;
+        use rand::SeedableRng;
+        let joint = crate::hyper::HyperSpace {
+            hidden: vec![8, 16],
+            blocks: vec![1, 2],
+            lr_scale: vec![0.5, 1.0],
+        }
+        .resolved(32);
+        for (space, hs) in [
+            (SpaceKind::Ists, Default::default()),
+            (SpaceKind::Ists, joint.clone()),
+            (SpaceKind::Autocts, joint),
+        ] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            let mut designs: Vec<ArchSpec> = Vec::new();
+            while designs.len() < 200 {
+                let d = Arch::sample_in(space, &hs, &mut rng).canonical().to_spec();
+                if !designs.contains(&d) {
+                    designs.push(d);
+                }
+            }
+            // Near neighbours of the excluded designs are where a prefix tree can go wrong.
+            let excluded: Vec<ArchSpec> = designs[..12].to_vec();
+            let mut others: Vec<ArchSpec> = designs[12..].to_vec();
+            for d in &excluded {
+                let arch = Arch::from_spec(d, space).unwrap();
+                others.extend(
+                    arch.neighbours_in(&hs)
+                        .into_iter()
+                        .map(|n| n.canonical().to_spec())
+                        .filter(|n| !excluded.contains(n)),
+                );
+            }
+            let schema = cot_schema_excluding(space, &hs, &excluded);
+            // At most one alternative per excluded design and decision (the prefix tree's nodes).
+            let alternatives = schema["anyOf"].as_array().unwrap().len();
+            assert!(alternatives <= excluded.len() * domains(space, &hs).len());
+            let plain = with_hyper(cot_schema(space), &hs, None);
+            let active = hs.is_active();
+            for d in &excluded {
+                let reply = cot_reply(space, d, active);
+                assert!(
+                    admits(&plain, &reply),
+                    "{space}: the plain schema admits {reply}"
+                );
+                assert!(
+                    !admits(&schema, &reply),
+                    "{space}: excluded yet admitted: {reply}"
+                );
+            }
+            for d in &others {
+                let reply = cot_reply(space, d, active);
+                assert!(
+                    admits(&schema, &reply),
+                    "{space}: refused though new: {reply}"
+                );
+                let back = crate::parse::parse_reply(&reply.to_string(), space).unwrap();
+                assert_eq!(back.canonical().to_spec(), *d);
+            }
+            // Nothing to exclude (or nothing that fits): the plain schema.
+            assert_eq!(cot_schema_excluding(space, &hs, &[]), plain);
+        }
     }
 }

@@ -15,9 +15,11 @@ use std::sync::Arc;
 pub type KnownSet = Arc<DashMap<String, Known>>;
 
 /// The state of a known hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Known {
-    InFlight,
+    /// Accepted from a proposal, not yet recorded: the design, so that the next prompts can
+    /// rule it out before the memory lists it.
+    InFlight(Arc<ArchSpec>),
     Recorded,
 }
 
@@ -94,6 +96,11 @@ pub struct Hints {
     pub branch: usize,
     /// Set on a repair request: the error the previous reply had.
     pub repair: Option<String>,
+    /// Designs a chain-of-thought reply must differ from, most important first: the proposal's
+    /// own duplicates, then the designs in flight and those the prompt shows
+    /// ([`MemoryView::avoid`]). The LLM actor rules out the first `llm.exclude_designs` of them
+    /// in the reply's grammar.
+    pub avoid: Vec<ArchSpec>,
 }
 
 /// A rendered prompt, ready for an instructor.
@@ -264,6 +271,9 @@ pub enum Rejection {
         hash: String,
         summary: String,
         nearest: Option<String>,
+        /// The design (canonical), when the reply was a whole one (boxed: a rejection travels
+        /// in every parser reply).
+        design: Option<Box<ArchSpec>>,
     },
     /// A tree-of-thought alternative that repeats an earlier one of the same reply (1-based).
     Repeated { alternative: usize },
@@ -284,6 +294,7 @@ impl Rejection {
                 hash,
                 summary,
                 nearest,
+                ..
             } => {
                 let mut m = format!(
                     "this architecture ({summary}, hash {hash}) was already evaluated or is being \
@@ -358,6 +369,10 @@ pub struct MemoryView {
     /// Every scored entry, best first: the evidence the tree-of-thought value step is given
     /// and the evaluation times the operator costs are measured from.
     pub all: Arc<Vec<MemoryEntry>>,
+    /// The designs a new proposal must not repeat, most telling first: those in flight (known
+    /// but not yet in the memory), then those the memory section lists (before any trimming),
+    /// the best `memory.top` and the `memory.recent` most recent not among them.
+    pub avoid: Vec<ArchSpec>,
     pub known: KnownSet,
     pub stage: Stage,
 }

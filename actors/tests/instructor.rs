@@ -23,6 +23,7 @@ struct Seen {
     purpose: Purpose,
     user: String,
     repair: Option<String>,
+    avoid: Vec<ists::space::ArchSpec>,
 }
 
 type Script = dyn Fn(&Prompt, usize) -> String + Send + Sync;
@@ -57,6 +58,7 @@ impl Handler<Complete> for Scripted {
                     .collect::<Vec<_>>()
                     .join("\n"),
                 repair: p.hints.repair.clone(),
+                avoid: p.hints.avoid.clone(),
             });
             seen.len() - 1
         };
@@ -155,6 +157,12 @@ async fn cot_reasoning_is_kept_and_a_duplicate_is_repaired_with_the_nearest_vari
         repair.contains("was already evaluated or is being evaluated"),
         "{repair}"
     );
+    // What the reply's grammar must rule out: nothing at first; then the design the prompt
+    // shows; in the repair turn, the repeated design heads the list (once).
+    assert!(seen[0].avoid.is_empty());
+    let first_design = first_journal_design(&tmp);
+    assert_eq!(seen[1].avoid, std::slice::from_ref(&first_design));
+    assert_eq!(seen[2].avoid, [first_design]);
     // The prompt tells the model what it has to think with.
     let first = &seen[0].user;
     for needle in [
@@ -197,6 +205,44 @@ async fn cot_reasoning_is_kept_and_a_duplicate_is_repaired_with_the_nearest_vari
         .as_deref()
         .unwrap()
         .contains("Traffic repeats daily"));
+}
+
+/// Concurrent chain-of-thought proposals take turns at an LLM that serves one request at a
+/// time: the second renders its prompt after the first design was parsed, so it rules that
+/// design out instead of racing it to the same answer.
+#[actix::test]
+async fn cot_proposals_take_turns_so_each_rules_out_the_designs_before_it() {
+    let second = COT.replacen("\"gdcc\"", "\"t_trans\"", 1);
+    let h = scripted(Duration::from_millis(30), move |_, n| match n {
+        0 => COT.to_string(),
+        _ => second.clone(),
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = one_at_a_time(tmp.path(), Mode::Cot, 2);
+    s.search.in_flight = 2;
+    s.llm.max_concurrent = 1;
+    let summary = run_search(
+        s,
+        instructed("cot", h.instructor.clone()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.evaluated, 2);
+    assert_eq!(summary.requests, 2, "no duplicate to repair");
+    assert_eq!(
+        h.max_in_flight.load(Ordering::SeqCst),
+        1,
+        "one turn at a time"
+    );
+    let seen = h.seen.lock().unwrap().clone();
+    assert!(seen[0].avoid.is_empty());
+    assert_eq!(seen[1].avoid, [first_journal_design(&tmp)]);
+}
+
+/// The design the first journal entry holds.
+fn first_journal_design(tmp: &tempfile::TempDir) -> ists::space::ArchSpec {
+    serde_json::from_value(journal(&tmp.path().join("cot"))[0]["arch"].clone()).unwrap()
 }
 
 /// The scripted ToT instructor: for node k, alternatives with the cell orders STT, TTS, STP

@@ -36,6 +36,9 @@ enum Act {
     Content(String),
     /// 400 when the request asks for a json_schema response format, else answers `content`.
     RefuseSchema(String),
+    /// 400 when the schema's root is a choice (`anyOf`, which OpenAI's strict mode refuses),
+    /// else answers `content`.
+    RefuseRootChoice(String),
 }
 
 #[derive(Default)]
@@ -50,6 +53,9 @@ struct Mock {
 async fn chat(state: web::Data<Arc<Mock>>, _req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let format = body["response_format"]["type"].as_str().map(str::to_string);
+    let root_choice = body["response_format"]["json_schema"]["schema"]
+        .get("anyOf")
+        .is_some();
     state.seen.lock().unwrap().push((Instant::now(), body));
     let next = state.script.lock().unwrap().pop_front();
     let act = next.or_else(|| state.default.lock().unwrap().clone());
@@ -77,6 +83,19 @@ async fn chat(state: web::Data<Arc<Mock>>, _req: HttpRequest, body: web::Bytes) 
                     .push_front(Act::RefuseSchema(c));
                 HttpResponse::BadRequest().json(serde_json::json!(
                     {"error": {"message": "response_format json_schema is not supported"}}))
+            } else {
+                completion("c", &c)
+            }
+        }
+        Some(Act::RefuseRootChoice(c)) => {
+            if root_choice {
+                state
+                    .script
+                    .lock()
+                    .unwrap()
+                    .push_front(Act::RefuseRootChoice(c));
+                HttpResponse::BadRequest().json(serde_json::json!(
+                    {"error": {"message": "schema root must be an object, not anyOf"}}))
             } else {
                 completion("c", &c)
             }
@@ -192,19 +211,31 @@ async fn every_fault_is_survived_and_counted_by_kind() {
     // Retry-After: 1 was honoured (backoff alone would wait at most 0.2 s).
     let gap = seen[1].0 - seen[0].0;
     assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
-    // Every request asked for the strict schema of a whole architecture, reasoning first.
+    // Every request asked for the strict schema of a whole architecture, reasoning first;
+    // once a design is shown, as a choice of such schemas that rules it out.
+    let mut excluding = 0;
     for (_, body) in seen.iter() {
         assert_eq!(body["response_format"]["type"], "json_schema");
         assert_eq!(body["response_format"]["json_schema"]["strict"], true);
-        let step = &body["response_format"]["json_schema"]["schema"]["properties"]["steps"]
-            ["prefixItems"][0]["properties"];
-        let keys: Vec<&String> = step.as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            ["node", "reasoning", "edges"],
-            "the order the grammar emits"
-        );
+        let schema = &body["response_format"]["json_schema"]["schema"];
+        let alternatives = match schema.get("anyOf") {
+            Some(alts) => {
+                excluding += 1;
+                alts.as_array().unwrap().clone()
+            }
+            None => vec![schema.clone()],
+        };
+        for alt in alternatives {
+            let step = &alt["properties"]["steps"]["prefixItems"][0]["properties"];
+            let keys: Vec<&String> = step.as_object().unwrap().keys().collect();
+            assert_eq!(
+                keys,
+                ["node", "reasoning", "edges"],
+                "the order the grammar emits"
+            );
+        }
     }
+    assert!(excluding > 0, "no request ruled out a shown design");
     // Tokens: 9 replies of 100 + 20 (40 cached), per candidate and priced.
     assert_eq!(summary.usage.prompt_tokens, 900);
     assert_eq!(summary.usage.cached_tokens, 360);
@@ -277,7 +308,48 @@ async fn a_server_without_json_schema_gets_json_object_and_a_dead_server_gets_fa
         .collect();
     assert_eq!(formats, ["json_schema", "json_object", "json_object"]);
 
-    // Part 2: every request fails with 503; retries run out, the offline fallback proposes, and
+    // Part 2: a server that refuses a schema whose root is a choice (OpenAI's strict mode) gets
+    // the plain schema from then on, after one refusal.
+    let strict = Arc::new(Mock {
+        script: Mutex::new(
+            vec![
+                Act::RefuseRootChoice(A.into()),
+                Act::RefuseRootChoice(B.into()),
+                Act::RefuseRootChoice(C.into()),
+            ]
+            .into(),
+        ),
+        ..Mock::default()
+    });
+    let url = start_chat_mock(strict.clone(), 2, chat);
+    let mut s = tiny(tmp.path());
+    s.llm.backend = Backend::Openai;
+    s.llm.base_url = url;
+    s.search.budget = 3;
+    let summary = run_search(s, fake_evaluator(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.evaluated, 3);
+    assert_eq!(summary.llm_retries, counts(&[("exclusion_fallback", 1)]));
+    assert_eq!(summary.fallbacks, 0);
+    let roots: Vec<bool> = strict
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| {
+            b["response_format"]["json_schema"]["schema"]
+                .get("anyOf")
+                .is_some()
+        })
+        .collect();
+    assert_eq!(
+        roots,
+        [false, true, false, false],
+        "plain, refused, then plain"
+    );
+
+    // Part 3: every request fails with 503; retries run out, the offline fallback proposes, and
     // the search still spends its budget on evaluations.
     let dead = Arc::new(Mock::default());
     *dead.default.lock().unwrap() = Some(Act::Status {

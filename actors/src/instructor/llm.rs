@@ -22,9 +22,9 @@ use async_openai::types::{
     ResponseFormat as OpenAiFormat,
 };
 use ists::config::{LlmSettings, ResponseFormat};
-use ists::space::{HyperSpace, SpaceKind};
+use ists::space::{ArchSpec, HyperSpace, SpaceKind};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
@@ -53,6 +53,10 @@ pub struct LlmActor {
     permits: Arc<Semaphore>,
     /// The current format level, shared by all requests (downgrades are sticky).
     level: Arc<AtomicU8>,
+    /// Whether chain-of-thought schemas still rule out designs: cleared (for good) when the
+    /// server refuses such a schema, whose root is a choice between alternatives that some
+    /// strict dialects do not accept; the plain schema is then used.
+    exclusion: Arc<AtomicBool>,
 }
 
 impl LlmActor {
@@ -81,6 +85,7 @@ impl LlmActor {
             hyper: HyperSpace::default(),
             key,
             level: Arc::new(AtomicU8::new(level)),
+            exclusion: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -96,12 +101,14 @@ impl Actor for LlmActor {
     type Context = Context<Self>;
 }
 
-/// The `response_format` field for a level and purpose.
+/// The `response_format` field for a level and a request's hints; a chain-of-thought schema
+/// rules out the designs in `excluded`.
 fn response_format(
     level: u8,
     space: SpaceKind,
     hyper: &HyperSpace,
     purpose: &Purpose,
+    excluded: &[ArchSpec],
 ) -> Option<Value> {
     use ists::schema::with_hyper;
     match level {
@@ -110,7 +117,7 @@ fn response_format(
                 // Reasoning fields before each decision: the thought is written, then the edges.
                 Purpose::Cot => (
                     "architecture_steps",
-                    with_hyper(ists::schema::cot_schema(space), hyper, None),
+                    ists::schema::cot_schema_excluding(space, hyper, excluded),
                 ),
                 Purpose::TotStep {
                     node, alternatives, ..
@@ -397,6 +404,7 @@ impl Handler<Complete> for LlmActor {
         let key = self.key.clone();
         let permits = self.permits.clone();
         let level = self.level.clone();
+        let exclusion = self.exclusion.clone();
         let space = self.space;
         let hyper = self.hyper.clone();
         Box::pin(async move {
@@ -409,7 +417,15 @@ impl Handler<Complete> for LlmActor {
             let mut failures = 0usize;
             loop {
                 let lvl = level.load(Ordering::SeqCst);
-                let format = response_format(lvl, space, &hyper, &msg.0.hints.purpose);
+                let hints = &msg.0.hints;
+                let excluding = exclusion.load(Ordering::SeqCst)
+                    && matches!(hints.purpose, Purpose::Cot)
+                    && lvl == SCHEMA;
+                let excluded = match excluding {
+                    true => &hints.avoid[..hints.avoid.len().min(s.exclude_designs)],
+                    false => &[],
+                };
+                let format = response_format(lvl, space, &hyper, &hints.purpose, excluded);
                 let body = request_body(&s, &msg.0.messages, format)?;
                 match attempt(&http, &s, key.as_deref(), body).await {
                     Attempt::Done(mut reply) => {
@@ -426,6 +442,12 @@ impl Handler<Complete> for LlmActor {
                         failures += 1;
                         retries.push(kind.to_string());
                         tokio::time::sleep(wait).await;
+                    }
+                    Attempt::Refused(err) if !excluded.is_empty() => {
+                        // The schema with exclusions first gives way to the plain one.
+                        exclusion.store(false, Ordering::SeqCst);
+                        tracing::warn!("llm: {err}; asking without ruling out shown designs");
+                        retries.push("exclusion_fallback".to_string());
                     }
                     Attempt::Refused(err) => {
                         // Only `auto` falls back; an explicit format is the user's choice.

@@ -283,6 +283,7 @@ mod tests {
             request_id: 1,
             branch: 0,
             repair: None,
+            avoid: Vec::new(),
         }
     }
 

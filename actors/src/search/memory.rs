@@ -7,6 +7,7 @@ use crate::messages::{Event, EventMsg, GetMemory, Known, KnownSet, MemoryView, R
 use actix::prelude::*;
 use ists::config::MemorySettings;
 use ists::memory::{MemoryBank, MemoryEntry, Stage};
+use ists::space::ArchSpec;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,8 +84,15 @@ impl Handler<GetMemory> for MemoryActor {
     type Result = MessageResult<GetMemory>;
     fn handle(&mut self, _: GetMemory, _: &mut Context<Self>) -> Self::Result {
         let s = &self.settings;
+        let in_flight = self.known.iter().filter_map(|k| match k.value() {
+            Known::InFlight(d) => Some(ArchSpec::clone(d)),
+            Known::Recorded => None,
+        });
+        let (best, recent) = self.bank.shown(s.top, s.recent);
+        let listed = best.iter().chain(&recent).map(|e| e.arch.clone());
         MessageResult(MemoryView {
             rendered: self.bank.render(s.top, s.recent, s.token_budget),
+            avoid: in_flight.chain(listed).collect(),
             count: self.bank.len(),
             best: Arc::clone(&self.best),
             all: Arc::clone(&self.all),
@@ -123,7 +131,7 @@ impl Handler<Release> for MemoryActor {
     type Result = ();
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
         self.known
-            .remove_if(&msg.0, |_, state| *state == Known::InFlight);
+            .remove_if(&msg.0, |_, state| matches!(state, Known::InFlight(_)));
     }
 }
 
@@ -133,5 +141,70 @@ impl Handler<EventMsg> for MemoryActor {
         if let Event::StageSwitched { to, .. } = msg.event {
             self.stage = to;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ists::space::{Arch, SpaceKind};
+    use rand::SeedableRng;
+
+    fn entry(id: usize, arch: &Arch, score: f64) -> MemoryEntry {
+        MemoryEntry {
+            id,
+            hash: arch.hash(),
+            arch: arch.to_spec(),
+            score: Some(score),
+            status: ists::train::EvalStatus::Ok,
+            stage: Stage::Exploration,
+            params: 10,
+            seconds: 0.1,
+            rung: 0,
+            steps: 30,
+            first_loss: None,
+            last_loss: None,
+            reasoning: None,
+        }
+    }
+
+    /// A design accepted from one proposal is ruled out for the next ones at once, before its
+    /// evaluation is recorded and the memory section lists it; recorded, it is listed once.
+    #[actix::test]
+    async fn designs_in_flight_are_avoided_before_the_memory_lists_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = KnownSet::default();
+        let (actor, _) = MemoryActor::open(
+            &dir.path().join("journal.jsonl"),
+            MemorySettings::default(),
+            known.clone(),
+            Stage::Exploration,
+        )
+        .unwrap();
+        let memory = actor.start();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let [a, b, c] = [(); 3].map(|_| Arch::sample(SpaceKind::Ists, &mut rng).canonical());
+        memory
+            .send(Record(entry(0, &a, 2.0)))
+            .await
+            .unwrap()
+            .unwrap();
+        for d in [&b, &c] {
+            known.insert(d.hash(), Known::InFlight(Arc::new(d.to_spec())));
+        }
+        memory.send(Release(c.hash())).await.unwrap();
+        let view = memory.send(GetMemory).await.unwrap();
+        assert_eq!(view.avoid, [b.to_spec(), a.to_spec()], "in flight first");
+        memory
+            .send(Record(entry(1, &b, 1.0)))
+            .await
+            .unwrap()
+            .unwrap();
+        let view = memory.send(GetMemory).await.unwrap();
+        assert_eq!(
+            view.avoid,
+            [b.to_spec(), a.to_spec()],
+            "listed once, best first"
+        );
     }
 }

@@ -94,6 +94,7 @@ impl Handler<ParseArch> for ParserActor {
                 hash,
                 summary: arch.summary(),
                 nearest: self.nearest_unexplored(&arch),
+                design: Some(Box::new(arch.to_spec())),
             });
         }
         match self.known.entry(hash.clone()) {
@@ -101,9 +102,10 @@ impl Handler<ParseArch> for ParserActor {
                 hash,
                 summary: arch.summary(),
                 nearest: None,
+                design: Some(Box::new(arch.to_spec())),
             }),
             Entry::Vacant(v) => {
-                v.insert(Known::InFlight);
+                v.insert(Known::InFlight(std::sync::Arc::new(arch.to_spec())));
                 Ok(Parsed { arch, reasoning })
             }
         }

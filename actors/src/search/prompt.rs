@@ -147,7 +147,13 @@ impl PromptActor {
         id: u64,
         branch: usize,
     ) -> Hints {
+        // A chain-of-thought reply is a whole design: it must not repeat one in flight or shown.
+        let avoid = match purpose {
+            Purpose::Cot => memory.avoid.clone(),
+            _ => Vec::new(),
+        };
         Hints {
+            avoid,
             purpose,
             stage: self.stage,
             best: memory.best.iter().map(|e| e.arch.clone()).collect(),
@@ -365,6 +371,7 @@ mod tests {
             count: lines,
             best: Arc::default(),
             all: Arc::default(),
+            avoid: Vec::new(),
             known: Arc::new(Default::default()),
             stage: Stage::Exploration,
         }

@@ -281,6 +281,9 @@ pub(super) async fn cot_proposal(
         });
         fallback_proposal(w, proposal, request_base, st)
     };
+    // The turn is taken before the memory is read and held until the design is parsed (the
+    // semaphore is never closed; the permit lives as long as `_turn`).
+    let _turn = w.cot_turns.clone().acquire_owned().await;
     let memory = match w.get_memory.send(GetMemory).await {
         Ok(m) => m,
         Err(e) => return fail(st, "memory", e.to_string()).await,
@@ -356,6 +359,14 @@ pub(super) async fn cot_proposal(
                     Ok(p) => p,
                     Err(e) => return fail(st, "prompt", e).await,
                 };
+                // The design the model repeated heads the list its next reply must avoid.
+                if let Rejection::Duplicate {
+                    design: Some(d), ..
+                } = rej
+                {
+                    prompt.hints.avoid.retain(|a| a != d.as_ref());
+                    prompt.hints.avoid.insert(0, *d);
+                }
             }
             Err(e) => return fail(st, "parser", e.to_string()).await,
         }

@@ -46,6 +46,10 @@ pub struct Wiring {
     pub bus: Recipient<Publish>,
     pub evaluators: EvaluatorPool,
     pub run: Arc<RunDir>,
+    /// Turns of chain-of-thought proposals at the LLM: as many as it serves at once. A
+    /// proposal renders its prompt once it has a turn, so it sees (and rules out) the designs
+    /// the proposals before it gave, instead of racing them to the same design.
+    pub cot_turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl Wiring {

@@ -201,6 +201,7 @@ pub async fn run_search(
         bus: bus.clone().recipient(),
         evaluators,
         run: run.clone(),
+        cot_turns: Arc::new(tokio::sync::Semaphore::new(cot_turns(&settings))),
     };
     let summary = Summary {
         run_dir: run.path.display().to_string(),
@@ -327,6 +328,15 @@ fn start_evaluators(
         evaluators = evaluators.with_remote(ray.recipient(), settings.evaluators.ray.max_in_flight);
     }
     Ok(evaluators)
+}
+
+/// Chain-of-thought proposals that may ask the LLM at once ([`Wiring::cot_turns`]): as many
+/// requests as it serves at once; the local model serves one at a time.
+fn cot_turns(s: &Settings) -> usize {
+    match s.llm.backend {
+        Backend::Local => 1,
+        _ => s.llm.max_concurrent.max(1),
+    }
 }
 
 /// The configured devices, with `all` expanded to every visible CUDA device (or the CPU when

@@ -188,6 +188,7 @@ async fn propose_thoughts(
                     summary: "every alternative you gave completes it".into(),
                     hash,
                     nearest: None,
+                    design: None,
                 };
                 let repair = attempt == 0 && s.search.max_repairs > 0;
                 st.reject(w, proposal, &rej, repair);
