@@ -6,11 +6,13 @@
 # candidates. A valid candidate is an evaluated design the LLM proposed (offline fallbacks are
 # excluded). Run on an otherwise idle machine: the model slows badly when a compile competes
 # for the cores. Usage: scripts/bench-llm.sh [budget ...]   (default: 4 8); ISTS_BENCH_TEMPERATURE
-# sets the sampling temperature (default 0).
+# sets the sampling temperature (default 0); ISTS_BENCH_MODES the instructor modes (default
+# "cot tot"); any ISTS__ setting (e.g. ISTS__LLM__EXCLUDE_DESIGNS=0, ISTS__LLM__SEED=1) applies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGETS=("$@")
 [ ${#BUDGETS[@]} -eq 0 ] && BUDGETS=(4 8)
+read -r -a MODES <<< "${ISTS_BENCH_MODES:-cot tot}"
 PORT=18094
 scripts/setup-libtorch.sh >/dev/null
 scripts/local-llm/setup.sh >/dev/null
@@ -43,7 +45,7 @@ dt, u = ask(256)
 print(f"plain decoding: {u['completion_tokens']} tokens in {dt:.2f} s ({u['completion_tokens'] / dt:.1f} tokens/s)")
 PY
 for b in "${BUDGETS[@]}"; do
-    for mode in cot tot; do
+    for mode in "${MODES[@]}"; do
         [ -f "$RUNS/$mode-$b/summary.json" ] || "$BIN" search --config config/tiny.toml \
             --llm local --mode "$mode" --budget "$b" --name "$mode-$b" >/dev/null 2>&1
     done
@@ -52,9 +54,10 @@ for b in "${BUDGETS[@]}"; do
     [ -f "$RUNS/random-$b/summary.json" ] || ISTS__SEARCH__EXPLORATION_SHARE=1.0 "$BIN" search \
         --config config/tiny.toml --llm offline --budget "$b" --name "random-$b" >/dev/null 2>&1
 done
-python3 - "$RUNS" "${BUDGETS[@]}" <<'PY'
+python3 - "$RUNS" "${MODES[*]}" "${BUDGETS[@]}" <<'PY'
 import json, sys, pathlib
 runs = pathlib.Path(sys.argv[1])
+modes = sys.argv[2].split()
 print()
 # valid (LLM): evaluated designs exactly as the model gave them; adjusted: duplicates the model
 # repeated through its repair turns, replaced by the nearest unexplored design (one change away);
@@ -62,8 +65,8 @@ print()
 # over the complete designs the model proposed (valid + duplicates).
 print("| instructor | budget | evaluated | valid (LLM) | adjusted | fallbacks | requests | usable replies | duplicate rate | LLM s / evaluated | prompt tok / evaluated | completion tok / evaluated | reasoning chars | best proxy MAE |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for b in sys.argv[2:]:
-    for name in ["cot", "tot", "offline", "random"]:
+for b in sys.argv[3:]:
+    for name in modes + ["offline", "random"]:
         p = runs / f"{name}-{b}" / "summary.json"
         if not p.exists():
             print(f"| {name} | {b} | (no summary) |")
