@@ -240,6 +240,44 @@ async fn cot_proposals_take_turns_so_each_rules_out_the_designs_before_it() {
     assert_eq!(seen[1].avoid, [first_journal_design(&tmp)]);
 }
 
+/// A design the model repeated is ruled out of every later chain-of-thought reply, even when
+/// the memory section no longer lists it (here it lists nothing).
+#[actix::test]
+async fn a_design_the_model_repeated_stays_ruled_out_after_it_leaves_the_list() {
+    let second = COT.replacen("\"gdcc\"", "\"t_trans\"", 1);
+    let third = COT.replacen("\"gdcc\"", "\"linear_attn\"", 1);
+    // Proposal 0: COT; proposal 1: COT again (a duplicate), then `second` in its repair turn;
+    // proposal 2: `third`.
+    let h = scripted(Duration::from_millis(1), move |_, n| match n {
+        0 | 1 => COT.to_string(),
+        2 => second.clone(),
+        _ => third.clone(),
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = one_at_a_time(tmp.path(), Mode::Cot, 3);
+    s.search.max_repairs = 1;
+    s.search.memory.top = 0;
+    s.search.memory.recent = 0;
+    let summary = run_search(
+        s,
+        instructed("cot", h.instructor.clone()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.evaluated, 3);
+    assert_eq!(summary.rejected.get("duplicate"), Some(&1));
+    let seen = h.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4);
+    let first = first_journal_design(&tmp);
+    assert!(
+        seen[1].avoid.is_empty(),
+        "nothing listed, nothing in flight"
+    );
+    assert_eq!(seen[2].avoid, std::slice::from_ref(&first), "the repair");
+    assert_eq!(seen[3].avoid, [first], "a later proposal");
+}
+
 /// The design the first journal entry holds.
 fn first_journal_design(tmp: &tempfile::TempDir) -> ists::space::ArchSpec {
     serde_json::from_value(journal(&tmp.path().join("cot"))[0]["arch"].clone()).unwrap()

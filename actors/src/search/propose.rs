@@ -300,6 +300,10 @@ pub(super) async fn cot_proposal(
         Ok(Err(e)) => return fail(st, "prompt", e).await,
         Err(e) => return fail(st, "prompt", e.to_string()).await,
     };
+    // The model's favourites first: designs it repeated earlier in the search.
+    let repeated = w.repeated.lock().map(|r| r.clone()).unwrap_or_default();
+    prompt.hints.avoid.retain(|a| !repeated.contains(a));
+    prompt.hints.avoid.splice(0..0, repeated);
     // Invalid replies and duplicates each have `max_repairs` repair turns: a duplicate is a
     // valid design the model can move away from at once, and should not use up the turns an
     // unreadable reply needs.
@@ -359,11 +363,17 @@ pub(super) async fn cot_proposal(
                     Ok(p) => p,
                     Err(e) => return fail(st, "prompt", e).await,
                 };
-                // The design the model repeated heads the list its next reply must avoid.
+                // The design the model repeated heads the list its next reply must avoid, and
+                // the search's list of repeated designs.
                 if let Rejection::Duplicate {
                     design: Some(d), ..
                 } = rej
                 {
+                    if let Ok(mut r) = w.repeated.lock() {
+                        r.retain(|a| a != d.as_ref());
+                        r.insert(0, (*d).clone());
+                        r.truncate(super::stage::REPEATED_KEPT);
+                    }
                     prompt.hints.avoid.retain(|a| a != d.as_ref());
                     prompt.hints.avoid.insert(0, *d);
                 }

@@ -50,7 +50,14 @@ pub struct Wiring {
     /// proposal renders its prompt once it has a turn, so it sees (and rules out) the designs
     /// the proposals before it gave, instead of racing them to the same design.
     pub cot_turns: Arc<tokio::sync::Semaphore>,
+    /// Designs the model gave again although they were known, most recent first (at most
+    /// [`REPEATED_KEPT`]): its favourites, ruled out of every later chain-of-thought reply even
+    /// when the memory section no longer lists them.
+    pub repeated: Arc<std::sync::Mutex<Vec<ists::space::ArchSpec>>>,
 }
+
+/// How many repeated designs [`Wiring::repeated`] keeps.
+pub const REPEATED_KEPT: usize = 4;
 
 impl Wiring {
     pub(super) fn publish(&self, e: Event) {

@@ -202,6 +202,7 @@ pub async fn run_search(
         evaluators,
         run: run.clone(),
         cot_turns: Arc::new(tokio::sync::Semaphore::new(cot_turns(&settings))),
+        repeated: Arc::default(),
     };
     let summary = Summary {
         run_dir: run.path.display().to_string(),
