@@ -246,29 +246,13 @@ impl Handler<Complete> for OfflineInstructor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ists::memory::MemoryEntry;
-    use ists::train::EvalStatus;
     use std::sync::Arc;
 
     fn hints(seen: &[Arch], known: &[Arch]) -> Hints {
         let entries = seen
             .iter()
             .enumerate()
-            .map(|(id, a)| MemoryEntry {
-                id,
-                hash: a.hash(),
-                arch: a.to_spec(),
-                score: Some(1.0 + id as f64),
-                status: EvalStatus::Ok,
-                stage: Stage::Exploration,
-                params: 10,
-                seconds: 0.1,
-                rung: 0,
-                steps: 30,
-                first_loss: None,
-                last_loss: None,
-                reasoning: None,
-            })
+            .map(|(id, a)| crate::search::memory::scored_entry(id, a, 1.0 + id as f64))
             .collect();
         let k = crate::messages::KnownSet::default();
         for a in seen.iter().chain(known) {

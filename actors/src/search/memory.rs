@@ -144,29 +144,31 @@ impl Handler<EventMsg> for MemoryActor {
     }
 }
 
+/// A scored proxy-rung entry of `arch` (tests of the memory and of the instructors).
+#[cfg(test)]
+pub(crate) fn scored_entry(id: usize, arch: &ists::space::Arch, score: f64) -> MemoryEntry {
+    MemoryEntry {
+        id,
+        hash: arch.hash(),
+        arch: arch.to_spec(),
+        score: Some(score),
+        status: ists::train::EvalStatus::Ok,
+        stage: Stage::Exploration,
+        params: 10,
+        seconds: 0.1,
+        rung: 0,
+        steps: 30,
+        first_loss: None,
+        last_loss: None,
+        reasoning: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ists::space::{Arch, SpaceKind};
     use rand::SeedableRng;
-
-    fn entry(id: usize, arch: &Arch, score: f64) -> MemoryEntry {
-        MemoryEntry {
-            id,
-            hash: arch.hash(),
-            arch: arch.to_spec(),
-            score: Some(score),
-            status: ists::train::EvalStatus::Ok,
-            stage: Stage::Exploration,
-            params: 10,
-            seconds: 0.1,
-            rung: 0,
-            steps: 30,
-            first_loss: None,
-            last_loss: None,
-            reasoning: None,
-        }
-    }
 
     /// A design accepted from one proposal is ruled out for the next ones at once, before its
     /// evaluation is recorded and the memory section lists it; recorded, it is listed once.
@@ -185,7 +187,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let [a, b, c] = [(); 3].map(|_| Arch::sample(SpaceKind::Ists, &mut rng).canonical());
         memory
-            .send(Record(entry(0, &a, 2.0)))
+            .send(Record(scored_entry(0, &a, 2.0)))
             .await
             .unwrap()
             .unwrap();
@@ -196,7 +198,7 @@ mod tests {
         let view = memory.send(GetMemory).await.unwrap();
         assert_eq!(view.avoid, [b.to_spec(), a.to_spec()], "in flight first");
         memory
-            .send(Record(entry(1, &b, 1.0)))
+            .send(Record(scored_entry(1, &b, 1.0)))
             .await
             .unwrap()
             .unwrap();
