@@ -468,6 +468,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "budget_seconds" => v.as_f64() == Some(0.0),
         "exploration" => v.as_str() == Some("sample"),
         "ensemble" => v.as_bool() == Some(false),
+        // `final.train.loss`, added after studies had begun: MAE is what they trained on.
+        "loss" => v.as_str() == Some("mae"),
         "hyper" => v.as_object().is_some_and(|h| {
             ["hidden", "blocks", "lr_scale"].iter().all(|k| {
                 h.get(*k)
@@ -765,13 +767,14 @@ mod tests {
             "final_lr_ratio",
             "step_epochs",
             "gamma",
+            "loss",
         ] {
             assert!(truth.remove(k).is_some(), "{k}");
         }
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae"});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})
@@ -787,5 +790,10 @@ mod tests {
             err.contains("truth.final_lr_ratio, truth.schedule, truth.warmup_epochs"),
             "{err}"
         );
+        // So is a loss other than MAE.
+        let mut mse = settings.clone();
+        mse.truth.loss = crate::train::Loss::Mse;
+        let err = ResultsFile::open(&path, &mse).err().unwrap().to_string();
+        assert!(err.contains("truth.loss"), "{err}");
     }
 }

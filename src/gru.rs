@@ -4,9 +4,10 @@
 //! whatever a design gains over it comes from space (the graph) or from a better temporal
 //! operator.
 //!
-//! Training follows [`crate::train::train_full`]: the same batches, masked-MAE loss on
-//! de-normalized values, Adam with L2 decay and clipping, the learning-rate schedule of
-//! [`TrainConfig`], early stopping on validation MAE with the best-validation weights restored.
+//! Training follows [`crate::train::train_full`]: the same batches, the loss of
+//! [`TrainConfig::loss`] (masked MAE or squared error) on de-normalized values, Adam with L2
+//! decay and clipping, the learning-rate schedule of [`TrainConfig`], early stopping on that
+//! loss's validation metric with the best-validation weights restored.
 //! Only the model differs; it is not an [`crate::space::Arch`], so it has its own loop here.
 
 use crate::error::{Error, Result};
@@ -100,8 +101,10 @@ impl GruForecaster {
 pub struct GruReport {
     pub params: i64,
     pub epochs_run: usize,
-    /// The epoch whose weights were kept (best validation MAE).
+    /// The epoch whose weights were kept (best validation MAE, or RMSE when training on
+    /// squared error).
     pub best_epoch: usize,
+    /// Validation MAE of that epoch.
     pub best_val_mae: f64,
     pub history: Vec<EpochLog>,
     pub seconds: f64,
@@ -209,7 +212,7 @@ pub fn train_gru(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let val_idx = spread(&data.val, 0);
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, Snapshot)> = None;
+    let mut best: Option<((f64, f64), usize, Snapshot)> = None;
     let mut since_best = 0;
     for epoch in 1..=cfg.epochs.max(1) {
         let t0 = Instant::now();
@@ -225,7 +228,7 @@ pub fn train_gru(
             opt.lr = cfg.lr_at((epoch - 1) * per_epoch + i, per_epoch);
             let (x, y) = data.batch(b)?;
             let pred = denorm(data, &model.forward_t(&x, true)?)?;
-            let loss = masked_mae(&pred, &y, data.null)?;
+            let loss = cfg.loss.of(&pred, &y, data.null)?;
             let value = loss.f_double_value(&[])?;
             if !value.is_finite() {
                 return Err(Error::Config(format!(
@@ -239,20 +242,21 @@ pub fn train_gru(
         }
         let pred = predict(&model, data, &val_idx, cfg.eval_batch_size)?;
         let (_, y) = data.batch(&val_idx)?;
-        let val_mae = masked_mae(&pred, &y, data.null)?.f_double_value(&[])?;
         let log = EpochLog {
             epoch,
             train_loss: sum / per_epoch.max(1) as f64,
-            val_mae,
+            val_mae: masked_mae(&pred, &y, data.null)?.f_double_value(&[])?,
+            val_rmse: cfg.loss.val_rmse(&pred, &y, data.null)?,
             seconds: t0.elapsed().as_secs_f64(),
         };
+        let (score, val_mae) = (cfg.loss.criterion(&log), log.val_mae);
         on_epoch(&log);
         history.push(log);
-        if !val_mae.is_finite() {
+        if !score.is_finite() {
             break;
         }
-        if best.as_ref().is_none_or(|(b, _, _)| val_mae < *b) {
-            best = Some((val_mae, epoch, snapshot(&vs)?));
+        if best.as_ref().is_none_or(|(b, _, _)| score < b.0) {
+            best = Some(((score, val_mae), epoch, snapshot(&vs)?));
             since_best = 0;
         } else {
             since_best += 1;
@@ -261,10 +265,11 @@ pub fn train_gru(
             }
         }
     }
-    let Some((best_val_mae, best_epoch, snap)) = best else {
-        return Err(Error::Config(
-            "GRU baseline: no epoch finished with a finite validation MAE".into(),
-        ));
+    let Some(((_, best_val_mae), best_epoch, snap)) = best else {
+        return Err(Error::Config(format!(
+            "GRU baseline: no epoch finished with a finite validation {}",
+            cfg.loss.metric()
+        )));
     };
     restore(&vs, &snap)?;
     let report = GruReport {

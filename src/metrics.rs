@@ -42,11 +42,16 @@ pub fn masked_mae(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<
     apply_mask(&pred.f_sub(target)?.f_abs()?, &m)?.f_mean(Kind::Float)
 }
 
-/// Masked root mean squared error.
-pub fn masked_rmse(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
+/// Masked mean squared error (differentiable: the training loss of protocols scored by RMSE).
+pub fn masked_mse(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
     let m = mask(target, null)?;
     let d = pred.f_sub(target)?;
-    apply_mask(&d.f_mul(&d)?, &m)?.f_mean(Kind::Float)?.f_sqrt()
+    apply_mask(&d.f_mul(&d)?, &m)?.f_mean(Kind::Float)
+}
+
+/// Masked root mean squared error.
+pub fn masked_rmse(pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
+    masked_mse(pred, target, null)?.f_sqrt()
 }
 
 /// Masked mean absolute percentage error, in percent. Targets that are (near) zero are also

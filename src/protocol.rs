@@ -614,8 +614,11 @@ fn forecast(
             };
             let trained = train_gru(data, *cfg, &train, &mut |e| {
                 log(&format!(
-                    "{label} seed +{k} epoch {}: train {:.4}, val MAE {:.4} ({:.0} s)",
-                    e.epoch, e.train_loss, e.val_mae, e.seconds
+                    "{label} seed +{k} epoch {}: train {:.4}, {} ({:.0} s)",
+                    e.epoch,
+                    e.train_loss,
+                    e.val_text(),
+                    e.seconds
                 ))
             })?;
             log(&format!(
@@ -635,8 +638,11 @@ fn forecast(
             };
             let (report, trained) = train_full(arch, data, &plan.model, &train, &mut |e| {
                 log(&format!(
-                    "{label} seed +{k} epoch {}: train {:.4}, val MAE {:.4} ({:.0} s)",
-                    e.epoch, e.train_loss, e.val_mae, e.seconds
+                    "{label} seed +{k} epoch {}: train {:.4}, {} ({:.0} s)",
+                    e.epoch,
+                    e.train_loss,
+                    e.val_text(),
+                    e.seconds
                 ))
             })?;
             log(&format!(

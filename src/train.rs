@@ -4,7 +4,7 @@
 
 use crate::data::Prepared;
 use crate::error::{Error, Result};
-use crate::metrics::{masked_mae, MetricsTable};
+use crate::metrics::{masked_mae, masked_mse, masked_rmse, MetricsTable};
 use crate::model::{graph_supports, param_count, ModelConfig, ModelShape, StModel};
 use crate::ops::{GraphSupports, TResult};
 use crate::space::{Arch, ArchSpec};
@@ -293,6 +293,61 @@ pub struct TrainConfig {
     /// Step decay: epochs between decays and the factor (0 < gamma <= 1).
     pub step_epochs: usize,
     pub gamma: f64,
+    /// What the training minimizes and the epoch is chosen on: `mae` (masked MAE, Graph
+    /// WaveNet's loss; the default) or `mse` (masked squared error, T-GCN's loss, for
+    /// protocols scored by RMSE; the epoch is then chosen on validation RMSE).
+    pub loss: Loss,
+}
+
+/// The training loss of a full training. The proxy always trains on MAE: a search ranks by
+/// validation MAE whatever its final training minimizes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    #[default]
+    Mae,
+    Mse,
+}
+
+impl Loss {
+    /// The differentiable loss of de-normalized forecasts against targets.
+    pub fn of(self, pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Tensor> {
+        match self {
+            Loss::Mae => masked_mae(pred, target, null),
+            Loss::Mse => masked_mse(pred, target, null),
+        }
+    }
+
+    /// The validation score the epoch is chosen on (lower is better): the loss's own metric
+    /// in the data's units (MAE, or RMSE for `mse`), read off an epoch's log.
+    pub fn criterion(self, log: &EpochLog) -> f64 {
+        match (self, log.val_rmse) {
+            (Loss::Mse, Some(rmse)) => rmse,
+            _ => log.val_mae,
+        }
+    }
+
+    /// The validation RMSE an epoch's log records: only when it is the criterion, so the logs
+    /// of MAE trainings (events, stored reports) stay as they were.
+    pub fn val_rmse(
+        self,
+        pred: &Tensor,
+        target: &Tensor,
+        null: Option<f64>,
+    ) -> TResult<Option<f64>> {
+        match self {
+            Loss::Mae => Ok(None),
+            Loss::Mse => Ok(Some(masked_rmse(pred, target, null)?.f_double_value(&[])?)),
+        }
+    }
+
+    /// The validation metric's name (`MAE`, `RMSE`), for progress lines.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Loss::Mae => "MAE",
+            Loss::Mse => "RMSE",
+        }
+    }
 }
 
 /// The learning-rate schedule of a full training.
@@ -383,6 +438,7 @@ impl Default for TrainConfig {
             final_lr_ratio: 0.05,
             step_epochs: 10,
             gamma: 0.5,
+            loss: Loss::Mae,
         }
     }
 }
@@ -393,7 +449,21 @@ pub struct EpochLog {
     pub epoch: usize,
     pub train_loss: f64,
     pub val_mae: f64,
+    /// Validation RMSE, recorded when it chooses the epoch (`final.train.loss = "mse"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_rmse: Option<f64>,
     pub seconds: f64,
+}
+
+impl EpochLog {
+    /// The validation scores for a progress line: `val MAE 3.1234`, with `, RMSE 5.4321` when
+    /// the RMSE was recorded.
+    pub fn val_text(&self) -> String {
+        match self.val_rmse {
+            Some(rmse) => format!("val MAE {:.4}, RMSE {rmse:.4}", self.val_mae),
+            None => format!("val MAE {:.4}", self.val_mae),
+        }
+    }
 }
 
 /// The result of full training.
@@ -406,7 +476,8 @@ pub struct TrainReport {
     pub epochs_run: usize,
     pub best_epoch: usize,
     pub history: Vec<EpochLog>,
-    /// Metrics of the best (by validation MAE) weights; None if no epoch finished.
+    /// Metrics of the best weights (by the validation criterion of `TrainConfig::loss`); None if
+    /// no epoch finished.
     pub val: Option<MetricsTable>,
     pub test: Option<MetricsTable>,
     pub seconds: f64,
@@ -483,10 +554,16 @@ impl Trained {
     }
 
     /// One optimizer step on a batch; returns the loss.
-    fn train_step(&self, opt: &mut Adam, data: &TrainData, starts: &[i64]) -> Result<f64> {
+    fn train_step(
+        &self,
+        opt: &mut Adam,
+        data: &TrainData,
+        starts: &[i64],
+        loss: Loss,
+    ) -> Result<f64> {
         let (x, y) = data.batch(starts)?;
         let out = self.model.forward_t(&x, true)?;
-        let loss = masked_mae(&data.denorm(&out)?, &y, data.null)?;
+        let loss = loss.of(&data.denorm(&out)?, &y, data.null)?;
         let value = loss.f_double_value(&[])?;
         if !value.is_finite() {
             return Ok(value);
@@ -601,7 +678,7 @@ pub fn proxy_run_until(
         if cfg.warmup > 0 {
             opt.lr = cfg.lr * ((step + 1) as f64 / cfg.warmup as f64).min(1.0);
         }
-        let loss = trained.train_step(&mut opt, data, &batch)?;
+        let loss = trained.train_step(&mut opt, data, &batch, Loss::Mae)?;
         on_step(loss);
         if step == 0 {
             first = loss;
@@ -725,7 +802,7 @@ pub fn train_full_until(
                 return Err(Error::Cancelled);
             }
             opt.lr = cfg.lr_at((epoch - 1) * per_epoch + i, per_epoch);
-            let loss = trained.train_step(&mut opt, data, b)?;
+            let loss = trained.train_step(&mut opt, data, b, cfg.loss)?;
             if !loss.is_finite() {
                 status = EvalStatus::Diverged {
                     step: (epoch - 1) * batches.len() + i,
@@ -736,24 +813,25 @@ pub fn train_full_until(
             sum += loss;
         }
         let (pred, y) = trained.predict(data, &val_idx, cfg.eval_batch_size)?;
-        let val_mae = masked_mae(&pred, &y, data.null)?.f_double_value(&[])?;
         let log = EpochLog {
             epoch,
             train_loss: sum / batches.len().max(1) as f64,
-            val_mae,
+            val_mae: masked_mae(&pred, &y, data.null)?.f_double_value(&[])?,
+            val_rmse: cfg.loss.val_rmse(&pred, &y, data.null)?,
             seconds: t0.elapsed().as_secs_f64(),
         };
+        let score = cfg.loss.criterion(&log);
         on_epoch(&log);
         history.push(log);
-        if !val_mae.is_finite() {
+        if !score.is_finite() {
             status = EvalStatus::Diverged {
                 step: epoch * batches.len(),
-                loss: val_mae,
+                loss: score,
             };
             break;
         }
-        if best.as_ref().is_none_or(|(b, _, _)| val_mae < *b) {
-            best = Some((val_mae, epoch, trained.snapshot()?));
+        if best.as_ref().is_none_or(|(b, _, _)| score < *b) {
+            best = Some((score, epoch, trained.snapshot()?));
             since_best = 0;
         } else {
             since_best += 1;

@@ -6,7 +6,7 @@ use ists::data::{load, prepare, DataSpec, PrepareConfig};
 use ists::model::ModelConfig;
 use ists::space::{Arch, SpaceKind};
 use ists::train::{
-    proxy_eval, train_full, train_full_until, EvalStatus, ProxyConfig, Schedule, TrainConfig,
+    proxy_eval, train_full, train_full_until, EvalStatus, Loss, ProxyConfig, Schedule, TrainConfig,
     TrainData,
 };
 use std::path::Path;
@@ -83,6 +83,47 @@ fn final_training_stops_when_cancelled_and_runs_with_a_schedule() {
     let mut epochs = 0;
     let (report, _) = train_full(&arch(), &d, &small(), &cfg, &mut |_| epochs += 1).unwrap();
     assert_eq!((epochs, report.status), (2, EvalStatus::Ok));
+}
+
+/// `loss = "mse"` trains on squared error and keeps the epoch with the best validation RMSE,
+/// which every epoch's log records; an MAE training's logs carry no RMSE.
+#[test]
+fn squared_error_training_chooses_its_epoch_on_validation_rmse() {
+    let d = data();
+    let cfg = TrainConfig {
+        epochs: 4,
+        batch_size: 16,
+        lr: 3e-3,
+        max_batches_per_epoch: 6,
+        eval_batch_size: 200,
+        patience: 5,
+        ..TrainConfig::default()
+    };
+    let (mae, _) = train_full(&arch(), &d, &small(), &cfg, &mut |_| {}).unwrap();
+    assert!(mae.history.iter().all(|e| e.val_rmse.is_none()));
+    let mse_cfg = TrainConfig {
+        loss: Loss::Mse,
+        ..cfg
+    };
+    let (mse, _) = train_full(&arch(), &d, &small(), &mse_cfg, &mut |_| {}).unwrap();
+    assert_eq!(mse.status, EvalStatus::Ok);
+    let rmse: Vec<f64> = mse.history.iter().map(|e| e.val_rmse.unwrap()).collect();
+    assert_eq!(rmse.len(), 4);
+    // RMSE is never below MAE on the same forecasts.
+    for e in &mse.history {
+        assert!(e.val_rmse.unwrap() >= e.val_mae, "{e:?}");
+    }
+    let best = (0..rmse.len())
+        .min_by(|&a, &b| rmse[a].total_cmp(&rmse[b]))
+        .unwrap();
+    assert_eq!(mse.best_epoch, best + 1, "{rmse:?}");
+    // The same batches, another loss: squared errors in mph^2 are far above absolute ones.
+    assert!(
+        mse.history[0].train_loss > 4.0 * mae.history[0].train_loss,
+        "{} vs {}",
+        mse.history[0].train_loss,
+        mae.history[0].train_loss
+    );
 }
 
 #[test]

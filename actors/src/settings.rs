@@ -165,6 +165,20 @@ mod tests {
             e.contains("search.exploration") && e.contains("diverse"),
             "{e}"
         );
+        let s = from_json_over(
+            &base,
+            &serde_json::json!({"final": {"train": {"loss": "mse"}}}),
+        )
+        .unwrap();
+        assert_eq!(s.final_train.train.loss, ists::train::Loss::Mse);
+        assert_eq!(base.final_train.train.loss, ists::train::Loss::Mae);
+        let e = from_json_over(
+            &base,
+            &serde_json::json!({"final": {"train": {"loss": "huber"}}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("final.train.loss") && e.contains("mse"), "{e}");
     }
 
     #[test]

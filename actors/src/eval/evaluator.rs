@@ -314,6 +314,7 @@ impl Handler<TrainFinal> for EvaluatorActor {
                 epoch = e.epoch,
                 train_loss = e.train_loss,
                 val_mae = e.val_mae,
+                val_rmse = e.val_rmse,
                 "final training"
             );
         };

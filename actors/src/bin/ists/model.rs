@@ -136,8 +136,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
     } else {
         let mut log = |e: &ists::train::EpochLog| {
             println!(
-                "epoch {:>3}  train loss {:.4}  val MAE {:.4}  ({:.1}s)",
-                e.epoch, e.train_loss, e.val_mae, e.seconds
+                "epoch {:>3}  train loss {:.4}  {}  ({:.1}s)",
+                e.epoch,
+                e.train_loss,
+                e.val_text(),
+                e.seconds
             )
         };
         let (report, trained) = train_full(
