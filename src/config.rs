@@ -501,6 +501,21 @@ impl Settings {
         self.final_train.model.as_ref().unwrap_or(&self.model)
     }
 
+    /// Refuses a `final.model.hidden` that would be silently ignored for `arch`: a design of the
+    /// joint space carries its own width (`hyper.hidden`, the search's choice), which replaces
+    /// any configured one. The other final widths (end_hidden, heads, order, embed) still apply.
+    pub fn check_final_width(&self, arch: &crate::space::Arch) -> crate::Result<()> {
+        match (&arch.hyper, &self.final_train.model) {
+            (Some(h), Some(m)) if m.hidden != h.hidden => Err(crate::Error::Setting(format!(
+                "final.model.hidden ({}) would be ignored: the design carries its own width \
+                 (hyper.hidden = {}), chosen in the joint space; set final.model.hidden to {} \
+                 or leave it out, or give the design the width to train",
+                m.hidden, h.hidden, h.hidden
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The hyperparameter choices of this search, lists left empty filled with the fixed
     /// values (inactive when `[search.hyper]` sets nothing).
     pub fn hyper_space(&self) -> crate::hyper::HyperSpace {
@@ -524,6 +539,18 @@ impl Settings {
             .hyper
             .check(a / gcd(a, b) * b)
             .map_err(crate::Error::Setting)?;
+        // In the joint space every design carries its width, so a final width other than the
+        // proxy's would be ignored for all of them (`check_final_width`): refused up front.
+        if let Some(m) = &self.final_train.model {
+            if self.search.hyper.is_active() && m.hidden != self.model.hidden {
+                return Err(crate::Error::Setting(format!(
+                    "final.model.hidden ({}) would be ignored: search.hyper searches the width, \
+                     and the final model takes the chosen design's; leave final.model.hidden at \
+                     model.hidden ({}) or out",
+                    m.hidden, self.model.hidden
+                )));
+            }
+        }
         self.check().map_err(crate::Error::Setting)
     }
 
@@ -875,5 +902,36 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.final_model().hidden, 64);
         assert_eq!(Settings::default().final_model().hidden, s.model.hidden);
+        // A final width the joint space's designs would ignore is refused, saying why.
+        let e = refused(|s| {
+            wide(64)(s);
+            s.search.hyper.blocks = vec![1, 2];
+        });
+        assert!(
+            e.starts_with("final.model.hidden (64) would be ignored") && e.contains("search.hyper"),
+            "{e}"
+        );
+        let mut same = Settings::default();
+        wide(same.model.hidden)(&mut same);
+        same.search.hyper.blocks = vec![1, 2];
+        same.validate().unwrap();
+        // And per design: one carrying its width refuses another final width.
+        let joint = crate::space::Arch::from_json(
+            r#"{"edges":[{"from":0,"to":3,"op":"identity"}],"hyper":{"hidden":16,"blocks":1,"lr_scale":1.0}}"#,
+            crate::space::SpaceKind::Ists,
+        )
+        .unwrap();
+        let e = s.check_final_width(&joint).unwrap_err().to_string();
+        assert!(
+            e.contains("final.model.hidden (64)") && e.contains("hyper.hidden = 16"),
+            "{e}"
+        );
+        let plain = crate::space::Arch::from_json(
+            r#"{"edges":[{"from":0,"to":3,"op":"identity"}]}"#,
+            crate::space::SpaceKind::Ists,
+        )
+        .unwrap();
+        s.check_final_width(&plain).unwrap();
+        Settings::default().check_final_width(&joint).unwrap();
     }
 }

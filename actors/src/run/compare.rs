@@ -273,6 +273,8 @@ pub fn run_hand_design(
     k: u64,
 ) -> Result<MethodRun, String> {
     let cfg = seeded(base, k);
+    cfg.check_final_width(arch)
+        .map_err(|e| format!("hand-{name}: {e}"))?;
     let started = std::time::Instant::now();
     let (mut vals, mut tests) = (Vec::new(), Vec::new());
     for j in 0..cfg.final_train.seeds.max(1) as u64 {

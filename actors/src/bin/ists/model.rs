@@ -113,6 +113,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     tch::set_num_threads(s.evaluators.threads.max(1));
     let arch = read_arch(&arch, &s)?;
+    if !proxy {
+        s.check_final_width(&arch)?;
+    }
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     println!("{}", prepared.summary());
     let device = ists_actors::search::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;

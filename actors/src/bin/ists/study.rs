@@ -528,6 +528,12 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
             });
         }
     }
+    for m in &models {
+        if let ProtocolModel::Design { name, arch } = m {
+            s.check_final_width(arch)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        }
+    }
     // Rows trained under other settings must not be averaged with these.
     let fingerprint = serde_json::json!({
         "data": s.data, "model": s.final_model(), "train": s.final_train.train, "gru_epochs": gru_epochs,
