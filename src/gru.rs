@@ -11,7 +11,6 @@
 //! Only the model differs; it is not an [`crate::space::Arch`], so it has its own loop here.
 
 use crate::error::{Error, Result};
-use crate::metrics::masked_mae;
 use crate::ops::TResult;
 use crate::train::{spread, Adam, EpochLog, TrainConfig, TrainData};
 use rand::seq::SliceRandom;
@@ -242,13 +241,15 @@ pub fn train_gru(
         }
         let pred = predict(&model, data, &val_idx, cfg.eval_batch_size)?;
         let (_, y) = data.batch(&val_idx)?;
-        let log = EpochLog {
+        let log = EpochLog::measure(
             epoch,
-            train_loss: sum / per_epoch.max(1) as f64,
-            val_mae: masked_mae(&pred, &y, data.null)?.f_double_value(&[])?,
-            val_rmse: cfg.loss.val_rmse(&pred, &y, data.null)?,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
+            sum / per_epoch.max(1) as f64,
+            &pred,
+            &y,
+            data.null,
+            cfg.loss,
+            t0.elapsed().as_secs_f64(),
+        )?;
         let (score, val_mae) = (cfg.loss.criterion(&log), log.val_mae);
         on_epoch(&log);
         history.push(log);
@@ -287,6 +288,7 @@ pub fn train_gru(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::metrics::masked_mae;
 
     #[test]
     fn forecasts_every_step_of_every_sensor_and_keeps_the_best_epoch() {

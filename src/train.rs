@@ -329,12 +329,7 @@ impl Loss {
 
     /// The validation RMSE an epoch's log records: only when it is the criterion, so the logs
     /// of MAE trainings (events, stored reports) stay as they were.
-    pub fn val_rmse(
-        self,
-        pred: &Tensor,
-        target: &Tensor,
-        null: Option<f64>,
-    ) -> TResult<Option<f64>> {
+    fn val_rmse(self, pred: &Tensor, target: &Tensor, null: Option<f64>) -> TResult<Option<f64>> {
         match self {
             Loss::Mae => Ok(None),
             Loss::Mse => Ok(Some(masked_rmse(pred, target, null)?.f_double_value(&[])?)),
@@ -456,6 +451,26 @@ pub struct EpochLog {
 }
 
 impl EpochLog {
+    /// The log of an epoch from its validation forecasts and targets (de-normalized): MAE
+    /// always, RMSE when `loss` chooses the epoch on it ([`Loss::criterion`]).
+    pub fn measure(
+        epoch: usize,
+        train_loss: f64,
+        pred: &Tensor,
+        target: &Tensor,
+        null: Option<f64>,
+        loss: Loss,
+        seconds: f64,
+    ) -> TResult<EpochLog> {
+        Ok(EpochLog {
+            epoch,
+            train_loss,
+            val_mae: masked_mae(pred, target, null)?.f_double_value(&[])?,
+            val_rmse: loss.val_rmse(pred, target, null)?,
+            seconds,
+        })
+    }
+
     /// The validation scores for a progress line: `val MAE 3.1234`, with `, RMSE 5.4321` when
     /// the RMSE was recorded.
     pub fn val_text(&self) -> String {
@@ -813,13 +828,15 @@ pub fn train_full_until(
             sum += loss;
         }
         let (pred, y) = trained.predict(data, &val_idx, cfg.eval_batch_size)?;
-        let log = EpochLog {
+        let log = EpochLog::measure(
             epoch,
-            train_loss: sum / batches.len().max(1) as f64,
-            val_mae: masked_mae(&pred, &y, data.null)?.f_double_value(&[])?,
-            val_rmse: cfg.loss.val_rmse(&pred, &y, data.null)?,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
+            sum / batches.len().max(1) as f64,
+            &pred,
+            &y,
+            data.null,
+            cfg.loss,
+            t0.elapsed().as_secs_f64(),
+        )?;
         let score = cfg.loss.criterion(&log);
         on_epoch(&log);
         history.push(log);
