@@ -429,10 +429,8 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
                     path: fp_path.clone(),
                     msg: format!("damaged settings fingerprint: {e}"),
                 })?;
-            let stored = canonical_settings(&stored);
-            if stored != fingerprint {
-                let mut keys = Vec::new();
-                differing_keys("", &stored, &fingerprint, &mut keys);
+            let keys = settings_differences(&stored, &fingerprint);
+            if !keys.is_empty() {
                 return Err(Error::File {
                     path: fp_path,
                     msg: format!(
@@ -510,6 +508,17 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         Value::Array(items) => Value::Array(items.iter().map(canonical_settings).collect()),
         other => other.clone(),
     }
+}
+
+/// The dotted paths of the settings in which `old` and `new` differ as they act (both in
+/// their [`canonical_settings`] form); empty when they are the same settings.
+pub fn settings_differences(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let (old, new) = (canonical_settings(old), canonical_settings(new));
+    let mut keys = Vec::new();
+    if old != new {
+        differing_keys("", &old, &new, &mut keys);
+    }
+    keys
 }
 
 /// The dotted paths at which `a` and `b` differ (a key present on one side only counts).

@@ -742,3 +742,55 @@ async fn a_seconds_budget_bounds_the_evaluation_time_of_a_search() {
     assert!(r.eval_seconds >= 0.05 - 1e-9, "{}", r.eval_seconds);
     assert_eq!(r.stage_switch_after, Some(5), "{r:?}");
 }
+
+/// A comparison's search (`ists baseline --seeds`) killed mid-way resumes from its run
+/// directory: the evaluations made before are kept and counted, its row says how many were
+/// carried over, and its wall time includes the earlier session; a directory left under other
+/// settings (another seed, another method) is refused, naming it.
+#[actix::test]
+async fn a_comparison_search_resumes_from_its_run_directory() {
+    use ists_actors::run::compare::{run_search_method, Method};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.search.budget = 6;
+    let dir = tmp.path().join("compare-x-random-seed0");
+    let (first, _) = run_search_method(&s, &Method::Random, 0, Some(&dir))
+        .await
+        .unwrap();
+    assert_eq!((first.evaluations, first.resumed), (6, 0));
+    // As a kill after the third journal line would leave it.
+    let full = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let kept: Vec<&str> = full.lines().take(3).collect();
+    let kept_candidates = journal(&dir)[..3]
+        .iter()
+        .map(|e| e["hash"].as_str().unwrap().to_string())
+        .collect::<HashSet<_>>()
+        .len();
+    std::fs::write(dir.join("journal.jsonl"), kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(dir.join("summary.json")).unwrap();
+    let (again, summary) = run_search_method(&s, &Method::Random, 0, Some(&dir))
+        .await
+        .unwrap();
+    assert_eq!(summary.run_dir, dir.display().to_string());
+    assert_eq!((again.evaluations, again.resumed), (6, kept_candidates));
+    let j = journal(&dir);
+    assert!(j.len() >= 6);
+    for (e, l) in j.iter().zip(&kept) {
+        assert_eq!(*e, serde_json::from_str::<serde_json::Value>(l).unwrap());
+    }
+    assert!(
+        again.seconds >= first.seconds,
+        "the resumed run's time ({}) leaves out its first session ({})",
+        again.seconds,
+        first.seconds
+    );
+    for (method, k) in [(Method::Random, 1), (Method::Offline, 0)] {
+        let err = run_search_method(&s, &method, k, Some(&dir))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("compare-x-random-seed0") && err.contains("other settings"),
+            "{err}"
+        );
+    }
+}

@@ -2,7 +2,9 @@
 //! --results FILE`, the raw rows of BENCHMARKS.md's search-quality tables). For seed index
 //! `k` every method runs with search, proxy and final-training seeds advanced by `k`, so the
 //! methods are paired; one JSON line per method and seed is appended as soon as it exists, so
-//! an interrupted comparison resumes. The statistics come from [`ists::stats`]. Each search's
+//! an interrupted comparison resumes, and each search runs in a run directory of its own
+//! ([`run_search_method`]'s `run_dir`), so one killed mid-search resumes from its journal
+//! rather than starting over. The statistics come from [`ists::stats`]. Each search's
 //! row keeps its trajectory (every evaluation's cumulative seconds and steps, rung and score),
 //! from which [`time_to_quality`] says when a search first held a design as good as another
 //! method's final one.
@@ -37,6 +39,15 @@ pub struct MethodRun {
     /// written before trajectories were kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trajectory: Vec<Progress>,
+    /// Candidates an earlier, interrupted session of this search had already evaluated (the
+    /// search was resumed from its run directory; 0, and absent from the line, when it ran in
+    /// one go).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One evaluation of a search, with the compute spent up to and including it.
@@ -214,10 +225,17 @@ pub fn seeded(base: &Settings, k: u64) -> Settings {
 
 /// Runs a search method with seed index `k` (inside an actix system); with the search's
 /// summary (whose first final result is the chosen model).
+///
+/// With `run_dir`, the search lives in that directory: a directory left by an interrupted
+/// session of the same method and seed is resumed (its evaluations kept, the budget counting
+/// them), so a comparison killed mid-search loses at most the evaluations in flight. A
+/// directory whose settings snapshot differs from this method's settings is refused, naming
+/// it, rather than mixed in. Without, a fresh timestamped run directory.
 pub async fn run_search_method(
     base: &Settings,
     method: &Method,
     k: u64,
+    run_dir: Option<&Path>,
 ) -> Result<(MethodRun, Summary), String> {
     let mut cfg = seeded(base, k);
     cfg.llm.backend = Backend::Offline;
@@ -233,7 +251,11 @@ pub async fn run_search_method(
         Method::Hand { .. } => return Err("a fixed design is not a search".into()),
     }
     cfg.final_train.top_k = cfg.final_train.top_k.max(1);
-    let summary = run_search(cfg, SearchOptions::default(), std::future::pending())
+    let opts = match run_dir {
+        Some(dir) => search_dir(&mut cfg, dir)?,
+        None => SearchOptions::default(),
+    };
+    let summary = run_search(cfg, opts, std::future::pending())
         .await
         .map_err(|e| e.to_string())?;
     let chosen = summary.final_results.first().ok_or_else(|| {
@@ -260,8 +282,49 @@ pub async fn run_search_method(
         val_mae,
         test_mae,
         trajectory: trajectory(&entries),
+        resumed: summary.resumed,
     };
     Ok((run, summary))
+}
+
+/// Where a comparison's search runs: `dir` itself, resumed when an earlier session left its
+/// settings snapshot there (and refused when that snapshot is not `cfg`), created otherwise.
+fn search_dir(cfg: &mut Settings, dir: &Path) -> Result<SearchOptions, String> {
+    // The snapshot records where the run directory lives; set it before comparing.
+    cfg.runs_dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let snapshot = dir.join("config.json");
+    if snapshot.exists() {
+        let text = std::fs::read_to_string(&snapshot)
+            .map_err(|e| format!("{}: {e}", snapshot.display()))?;
+        let old: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", snapshot.display()))?;
+        // Through text, as the snapshot was written: an f32 setting reads back as its
+        // shortest decimal, not as the f64 widening `to_value` would give.
+        let new: serde_json::Value = serde_json::to_string(&*cfg)
+            .and_then(|t| serde_json::from_str(&t))
+            .map_err(|e| e.to_string())?;
+        let differing = ists::fidelity::settings_differences(&old, &new);
+        if !differing.is_empty() {
+            return Err(format!(
+                "{}: holds a search under other settings than this method and seed \
+                 (differing: {}); remove the directory to start it afresh",
+                dir.display(),
+                differing.join(", ")
+            ));
+        }
+        return Ok(SearchOptions {
+            resume: Some(dir.to_path_buf()),
+            ..SearchOptions::default()
+        });
+    }
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{}: not a usable run directory name", dir.display()))?;
+    Ok(SearchOptions {
+        name: Some(name.to_string()),
+        ..SearchOptions::default()
+    })
 }
 
 /// Trains a fixed design like a search's final model (`final.seeds` seeds) with seed index `k`.
@@ -300,6 +363,7 @@ pub fn run_hand_design(
         val_mae,
         test_mae,
         trajectory: Vec::new(),
+        resumed: 0,
     })
 }
 
@@ -396,6 +460,7 @@ mod tests {
             val_mae: test_mae,
             test_mae,
             trajectory: Vec::new(),
+            resumed: 0,
         }
     }
 

@@ -14,6 +14,10 @@ pub struct RunDir {
     pub path: PathBuf,
     /// 1 for a fresh run, +1 at every resume (prefixes prompt file names).
     pub session: usize,
+    /// Wall seconds the earlier sessions spent up to their last journal write
+    /// ([`earlier_seconds()`]): a resumed search's summary counts them, so its `seconds` is the
+    /// whole search's time, not only this session's. 0 for a fresh run.
+    pub earlier_seconds: f64,
 }
 
 impl RunDir {
@@ -34,23 +38,41 @@ impl RunDir {
         RunDir::open(&path)
     }
 
-    /// Opens an existing run directory (resume), counting a new session.
+    /// Opens an existing run directory (resume), counting a new session. The session line
+    /// records when the session started and when the journal was last written before it
+    /// (`session N started=<unix s> journal=<unix s or ->`), from which [`earlier_seconds()`]
+    /// recovers the productive time of the sessions before.
     pub fn open(path: &Path) -> std::io::Result<RunDir> {
         for sub in ["prompts", "replies"] {
             std::fs::create_dir_all(path.join(sub))?;
         }
         let sessions = path.join("sessions.log");
-        let previous = std::fs::read_to_string(&sessions)
-            .map(|s| s.lines().count())
-            .unwrap_or(0);
+        let before = std::fs::read_to_string(&sessions).unwrap_or_default();
+        let previous = before.lines().count();
+        let unix = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .ok()
+        };
+        let journal = std::fs::metadata(path.join("journal.jsonl"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(unix);
+        let line = format!(
+            "session {} started={:.3} journal={}",
+            previous + 1,
+            unix(std::time::SystemTime::now()).unwrap_or(0.0),
+            journal.map_or("-".to_string(), |t| format!("{t:.3}"))
+        );
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&sessions)?;
-        writeln!(f, "session {}", previous + 1)?;
+        writeln!(f, "{line}")?;
         Ok(RunDir {
             path: path.to_path_buf(),
             session: previous + 1,
+            earlier_seconds: earlier_seconds(&format!("{before}{line}\n")),
         })
     }
 
@@ -83,6 +105,29 @@ impl RunDir {
             tracing::warn!("cannot log reply {tag}: {e}");
         }
     }
+}
+
+/// The productive wall seconds of every session but the last in a `sessions.log`: session k
+/// counts from its start to the journal's last write as session k + 1 found it (0 when the
+/// journal did not change during session k, e.g. a session killed before its first evaluation
+/// ended). Time after a session's last journal write produced nothing the run kept, so it is
+/// not counted. Lines without the times (written before they were recorded) count 0.
+pub fn earlier_seconds(log: &str) -> f64 {
+    let field = |line: &str, key: &str| -> Option<f64> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+    let lines: Vec<&str> = log.lines().collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let started = field(w[0], "started=")?;
+            let written = field(w[1], "journal=")?;
+            Some((written - started).max(0.0))
+        })
+        .sum()
 }
 
 /// One request of a proposal as logged: the prompt and the instructor's reply (either may be
@@ -222,5 +267,39 @@ mod tests {
         assert!(read_exchanges(&run.join("missing"), 1, 2)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn earlier_sessions_count_up_to_their_last_journal_write() {
+        // Session 1 ran 100..160 with its last evaluation at 150; session 2 started at 200 and
+        // was killed before any evaluation ended (the journal still at 150); session 3 found
+        // the journal as session 2 left it. Old lines without times count nothing.
+        let log = "session 1 started=100.0 journal=-\n\
+                   session 2 started=200.0 journal=150.0\n\
+                   session 3 started=300.0 journal=150.0\n";
+        assert_eq!(earlier_seconds(log), 50.0);
+        let log = "session 1 started=100.0 journal=-\nsession 2 started=400 journal=350.5\n";
+        assert_eq!(earlier_seconds(log), 250.5);
+        assert_eq!(earlier_seconds("session 1\nsession 2\n"), 0.0);
+        assert_eq!(earlier_seconds("session 1 started=100.0 journal=-\n"), 0.0);
+        assert_eq!(earlier_seconds(""), 0.0);
+    }
+
+    #[test]
+    fn a_resumed_run_directory_counts_its_earlier_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = RunDir::create(tmp.path(), Some("r")).unwrap();
+        assert_eq!((first.session, first.earlier_seconds), (1, 0.0));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(first.journal(), "{}\n").unwrap();
+        let second = RunDir::open(&first.path).unwrap();
+        assert_eq!(second.session, 2);
+        assert!(
+            second.earlier_seconds >= 0.02 && second.earlier_seconds < 60.0,
+            "{}",
+            second.earlier_seconds
+        );
+        let log = std::fs::read_to_string(first.path.join("sessions.log")).unwrap();
+        assert!(log.lines().all(|l| l.contains("started=")), "{log}");
     }
 }

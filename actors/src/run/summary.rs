@@ -151,6 +151,8 @@ pub struct Summary {
     pub candidate_usage: BTreeMap<usize, Usage>,
     /// Estimated cost in US dollars, when `[llm.prices]` lists the model.
     pub cost_usd: Option<f64>,
+    /// Wall time of the search and its final training, over every session of a resumed run
+    /// (each earlier session up to its last journal write: [`crate::run::dir::earlier_seconds`]).
     pub seconds: f64,
     pub final_results: Vec<FinalResult>,
     /// Why the search stopped early, if it did.

@@ -211,6 +211,8 @@ pub async fn run_search(
         mode: format!("{:?}", settings.search.mode).to_lowercase(),
         backend: format!("{:?}", settings.llm.backend).to_lowercase(),
         budget: settings.search.budget,
+        // A resumed search's wall time includes its earlier sessions'.
+        seconds: run.earlier_seconds,
         ..Summary::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel();

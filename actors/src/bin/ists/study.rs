@@ -10,7 +10,7 @@ use crate::common::{load_settings, metrics_row, read_arch};
 use anyhow::{Context, Result};
 use ists::space::Arch;
 use ists::train::{train_full, TrainData};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `ists baseline`: baselines and searches on the same data and split.
 #[derive(clap::Args)]
@@ -83,6 +83,16 @@ pub struct FidelityArgs {
     /// shares) depend on it, so keep one device per results file.
     #[arg(long, default_value = "cpu")]
     device: String,
+}
+
+/// The run directory of method `method` under seed index `k` in the comparison that writes
+/// `results`: `<runs_dir>/compare-<results file stem>-<method>-seed<k>`.
+fn compare_run_dir(runs_dir: &Path, results: &Path, method: &str, k: u64) -> PathBuf {
+    let stem = results
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("results");
+    runs_dir.join(format!("compare-{stem}-{method}-seed{k}"))
 }
 
 /// Baselines, then the searches over paired seeds.
@@ -159,7 +169,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         ] {
             let sys = actix::System::new();
             let (_, summary) = sys
-                .block_on(run_search_method(&s, &method, 0))
+                .block_on(run_search_method(&s, &method, 0, None))
                 .map_err(anyhow::Error::msg)?;
             let label = format!("{label}, budget {}", s.search.budget);
             match summary.final_results[0].report.test.as_ref() {
@@ -204,8 +214,15 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             }
             let run = match method {
                 Method::Hand { name, arch } => run_hand_design(&s, name, arch, &data, k),
+                // Each search lives in a run directory named after the results file, method
+                // and seed, so a comparison killed mid-search resumes it.
                 m => actix::System::new()
-                    .block_on(run_search_method(&s, m, k))
+                    .block_on(run_search_method(
+                        &s,
+                        m,
+                        k,
+                        Some(&compare_run_dir(&s.runs_dir, &path, &method.name(), k)),
+                    ))
                     .map(|(r, _)| r),
             };
             match run {
