@@ -21,11 +21,15 @@
 //! [`per_horizon_name`], resuming horizon by horizon ([`ProtocolResults::has_at`]); last value
 //! and historical average are the same either way and are measured once.
 //!
-//! With [`ProtocolPlan::ensemble`] (`final.ensemble` or `--ensemble`), the seeds of a trained
-//! model measured in one invocation (two or more) also give the rows of their ensemble: the
-//! mean of their test forecasts, scored by the same T-GCN metrics, under the model name
-//! `<model> (ensemble of k)`, the first member's seed, and the members' seeds in `members`
-//! (one model per horizon: the ensemble of each horizon's model's seeds, at that horizon).
+//! Every trained seed's test forecast is also kept beside the results file
+//! ([`ProtocolResults::forecasts_dir`]), so that seeds measured in different invocations (a
+//! study spread over sessions) can still be ensembled. With [`ProtocolPlan::ensemble`]
+//! (`final.ensemble` or `--ensemble`), the plan's seeds of a trained model, those measured now
+//! and those kept from earlier invocations (two or more), also give the rows of their
+//! ensemble: the mean of their test forecasts, scored by the same T-GCN metrics, under the
+//! model name `<model> (ensemble of k)`, the first member's seed, and the members' seeds in
+//! `members` (one model per horizon: the ensemble of each horizon's model's seeds, at that
+//! horizon).
 
 use crate::baselines::{historical_average, last_value, targets};
 use crate::data::Prepared;
@@ -259,6 +263,70 @@ impl ProtocolResults {
             .any(|r| r.model == model && r.seed == seed && r.horizon_min == horizon_min)
     }
 
+    /// Where the trained seeds' test forecasts are kept: `<results file>.forecasts/`, one file
+    /// per model, seed and (one model per horizon) horizon: the forecast `[S, H, N]` as
+    /// little-endian f32, in mph. They are not results (the rows are); they let an ensemble
+    /// take seeds measured in earlier invocations.
+    pub fn forecasts_dir(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".forecasts");
+        self.path.with_file_name(name)
+    }
+
+    /// The file of `model`'s forecast under `seed` (`at`: the horizon of a per-horizon model).
+    fn forecast_path(&self, model: &str, seed: u64, at: Option<usize>) -> PathBuf {
+        let mut slug = String::new();
+        for c in model.chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c.to_ascii_lowercase());
+            } else if !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        let slug = slug.trim_matches('-');
+        let at = at.map_or(String::new(), |h| format!("-h{h}"));
+        self.forecasts_dir()
+            .join(format!("{slug}-seed{seed}{at}.f32"))
+    }
+
+    /// Keeps `forecast` of `model` under `seed` (written to a temporary name, then renamed, so
+    /// a kill never leaves half a forecast).
+    pub fn keep_forecast(
+        &self,
+        model: &str,
+        seed: u64,
+        at: Option<usize>,
+        forecast: &[f32],
+    ) -> Result<()> {
+        let path = self.forecast_path(model, seed, at);
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(self.forecasts_dir())?;
+            let bytes: Vec<u8> = forecast.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let tmp = path.with_extension("f32.tmp");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| Error::io(&path, e))
+    }
+
+    /// The kept forecast of `model` under `seed`, if there is one of `len` values (a file of
+    /// another length belongs to other data and is not used).
+    pub fn kept_forecast(
+        &self,
+        model: &str,
+        seed: u64,
+        at: Option<usize>,
+        len: usize,
+    ) -> Option<Vec<f32>> {
+        let bytes = std::fs::read(self.forecast_path(model, seed, at)).ok()?;
+        (bytes.len() == len * 4).then(|| {
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+    }
+
     /// Appends `rows` (flushed and synced, so a kill keeps every finished model).
     pub fn append(&mut self, rows: Vec<ProtocolRow>) -> Result<()> {
         let err = |e: &dyn std::fmt::Display| Error::File {
@@ -331,8 +399,9 @@ pub struct ProtocolPlan {
     pub gru_epochs: usize,
     /// Minutes per step, for the horizon labels (5 on Los-loop).
     pub step_minutes: usize,
-    /// Also score the ensemble of each trained model's seeds measured in this invocation (two
-    /// or more): the mean of their test forecasts, rows [`ensemble_rows`].
+    /// Also score the ensemble of each trained model's seeds, measured in this invocation or
+    /// kept from earlier ones (two or more): the mean of their test forecasts, rows
+    /// [`ensemble_rows`].
     pub ensemble: bool,
 }
 
@@ -558,11 +627,18 @@ fn measure(
     let label = label.as_str();
     let seeds = if model.seeded() { plan.seeds.max(1) } else { 1 };
     let mut members = SeedMean::default();
+    // The forecast's size on this data: a kept file of another size is someone else's.
+    let len = prepared.splits.test.len() * prepared.output_len * prepared.n;
     for k in 0..seeds as u64 {
         if one.done(results, name, k, plan.step_minutes) {
             log(&format!(
                 "{label} seed +{k}: already in the results, skipped"
             ));
+            if plan.ensemble && model.seeded() && seeds >= 2 {
+                if let Some(f) = results.kept_forecast(name, k, one.at, len) {
+                    members.add(k, &f)?;
+                }
+            }
             continue;
         }
         let started = std::time::Instant::now();
@@ -573,6 +649,13 @@ fn measure(
             started.elapsed().as_secs_f64()
         ));
         results.append(measured_rows(name, k, &table))?;
+        if model.seeded() {
+            // Its rows are safe already; a forecast that cannot be kept only narrows later
+            // ensembles.
+            if let Err(e) = results.keep_forecast(name, k, one.at, &forecast) {
+                log(&format!("{label} seed +{k}: forecast not kept: {e}"));
+            }
+        }
         if plan.ensemble && model.seeded() && seeds >= 2 {
             members.add(k, &forecast)?;
         }
@@ -662,7 +745,8 @@ fn forecast(
 }
 
 /// Appends the rows of the ensemble of `members` (the seeds of `one` measured in this
-/// invocation), unless there are fewer than two or the file has them already.
+/// invocation or kept from earlier ones), unless there are fewer than two or the file has them
+/// already.
 fn ensemble(
     prepared: &Prepared,
     plan: &ProtocolPlan,
@@ -691,9 +775,10 @@ fn ensemble(
         }
         _ => {
             log(&format!(
-                "{label}: no ensemble, {} seed(s) measured in this run (the others were already \
-                 in the results; an ensemble needs two measured together)",
-                seeds.len()
+                "{label}: no ensemble, {} seed(s) with a forecast (measured in this run or kept \
+                 in {}; an ensemble needs two)",
+                seeds.len(),
+                results.forecasts_dir().display()
             ));
             Ok(())
         }
@@ -1151,6 +1236,50 @@ pub(crate) mod tests {
         let mut lines = Vec::new();
         run_protocol(&p, &plan, &mut again, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again.rows().len(), n);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("(ensemble of 2)") && l.contains("already in the results")),
+            "{lines:?}"
+        );
+        // Seeds measured in two invocations (one seed, then the second) give the same ensemble
+        // from the first seed's kept forecast; without it, none.
+        let split = dir.path().join("split.jsonl");
+        for seeds in [1, 2] {
+            let mut r = ProtocolResults::open(&split).unwrap();
+            let plan = ProtocolPlan {
+                seeds,
+                ..gru_plan(2)
+            };
+            run_protocol(&p, &plan, &mut r, &mut |_| {}).unwrap();
+        }
+        let r = ProtocolResults::open(&split).unwrap();
+        let got: Vec<&ProtocolRow> = r.rows().iter().filter(|x| x.model == ens).collect();
+        assert_eq!(got.len(), want.rows.len());
+        for (g, (_, w)) in got.iter().zip(&want.rows) {
+            assert_eq!(g.members, Some(vec![0, 1]));
+            let g = g.rmse.unwrap();
+            assert!(
+                (g - w.rmse).abs() <= 1e-6 * w.rmse.abs().max(1.0),
+                "{g} vs {w:?}"
+            );
+        }
+        let lost = dir.path().join("lost.jsonl");
+        let mut r = ProtocolResults::open(&lost).unwrap();
+        run_protocol(
+            &p,
+            &ProtocolPlan {
+                seeds: 1,
+                ..gru_plan(2)
+            },
+            &mut r,
+            &mut |_| {},
+        )
+        .unwrap();
+        std::fs::remove_dir_all(r.forecasts_dir()).unwrap();
+        let mut lines = Vec::new();
+        run_protocol(&p, &gru_plan(2), &mut r, &mut |l| lines.push(l.to_string())).unwrap();
+        assert!(!r.rows().iter().any(|x| x.model == ens));
         assert!(lines.iter().any(|l| l.contains("no ensemble")), "{lines:?}");
     }
 

@@ -461,8 +461,9 @@ pub struct ProtocolArgs {
     /// are final.train's).
     #[arg(long)]
     gru_epochs: Option<usize>,
-    /// Also add the rows of each trained model's ensemble of the seeds measured in this
-    /// invocation (two or more): the mean of their test forecasts under T-GCN's metrics, as
+    /// Also add the rows of each trained model's ensemble of its `--seeds`, measured in this
+    /// invocation or kept from an earlier one in `<results>.forecasts/` (two or more): the
+    /// mean of their test forecasts under T-GCN's metrics, as
     /// model `<model> (ensemble of k)` with the members' seeds in `members`. On by default
     /// when the settings say `final.ensemble = true`.
     #[arg(long)]
