@@ -735,6 +735,15 @@ impl Settings {
                 s.rungs.levels
             ));
         }
+        let reserve = s.rungs.reserve_steps(self.proxy.steps);
+        if reserve > 0 && s.budget_steps < reserve.saturating_add(self.proxy.steps as u64) {
+            return Err(format!(
+                "search.rungs.reserve keeps back {reserve} steps (one climb to the top rung) of \
+                 search.budget_steps, which must then hold them and at least one proxy run of \
+                 {} steps; got budget_steps = {} (0 is no step budget, nothing to keep back from)",
+                self.proxy.steps, s.budget_steps
+            ));
+        }
         if !(1..=16).contains(&self.final_train.seeds) {
             return Err(format!(
                 "final.seeds must be within 1..=16, got {}",

@@ -458,8 +458,8 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
 /// schedule keys that change nothing are dropped: a constant schedule's cosine and step keys, a
 /// zero warm-up, and `schedule = "constant"` itself; keys added after results were first
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
-/// nothing, `exploration = "sample"`, `ensemble = false`). Settings written before those keys
-/// existed are the same settings.
+/// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`).
+/// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     let inert = |k: &str, v: &Value| match k {
@@ -468,6 +468,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "ensemble" => v.as_bool() == Some(false),
         // `final.train.loss`, added after studies had begun: MAE is what they trained on.
         "loss" => v.as_str() == Some("mae"),
+        // `search.rungs.reserve`, added after studies had begun: off is how they ran.
+        "reserve" => v.as_bool() == Some(false),
         "hyper" => v.as_object().is_some_and(|h| {
             ["hidden", "blocks", "lr_scale"].iter().all(|k| {
                 h.get(*k)

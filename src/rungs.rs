@@ -16,11 +16,24 @@ pub struct RungSettings {
     pub levels: usize,
     /// Reduction factor: the best 1/eta of a rung are promoted, with eta times the steps.
     pub eta: usize,
+    /// Under a step budget (`search.budget_steps`), keep back the steps that carry one
+    /// candidate from the proxy to the top rung ([`RungSettings::reserve_steps`]). Without it, a
+    /// strong candidate that arrives late finds the budget spent on newer proxy runs and can
+    /// never climb, and the final choice, which ranks the highest rung first, cannot be it.
+    /// With it, new candidates stop once only the reserve is left; when the last proxy runs
+    /// have finished, the reserve goes to promotions: those due first, then the best
+    /// candidate not yet promoted whatever its rung's quota ([`Ladder::next_leftover`]), so
+    /// the whole budget is spent either way.
+    pub reserve: bool,
 }
 
 impl Default for RungSettings {
     fn default() -> Self {
-        RungSettings { levels: 0, eta: 3 }
+        RungSettings {
+            levels: 0,
+            eta: 3,
+            reserve: false,
+        }
     }
 }
 
@@ -31,6 +44,17 @@ impl RungSettings {
         (proxy_steps as u64)
             .saturating_mul(factor)
             .min(usize::MAX as u64) as usize
+    }
+
+    /// The steps [`RungSettings::reserve`] keeps back: one climb from the proxy to the top
+    /// rung (0 when the reserve or the rungs are off).
+    pub fn reserve_steps(&self, proxy_steps: usize) -> u64 {
+        if !self.reserve {
+            return 0;
+        }
+        (1..=self.levels)
+            .map(|r| self.steps(proxy_steps, r) as u64)
+            .fold(0u64, u64::saturating_add)
     }
 }
 
@@ -101,6 +125,43 @@ impl Ladder {
         self.peek().is_some_and(|p| affordable(p.rung))
     }
 
+    /// For the end of a budget that kept a reserve: the promotion due, or else the best
+    /// candidate not yet promoted whatever its rung's quota (the highest rung below the top
+    /// first, then the best score, ties by candidate id), if `affordable` accepts its rung;
+    /// marked in flight like [`Ladder::next_promotion`].
+    pub fn next_leftover(&mut self, affordable: impl Fn(usize) -> bool) -> Option<Promotion> {
+        let p = self
+            .peek()
+            .or_else(|| self.peek_leftover())
+            .filter(|p| affordable(p.rung))?;
+        if let Some(c) = self.climbs.get_mut(&p.hash) {
+            c.in_flight = true;
+        }
+        Some(p)
+    }
+
+    /// Whether [`Ladder::next_leftover`] would give a promotion (without taking it).
+    pub fn leftover_pending(&self, affordable: impl Fn(usize) -> bool) -> bool {
+        self.peek()
+            .or_else(|| self.peek_leftover())
+            .is_some_and(|p| affordable(p.rung))
+    }
+
+    fn peek_leftover(&self) -> Option<Promotion> {
+        (0..self.settings.levels).rev().find_map(|rung| {
+            self.climbs
+                .iter()
+                .filter(|(_, c)| c.scores.len() == rung + 1 && !c.in_flight)
+                .filter_map(|(h, c)| c.scores[rung].map(|s| (h, c, s)))
+                .min_by(|a, b| a.2.total_cmp(&b.2).then(a.1.id.cmp(&b.1.id)))
+                .map(|(h, c, _)| Promotion {
+                    id: c.id,
+                    hash: h.clone(),
+                    rung: rung + 1,
+                })
+        })
+    }
+
     /// Promotions in flight.
     pub fn in_flight(&self) -> usize {
         self.climbs.values().filter(|c| c.in_flight).count()
@@ -138,7 +199,11 @@ mod tests {
     use super::*;
 
     fn ladder(levels: usize, eta: usize) -> Ladder {
-        Ladder::new(RungSettings { levels, eta })
+        Ladder::new(RungSettings {
+            levels,
+            eta,
+            ..RungSettings::default()
+        })
     }
 
     #[test]
@@ -225,11 +290,53 @@ mod tests {
 
     #[test]
     fn steps_grow_by_eta_and_saturate() {
-        let r = RungSettings { levels: 2, eta: 3 };
+        let r = RungSettings {
+            levels: 2,
+            eta: 3,
+            ..RungSettings::default()
+        };
         assert_eq!(
             (r.steps(30, 0), r.steps(30, 1), r.steps(30, 2)),
             (30, 90, 270)
         );
         assert_eq!(r.steps(usize::MAX, 3), usize::MAX);
+        // The reserve is one climb to the top: 90 + 270.
+        assert_eq!(r.reserve_steps(30), 0, "off by default");
+        let on = RungSettings { reserve: true, ..r };
+        assert_eq!(on.reserve_steps(30), 360);
+        let flat = RungSettings { levels: 0, ..on };
+        assert_eq!(flat.reserve_steps(30), 0);
+    }
+
+    /// The leftover promotion is the due one when there is one, else the best candidate not
+    /// yet promoted at the highest rung below the top, outside the quota; never one in flight,
+    /// already promoted, or without a score.
+    #[test]
+    fn leftovers_are_the_best_unpromoted_whatever_the_quota() {
+        let mut l = ladder(2, 3);
+        for (id, s) in [(0, 5.0), (1, 3.0), (2, 4.0), (3, 6.0)] {
+            l.record(id, &format!("h{id}"), 0, Some(s));
+        }
+        l.record(4, "h4", 0, None);
+        // The top third of four is h1: due.
+        let due = l.next_leftover(|_| true).unwrap();
+        assert_eq!((due.hash.as_str(), due.rung), ("h1", 1));
+        assert!(!l.pending(|_| true), "nothing else is due by quota");
+        // h1 in flight: the best unpromoted outside the quota is h2.
+        let next = l.next_leftover(|_| true).unwrap();
+        assert_eq!((next.hash.as_str(), next.rung), ("h2", 1));
+        l.record(1, "h1", 1, Some(2.0));
+        // h1 at rung 1 (the highest below the top) comes before any rung-0 candidate.
+        assert!(l.leftover_pending(|r| r == 2));
+        let top = l.next_leftover(|_| true).unwrap();
+        assert_eq!((top.hash.as_str(), top.rung), ("h1", 2));
+        l.record(1, "h1", 2, Some(1.0));
+        l.record(2, "h2", 1, Some(3.5));
+        let after = l.next_leftover(|_| true).unwrap();
+        assert_eq!((after.hash.as_str(), after.rung), ("h2", 2));
+        // What `affordable` refuses is not given.
+        l.release("h2");
+        assert!(!l.leftover_pending(|r| r == 1));
+        assert!(l.next_leftover(|r| r == 1).is_none());
     }
 }

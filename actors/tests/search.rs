@@ -665,6 +665,55 @@ async fn a_step_budget_bounds_the_compute_of_a_search() {
     );
 }
 
+/// With `search.rungs.reserve`, new candidates stop with one climb's steps left, which go to
+/// promotions once the last proxy runs are in: the step budget is spent to the step, and the
+/// search's best proxy score has always climbed (a strong last candidate is not starved).
+#[actix::test]
+async fn a_reserve_keeps_one_climb_for_the_last_candidates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    let steps = s.proxy.steps as u64;
+    s.search.budget = 1000;
+    s.search.rungs.levels = 1;
+    s.search.rungs.eta = 3;
+    s.search.rungs.reserve = true;
+    s.final_train.top_k = 0;
+    for runs in 5u64..=30 {
+        s.search.budget_steps = runs * steps;
+        let r = run_search(s.clone(), fake_evaluator(), std::future::pending())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.eval_steps,
+            runs * steps,
+            "budget of {runs} proxy runs: {r:?}"
+        );
+        let j = journal(&plain_dir(&r));
+        let best = j
+            .iter()
+            .filter(|e| e["rung"] == 0 && e["score"].is_number())
+            .min_by(|a, b| {
+                a["score"]
+                    .as_f64()
+                    .unwrap()
+                    .total_cmp(&b["score"].as_f64().unwrap())
+            })
+            .unwrap();
+        assert!(
+            j.iter()
+                .any(|e| e["hash"] == best["hash"] && e["rung"] == 1),
+            "budget of {runs} proxy runs: the best proxy score {best} never climbed"
+        );
+    }
+    // A reserve the step budget cannot hold is refused, naming the setting.
+    s.search.budget_steps = 3 * steps;
+    let err = run_search(s, fake_evaluator(), std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("search.rungs.reserve"), "{err}");
+}
+
 /// A joint-space search with the offline instructor, chain- and tree-of-thought: every design
 /// carries hyperparameters the space offers, the settings vary, and (CoT) the real evaluator
 /// and the final training run them.

@@ -174,14 +174,49 @@ impl StageActor {
     }
 
     /// Whether the step budget affords one more evaluation at a rung (detached from `self`, for
-    /// the ladder).
+    /// the ladder): within the budget less the reserve ([`ists::rungs::RungSettings::reserve`]) until the
+    /// end game, within all of it then.
     fn fits(&self) -> impl Fn(usize) -> bool {
         let (s, committed) = (&self.settings, self.steps_committed);
-        let (budget, rungs, proxy) = (s.search.budget_steps, s.search.rungs.clone(), s.proxy.steps);
+        let budget = if self.end_game() {
+            s.search.budget_steps
+        } else {
+            self.open_budget()
+        };
+        let (rungs, proxy) = (s.search.rungs.clone(), s.proxy.steps);
         let out_of_time = self.out_of_time();
         move |rung| {
             !out_of_time && affordable(budget, committed, rungs.steps(proxy, rung) as u64) > 0
         }
+    }
+
+    /// The step budget outside the end game: `search.budget_steps` less the reserve (0, no
+    /// step budget, stays 0; validation keeps a reserve below the budget).
+    fn open_budget(&self) -> u64 {
+        let s = &self.settings;
+        let reserve = s.search.rungs.reserve_steps(s.proxy.steps);
+        match s.search.budget_steps {
+            0 => 0,
+            b => b.saturating_sub(reserve).max(1),
+        }
+    }
+
+    /// No new candidate may start (the candidate cap, the budget less the reserve, or the
+    /// seconds budget is reached).
+    fn no_more_candidates(&self) -> bool {
+        self.evaluated + self.in_eval + self.proposing >= self.budget()
+            || self.affordable(self.rung_steps(0)) == 0
+            || self.out_of_time()
+    }
+
+    /// The end game of a search that keeps a reserve: no new candidate may start and none is
+    /// still being proposed or scored by the proxy, so the reserve goes to promotions, and the
+    /// best of the last candidates is among those that can still climb.
+    fn end_game(&self) -> bool {
+        self.settings.search.rungs.reserve
+            && self.in_eval == 0
+            && self.proposing == 0
+            && self.no_more_candidates()
     }
 
     /// Whether `search.budget_seconds` is set and spent by the evaluations recorded so far.
@@ -191,13 +226,9 @@ impl StageActor {
             .seconds_spent(self.summary.eval_seconds)
     }
 
-    /// How many more evaluations of `steps` steps the step budget allows.
+    /// How many more new candidates of `steps` steps the step budget allows (less the reserve).
     fn affordable(&self, steps: u64) -> u64 {
-        affordable(
-            self.settings.search.budget_steps,
-            self.steps_committed,
-            steps,
-        )
+        affordable(self.open_budget(), self.steps_committed, steps)
     }
 
     /// Starts promotions, then proposals, while there is budget and pipeline room. Promotions
@@ -211,7 +242,12 @@ impl StageActor {
             && self.in_eval + self.promoting + self.proposing < depth
         {
             let fits = self.fits();
-            let Some(p) = self.ladder.next_promotion(fits) else {
+            let next = if self.end_game() {
+                self.ladder.next_leftover(fits)
+            } else {
+                self.ladder.next_promotion(fits)
+            };
+            let Some(p) = next else {
                 break;
             };
             self.promote(p, ctx);
@@ -484,12 +520,16 @@ impl StageActor {
     fn maybe_finish(&mut self, ctx: &mut Context<Self>) {
         // With the budget spent, promotions still waiting are run before the end.
         let fits = self.fits();
+        let waiting = if self.end_game() {
+            self.ladder.leftover_pending(fits)
+        } else {
+            self.ladder.pending(fits)
+        };
         let no_more_candidates = self.evaluated >= self.budget()
             || self.affordable(self.rung_steps(0)) == 0
             || self.out_of_time();
-        let done_work = (no_more_candidates && !self.ladder.pending(fits))
-            || self.draining
-            || self.summary.stopped.is_some();
+        let done_work =
+            (no_more_candidates && !waiting) || self.draining || self.summary.stopped.is_some();
         let busy = self.in_eval + self.promoting + self.proposing > 0;
         if self.finished || !done_work || busy {
             return;
