@@ -174,8 +174,8 @@ impl StageActor {
     }
 
     /// Whether the step budget affords one more evaluation at a rung (detached from `self`, for
-    /// the ladder): within the budget less the reserve ([`ists::rungs::RungSettings::reserve`]) until the
-    /// end game, within all of it then.
+    /// the ladder): within the budget less the reserve
+    /// ([`ists::rungs::RungSettings::reserve`]) until the end game, within all of it then.
     fn fits(&self) -> impl Fn(usize) -> bool {
         let (s, committed) = (&self.settings, self.steps_committed);
         let budget = if self.end_game() {
@@ -525,11 +525,9 @@ impl StageActor {
         } else {
             self.ladder.pending(fits)
         };
-        let no_more_candidates = self.evaluated >= self.budget()
-            || self.affordable(self.rung_steps(0)) == 0
-            || self.out_of_time();
-        let done_work =
-            (no_more_candidates && !waiting) || self.draining || self.summary.stopped.is_some();
+        let done_work = (self.no_more_candidates() && !waiting)
+            || self.draining
+            || self.summary.stopped.is_some();
         let busy = self.in_eval + self.promoting + self.proposing > 0;
         if self.finished || !done_work || busy {
             return;
