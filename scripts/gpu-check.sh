@@ -17,7 +17,10 @@
 #
 #   scripts/gpu-check.sh study [SECONDS]   (GPU host, after run) the METR-LA paired comparison and
 #                                fidelity ground truth on cuda:0 for SECONDS (default 420),
-#                                resumable across sessions
+#                                resumable across sessions: finished rows come back in $OUT, and
+#                                the searches cut off mid-way keep their run directories in
+#                                gpu-check/runs, copied to $OUT/study-runs; put that copy back in
+#                                gpu-check/runs before the next session carries gpu-check
 #
 # Results go to $OUT when set (the device tool's output folder), else gpu-check/out.
 set -euo pipefail
@@ -139,6 +142,10 @@ study() {
   [ -x "$bin" ] || { echo "gpu-check: no $bin; run 'scripts/gpu-check.sh build' first" >&2; exit 1; }
   host_torch
   local cfg="$out/compare-metr-la-joint-gpu.toml" k seed extra pids=()
+  # Each comparison search keeps its run directory here, so one cut off by the timeout resumes
+  # in the next session (`ists baseline` resumes runs/compare-<file>-<method>-seed<k>).
+  export ISTS__RUNS_DIR="$stage/runs"
+  mkdir -p "$ISTS__RUNS_DIR"
   { cat config/compare-metr-la-joint.toml; printf '\n[evaluators]\ndevices = ["cuda:0"]\n'; } > "$cfg"
   for k in 0 1 2 3 4 5 6 7; do
     OMP_NUM_THREADS=1 timeout "$secs" "$bin" baseline --config "$cfg" --seeds $((k + 1)) \
@@ -159,6 +166,7 @@ study() {
   done
   wait "${pids[@]}" || true
   cp bench/results/search-metr-la-joint-gpu.jsonl* bench/results/fidelity-metr-la-week-gpu-s*.jsonl* "$out/" 2>/dev/null || true
+  cp -r "$ISTS__RUNS_DIR" "$out/study-runs" 2>/dev/null || true
   echo "comparison rows: $(grep -c . bench/results/search-metr-la-joint-gpu.jsonl 2>/dev/null || echo 0)"
   for seed in 11 12 13 14; do
     echo "fidelity sample $seed: $(grep -c . "bench/results/fidelity-metr-la-week-gpu-s$seed.jsonl" 2>/dev/null || echo 0) designs"
