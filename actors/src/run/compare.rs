@@ -312,6 +312,7 @@ fn search_dir(cfg: &mut Settings, dir: &Path) -> Result<SearchOptions, String> {
                 differing.join(", ")
             ));
         }
+        tracing::info!(run_dir = %dir.display(), "resuming the search an earlier session left");
         return Ok(SearchOptions {
             resume: Some(dir.to_path_buf()),
             ..SearchOptions::default()

@@ -227,8 +227,12 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             };
             match run {
                 Ok(r) => {
+                    let resumed = match r.resumed {
+                        0 => String::new(),
+                        n => format!(", {n} of them from an earlier session"),
+                    };
                     eprintln!(
-                        "{} seed +{k}: test MAE {:.4} ({} candidates, {} steps, {:.0} s)",
+                        "{} seed +{k}: test MAE {:.4} ({} candidates{resumed}, {} steps, {:.0} s)",
                         r.method, r.test_mae, r.evaluations, r.eval_steps, r.seconds
                     );
                     append_run(&path, &r).map_err(anyhow::Error::msg)?;
