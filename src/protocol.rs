@@ -626,6 +626,7 @@ fn measure(
     let (name, label) = (one.name, one.label(one.name));
     let label = label.as_str();
     let seeds = if model.seeded() { plan.seeds.max(1) } else { 1 };
+    let ensembling = plan.ensemble && model.seeded() && seeds >= 2;
     let mut members = SeedMean::default();
     // The forecast's size on this data: a kept file of another size is someone else's.
     let len = prepared.splits.test.len() * prepared.output_len * prepared.n;
@@ -634,7 +635,7 @@ fn measure(
             log(&format!(
                 "{label} seed +{k}: already in the results, skipped"
             ));
-            if plan.ensemble && model.seeded() && seeds >= 2 {
+            if ensembling {
                 if let Some(f) = results.kept_forecast(name, k, one.at, len) {
                     members.add(k, &f)?;
                 }
@@ -656,11 +657,11 @@ fn measure(
                 log(&format!("{label} seed +{k}: forecast not kept: {e}"));
             }
         }
-        if plan.ensemble && model.seeded() && seeds >= 2 {
+        if ensembling {
             members.add(k, &forecast)?;
         }
     }
-    if plan.ensemble && model.seeded() && seeds >= 2 {
+    if ensembling {
         ensemble(prepared, plan, results, one, &members, log)?;
     }
     Ok(())

@@ -113,7 +113,13 @@ impl Ladder {
     /// score) and `affordable` accepts its rung; it is marked in flight until
     /// [`Ladder::record`] or [`Ladder::release`].
     pub fn next_promotion(&mut self, affordable: impl Fn(usize) -> bool) -> Option<Promotion> {
-        let p = self.peek().filter(|p| affordable(p.rung))?;
+        let p = self.peek().filter(|p| affordable(p.rung));
+        self.take(p)
+    }
+
+    /// Marks `p`'s candidate in flight (until [`Ladder::record`] or [`Ladder::release`]).
+    fn take(&mut self, p: Option<Promotion>) -> Option<Promotion> {
+        let p = p?;
         if let Some(c) = self.climbs.get_mut(&p.hash) {
             c.in_flight = true;
         }
@@ -133,11 +139,8 @@ impl Ladder {
         let p = self
             .peek()
             .or_else(|| self.peek_leftover())
-            .filter(|p| affordable(p.rung))?;
-        if let Some(c) = self.climbs.get_mut(&p.hash) {
-            c.in_flight = true;
-        }
-        Some(p)
+            .filter(|p| affordable(p.rung));
+        self.take(p)
     }
 
     /// Whether [`Ladder::next_leftover`] would give a promotion (without taking it).

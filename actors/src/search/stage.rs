@@ -254,15 +254,12 @@ impl StageActor {
         }
         let proxy_steps = self.rung_steps(0);
         while !self.draining && self.summary.stopped.is_none() {
-            let committed = self.evaluated + self.in_eval + self.proposing;
-            let affordable = self.affordable(proxy_steps);
-            if committed >= self.budget()
-                || affordable == 0
-                || self.out_of_time()
-                || self.in_eval + self.promoting + self.proposing >= depth
+            if self.no_more_candidates() || self.in_eval + self.promoting + self.proposing >= depth
             {
                 break;
             }
+            let committed = self.evaluated + self.in_eval + self.proposing;
+            let affordable = self.affordable(proxy_steps);
             let slots = match s.mode {
                 Mode::Cot => 1,
                 Mode::Tot => s.tot.beam.min(self.budget() - committed),
