@@ -515,6 +515,10 @@ pub struct TrainFinal {
     pub export: Option<std::path::PathBuf>,
     /// Also return the trained model's validation and test forecasts (`final.ensemble`).
     pub forecasts: bool,
+    /// The report of this very training, finished by an earlier session of the run, whose
+    /// model is already exported to `export`: the evaluator loads that model for its forecasts
+    /// instead of training (sent only when forecasts are asked for).
+    pub kept: Option<ists::train::TrainReport>,
 }
 
 /// A final training's outcome: its report and, when asked for and the training kept weights,

@@ -547,6 +547,91 @@ async fn the_ensemble_of_the_final_seeds_is_reported_beside_their_mean() {
     assert!(md.contains(&row), "report lacks {row}:\n{md}");
 }
 
+/// A search killed during its final trainings keeps, on resume, every seed an earlier session
+/// had finished (its report and exported model in the run directory, under a key of the very
+/// same training) and trains only the others; a key that does not match trains again. The
+/// ensemble of the seeds is still scored, a kept member's forecasts from its exported model.
+#[actix::test]
+async fn a_resumed_search_keeps_the_final_trainings_already_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.data.source = "chickenpox".into();
+    s.data.prepare.input_len = 4;
+    s.data.prepare.output_len = 4;
+    s.data.prepare.split = [0.6, 0.2, 0.2];
+    s.data.prepare.time_of_day = false;
+    s.search.budget = 2;
+    s.final_train.seeds = 2;
+    s.final_train.ensemble = true;
+    let first = s.final_train.train.seed;
+    let opts = SearchOptions {
+        name: Some("fin".into()),
+        ..fake_evaluator()
+    };
+    let done = run_search(s.clone(), opts, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(done.final_kept, 0);
+    let dir = PathBuf::from(&done.run_dir);
+    let f = &done.final_results[0];
+    let c = f.candidate;
+    // As a kill during the second seed's training would leave the run: no summary, the
+    // chosen model not yet moved to `model`, the second seed's key not yet written.
+    let kill = |second_key: bool| {
+        std::fs::remove_file(dir.join("summary.json")).unwrap();
+        let chosen = dir.join(format!("model-c{c}-s{}", f.seed));
+        if !chosen.exists() {
+            std::fs::rename(dir.join("model"), &chosen).unwrap();
+        }
+        let key = dir.join(format!("final-{c}-s{}.key.json", first + 1));
+        if second_key {
+            std::fs::remove_file(key).unwrap();
+        }
+    };
+    kill(true);
+    let resume = || SearchOptions {
+        resume: Some(dir.clone()),
+        ..fake_evaluator()
+    };
+    let again = run_search(s.clone(), resume(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.final_kept, 1,
+        "the first seed is kept, the second trained"
+    );
+    let g = &again.final_results[0];
+    assert_eq!(g.candidate, c);
+    assert_eq!(
+        g.seeds[0], f.seeds[0],
+        "the kept seed's scores are the first session's"
+    );
+    let e = g.ensemble.as_ref().expect("the ensemble is still scored");
+    assert_eq!(e.members, vec![first, first + 1]);
+    assert!(dir.join("model/weights.safetensors").is_file());
+    // The kept training's seconds count in the resumed run's time.
+    let kept: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("final-{c}-s{first}.json"))).unwrap(),
+    )
+    .unwrap();
+    let kept_seconds = kept["seconds"].as_f64().unwrap();
+    assert!(
+        again.seconds >= kept_seconds,
+        "{} < {kept_seconds}",
+        again.seconds
+    );
+    // A key that is not this training's (here: another seed's) means training again.
+    kill(false);
+    let other =
+        std::fs::read_to_string(dir.join(format!("final-{c}-s{}.key.json", first + 1))).unwrap();
+    std::fs::write(dir.join(format!("final-{c}-s{first}.key.json")), other).unwrap();
+    let third = run_search(s, resume(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(third.final_kept, 1, "only the second seed's key matches");
+    assert_eq!(third.final_results[0].seeds.len(), 2);
+}
+
 /// Every candidate among the best `1/3` of the `n` scored at `rung` has a line at `rung + 1`.
 fn assert_top_third_promoted(j: &[serde_json::Value], rung: u64, n: usize) {
     let mut scored: Vec<(f64, &str)> = j

@@ -302,9 +302,21 @@ impl Handler<EvaluateGated> for EvaluatorActor {
 
 impl Handler<TrainFinal> for EvaluatorActor {
     type Result = Result<FinalTrained, String>;
-    fn handle(&mut self, msg: TrainFinal, _: &mut SyncContext<Self>) -> Self::Result {
+    fn handle(&mut self, mut msg: TrainFinal, _: &mut SyncContext<Self>) -> Self::Result {
         let setup = self.setup.clone();
         let data = self.data()?;
+        if let Some(report) = msg.kept.take() {
+            // Kept from an earlier session: only the forecasts are computed, from the model
+            // that session exported.
+            let dir = msg
+                .export
+                .as_ref()
+                .ok_or("a kept final training without its exported model")?;
+            let (trained, _, _) = ists::export::load(dir, data)
+                .map_err(|e| format!("loading the kept model {}: {e}", dir.display()))?;
+            let forecasts = member_forecasts(&msg, &report, &trained, data);
+            return Ok(FinalTrained { report, forecasts });
+        }
         let model = msg.model.as_ref().unwrap_or(&setup.model);
         let never = AtomicBool::new(false);
         let stop = msg.cancel.as_ref().map_or(&never, Cancel::flag);
@@ -326,35 +338,41 @@ impl Handler<TrainFinal> for EvaluatorActor {
                     ists::export::save(dir, &trained, &msg.arch, data, model)
                         .map_err(|e| format!("exporting to {}: {e}", dir.display()))?;
                 }
-                // The best weights' forecasts, when asked for and there are best weights (an
-                // epoch finished). A failure here costs the ensemble a member, not the seed.
-                let forecasts = match (msg.forecasts, report.best_epoch > 0) {
-                    (true, true) => match catch_unwind(AssertUnwindSafe(|| {
-                        forecasts(&trained, data, msg.config.eval_batch_size)
-                    })) {
-                        Ok(Ok(f)) => Some(f),
-                        Ok(Err(e)) => {
-                            tracing::error!(
-                                candidate = msg.candidate,
-                                "forecasts for the ensemble: {e}"
-                            );
-                            None
-                        }
-                        Err(p) => {
-                            tracing::error!(
-                                candidate = msg.candidate,
-                                "forecasts for the ensemble: panic: {}",
-                                panic_text(p)
-                            );
-                            None
-                        }
-                    },
-                    _ => None,
-                };
+                let forecasts = member_forecasts(&msg, &report, &trained, data);
                 Ok(FinalTrained { report, forecasts })
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(p) => Err(format!("panic: {}", panic_text(p))),
+        }
+    }
+}
+
+/// The best weights' forecasts, when asked for and there are best weights (an epoch
+/// finished). A failure here costs the ensemble a member, not the seed.
+fn member_forecasts(
+    msg: &TrainFinal,
+    report: &ists::train::TrainReport,
+    trained: &ists::train::Trained,
+    data: &ists::train::TrainData,
+) -> Option<ists::ensemble::Forecasts> {
+    if !msg.forecasts || report.best_epoch == 0 {
+        return None;
+    }
+    match catch_unwind(AssertUnwindSafe(|| {
+        forecasts(trained, data, msg.config.eval_batch_size)
+    })) {
+        Ok(Ok(f)) => Some(f),
+        Ok(Err(e)) => {
+            tracing::error!(candidate = msg.candidate, "forecasts for the ensemble: {e}");
+            None
+        }
+        Err(p) => {
+            tracing::error!(
+                candidate = msg.candidate,
+                "forecasts for the ensemble: panic: {}",
+                panic_text(p)
+            );
+            None
         }
     }
 }

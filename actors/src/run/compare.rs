@@ -44,6 +44,10 @@ pub struct MethodRun {
     /// one go).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resumed: usize,
+    /// Final trainings (seeds) kept from an earlier session instead of trained again; their
+    /// seconds are in `seconds` (0, and absent from the line, when none were).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub final_kept: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -283,6 +287,7 @@ pub async fn run_search_method(
         test_mae,
         trajectory: trajectory(&entries),
         resumed: summary.resumed,
+        final_kept: summary.final_kept,
     };
     Ok((run, summary))
 }
@@ -365,6 +370,7 @@ pub fn run_hand_design(
         test_mae,
         trajectory: Vec::new(),
         resumed: 0,
+        final_kept: 0,
     })
 }
 
@@ -462,6 +468,7 @@ mod tests {
             test_mae,
             trajectory: Vec::new(),
             resumed: 0,
+            final_kept: 0,
         }
     }
 

@@ -155,6 +155,10 @@ pub struct Summary {
     /// (each earlier session up to its last journal write: [`crate::run::dir::earlier_seconds`]).
     pub seconds: f64,
     pub final_results: Vec<FinalResult>,
+    /// Final trainings (candidate and seed) an earlier session of this run had finished, kept
+    /// from the run directory instead of trained again; their seconds are in `seconds`.
+    #[serde(default)]
+    pub final_kept: usize,
     /// Why the search stopped early, if it did.
     pub stopped: Option<String>,
 }

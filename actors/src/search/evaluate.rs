@@ -113,31 +113,56 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
         for k in 0..seeds {
             let seed = s.final_train.train.seed + k;
             let dir = w.run.path.join(format!("model-c{}-s{seed}", e.id));
+            let config = TrainConfig {
+                seed,
+                ..s.final_train.train.clone()
+            };
+            let name = match seeds {
+                1 => format!("final-{}.json", e.id),
+                _ => format!("final-{}-s{seed}.json", e.id),
+            };
+            // Each model is kept until the choice; the chosen one becomes RUN_DIR/model.
+            let export = if single {
+                w.run.path.join("model")
+            } else {
+                dir
+            };
+            let key = training_key(&arch, &config, s);
+            let kept = kept_training(&w.run.path, &name, &key, &export);
+            if let Some(report) = &kept {
+                tracing::info!(
+                    candidate = e.id,
+                    seed,
+                    "final training kept from an earlier session of this run"
+                );
+                summary.final_kept += 1;
+                // Its seconds were spent after that session's last journal write, which is
+                // where the run's earlier sessions stop counting.
+                summary.seconds += report.seconds.max(0.0);
+                if !ensemble {
+                    runs.push((seed, report.clone()));
+                    continue;
+                }
+            }
             let msg = TrainFinal {
                 candidate: e.id,
                 arch: arch.clone(),
-                config: TrainConfig {
-                    seed,
-                    ..s.final_train.train.clone()
-                },
+                config,
                 model: s.final_train.model.clone(),
                 cancel: None,
-                // Each model is kept until the choice; the chosen one becomes RUN_DIR/model.
-                export: Some(if single {
-                    w.run.path.join("model")
-                } else {
-                    dir
-                }),
+                export: Some(export),
                 forecasts: ensemble,
+                kept: kept.clone(),
             };
             match w.evaluators.train_final(msg).await {
                 Ok(trained) => {
                     let report = trained.report;
-                    let name = match seeds {
-                        1 => format!("final-{}.json", e.id),
-                        _ => format!("final-{}-s{seed}.json", e.id),
-                    };
-                    let _ = w.run.write_json(&name, &report);
+                    if kept.is_none() {
+                        // The report first, its key last: a key on disk vouches for both the
+                        // report and the model exported before it.
+                        let _ = w.run.write_json(&name, &report);
+                        let _ = w.run.write_json(&key_name(&name), &key);
+                    }
                     if let Some(f) = &trained.forecasts {
                         if let Err(err) = members.add(seed, f) {
                             tracing::error!(candidate = e.id, seed, "ensemble member: {err}");
@@ -184,6 +209,44 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
         }
     }
     summary.final_results = results;
+}
+
+/// What a final training's outcome depends on: the design, the training settings (seed
+/// included), the final model's widths and the data. Written beside the report (`<report>.key.json`)
+/// so that a later session of the run keeps the report only for the very same training.
+fn training_key(arch: &Arch, config: &TrainConfig, s: &Settings) -> serde_json::Value {
+    serde_json::json!({
+        "arch": arch.to_spec(),
+        "train": config,
+        "model": s.final_train.model.as_ref().unwrap_or(&s.model),
+        "data": s.data,
+        "data_dir": s.data_dir,
+    })
+}
+
+fn key_name(report: &str) -> String {
+    format!("{}.key.json", report.trim_end_matches(".json"))
+}
+
+/// The report of a final training an earlier session of this run finished: its key matches
+/// `key`, and its model is exported in `export`. Anything missing, unreadable or different
+/// means the training is done again, never an error: at worst the time is spent twice.
+fn kept_training(
+    run: &std::path::Path,
+    name: &str,
+    key: &serde_json::Value,
+    export: &std::path::Path,
+) -> Option<TrainReport> {
+    let read = |name: &str| std::fs::read_to_string(run.join(name)).ok();
+    // Compared as text, as `RunDir::write_json` wrote it: parsing floats back is not exact.
+    if read(&key_name(name))? != serde_json::to_string_pretty(key).ok()? {
+        return None;
+    }
+    let report: TrainReport = serde_json::from_str(&read(name)?).ok()?;
+    let exported = ["arch.json", "meta.json", "weights.safetensors"]
+        .iter()
+        .all(|f| export.join(f).is_file());
+    exported.then_some(report)
 }
 
 /// A candidate's seeds summed up: the best-validation seed's report, the means, and the

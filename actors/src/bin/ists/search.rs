@@ -105,6 +105,12 @@ fn run(
         summary.repairs,
         summary.rejected
     );
+    if summary.final_kept > 0 {
+        println!(
+            "final trainings kept from an earlier session: {}",
+            summary.final_kept
+        );
+    }
     if summary.eval_retries > 0 || !summary.eval_failures.is_empty() {
         println!(
             "evaluator faults: survived by a retry {:?}, failed candidates {:?}",

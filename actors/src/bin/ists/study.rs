@@ -227,9 +227,12 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             };
             match run {
                 Ok(r) => {
-                    let resumed = match r.resumed {
-                        0 => String::new(),
-                        n => format!(", {n} of them from an earlier session"),
+                    let resumed = match (r.resumed, r.final_kept) {
+                        (0, 0) => String::new(),
+                        (n, 0) => format!(", {n} of them from an earlier session"),
+                        (n, f) => {
+                            format!(", {n} of them and {f} final trainings from an earlier session")
+                        }
                     };
                     eprintln!(
                         "{} seed +{k}: test MAE {:.4} ({} candidates{resumed}, {} steps, {:.0} s)",
