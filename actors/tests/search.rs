@@ -877,6 +877,64 @@ async fn a_seconds_budget_bounds_the_evaluation_time_of_a_search() {
     assert_eq!(r.stage_switch_after, Some(5), "{r:?}");
 }
 
+/// A comparison's methods that choose the same design for a seed train it once: the second
+/// copies the first's final trainings from the shared folder beside their run directories
+/// (the same scores, counted in its seconds), while another seed, whose key differs, trains.
+#[actix::test]
+async fn the_methods_of_a_seed_share_an_identical_final_training() {
+    use ists_actors::run::compare::{run_search_method, Method, FINALS_DIR};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.data.source = "chickenpox".into();
+    s.data.prepare.input_len = 4;
+    s.data.prepare.output_len = 4;
+    s.data.prepare.split = [0.6, 0.2, 0.2];
+    s.data.prepare.time_of_day = false;
+    // One candidate: the exploration stage the two methods share, so one design for both.
+    s.search.budget = 1;
+    s.final_train.seeds = 2;
+    let dir = |m: &str, k: u64| tmp.path().join(format!("compare-x-{m}-seed{k}"));
+    let (random, _) = run_search_method(&s, &Method::Random, 0, Some(&dir("random", 0)))
+        .await
+        .unwrap();
+    assert_eq!(random.final_shared, 0);
+    assert!(tmp.path().join(FINALS_DIR).is_dir());
+    let (offline, summary) = run_search_method(&s, &Method::Offline, 0, Some(&dir("offline", 0)))
+        .await
+        .unwrap();
+    assert_eq!(offline.final_shared, 2, "both seeds copied");
+    assert_eq!(
+        (offline.val_mae, offline.test_mae),
+        (random.val_mae, random.test_mae)
+    );
+    let trained: f64 = summary.final_results[0]
+        .seeds
+        .iter()
+        .map(|k| {
+            let name = format!(
+                "final-{}-s{}.json",
+                summary.final_results[0].candidate, k.seed
+            );
+            let text = std::fs::read_to_string(dir("offline", 0).join(name)).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["seconds"]
+                .as_f64()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        offline.seconds >= trained,
+        "{} < {trained}",
+        offline.seconds
+    );
+    assert!(dir("offline", 0)
+        .join("model/weights.safetensors")
+        .is_file());
+    let (other, _) = run_search_method(&s, &Method::Offline, 1, Some(&dir("offline", 1)))
+        .await
+        .unwrap();
+    assert_eq!(other.final_shared, 0, "another seed trains its own");
+}
+
 /// A comparison's search (`ists baseline --seeds`) killed mid-way resumes from its run
 /// directory: the evaluations made before are kept and counted, its row says how many were
 /// carried over, and its wall time includes the earlier session; a directory left under other

@@ -48,6 +48,10 @@ pub struct MethodRun {
     /// seconds are in `seconds` (0, and absent from the line, when none were).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub final_kept: usize,
+    /// Final trainings (seeds) copied from another method's identical one, the same design
+    /// trained with the same seed and settings ([`FINALS_DIR`]); their seconds are in `seconds`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub final_shared: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -227,6 +231,10 @@ pub fn seeded(base: &Settings, k: u64) -> Settings {
     s
 }
 
+/// The folder, beside a comparison's run directories, of the final trainings its searches
+/// share ([`SearchOptions::finals`]).
+pub const FINALS_DIR: &str = "compare-finals";
+
 /// Runs a search method with seed index `k` (inside an actix system); with the search's
 /// summary (whose first final result is the chosen model).
 ///
@@ -234,7 +242,9 @@ pub fn seeded(base: &Settings, k: u64) -> Settings {
 /// session of the same method and seed is resumed (its evaluations kept, the budget counting
 /// them), so a comparison killed mid-search loses at most the evaluations in flight. A
 /// directory whose settings snapshot differs from this method's settings is refused, naming
-/// it, rather than mixed in. Without, a fresh timestamped run directory.
+/// it, rather than mixed in. Its final trainings are shared through [`FINALS_DIR`] beside it
+/// (counted in the row's `seconds` as if trained; `final_shared`). Without, a fresh
+/// timestamped run directory.
 pub async fn run_search_method(
     base: &Settings,
     method: &Method,
@@ -256,7 +266,12 @@ pub async fn run_search_method(
     }
     cfg.final_train.top_k = cfg.final_train.top_k.max(1);
     let opts = match run_dir {
-        Some(dir) => search_dir(&mut cfg, dir)?,
+        Some(dir) => SearchOptions {
+            // The methods of a seed often choose the same design: its final trainings are
+            // then done once, by whichever method gets there first.
+            finals: dir.parent().map(|p| p.join(FINALS_DIR)),
+            ..search_dir(&mut cfg, dir)?
+        },
         None => SearchOptions::default(),
     };
     let summary = run_search(cfg, opts, std::future::pending())
@@ -288,6 +303,7 @@ pub async fn run_search_method(
         trajectory: trajectory(&entries),
         resumed: summary.resumed,
         final_kept: summary.final_kept,
+        final_shared: summary.final_shared,
     };
     Ok((run, summary))
 }
@@ -371,6 +387,7 @@ pub fn run_hand_design(
         trajectory: Vec::new(),
         resumed: 0,
         final_kept: 0,
+        final_shared: 0,
     })
 }
 
@@ -469,6 +486,7 @@ mod tests {
             trajectory: Vec::new(),
             resumed: 0,
             final_kept: 0,
+            final_shared: 0,
         }
     }
 

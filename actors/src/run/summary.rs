@@ -159,6 +159,10 @@ pub struct Summary {
     /// from the run directory instead of trained again; their seconds are in `seconds`.
     #[serde(default)]
     pub final_kept: usize,
+    /// Final trainings copied from another search's identical one (`SearchOptions::finals`: a
+    /// comparison's methods choosing the same design); their seconds are in `seconds` too.
+    #[serde(default)]
+    pub final_shared: usize,
     /// Why the search stopped early, if it did.
     pub stopped: Option<String>,
 }

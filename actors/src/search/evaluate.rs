@@ -128,16 +128,30 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                 dir
             };
             let key = training_key(&arch, &config, s);
-            let kept = kept_training(&w.run.path, &name, &key, &export);
-            if let Some(report) = &kept {
+            let mut kept = kept_training(&w.run.path, &name, &key, &export);
+            if kept.is_some() {
                 tracing::info!(
                     candidate = e.id,
                     seed,
                     "final training kept from an earlier session of this run"
                 );
                 summary.final_kept += 1;
-                // Its seconds were spent after that session's last journal write, which is
-                // where the run's earlier sessions stop counting.
+            } else if let Some(finals) = &w.finals {
+                kept = shared_training(finals, &key, &w.run.path, &name, &export);
+                if kept.is_some() {
+                    tracing::info!(
+                        candidate = e.id,
+                        seed,
+                        finals = %finals.display(),
+                        "final training copied from another search's"
+                    );
+                    summary.final_shared += 1;
+                }
+            }
+            if let Some(report) = &kept {
+                // Counted as if trained here: an earlier session's seconds stop at its last
+                // journal write, before its final trainings, and a copied training's seconds
+                // are this search's compute all the same.
                 summary.seconds += report.seconds.max(0.0);
                 if !ensemble {
                     runs.push((seed, report.clone()));
@@ -150,7 +164,7 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                 config,
                 model: s.final_train.model.clone(),
                 cancel: None,
-                export: Some(export),
+                export: Some(export.clone()),
                 forecasts: ensemble,
                 kept: kept.clone(),
             };
@@ -162,6 +176,16 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                         // report and the model exported before it.
                         let _ = w.run.write_json(&name, &report);
                         let _ = w.run.write_json(&key_name(&name), &key);
+                        if let Some(finals) = &w.finals {
+                            if let Err(err) = share_training(finals, &key, &report, &export) {
+                                tracing::warn!(
+                                    candidate = e.id,
+                                    seed,
+                                    "sharing the final training in {}: {err}",
+                                    finals.display()
+                                );
+                            }
+                        }
                     }
                     if let Some(f) = &trained.forecasts {
                         if let Err(err) = members.add(seed, f) {
@@ -243,10 +267,107 @@ fn kept_training(
         return None;
     }
     let report: TrainReport = serde_json::from_str(&read(name)?).ok()?;
-    let exported = ["arch.json", "meta.json", "weights.safetensors"]
-        .iter()
-        .all(|f| export.join(f).is_file());
+    let exported = MODEL_FILES.iter().all(|f| export.join(f).is_file());
     exported.then_some(report)
+}
+
+/// The files of an exported model ([`ists::export::save`]).
+const MODEL_FILES: [&str; 3] = ["arch.json", "meta.json", "weights.safetensors"];
+
+/// Where a training with `key` lives in a shared folder of final trainings: a folder named by
+/// a hash of the key's text (the key itself is checked in full when read).
+fn shared_entry(finals: &std::path::Path, key: &serde_json::Value) -> Option<std::path::PathBuf> {
+    let text = serde_json::to_string_pretty(key).ok()?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(finals.join(format!("{h:016x}")))
+}
+
+/// Adds a finished training to the shared folder: `report.json`, `model/` and `key.json`,
+/// written in a temporary folder renamed into place, so a reader sees all or nothing.
+fn share_training(
+    finals: &std::path::Path,
+    key: &serde_json::Value,
+    report: &TrainReport,
+    export: &std::path::Path,
+) -> std::io::Result<()> {
+    let Some(entry) = shared_entry(finals, key) else {
+        return Ok(());
+    };
+    if entry.join("key.json").is_file() {
+        return Ok(());
+    }
+    let tmp = finals.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("entry")
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("model"))?;
+    for f in MODEL_FILES {
+        std::fs::copy(export.join(f), tmp.join("model").join(f))?;
+    }
+    let json = |v: serde_json::Result<String>| v.map_err(std::io::Error::other);
+    std::fs::write(
+        tmp.join("report.json"),
+        json(serde_json::to_string_pretty(report))?,
+    )?;
+    std::fs::write(
+        tmp.join("key.json"),
+        json(serde_json::to_string_pretty(key))?,
+    )?;
+    match std::fs::rename(&tmp, &entry) {
+        Ok(()) => Ok(()),
+        // Another search shared the same training first: theirs stands.
+        Err(_) if entry.join("key.json").is_file() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A training another search added to the shared folder, copied into this run as if trained
+/// here (report `name`, its key, the model in `export`); None when absent, unreadable or of
+/// another key.
+fn shared_training(
+    finals: &std::path::Path,
+    key: &serde_json::Value,
+    run: &std::path::Path,
+    name: &str,
+    export: &std::path::Path,
+) -> Option<TrainReport> {
+    let entry = shared_entry(finals, key)?;
+    let text = serde_json::to_string_pretty(key).ok()?;
+    if std::fs::read_to_string(entry.join("key.json")).ok()? != text {
+        return None;
+    }
+    let report_text = std::fs::read_to_string(entry.join("report.json")).ok()?;
+    let report: TrainReport = serde_json::from_str(&report_text).ok()?;
+    let copied = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(export)?;
+        for f in MODEL_FILES {
+            std::fs::copy(entry.join("model").join(f), export.join(f))?;
+        }
+        std::fs::write(run.join(name), &report_text)?;
+        std::fs::write(run.join(key_name(name)), &text)
+    })();
+    match copied {
+        Ok(()) => Some(report),
+        Err(e) => {
+            tracing::warn!("copying the shared final training {}: {e}", entry.display());
+            None
+        }
+    }
 }
 
 /// A candidate's seeds summed up: the best-validation seed's report, the means, and the

@@ -54,6 +54,8 @@ pub struct Wiring {
     /// [`REPEATED_KEPT`]): its favourites, ruled out of every later chain-of-thought reply even
     /// when the memory section no longer lists them.
     pub repeated: Arc<std::sync::Mutex<Vec<ists::space::ArchSpec>>>,
+    /// Final trainings shared between searches ([`crate::SearchOptions::finals`]).
+    pub finals: Option<std::path::PathBuf>,
 }
 
 /// How many repeated designs [`Wiring::repeated`] keeps.

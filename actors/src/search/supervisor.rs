@@ -67,6 +67,12 @@ pub struct SearchOptions {
     pub first_seq: u64,
     /// A shared, fair scheduler every evaluation waits on (the daemon's evaluator slots).
     pub gate: Option<crate::eval::fair::EvalGate>,
+    /// A folder of final trainings shared between searches (a comparison's methods, which
+    /// often choose the same design): a training whose key (design, training settings and
+    /// seed, widths, data) is found there is copied instead of repeated, and each new one is
+    /// added. On a CPU training is deterministic, so the copy is exactly what training again
+    /// would give; elsewhere it is one draw of that very training.
+    pub finals: Option<PathBuf>,
 }
 
 impl SearchOptions {
@@ -203,6 +209,7 @@ pub async fn run_search(
         run: run.clone(),
         cot_turns: Arc::new(tokio::sync::Semaphore::new(cot_turns(&settings))),
         repeated: Arc::default(),
+        finals: opts.finals.clone(),
     };
     let summary = Summary {
         run_dir: run.path.display().to_string(),

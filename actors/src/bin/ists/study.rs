@@ -227,13 +227,19 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             };
             match run {
                 Ok(r) => {
-                    let resumed = match (r.resumed, r.final_kept) {
+                    let mut resumed = match (r.resumed, r.final_kept) {
                         (0, 0) => String::new(),
                         (n, 0) => format!(", {n} of them from an earlier session"),
                         (n, f) => {
                             format!(", {n} of them and {f} final trainings from an earlier session")
                         }
                     };
+                    if r.final_shared > 0 {
+                        resumed.push_str(&format!(
+                            ", {} final trainings copied from another method's identical ones",
+                            r.final_shared
+                        ));
+                    }
                     eprintln!(
                         "{} seed +{k}: test MAE {:.4} ({} candidates{resumed}, {} steps, {:.0} s)",
                         r.method, r.test_mae, r.evaluations, r.eval_steps, r.seconds
