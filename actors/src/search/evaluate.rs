@@ -274,8 +274,36 @@ fn kept_training(
 /// The files of an exported model ([`ists::export::save`]).
 const MODEL_FILES: [&str; 3] = ["arch.json", "meta.json", "weights.safetensors"];
 
-/// Where a training with `key` lives in a shared folder of final trainings: a folder named by
-/// a hash of the key's text (the key itself is checked in full when read).
+/// The running program, as its size and modification time: part of a shared training's key.
+/// Two builds may train the same design and seed a little differently (a changed default,
+/// another libtorch), and a comparison's pairs must come from one program; a copied binary
+/// counts as another one, which only costs a training.
+fn build_identity() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let meta = std::env::current_exe().and_then(std::fs::metadata);
+        match meta {
+            Ok(m) => {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                format!("{} bytes, modified {modified}", m.len())
+            }
+            // Unknown: a key no other process has, so nothing is shared.
+            Err(_) => format!("unknown, process {}", std::process::id()),
+        }
+    })
+}
+
+/// A training's key in a shared folder: its run-directory key and the program.
+fn shared_key(key: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"training": key, "build": build_identity()})
+}
+
+/// Where a training with `key` ([`shared_key`]) lives in a shared folder of final trainings: a
+/// folder named by a hash of the key's text (the key itself is checked in full when read).
 fn shared_entry(finals: &std::path::Path, key: &serde_json::Value) -> Option<std::path::PathBuf> {
     let text = serde_json::to_string_pretty(key).ok()?;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -294,6 +322,7 @@ fn share_training(
     report: &TrainReport,
     export: &std::path::Path,
 ) -> std::io::Result<()> {
+    let key = &shared_key(key);
     let Some(entry) = shared_entry(finals, key) else {
         return Ok(());
     };
@@ -346,11 +375,14 @@ fn shared_training(
     name: &str,
     export: &std::path::Path,
 ) -> Option<TrainReport> {
-    let entry = shared_entry(finals, key)?;
-    let text = serde_json::to_string_pretty(key).ok()?;
-    if std::fs::read_to_string(entry.join("key.json")).ok()? != text {
+    let shared = shared_key(key);
+    let entry = shared_entry(finals, &shared)?;
+    if std::fs::read_to_string(entry.join("key.json")).ok()?
+        != serde_json::to_string_pretty(&shared).ok()?
+    {
         return None;
     }
+    let text = serde_json::to_string_pretty(key).ok()?;
     let report_text = std::fs::read_to_string(entry.join("report.json")).ok()?;
     let report: TrainReport = serde_json::from_str(&report_text).ok()?;
     let copied = (|| -> std::io::Result<()> {

@@ -70,8 +70,9 @@ pub struct SearchOptions {
     /// A folder of final trainings shared between searches (a comparison's methods, which
     /// often choose the same design): a training whose key (design, training settings and
     /// seed, widths, data) is found there is copied instead of repeated, and each new one is
-    /// added. On a CPU training is deterministic, so the copy is exactly what training again
-    /// would give; elsewhere it is one draw of that very training.
+    /// added. Only the same program's trainings are shared (two builds may train a seed a
+    /// little differently); on a CPU training is then deterministic, so the copy is exactly
+    /// what training again would give; elsewhere it is one draw of that very training.
     pub finals: Option<PathBuf>,
 }
 
