@@ -1,7 +1,9 @@
 //! The instance level's evaluations: a candidate or a promotion scored by the evaluator pool
 //! (one retry on a restarted evaluator) and recorded in the journal, and the final full
 //! training of the top candidates with several seeds, chosen on validation (with
-//! `final.ensemble`, each candidate's ensemble of its seeds is scored and reported too).
+//! `final.ensemble`, each candidate's ensemble of its seeds is scored and reported too). A
+//! final training is done once: a resumed run keeps those its earlier sessions finished, and
+//! searches given a shared folder (a comparison's methods) copy each other's identical ones.
 
 use super::stage::Wiring;
 use crate::messages::*;
