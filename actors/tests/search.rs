@@ -625,11 +625,24 @@ async fn a_resumed_search_keeps_the_final_trainings_already_done() {
     let other =
         std::fs::read_to_string(dir.join(format!("final-{c}-s{}.key.json", first + 1))).unwrap();
     std::fs::write(dir.join(format!("final-{c}-s{first}.key.json")), other).unwrap();
-    let third = run_search(s, resume(), std::future::pending())
+    let third = run_search(s.clone(), resume(), std::future::pending())
         .await
         .unwrap();
     assert_eq!(third.final_kept, 1, "only the second seed's key matches");
     assert_eq!(third.final_results[0].seeds.len(), 2);
+    // A kept model that no longer loads (its ensemble forecasts come from it) is trained again.
+    kill(false);
+    let weights = dir.join(format!("model-c{c}-s{}/weights.safetensors", first + 1));
+    std::fs::write(&weights, b"not a safetensors file").unwrap();
+    let fourth = run_search(s, resume(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(
+        fourth.final_kept, 1,
+        "the first seed is kept, the second trained again"
+    );
+    let e = fourth.final_results[0].ensemble.as_ref().expect("ensemble");
+    assert_eq!(e.members, vec![first, first + 1]);
 }
 
 /// Every candidate among the best `1/3` of the `n` scored at `rung` has a line at `rung + 1`.

@@ -312,8 +312,11 @@ impl Handler<TrainFinal> for EvaluatorActor {
                 .export
                 .as_ref()
                 .ok_or("a kept final training without its exported model")?;
-            let (trained, _, _) = ists::export::load(dir, data)
-                .map_err(|e| format!("loading the kept model {}: {e}", dir.display()))?;
+            let loaded = catch_unwind(AssertUnwindSafe(|| ists::export::load(dir, data)))
+                .map_err(|p| format!("panic: {}", panic_text(p)))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let (trained, _, _) =
+                loaded.map_err(|e| format!("loading the kept model {}: {e}", dir.display()))?;
             let forecasts = member_forecasts(&msg, &report, &trained, data);
             return Ok(FinalTrained { report, forecasts });
         }

@@ -131,7 +131,8 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
             };
             let key = training_key(&arch, &config, s);
             let mut kept = kept_training(&w.run.path, &name, &key, &export);
-            if kept.is_some() {
+            let kept_here = kept.is_some();
+            if kept_here {
                 tracing::info!(
                     candidate = e.id,
                     seed,
@@ -170,7 +171,27 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                 forecasts: ensemble,
                 kept: kept.clone(),
             };
-            match w.evaluators.train_final(msg).await {
+            let mut outcome = w.evaluators.train_final(msg.clone()).await;
+            if let (Err(err), Some(report)) = (&outcome, &kept) {
+                // The kept model would not load for its forecasts: train it after all.
+                tracing::warn!(
+                    candidate = e.id,
+                    seed,
+                    "kept final training unusable ({err}); training it again"
+                );
+                summary.seconds -= report.seconds.max(0.0);
+                if kept_here {
+                    summary.final_kept -= 1;
+                } else {
+                    summary.final_shared = summary.final_shared.saturating_sub(1);
+                }
+                kept = None;
+                outcome = w
+                    .evaluators
+                    .train_final(TrainFinal { kept: None, ..msg })
+                    .await;
+            }
+            match outcome {
                 Ok(trained) => {
                     let report = trained.report;
                     if kept.is_none() {
