@@ -489,19 +489,25 @@ async fn rungs_promote_the_best_third_and_the_final_choice_is_on_validation() {
     assert!(dir.join("model").is_dir(), "the chosen model is exported");
 }
 
+/// `tiny` on the small chickenpox series (20 counties, 4 weeks in and out), which keeps a
+/// final training to seconds.
+fn tiny_chickenpox(runs: &std::path::Path) -> ists::config::Settings {
+    let mut s = tiny(runs);
+    s.data.source = "chickenpox".into();
+    s.data.prepare.input_len = 4;
+    s.data.prepare.output_len = 4;
+    s.data.prepare.split = [0.6, 0.2, 0.2];
+    s.data.prepare.time_of_day = false;
+    s
+}
+
 /// `final.ensemble` with two seeds: the summary (and summary.json) carries the ensemble of the
 /// candidate's seeds beside their mean, scored on the same samples; the mean forecast's test
 /// MAE is none of the seeds' and, the MAE being convex, at most their mean.
 #[actix::test]
 async fn the_ensemble_of_the_final_seeds_is_reported_beside_their_mean() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    // The small chickenpox series (20 counties, 4 weeks in and out) keeps it to seconds.
-    s.data.source = "chickenpox".into();
-    s.data.prepare.input_len = 4;
-    s.data.prepare.output_len = 4;
-    s.data.prepare.split = [0.6, 0.2, 0.2];
-    s.data.prepare.time_of_day = false;
+    let mut s = tiny_chickenpox(tmp.path());
     s.search.budget = 2;
     s.final_train.seeds = 2;
     s.final_train.ensemble = true;
@@ -554,12 +560,7 @@ async fn the_ensemble_of_the_final_seeds_is_reported_beside_their_mean() {
 #[actix::test]
 async fn a_resumed_search_keeps_the_final_trainings_already_done() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    s.data.source = "chickenpox".into();
-    s.data.prepare.input_len = 4;
-    s.data.prepare.output_len = 4;
-    s.data.prepare.split = [0.6, 0.2, 0.2];
-    s.data.prepare.time_of_day = false;
+    let mut s = tiny_chickenpox(tmp.path());
     s.search.budget = 2;
     s.final_train.seeds = 2;
     s.final_train.ensemble = true;
@@ -897,12 +898,7 @@ async fn a_seconds_budget_bounds_the_evaluation_time_of_a_search() {
 async fn the_methods_of_a_seed_share_an_identical_final_training() {
     use ists_actors::run::compare::{run_search_method, Method, FINALS_DIR};
     let tmp = tempfile::tempdir().unwrap();
-    let mut s = tiny(tmp.path());
-    s.data.source = "chickenpox".into();
-    s.data.prepare.input_len = 4;
-    s.data.prepare.output_len = 4;
-    s.data.prepare.split = [0.6, 0.2, 0.2];
-    s.data.prepare.time_of_day = false;
+    let mut s = tiny_chickenpox(tmp.path());
     // One candidate: the exploration stage the two methods share, so one design for both.
     s.search.budget = 1;
     s.final_train.seeds = 2;
