@@ -665,13 +665,7 @@ impl Arch {
     /// Stable 64-bit FNV-1a hash of the canonical JSON, as 16 hex digits. Stable across
     /// platforms and releases (it does not use `std`'s randomized hasher).
     pub fn hash(&self) -> String {
-        let text = self.canonical().to_json();
-        let mut h: u64 = 0xcbf29ce484222325;
-        for b in text.as_bytes() {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        format!("{h:016x}")
+        fnv1a_hex(&self.canonical().to_json())
     }
 
     /// A one-line human summary: `0->1 STT(mix_gc,linear_attn); 1->3 identity`, then
@@ -1070,6 +1064,17 @@ fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
         }
     }
     out
+}
+
+/// The 64-bit FNV-1a hash of `text` as 16 hex digits: stable across runs and builds (a design's
+/// hash, and other on-disk keys).
+pub fn fnv1a_hex(text: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
 }
 
 #[cfg(test)]

@@ -329,12 +329,7 @@ fn shared_key(key: &serde_json::Value) -> serde_json::Value {
 /// folder named by a hash of the key's text (the key itself is checked in full when read).
 fn shared_entry(finals: &std::path::Path, key: &serde_json::Value) -> Option<std::path::PathBuf> {
     let text = serde_json::to_string_pretty(key).ok()?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    Some(finals.join(format!("{h:016x}")))
+    Some(finals.join(ists::space::fnv1a_hex(&text)))
 }
 
 /// Adds a finished training to the shared folder: `report.json`, `model/` and `key.json`,
