@@ -579,11 +579,47 @@ pub struct Summary {
     pub architectures: usize,
     /// Kendall tau between the first two ground-truth seeds: the best any proxy can reach.
     pub seed_ceiling_tau: Option<f64>,
+    /// The same ceiling for a ground truth averaged over several seeds: for k = 1, 2, ...,
+    /// Kendall tau between the mean of a design's first k seeds and the mean of its next k
+    /// (seeds in ascending order), over the designs with at least 2k. It says how many seeds
+    /// a ground truth needs before it ranks designs reproducibly (k = 1 is `seed_ceiling_tau`).
+    pub seed_halves: Vec<SeedHalves>,
     pub truth_min: f64,
     pub truth_max: f64,
     pub truth_sd: f64,
     pub truth_mean_seconds: f64,
     pub proxies: Vec<ProxyFidelity>,
+}
+
+/// Agreement between two disjoint halves of the ground-truth seeds, `per_half` seeds each.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeedHalves {
+    pub per_half: usize,
+    /// Designs with at least `2 * per_half` seeds.
+    pub n: usize,
+    pub kendall_tau: Option<f64>,
+}
+
+/// [`SeedHalves`] for every half size the rows allow.
+fn seed_halves(rows: &[&Row]) -> Vec<SeedHalves> {
+    let most = rows.iter().map(|r| r.truth.len()).max().unwrap_or(0);
+    (1..=most / 2)
+        .map(|k| {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for r in rows.iter().filter(|r| r.truth.len() >= 2 * k) {
+                let mut runs: Vec<&TruthRun> = r.truth.iter().collect();
+                runs.sort_by_key(|t| t.seed);
+                let half = |s: &[&TruthRun]| s.iter().map(|t| t.val_mae).sum::<f64>() / k as f64;
+                a.push(half(&runs[..k]));
+                b.push(half(&runs[k..2 * k]));
+            }
+            SeedHalves {
+                per_half: k,
+                n: a.len(),
+                kendall_tau: kendall_tau(&a, &b),
+            }
+        })
+        .collect()
 }
 
 /// Correlations of each proxy with the mean ground truth, over the rows that have both.
@@ -595,6 +631,7 @@ pub fn summarize(rows: &[Row]) -> Summary {
         &two.iter().map(|r| r.truth[0].val_mae).collect::<Vec<_>>(),
         &two.iter().map(|r| r.truth[1].val_mae).collect::<Vec<_>>(),
     );
+    let seed_halves = seed_halves(&rows);
     let truth_secs: Vec<f64> = rows
         .iter()
         .flat_map(|r| r.truth.iter().map(|t| t.seconds))
@@ -636,6 +673,7 @@ pub fn summarize(rows: &[Row]) -> Summary {
     Summary {
         architectures: rows.len(),
         seed_ceiling_tau,
+        seed_halves,
         truth_min: truth.iter().copied().fold(f64::INFINITY, f64::min),
         truth_max: truth.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         truth_sd,
@@ -695,6 +733,11 @@ mod tests {
         let s = summarize(&rows);
         assert_eq!(s.architectures, 3, "rows without ground truth are left out");
         assert_eq!(s.seed_ceiling_tau, Some(1.0));
+        assert_eq!(s.seed_halves.len(), 1);
+        assert_eq!(
+            (s.seed_halves[0].n, s.seed_halves[0].kendall_tau),
+            (3, Some(1.0))
+        );
         let step = &s.proxies[0];
         assert_eq!((step.name.as_str(), step.n), ("step", 3));
         assert_eq!(step.kendall_tau, Some(1.0));
@@ -702,6 +745,31 @@ mod tests {
         let params = s.proxies.iter().find(|p| p.name == "params").unwrap();
         assert_eq!((params.n, params.kendall_tau), (2, Some(-1.0)));
         assert_eq!((s.truth_min, s.truth_max), (1.1, 3.05));
+    }
+
+    #[test]
+    fn averaged_seeds_are_compared_half_against_half() {
+        // Seeds 0 and 1 disagree on the order of a and b; their means against those of seeds
+        // 2 and 3 agree on every pair. Design d has only two seeds: in k = 1, not in k = 2.
+        let rows = vec![
+            row("a", &[1.0, 3.0, 1.9, 2.1], &[]),
+            row("b", &[2.5, 2.0, 2.3, 2.3], &[]),
+            row("c", &[4.0, 4.2, 4.1, 4.0], &[]),
+            row("d", &[5.0, 5.0], &[]),
+        ];
+        let s = summarize(&rows);
+        let h = &s.seed_halves;
+        assert_eq!(h.len(), 2);
+        assert_eq!((h[0].per_half, h[0].n), (1, 4));
+        assert_eq!(h[0].kendall_tau, s.seed_ceiling_tau);
+        assert!(h[0].kendall_tau.unwrap() < 1.0);
+        assert_eq!((h[1].per_half, h[1].n, h[1].kendall_tau), (2, 3, Some(1.0)));
+        // Seeds are paired in ascending order, whatever order the file lists them in.
+        let mut shuffled = rows.clone();
+        shuffled[0].truth.reverse();
+        let t = summarize(&shuffled).seed_halves;
+        assert_eq!(t[1].kendall_tau, Some(1.0));
+        assert_eq!(t[0].kendall_tau, h[0].kendall_tau);
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub struct BaselineArgs {
     #[arg(long)]
     pub results: Option<PathBuf>,
     /// Methods of a multi-seed comparison, comma separated: random, offline, offline-diverse
-    /// (max-min diverse exploration), hand-NAME (the fixed design config/NAME-arch.json).
+    /// (max-min diverse exploration), offline-guided (surrogate-guided optimization stage),
+    /// hand-NAME (the fixed design config/NAME-arch.json).
     /// Rows of methods left out stay in the results file and in its tables.
     #[arg(long, value_delimiter = ',', default_value = "random,offline,hand-gwn")]
     pub methods: Vec<String>,
@@ -394,6 +395,16 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
         sum.truth_mean_seconds,
         f(sum.seed_ceiling_tau)
     );
+    for h in sum.seed_halves.iter().skip(1) {
+        println!(
+            "ground truth averaged over {k} seeds: Kendall tau {} between the mean of seeds 1-{k} and of seeds {}-{} ({} architectures)",
+            f(h.kendall_tau),
+            h.per_half + 1,
+            2 * h.per_half,
+            h.n,
+            k = h.per_half,
+        );
+    }
     println!("| proxy | Kendall tau | Spearman rho | s / candidate | share of one training | n |");
     println!("|---|---:|---:|---:|---:|---:|");
     for p in &sum.proxies {
