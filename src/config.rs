@@ -186,6 +186,11 @@ pub struct SearchSettings {
     /// instructor's tree-of-thought branches sample uniformly, and LLM instructors are asked
     /// for diversity in words.
     pub exploration: Exploration,
+    /// How the offline instructor proposes in the optimization stage: `mutate` (a mutation or
+    /// crossover of the best designs, drawn at random) or `guided` (of [`GUIDED_POOL`] such
+    /// offspring, the one a main-effects surrogate of the memory bank ranks best:
+    /// [`crate::space::ChoiceEffects`]). Chain-of-thought mode.
+    pub optimization: Optimization,
     /// Switch early when this many evaluations in a row bring no new best (0 = off).
     pub plateau: usize,
     pub mode: Mode,
@@ -242,6 +247,7 @@ impl Default for SearchSettings {
             budget_seconds: 0.0,
             exploration_share: 0.5,
             exploration: Exploration::Sample,
+            optimization: Optimization::Mutate,
             plateau: 0,
             mode: Mode::Cot,
             tot: TotSettings::default(),
@@ -272,6 +278,23 @@ pub enum Exploration {
 
 /// Uniform samples a `diverse` exploration step chooses among.
 pub const DIVERSE_POOL: usize = 32;
+
+/// How the offline instructor proposes in the optimization stage (`search.optimization`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimization {
+    /// A mutation or crossover of the best designs (rank-biased parent), drawn at random.
+    #[default]
+    Mutate,
+    /// Surrogate-guided: of [`GUIDED_POOL`] new offspring drawn as `mutate` draws them, the
+    /// one whose choices (edges, operator kinds, width, depth, learning-rate factor) the
+    /// memory bank's designs that made them rank best ([`crate::space::ChoiceEffects`]), so
+    /// that a step towards a choice the search has already seen fail is avoided.
+    Guided,
+}
+
+/// New offspring a `guided` optimization step chooses among.
+pub const GUIDED_POOL: usize = 16;
 
 /// Which instructor answers the prompts.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

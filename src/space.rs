@@ -922,17 +922,7 @@ impl Arch {
     /// features of the wiring are sets, so two designs sharing no edge still come closer when
     /// they use the same kinds of operator.
     pub fn distance(&self, other: &Arch) -> f64 {
-        let features = |a: &Arch| -> BTreeSet<String> {
-            let mut f: BTreeSet<String> = a
-                .edges
-                .iter()
-                .filter(|e| e.op != Op::Zero)
-                .map(|e| format!("{}>{}:{}", e.from, e.to, e.op.label(a.space)))
-                .collect();
-            f.extend(a.op_counts().into_iter().map(|(k, _)| format!("uses:{k}")));
-            f
-        };
-        let (x, y) = (features(self), features(other));
+        let (x, y) = (self.wiring_features(), other.wiring_features());
         let union = x.union(&y).count();
         let wiring = if union == 0 {
             0.0
@@ -950,6 +940,37 @@ impl Arch {
             _ => 1.0,
         };
         wiring + hyper
+    }
+
+    /// The choices a design makes, as named features: its wiring's (each edge with its ends
+    /// and operator, each operator kind used) and, in the joint space, its width, depth and
+    /// learning-rate factor (`hidden=16`, `blocks=2`, `lr_scale=4`). What a
+    /// [`ChoiceEffects`] surrogate learns from.
+    pub fn choice_features(&self) -> BTreeSet<String> {
+        let mut f = self.wiring_features();
+        if let Some(h) = &self.hyper {
+            f.insert(format!("hidden={}", h.hidden));
+            f.insert(format!("blocks={}", h.blocks));
+            f.insert(format!("lr_scale={}", h.lr_scale));
+        }
+        f
+    }
+
+    /// Each edge with its ends and operator, and each operator kind used (`STT`, `mix_gc`,
+    /// `gdcc`, ...), zero edges left out.
+    fn wiring_features(&self) -> BTreeSet<String> {
+        let mut f: BTreeSet<String> = self
+            .edges
+            .iter()
+            .filter(|e| e.op != Op::Zero)
+            .map(|e| format!("{}>{}:{}", e.from, e.to, e.op.label(self.space)))
+            .collect();
+        f.extend(
+            self.op_counts()
+                .into_iter()
+                .map(|(k, _)| format!("uses:{k}")),
+        );
+        f
     }
 
     /// Max-min diverse sampling, the exploration rule of space-filling designs: of `pool`
@@ -1075,6 +1096,57 @@ pub fn fnv1a_hex(text: &str) -> String {
         h = h.wrapping_mul(0x100000001b3);
     }
     format!("{h:016x}")
+}
+
+/// A main-effects surrogate of a search's memory bank: each choice a design can make
+/// ([`Arch::choice_features`]) is worth the mean value of the scored designs that made it,
+/// shrunk towards the mean of all of them by one pseudo-design (so a choice seen once does not
+/// count as much as one seen often); a design's estimate is the sum of its choices' worths
+/// relative to that mean (choices never seen add nothing). Values are whatever the caller ranks
+/// by, lower = better (the guided optimization stage gives each design its position in the
+/// memory bank as a share). Unlike a distance to the nearest designs, it learns what one choice
+/// does across wirings: in a joint space, that a learning-rate factor fails wherever it was tried.
+#[derive(Debug, Clone)]
+pub struct ChoiceEffects {
+    mean: f64,
+    worth: std::collections::HashMap<String, f64>,
+}
+
+impl ChoiceEffects {
+    /// Fits the surrogate to scored designs (none: every estimate is 0).
+    pub fn fit(scored: &[(Arch, f64)]) -> ChoiceEffects {
+        let mean = if scored.is_empty() {
+            0.0
+        } else {
+            scored.iter().map(|(_, v)| v).sum::<f64>() / scored.len() as f64
+        };
+        let mut sums: std::collections::HashMap<String, (f64, f64)> = Default::default();
+        for (a, v) in scored {
+            for f in a.choice_features() {
+                let e = sums.entry(f).or_insert((0.0, 0.0));
+                e.0 += v;
+                e.1 += 1.0;
+            }
+        }
+        let worth = sums
+            .into_iter()
+            .map(|(f, (sum, n))| (f, (sum + mean) / (n + 1.0) - mean))
+            .collect();
+        ChoiceEffects { mean, worth }
+    }
+
+    /// The estimated value of a design, relative to the mean of the scored ones.
+    pub fn estimate(&self, a: &Arch) -> f64 {
+        a.choice_features()
+            .iter()
+            .filter_map(|f| self.worth.get(f))
+            .sum()
+    }
+
+    /// The mean value of the scored designs the surrogate was fitted to.
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
 }
 
 #[cfg(test)]
@@ -1309,6 +1381,57 @@ mod tests {
             Arch::sample_in(SpaceKind::Ists, &HyperSpace::default(), &mut a),
             Arch::sample(SpaceKind::Ists, &mut b)
         );
+    }
+
+    #[test]
+    fn choice_effects_learn_what_one_choice_does_across_wirings() {
+        let hs = HyperSpace {
+            hidden: vec![8],
+            blocks: vec![1],
+            lr_scale: vec![0.25, 4.0],
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let with_lr = |a: &Arch, lr: f64| {
+            let mut a = a.clone();
+            a.hyper = Some(Hyper {
+                hidden: 8,
+                blocks: 1,
+                lr_scale: lr,
+            });
+            a
+        };
+        let w: Vec<Arch> = (0..6)
+            .map(|_| Arch::sample_in(SpaceKind::Ists, &hs, &mut rng))
+            .collect();
+        assert_eq!(ChoiceEffects::fit(&[]).estimate(&w[0]), 0.0);
+        // Three wirings scored 0 at factor 4, three others 1 at factor 0.25.
+        let scored: Vec<(Arch, f64)> = (0..3)
+            .map(|i| (with_lr(&w[i], 4.0), 0.0))
+            .chain((3..6).map(|i| (with_lr(&w[i], 0.25), 1.0)))
+            .collect();
+        let e = ChoiceEffects::fit(&scored);
+        assert_eq!(e.mean(), 0.5);
+        // The factor alone: seen 3 times at 0 -> (0 + 0.5) / 4 - 0.5 = -0.375; at 0.25: +0.375.
+        let lr_only = |lr: f64| {
+            let mut a = with_lr(&w[0], lr);
+            a.edges.clear();
+            e.estimate(&a)
+        };
+        assert!((lr_only(4.0) + 0.375).abs() < 1e-12);
+        assert!((lr_only(0.25) - 0.375).abs() < 1e-12);
+        // A good wiring moved to the bad factor is estimated worse than it was at the good one.
+        for i in 0..3 {
+            assert!(e.estimate(&with_lr(&w[i], 0.25)) > e.estimate(&with_lr(&w[i], 4.0)));
+        }
+        // A choice never scored adds nothing.
+        let mut unseen = with_lr(&w[0], 4.0);
+        unseen.edges.clear();
+        unseen.hyper.as_mut().unwrap().hidden = 64;
+        assert_eq!(
+            e.worth["blocks=1"], 0.0,
+            "made by every design: no information"
+        );
+        assert!((e.estimate(&unseen) + 0.375).abs() < 1e-12);
     }
 
     #[test]

@@ -167,6 +167,23 @@ mod tests {
         );
         let s = from_json_over(
             &base,
+            &serde_json::json!({"search": {"optimization": "guided"}}),
+        )
+        .unwrap();
+        assert_eq!(s.search.optimization, ists::config::Optimization::Guided);
+        assert_eq!(base.search.optimization, ists::config::Optimization::Mutate);
+        let e = from_json_over(
+            &base,
+            &serde_json::json!({"search": {"optimization": "bayes"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("search.optimization") && e.contains("guided"),
+            "{e}"
+        );
+        let s = from_json_over(
+            &base,
             &serde_json::json!({"final": {"train": {"loss": "mse"}}}),
         )
         .unwrap();

@@ -995,3 +995,64 @@ async fn a_comparison_search_resumes_from_its_run_directory() {
         );
     }
 }
+
+/// `search.optimization` reaches the offline instructor through the wiring: two searches with
+/// the same seed share their exploration stage, design for design, and then part ways, the
+/// guided one choosing among offspring where the other takes the first drawn. Both spend the
+/// budget on distinct designs.
+#[actix::test]
+async fn the_guided_optimization_stage_departs_from_random_offspring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut designs = Vec::new();
+    for rule in [
+        ists::config::Optimization::Mutate,
+        ists::config::Optimization::Guided,
+    ] {
+        let mut s = one_at_a_time(tmp.path(), Mode::Cot, 16);
+        s.search.optimization = rule;
+        s.search.hyper = ists::hyper::HyperSpace {
+            hidden: vec![8, 16],
+            blocks: vec![1, 2],
+            lr_scale: vec![0.5, 1.0, 2.0],
+        };
+        let name = format!("optimization-{rule:?}");
+        let opts = SearchOptions {
+            name: Some(name.clone()),
+            ..fake_evaluator()
+        };
+        let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+        assert_eq!(summary.evaluated, 16, "{rule:?}");
+        let j = journal(&tmp.path().join(&name));
+        let mut by_id: Vec<(u64, String, String)> = j
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_u64().unwrap(),
+                    e["stage"].as_str().unwrap().to_string(),
+                    e["hash"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        by_id.sort();
+        let unique: HashSet<&String> = by_id.iter().map(|(_, _, h)| h).collect();
+        assert_eq!(unique.len(), 16, "{rule:?}: a design scored twice");
+        designs.push(by_id);
+    }
+    let (mutate, guided) = (&designs[0], &designs[1]);
+    let explored = |d: &[(u64, String, String)]| -> Vec<String> {
+        d.iter()
+            .filter(|(_, s, _)| s == "exploration")
+            .map(|(_, _, h)| h.clone())
+            .collect()
+    };
+    assert!(!explored(mutate).is_empty());
+    assert_eq!(explored(mutate), explored(guided), "exploration is shared");
+    let optimized = |d: &[(u64, String, String)]| -> Vec<String> {
+        d.iter()
+            .filter(|(_, s, _)| s == "optimization")
+            .map(|(_, _, h)| h.clone())
+            .collect()
+    };
+    assert!(optimized(guided).len() >= 4, "{guided:?}");
+    assert_ne!(optimized(mutate), optimized(guided));
+}

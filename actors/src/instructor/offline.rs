@@ -1,13 +1,15 @@
 //! OfflineInstructor: answers the same [`Complete`] message as the LLM actor, with no key and no
 //! network. Its decisions are seeded: uniform or max-min diverse sampling in exploration
-//! (`search.exploration`), mutation and crossover of the best memory entries in optimization. It writes the reply text an LLM is asked for (step
-//! lines, then the JSON), so the ParserActor handles both the same way.
+//! (`search.exploration`); in optimization, mutation and crossover of the best memory entries,
+//! drawn at random or chosen by a main-effects surrogate (`search.optimization`). It
+//! writes the reply text an LLM is asked for (step lines, then the JSON), so the ParserActor
+//! handles both the same way.
 
 use crate::messages::{Complete, Hints, LlmError, Purpose, Reply, Usage};
 use actix::prelude::*;
-use ists::config::{Exploration, DIVERSE_POOL};
+use ists::config::{Exploration, Optimization, DIVERSE_POOL, GUIDED_POOL};
 use ists::memory::{heuristic_value, Stage};
-use ists::space::{Arch, EdgeSpec, HyperSpace, SpaceKind};
+use ists::space::{Arch, ChoiceEffects, EdgeSpec, HyperSpace, SpaceKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -18,6 +20,7 @@ pub struct OfflineInstructor {
     hyper: HyperSpace,
     seed: u64,
     exploration: Exploration,
+    optimization: Optimization,
 }
 
 impl OfflineInstructor {
@@ -27,12 +30,19 @@ impl OfflineInstructor {
             hyper,
             seed,
             exploration: Exploration::Sample,
+            optimization: Optimization::Mutate,
         }
     }
 
     /// How exploration-stage designs are drawn (uniform by default: random search's rule).
     pub fn with_exploration(mut self, exploration: Exploration) -> OfflineInstructor {
         self.exploration = exploration;
+        self
+    }
+
+    /// How optimization-stage designs are chosen (random offspring by default).
+    pub fn with_optimization(mut self, optimization: Optimization) -> OfflineInstructor {
+        self.optimization = optimization;
         self
     }
 
@@ -72,25 +82,36 @@ impl OfflineInstructor {
             .collect()
     }
 
+    /// One offspring of the best designs: rank-biased parent (the best picked most often),
+    /// then a crossover with another of the best or a mutation.
+    fn offspring(&self, parents: &[Arch], rng: &mut ChaCha8Rng) -> Arch {
+        let n = parents.len();
+        let i = (rng.gen::<f64>().powi(2) * n.min(3) as f64) as usize;
+        let a = &parents[i.min(n - 1)];
+        if n > 1 && rng.gen_bool(0.3) {
+            let b = &parents[rng.gen_range(0..n.min(5))];
+            a.crossover(b, rng)
+                .unwrap_or_else(|| a.mutate_in(&self.hyper, rng))
+        } else {
+            a.mutate_in(&self.hyper, rng)
+        }
+    }
+
     /// A whole new architecture, avoiding known hashes.
     fn propose(&self, h: &Hints, rng: &mut ChaCha8Rng) -> Arch {
         let parents = self.parents(h);
+        let optimizing = h.stage == Stage::Optimization && !parents.is_empty();
+        if optimizing && self.optimization == Optimization::Guided {
+            if let Some(a) = self.guided(h, &parents, rng) {
+                return a;
+            }
+        }
         let mut last = Arch::sample_in(self.space, &self.hyper, rng);
         for _ in 0..64 {
-            let cand = match (h.stage, parents.len()) {
-                (Stage::Optimization, n) if n > 0 => {
-                    // Rank-biased choice: the best parent is picked most often.
-                    let i = (rng.gen::<f64>().powi(2) * n.min(3) as f64) as usize;
-                    let a = &parents[i.min(n - 1)];
-                    if n > 1 && rng.gen_bool(0.3) {
-                        let b = &parents[rng.gen_range(0..n.min(5))];
-                        a.crossover(b, rng)
-                            .unwrap_or_else(|| a.mutate_in(&self.hyper, rng))
-                    } else {
-                        a.mutate_in(&self.hyper, rng)
-                    }
-                }
-                _ => self.explore(h, rng),
+            let cand = if optimizing {
+                self.offspring(&parents, rng)
+            } else {
+                self.explore(h, rng)
             };
             if !h.known.contains_key(&cand.hash()) {
                 return cand;
@@ -98,6 +119,50 @@ impl OfflineInstructor {
             last = cand;
         }
         last
+    }
+
+    /// The surrogate-guided offspring: of up to [`GUIDED_POOL`] new, distinct offspring, the
+    /// one a [`ChoiceEffects`] surrogate of the memory bank estimates best. A scored design's
+    /// value is its position in the memory bank (best first, so rungs are respected) as a
+    /// share: 0 for the best, 1 for the last; a failed one counts as last. The first drawn wins
+    /// ties, so the rule stays seeded. None when no new offspring turns up in 64 draws.
+    fn guided(&self, h: &Hints, parents: &[Arch], rng: &mut ChaCha8Rng) -> Option<Arch> {
+        let mut pool: Vec<Arch> = Vec::new();
+        for _ in 0..64 {
+            if pool.len() >= GUIDED_POOL {
+                break;
+            }
+            let cand = self.offspring(parents, rng);
+            let hash = cand.hash();
+            if !h.known.contains_key(&hash) && !pool.iter().any(|p| p.hash() == hash) {
+                pool.push(cand);
+            }
+        }
+        let last = h.seen.len().saturating_sub(1).max(1) as f64;
+        let scored: Vec<(Arch, f64)> = h
+            .seen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let share = if e.score.is_some() {
+                    i as f64 / last
+                } else {
+                    1.0
+                };
+                Arch::from_spec(&e.arch, self.space)
+                    .ok()
+                    .map(|a| (a, share))
+            })
+            .collect();
+        let effects = ChoiceEffects::fit(&scored);
+        let mut best: Option<(f64, Arch)> = None;
+        for cand in pool {
+            let v = effects.estimate(&cand);
+            if best.as_ref().is_none_or(|(b, _)| v < *b) {
+                best = Some((v, cand));
+            }
+        }
+        best.map(|(_, a)| a)
     }
 
     /// The incoming edges of `node` for one tree-of-thought branch, and the hyperparameters
@@ -312,5 +377,81 @@ mod tests {
             farther >= 15,
             "max-min beat the first draw on {farther} of 20"
         );
+    }
+
+    /// In the optimization stage, the guided rule steers away from a choice the memory bank
+    /// says is bad: every design scored with the learning-rate factor 0.25 ranks last (on
+    /// other wirings than the best designs'), so of
+    /// the offspring of the best design the guided rule rarely proposes that factor, where
+    /// random offspring often do. Both rules propose only new designs, and with nothing
+    /// scored the guided rule still proposes one.
+    #[test]
+    fn guided_optimization_avoids_what_the_memory_bank_ranks_last() {
+        let hs = HyperSpace {
+            hidden: vec![8],
+            blocks: vec![1],
+            lr_scale: vec![0.25, 1.0, 4.0],
+        };
+        let with_lr = |a: &Arch, lr: f64| {
+            let mut a = a.clone();
+            a.hyper = Some(ists::space::Hyper {
+                hidden: 8,
+                blocks: 1,
+                lr_scale: lr,
+            });
+            a
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let wirings: Vec<Arch> = (0..12)
+            .map(|_| Arch::sample_in(SpaceKind::Ists, &hs, &mut rng))
+            .collect();
+        // Best first: four wirings at factor 1, four others at 4, the last four at 0.25. A
+        // mutation moves the factor to a neighbouring value, so the best designs' variants at
+        // 0.25 (new designs) are one mutation away.
+        let seen: Vec<Arch> = wirings
+            .iter()
+            .enumerate()
+            .map(|(i, w)| with_lr(w, [1.0, 4.0, 0.25][i / 4]))
+            .collect();
+        let mut h = hints(&seen, &[]);
+        h.stage = Stage::Optimization;
+        h.best = seen[..3].iter().map(|a| a.to_spec()).collect();
+        let count_slow = |rule: Optimization, h: &mut Hints| {
+            let instr =
+                OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3).with_optimization(rule);
+            let mut slow = 0;
+            for r in 0..60 {
+                h.request_id = r;
+                let a = instr.propose(h, &mut instr.rng(h));
+                assert!(
+                    !h.known.contains_key(&a.hash()),
+                    "{rule:?} proposed a known design"
+                );
+                slow += (a.hyper.as_ref().unwrap().lr_scale == 0.25) as usize;
+            }
+            slow
+        };
+        let random = count_slow(Optimization::Mutate, &mut h);
+        let guided = count_slow(Optimization::Guided, &mut h);
+        assert!(
+            random >= 5,
+            "random offspring took the factor 0.25 {random} times of 60"
+        );
+        assert!(
+            guided * 4 <= random,
+            "guided offspring took the factor 0.25 {guided} times of 60, random ones {random}"
+        );
+        // Nothing scored yet (parents given): no estimate tells the offspring apart, so the
+        // guided rule proposes the first offspring drawn.
+        let mut empty = hints(&[], &[]);
+        empty.stage = Stage::Optimization;
+        empty.best = h.best.clone();
+        for r in 0..10 {
+            empty.request_id = r;
+            let g = OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3)
+                .with_optimization(Optimization::Guided);
+            let first = g.offspring(&g.parents(&empty), &mut g.rng(&empty));
+            assert_eq!(g.propose(&empty, &mut g.rng(&empty)), first);
+        }
     }
 }

@@ -178,6 +178,9 @@ pub enum Method {
     /// The offline instructor with both stages and max-min diverse exploration
     /// (`search.exploration = "diverse"`, whatever the configured rule).
     Diverse,
+    /// The offline instructor with both stages and a surrogate-guided optimization stage
+    /// (`search.optimization = "guided"`, whatever the configured rule).
+    Guided,
     /// A fixed architecture, trained like a search's final model.
     Hand { name: String, arch: Arch },
 }
@@ -188,13 +191,15 @@ impl Method {
             Method::Random => "random".into(),
             Method::Offline => "offline".into(),
             Method::Diverse => "offline-diverse".into(),
+            Method::Guided => "offline-guided".into(),
             Method::Hand { name, .. } => format!("hand-{name}"),
         }
     }
 }
 
 impl Method {
-    /// The method a results-file name stands for: `random`, `offline`, `offline-diverse`, or
+    /// The method a results-file name stands for: `random`, `offline`, `offline-diverse`,
+    /// `offline-guided`, or
     /// `hand-NAME` with the fixed design given by `hand` (None: the name is unknown there).
     pub fn parse(
         name: &str,
@@ -204,11 +209,12 @@ impl Method {
             "random" => Ok(Method::Random),
             "offline" => Ok(Method::Offline),
             "offline-diverse" => Ok(Method::Diverse),
+            "offline-guided" => Ok(Method::Guided),
             _ => {
                 let design = name.strip_prefix("hand-").ok_or_else(|| {
                     format!(
-                        "unknown method '{name}' (expected random, offline, offline-diverse or \
-                         hand-NAME)"
+                        "unknown method '{name}' (expected random, offline, offline-diverse, \
+                         offline-guided or hand-NAME)"
                     )
                 })?;
                 let arch = hand(design)
@@ -262,6 +268,7 @@ pub async fn run_search_method(
         }
         Method::Offline => {}
         Method::Diverse => cfg.search.exploration = ists::config::Exploration::Diverse,
+        Method::Guided => cfg.search.optimization = ists::config::Optimization::Guided,
         Method::Hand { .. } => return Err("a fixed design is not a search".into()),
     }
     cfg.final_train.top_k = cfg.final_train.top_k.max(1);
@@ -507,7 +514,13 @@ mod tests {
         )
         .unwrap();
         let hand = |name: &str| (name == "gwn").then(|| Ok(gwn.clone()));
-        for name in ["random", "offline", "offline-diverse", "hand-gwn"] {
+        for name in [
+            "random",
+            "offline",
+            "offline-diverse",
+            "offline-guided",
+            "hand-gwn",
+        ] {
             assert_eq!(Method::parse(name, hand).unwrap().name(), name);
         }
         let e = Method::parse("bayes", hand).unwrap_err();

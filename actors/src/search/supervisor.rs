@@ -179,10 +179,13 @@ pub async fn run_search(
         Supervisor::start(move |_| ParserActor::new(space, hyper.clone(), known.clone()))
     };
     let (seed, exploration) = (settings.search.seed, settings.search.exploration);
+    let optimization = settings.search.optimization;
     let offline = || {
         let hyper = hyper.clone();
         Supervisor::start(move |_| {
-            OfflineInstructor::new(space, hyper.clone(), seed).with_exploration(exploration)
+            OfflineInstructor::new(space, hyper.clone(), seed)
+                .with_exploration(exploration)
+                .with_optimization(optimization)
         })
         .recipient()
     };
@@ -402,9 +405,12 @@ pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
     match settings.llm.backend {
         Backend::Offline => {
             let (seed, exploration) = (settings.search.seed, settings.search.exploration);
+            let optimization = settings.search.optimization;
             let hyper = settings.hyper_space();
             Supervisor::start(move |_| {
-                OfflineInstructor::new(space, hyper.clone(), seed).with_exploration(exploration)
+                OfflineInstructor::new(space, hyper.clone(), seed)
+                    .with_exploration(exploration)
+                    .with_optimization(optimization)
             })
             .recipient()
         }
