@@ -458,7 +458,8 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
 /// schedule keys that change nothing are dropped: a constant schedule's cosine and step keys, a
 /// zero warm-up, and `schedule = "constant"` itself; keys added after results were first
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
-/// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`).
+/// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`,
+/// `optimization = "mutate"`).
 /// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -470,6 +471,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "loss" => v.as_str() == Some("mae"),
         // `search.rungs.reserve`, added after studies had begun: off is how they ran.
         "reserve" => v.as_bool() == Some(false),
+        // `search.optimization`, added after studies had begun: random offspring.
+        "optimization" => v.as_str() == Some("mutate"),
         "hyper" => v.as_object().is_some_and(|h| {
             ["hidden", "blocks", "lr_scale"].iter().all(|k| {
                 h.get(*k)
@@ -853,12 +856,12 @@ mod tests {
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae"});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate"});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})
         );
-        let joint = serde_json::json!({"hyper": {"hidden": [8], "blocks": [], "lr_scale": []}, "exploration": "diverse"});
+        let joint = serde_json::json!({"hyper": {"hidden": [8], "blocks": [], "lr_scale": []}, "exploration": "diverse", "optimization": "guided"});
         assert_eq!(canonical_settings(&joint), joint);
         // A schedule that acts is another setting, and the message says which keys.
         let mut cosine = settings.clone();
