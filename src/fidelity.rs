@@ -459,7 +459,7 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
 /// zero warm-up, and `schedule = "constant"` itself; keys added after results were first
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
 /// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`,
-/// `optimization = "mutate"`).
+/// `optimization = "mutate"`, `refit = false`).
 /// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -473,6 +473,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "reserve" => v.as_bool() == Some(false),
         // `search.optimization`, added after studies had begun: random offspring.
         "optimization" => v.as_str() == Some("mutate"),
+        // `final.train.refit`, added after studies had begun: no refit.
+        "refit" => v.as_bool() == Some(false),
         "hyper" => v.as_object().is_some_and(|h| {
             ["hidden", "blocks", "lr_scale"].iter().all(|k| {
                 h.get(*k)
@@ -856,7 +858,7 @@ mod tests {
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate"});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})

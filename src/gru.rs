@@ -107,6 +107,10 @@ pub struct GruReport {
     pub best_val_mae: f64,
     pub history: Vec<EpochLog>,
     pub seconds: f64,
+    /// With `refit`: the epochs of the refit on training and validation windows whose model
+    /// was handed back (the first training's best epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit_epochs: Option<usize>,
 }
 
 /// A trained GRU baseline.
@@ -190,18 +194,7 @@ pub fn train_gru(
         )));
     }
     let started = Instant::now();
-    let (vs, model) = {
-        // The same process-wide seeding as `Trained::build`: built on the CPU generator, then
-        // moved, so a seed gives the same weights on every device.
-        tch::manual_seed(cfg.seed as i64);
-        let mut vs = nn::VarStore::new(Device::Cpu);
-        let model =
-            GruForecaster::new(&vs.root(), data.shape.in_features, data.shape.horizon, gru)?;
-        if data.device != Device::Cpu {
-            vs.set_device(data.device);
-        }
-        (vs, model)
-    };
+    let (vs, model) = build(data, gru, cfg.seed)?;
     let params: i64 = vs
         .trainable_variables()
         .iter()
@@ -215,30 +208,8 @@ pub fn train_gru(
     let mut since_best = 0;
     for epoch in 1..=cfg.epochs.max(1) {
         let t0 = Instant::now();
-        let mut order: Vec<i64> = data.train.clone().map(|i| i as i64).collect();
-        order.shuffle(&mut rng);
-        let mut batches: Vec<&[i64]> = order.chunks(cfg.batch_size.max(1)).collect();
-        if cfg.max_batches_per_epoch > 0 {
-            batches.truncate(cfg.max_batches_per_epoch);
-        }
-        let per_epoch = batches.len();
-        let mut sum = 0.0;
-        for (i, b) in batches.iter().enumerate() {
-            opt.lr = cfg.lr_at((epoch - 1) * per_epoch + i, per_epoch);
-            let (x, y) = data.batch(b)?;
-            let pred = denorm(data, &model.forward_t(&x, true)?)?;
-            let loss = cfg.loss.of(&pred, &y, data.null)?;
-            let value = loss.f_double_value(&[])?;
-            if !value.is_finite() {
-                return Err(Error::Config(format!(
-                    "GRU baseline diverged at epoch {epoch}, batch {i} (loss {value})"
-                )));
-            }
-            opt.zero_grad()?;
-            loss.f_backward()?;
-            opt.step()?;
-            sum += value;
-        }
+        let (sum, per_epoch) =
+            epoch_over(&model, &mut opt, data, &data.train, cfg, epoch, &mut rng)?;
         let pred = predict(&model, data, &val_idx, cfg.eval_batch_size)?;
         let (_, y) = data.batch(&val_idx)?;
         let log = EpochLog::measure(
@@ -273,6 +244,19 @@ pub fn train_gru(
         )));
     };
     restore(&vs, &snap)?;
+    let (mut vs, mut model, mut refit_epochs) = (vs, model, None);
+    if cfg.refit {
+        // As `train_full` refits a design: a fresh model, the same seed and schedule, the
+        // training and validation windows, the epochs validation chose.
+        let windows = data.train.start..data.val.end.max(data.train.end);
+        let (vs2, model2) = build(data, gru, cfg.seed)?;
+        let mut opt = Adam::new(&vs2, cfg.lr, cfg.weight_decay, cfg.clip)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        for epoch in 1..=best_epoch {
+            epoch_over(&model2, &mut opt, data, &windows, cfg, epoch, &mut rng)?;
+        }
+        (vs, model, refit_epochs) = (vs2, model2, Some(best_epoch));
+    }
     let report = GruReport {
         params,
         epochs_run: history.len(),
@@ -280,8 +264,60 @@ pub fn train_gru(
         best_val_mae,
         history,
         seconds: started.elapsed().as_secs_f64(),
+        refit_epochs,
     };
     Ok(TrainedGru { vs, model, report })
+}
+
+/// A freshly initialized GRU baseline, seeded.
+fn build(data: &TrainData, gru: GruConfig, seed: u64) -> Result<(nn::VarStore, GruForecaster)> {
+    // The same process-wide seeding as `Trained::build`: built on the CPU generator, then
+    // moved, so a seed gives the same weights on every device.
+    tch::manual_seed(seed as i64);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = GruForecaster::new(&vs.root(), data.shape.in_features, data.shape.horizon, gru)?;
+    if data.device != Device::Cpu {
+        vs.set_device(data.device);
+    }
+    Ok((vs, model))
+}
+
+/// One epoch over the windows starting in `windows`, shuffled by `rng`: the sum of the batch
+/// losses and the batch count. A divergence is an error.
+fn epoch_over(
+    model: &GruForecaster,
+    opt: &mut Adam,
+    data: &TrainData,
+    windows: &std::ops::Range<usize>,
+    cfg: &TrainConfig,
+    epoch: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(f64, usize)> {
+    let mut order: Vec<i64> = windows.clone().map(|i| i as i64).collect();
+    order.shuffle(rng);
+    let mut batches: Vec<&[i64]> = order.chunks(cfg.batch_size.max(1)).collect();
+    if cfg.max_batches_per_epoch > 0 {
+        batches.truncate(cfg.max_batches_per_epoch);
+    }
+    let per_epoch = batches.len();
+    let mut sum = 0.0;
+    for (i, b) in batches.iter().enumerate() {
+        opt.lr = cfg.lr_at((epoch - 1) * per_epoch + i, per_epoch);
+        let (x, y) = data.batch(b)?;
+        let pred = denorm(data, &model.forward_t(&x, true)?)?;
+        let loss = cfg.loss.of(&pred, &y, data.null)?;
+        let value = loss.f_double_value(&[])?;
+        if !value.is_finite() {
+            return Err(Error::Config(format!(
+                "GRU baseline diverged at epoch {epoch}, batch {i} (loss {value})"
+            )));
+        }
+        opt.zero_grad()?;
+        loss.f_backward()?;
+        opt.step()?;
+        sum += value;
+    }
+    Ok((sum, per_epoch))
 }
 
 #[cfg(test)]
@@ -320,5 +356,43 @@ mod tests {
         let (_, y) = data.batch(&idx).unwrap();
         let again = masked_mae(&pred, &y, data.null).unwrap().double_value(&[]);
         assert!((again - best).abs() < 1e-9, "{again} vs {best}");
+    }
+
+    /// A refit trains the same first run (same epochs, same choice), then hands back another
+    /// model: trained the chosen number of epochs on training and validation windows.
+    #[test]
+    fn a_refit_trains_the_chosen_epochs_again_on_training_and_validation() {
+        let p = crate::protocol::tests::wave();
+        let data = TrainData::new(&p, Device::Cpu).unwrap();
+        let cfg = TrainConfig {
+            epochs: 4,
+            batch_size: 32,
+            lr: 1e-2,
+            patience: 10,
+            ..TrainConfig::default()
+        };
+        let gru = GruConfig { hidden: 8 };
+        let plain = train_gru(&data, gru, &cfg, &mut |_| {}).unwrap();
+        let refit_cfg = TrainConfig {
+            refit: true,
+            ..cfg.clone()
+        };
+        let refit = train_gru(&data, gru, &refit_cfg, &mut |_| {}).unwrap();
+        assert_eq!(plain.report.refit_epochs, None);
+        let losses = |h: &[EpochLog]| -> Vec<(f64, f64)> {
+            h.iter().map(|e| (e.train_loss, e.val_mae)).collect()
+        };
+        assert_eq!(losses(&refit.report.history), losses(&plain.report.history));
+        assert_eq!(refit.report.refit_epochs, Some(plain.report.best_epoch));
+        let idx = spread(&data.test, 0);
+        let (a, b) = (
+            plain.predict(&data, &idx, 64).unwrap(),
+            refit.predict(&data, &idx, 64).unwrap(),
+        );
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(
+            diff > 1e-4,
+            "the refitted model forecasts as the first one: {diff}"
+        );
     }
 }

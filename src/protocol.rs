@@ -712,6 +712,11 @@ fn forecast(
                 trained.report.best_val_mae,
                 trained.report.params
             ));
+            if let Some(e) = trained.report.refit_epochs {
+                log(&format!(
+                    "{label} seed +{k}: refit {e} epochs on the training and validation windows"
+                ));
+            }
             let pred = trained.predict(data, &spread(&test, 0), train.eval_batch_size)?;
             Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?
         }
@@ -733,6 +738,12 @@ fn forecast(
                 "{label} seed +{k}: best epoch {} of {} ({:?}), {} parameters",
                 report.best_epoch, report.epochs_run, report.status, report.params
             ));
+            if let Some(r) = &report.refit {
+                log(&format!(
+                    "{label} seed +{k}: refit {} epochs on {} training and validation windows ({:?}, {:.0} s)",
+                    r.epochs, r.windows, r.status, r.seconds
+                ));
+            }
             if report.best_epoch == 0 {
                 return Err(Error::Config(format!(
                     "{label} seed +{k}: no epoch finished ({:?})",

@@ -297,6 +297,14 @@ pub struct TrainConfig {
     /// WaveNet's loss; the default) or `mse` (masked squared error, T-GCN's loss, for
     /// protocols scored by RMSE; the epoch is then chosen on validation RMSE).
     pub loss: Loss,
+    /// After early stopping has chosen the best epoch on validation, train a fresh model
+    /// (same seed, same schedule) on the training and validation windows together for that
+    /// many epochs, and hand back that model: the validation period, the most recent data
+    /// before the test, is then learned from too, as protocols without a validation split
+    /// (T-GCN's) train on everything before the test. The report keeps the first training's
+    /// validation metrics (the refitted model has seen those windows) and its test metrics
+    /// beside the refitted ones ([`TrainReport::refit`]). Nothing is chosen on test.
+    pub refit: bool,
 }
 
 /// The training loss of a full training. The proxy always trains on MAE: a search ranks by
@@ -434,6 +442,7 @@ impl Default for TrainConfig {
             step_epochs: 10,
             gamma: 0.5,
             loss: Loss::Mae,
+            refit: false,
         }
     }
 }
@@ -495,6 +504,24 @@ pub struct TrainReport {
     /// no epoch finished.
     pub val: Option<MetricsTable>,
     pub test: Option<MetricsTable>,
+    pub seconds: f64,
+    /// With `refit`: the refit on training and validation windows. `test` is then the
+    /// refitted model's, `val` still the first training's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit: Option<RefitReport>,
+}
+
+/// The refit of [`TrainConfig::refit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefitReport {
+    /// Epochs trained: the first training's best epoch.
+    pub epochs: usize,
+    /// Training windows (the first training had `train`'s; the refit adds `val`'s).
+    pub windows: usize,
+    pub status: EvalStatus,
+    /// The first training's test metrics, before the refit (None if the refit failed and
+    /// `test` is still the first training's).
+    pub test_before: Option<MetricsTable>,
     pub seconds: f64,
 }
 
@@ -803,34 +830,28 @@ pub fn train_full_until(
     let mut best: Option<(f64, usize, Snapshot)> = None;
     let mut status = EvalStatus::Ok;
     let mut since_best = 0;
-    'epochs: for epoch in 1..=cfg.epochs {
+    for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
-        let order = shuffled(&data.train, &mut rng);
-        let mut batches: Vec<&[i64]> = order.chunks(cfg.batch_size.max(1)).collect();
-        if cfg.max_batches_per_epoch > 0 {
-            batches.truncate(cfg.max_batches_per_epoch);
-        }
-        let mut sum = 0.0;
-        let per_epoch = batches.len();
-        for (i, b) in batches.iter().enumerate() {
-            if stop.load(Ordering::Relaxed) {
-                return Err(Error::Cancelled);
+        let (sum, batches) = match train_epoch(
+            &trained,
+            &mut opt,
+            data,
+            &data.train,
+            cfg,
+            epoch,
+            &mut rng,
+            stop,
+        )? {
+            Ok(done) => done,
+            Err(diverged) => {
+                status = diverged;
+                break;
             }
-            opt.lr = cfg.lr_at((epoch - 1) * per_epoch + i, per_epoch);
-            let loss = trained.train_step(&mut opt, data, b, cfg.loss)?;
-            if !loss.is_finite() {
-                status = EvalStatus::Diverged {
-                    step: (epoch - 1) * batches.len() + i,
-                    loss,
-                };
-                break 'epochs;
-            }
-            sum += loss;
-        }
+        };
         let (pred, y) = trained.predict(data, &val_idx, cfg.eval_batch_size)?;
         let log = EpochLog::measure(
             epoch,
-            sum / batches.len().max(1) as f64,
+            sum / batches.max(1) as f64,
             &pred,
             &y,
             data.null,
@@ -842,7 +863,7 @@ pub fn train_full_until(
         history.push(log);
         if !score.is_finite() {
             status = EvalStatus::Diverged {
-                step: epoch * batches.len(),
+                step: epoch * batches,
                 loss: score,
             };
             break;
@@ -866,6 +887,39 @@ pub fn train_full_until(
         let (p, y) = trained.predict(data, &test_idx, cfg.eval_batch_size)?;
         test = Some(MetricsTable::compute(&p, &y, data.null)?);
     }
+    let mut trained = trained;
+    let mut refit = None;
+    if cfg.refit && best_epoch > 0 && status == EvalStatus::Ok {
+        let t0 = Instant::now();
+        let windows = data.train.start..data.val.end.max(data.train.end);
+        let again = Trained::build(arch, data, model_cfg, cfg.seed)?;
+        let mut opt = Adam::new(&again.vs, cfg.lr, cfg.weight_decay, cfg.clip)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut refit_status = EvalStatus::Ok;
+        for epoch in 1..=best_epoch {
+            if let Err(diverged) =
+                train_epoch(&again, &mut opt, data, &windows, cfg, epoch, &mut rng, stop)?
+            {
+                refit_status = diverged;
+                break;
+            }
+        }
+        let test_before = test.clone();
+        let kept = refit_status == EvalStatus::Ok;
+        if kept {
+            // The refitted model is the one handed back, so `test` is its own.
+            let (p, y) = again.predict(data, &test_idx, cfg.eval_batch_size)?;
+            test = Some(MetricsTable::compute(&p, &y, data.null)?);
+            trained = again;
+        }
+        refit = Some(RefitReport {
+            epochs: best_epoch,
+            windows: windows.len(),
+            status: refit_status,
+            test_before: if kept { test_before } else { None },
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
     let report = TrainReport {
         dataset: data.name.clone(),
         arch: arch.to_spec(),
@@ -877,8 +931,46 @@ pub fn train_full_until(
         val,
         test,
         seconds: started.elapsed().as_secs_f64(),
+        refit,
     };
     Ok((report, trained))
+}
+
+/// One epoch over the windows starting in `windows`, shuffled by `rng`: the sum of the batch
+/// losses and the batch count, or the status of a divergence.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    trained: &Trained,
+    opt: &mut Adam,
+    data: &TrainData,
+    windows: &Range<usize>,
+    cfg: &TrainConfig,
+    epoch: usize,
+    rng: &mut ChaCha8Rng,
+    stop: &AtomicBool,
+) -> Result<std::result::Result<(f64, usize), EvalStatus>> {
+    let order = shuffled(windows, rng);
+    let mut batches: Vec<&[i64]> = order.chunks(cfg.batch_size.max(1)).collect();
+    if cfg.max_batches_per_epoch > 0 {
+        batches.truncate(cfg.max_batches_per_epoch);
+    }
+    let mut sum = 0.0;
+    let per_epoch = batches.len();
+    for (i, b) in batches.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        opt.lr = cfg.lr_at((epoch - 1) * per_epoch + i, per_epoch);
+        let loss = trained.train_step(opt, data, b, cfg.loss)?;
+        if !loss.is_finite() {
+            return Ok(Err(EvalStatus::Diverged {
+                step: (epoch - 1) * per_epoch + i,
+                loss,
+            }));
+        }
+        sum += loss;
+    }
+    Ok(Ok((sum, per_epoch)))
 }
 
 #[cfg(test)]
@@ -933,6 +1025,55 @@ mod tests {
         };
         assert!(bad.check_schedule().unwrap_err().contains("warmup_epochs"));
         assert!(TrainConfig::default().check_schedule().is_ok());
+    }
+
+    /// A refit repeats the first training exactly (same history and chosen epoch, same
+    /// validation and, kept aside, test metrics), then hands back a model trained that many
+    /// epochs on the training and validation windows, whose test metrics the report gives.
+    #[test]
+    fn a_refit_keeps_the_first_training_and_reports_the_refitted_model() {
+        let p = crate::protocol::tests::wave();
+        let data = TrainData::new(&p, Device::Cpu).unwrap();
+        let arch = Arch::from_json(
+            r#"{"edges":[{"from":0,"to":1,"op":"STT","spatial":"mix_gc","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"}]}"#,
+            crate::space::SpaceKind::Ists,
+        )
+        .unwrap();
+        let model = ModelConfig {
+            hidden: 8,
+            end_hidden: 16,
+            ..ModelConfig::default()
+        };
+        let cfg = TrainConfig {
+            epochs: 3,
+            batch_size: 32,
+            lr: 1e-2,
+            patience: 10,
+            ..TrainConfig::default()
+        };
+        let (plain, _) = train_full(&arch, &data, &model, &cfg, &mut |_| {}).unwrap();
+        assert_eq!(plain.refit, None);
+        let refit_cfg = TrainConfig {
+            refit: true,
+            ..cfg.clone()
+        };
+        let (r, trained) = train_full(&arch, &data, &model, &refit_cfg, &mut |_| {}).unwrap();
+        let losses = |h: &[EpochLog]| -> Vec<(f64, f64)> {
+            h.iter().map(|e| (e.train_loss, e.val_mae)).collect()
+        };
+        assert_eq!(losses(&r.history), losses(&plain.history));
+        assert_eq!((r.best_epoch, &r.val), (plain.best_epoch, &plain.val));
+        let refit = r.refit.as_ref().unwrap();
+        assert_eq!(refit.status, EvalStatus::Ok);
+        assert_eq!(refit.epochs, plain.best_epoch);
+        assert_eq!(refit.windows, data.train.len() + data.val.len());
+        assert_eq!(refit.test_before, plain.test);
+        assert_ne!(r.test, plain.test, "the refitted model's test metrics");
+        // The model handed back is the refitted one: its forecasts give the reported test MAE.
+        let idx = spread(&data.test, 0);
+        let (pred, y) = trained.predict(&data, &idx, 64).unwrap();
+        let again = MetricsTable::compute(&pred, &y, data.null).unwrap();
+        assert_eq!(Some(again), r.test);
     }
 
     /// Adam with L2 decay and global-norm clipping, computed step by step in f64, against ours
