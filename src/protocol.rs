@@ -739,9 +739,19 @@ fn forecast(
                 report.best_epoch, report.epochs_run, report.status, report.params
             ));
             if let Some(r) = &report.refit {
+                let avg = |t: &Option<crate::metrics::MetricsTable>| {
+                    t.as_ref()
+                        .map(|t| format!("{:.4}", t.average.rmse))
+                        .unwrap_or_else(|| "-".into())
+                };
                 log(&format!(
-                    "{label} seed +{k}: refit {} epochs on {} training and validation windows ({:?}, {:.0} s)",
-                    r.epochs, r.windows, r.status, r.seconds
+                    "{label} seed +{k}: refit {} epochs on {} training and validation windows ({:?}, {:.0} s); test RMSE over all steps {} before, {} after",
+                    r.epochs,
+                    r.windows,
+                    r.status,
+                    r.seconds,
+                    avg(&r.test_before),
+                    avg(&report.test)
                 ));
             }
             if report.best_epoch == 0 {
