@@ -1420,8 +1420,8 @@ mod tests {
         assert!((lr_only(4.0) + 0.375).abs() < 1e-12);
         assert!((lr_only(0.25) - 0.375).abs() < 1e-12);
         // A good wiring moved to the bad factor is estimated worse than it was at the good one.
-        for i in 0..3 {
-            assert!(e.estimate(&with_lr(&w[i], 0.25)) > e.estimate(&with_lr(&w[i], 4.0)));
+        for good in &w[..3] {
+            assert!(e.estimate(&with_lr(good, 0.25)) > e.estimate(&with_lr(good, 4.0)));
         }
         // A choice never scored adds nothing.
         let mut unseen = with_lr(&w[0], 4.0);
