@@ -12,8 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::ops::TResult;
-use crate::train::{spread, Adam, EpochLog, TrainConfig, TrainData};
-use rand::seq::SliceRandom;
+use crate::train::{epoch_order, spread, Adam, EpochLog, TrainConfig, TrainData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -248,7 +247,7 @@ pub fn train_gru(
     if cfg.refit {
         // As `train_full` refits a design: a fresh model, the same seed and schedule, the
         // training and validation windows, the epochs validation chose.
-        let windows = data.train.start..data.val.end.max(data.train.end);
+        let windows = data.refit_windows();
         let (vs2, model2) = build(data, gru, cfg.seed)?;
         let mut opt = Adam::new(&vs2, cfg.lr, cfg.weight_decay, cfg.clip)?;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -293,15 +292,11 @@ fn epoch_over(
     epoch: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<(f64, usize)> {
-    let mut order: Vec<i64> = windows.clone().map(|i| i as i64).collect();
-    order.shuffle(rng);
-    let mut batches: Vec<&[i64]> = order.chunks(cfg.batch_size.max(1)).collect();
-    if cfg.max_batches_per_epoch > 0 {
-        batches.truncate(cfg.max_batches_per_epoch);
-    }
+    let order = epoch_order(windows, cfg, rng);
+    let batches = order.chunks(cfg.batch_size.max(1));
     let per_epoch = batches.len();
     let mut sum = 0.0;
-    for (i, b) in batches.iter().enumerate() {
+    for (i, b) in batches.enumerate() {
         opt.lr = cfg.lr_at((epoch - 1) * per_epoch + i, per_epoch);
         let (x, y) = data.batch(b)?;
         let pred = denorm(data, &model.forward_t(&x, true)?)?;

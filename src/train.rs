@@ -66,6 +66,12 @@ impl TrainData {
         })
     }
 
+    /// The windows a refit trains on ([`TrainConfig::refit`]): the training and validation
+    /// windows together, everything before the test.
+    pub fn refit_windows(&self) -> Range<usize> {
+        self.train.start..self.val.end.max(self.train.end)
+    }
+
     /// The samples starting at `starts`: inputs `[B, T_in, N, F]` and raw targets `[B, H, N]`.
     pub fn batch(&self, starts: &[i64]) -> TResult<(Tensor, Tensor)> {
         let tin = self.shape.input_len;
@@ -658,6 +664,24 @@ fn shuffled(range: &Range<usize>, rng: &mut ChaCha8Rng) -> Vec<i64> {
     v
 }
 
+/// The windows of one training epoch, in the order they are trained: those starting in
+/// `windows`, shuffled by `rng`, cut to `max_batches_per_epoch` batches when that is set. A
+/// design's training and the GRU baseline's share it, so their epochs see the same samples.
+pub(crate) fn epoch_order(
+    windows: &Range<usize>,
+    cfg: &TrainConfig,
+    rng: &mut ChaCha8Rng,
+) -> Vec<i64> {
+    let mut order = shuffled(windows, rng);
+    if cfg.max_batches_per_epoch > 0 {
+        order.truncate(
+            cfg.max_batches_per_epoch
+                .saturating_mul(cfg.batch_size.max(1)),
+        );
+    }
+    order
+}
+
 /// Runs the one-step-tuning proxy for `arch`.
 pub fn proxy_eval(
     arch: &Arch,
@@ -891,7 +915,7 @@ pub fn train_full_until(
     let mut refit = None;
     if cfg.refit && best_epoch > 0 && status == EvalStatus::Ok {
         let t0 = Instant::now();
-        let windows = data.train.start..data.val.end.max(data.train.end);
+        let windows = data.refit_windows();
         let again = Trained::build(arch, data, model_cfg, cfg.seed)?;
         let mut opt = Adam::new(&again.vs, cfg.lr, cfg.weight_decay, cfg.clip)?;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -904,19 +928,18 @@ pub fn train_full_until(
                 break;
             }
         }
-        let test_before = test.clone();
-        let kept = refit_status == EvalStatus::Ok;
-        if kept {
+        let mut test_before = None;
+        if refit_status == EvalStatus::Ok {
             // The refitted model is the one handed back, so `test` is its own.
             let (p, y) = again.predict(data, &test_idx, cfg.eval_batch_size)?;
-            test = Some(MetricsTable::compute(&p, &y, data.null)?);
+            test_before = test.replace(MetricsTable::compute(&p, &y, data.null)?);
             trained = again;
         }
         refit = Some(RefitReport {
             epochs: best_epoch,
             windows: windows.len(),
             status: refit_status,
-            test_before: if kept { test_before } else { None },
+            test_before,
             seconds: t0.elapsed().as_secs_f64(),
         });
     }
@@ -949,14 +972,11 @@ fn train_epoch(
     rng: &mut ChaCha8Rng,
     stop: &AtomicBool,
 ) -> Result<std::result::Result<(f64, usize), EvalStatus>> {
-    let order = shuffled(windows, rng);
-    let mut batches: Vec<&[i64]> = order.chunks(cfg.batch_size.max(1)).collect();
-    if cfg.max_batches_per_epoch > 0 {
-        batches.truncate(cfg.max_batches_per_epoch);
-    }
-    let mut sum = 0.0;
+    let order = epoch_order(windows, cfg, rng);
+    let batches = order.chunks(cfg.batch_size.max(1));
     let per_epoch = batches.len();
-    for (i, b) in batches.iter().enumerate() {
+    let mut sum = 0.0;
+    for (i, b) in batches.enumerate() {
         if stop.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }

@@ -127,15 +127,15 @@ impl OfflineInstructor {
     /// share: 0 for the best, 1 for the last; a failed one counts as last. The first drawn wins
     /// ties, so the rule stays seeded. None when no new offspring turns up in 64 draws.
     fn guided(&self, h: &Hints, parents: &[Arch], rng: &mut ChaCha8Rng) -> Option<Arch> {
-        let mut pool: Vec<Arch> = Vec::new();
+        let mut pool: Vec<(String, Arch)> = Vec::new();
         for _ in 0..64 {
             if pool.len() >= GUIDED_POOL {
                 break;
             }
             let cand = self.offspring(parents, rng);
             let hash = cand.hash();
-            if !h.known.contains_key(&hash) && !pool.iter().any(|p| p.hash() == hash) {
-                pool.push(cand);
+            if !h.known.contains_key(&hash) && !pool.iter().any(|(p, _)| *p == hash) {
+                pool.push((hash, cand));
             }
         }
         let last = h.seen.len().saturating_sub(1).max(1) as f64;
@@ -156,7 +156,7 @@ impl OfflineInstructor {
             .collect();
         let effects = ChoiceEffects::fit(&scored);
         let mut best: Option<(f64, Arch)> = None;
-        for cand in pool {
+        for (_, cand) in pool {
             let v = effects.estimate(&cand);
             if best.as_ref().is_none_or(|(b, _)| v < *b) {
                 best = Some((v, cand));
