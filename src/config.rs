@@ -181,8 +181,9 @@ pub struct SearchSettings {
     /// Share of the budget spent in exploration before optimization.
     pub exploration_share: f64,
     /// How the offline instructor picks an exploration-stage design: `sample` (uniform, seeded:
-    /// what random search does) or `diverse` (the most different from every design evaluated
-    /// so far, among a pool of samples). It applies to chain-of-thought proposals; the offline
+    /// what random search does), `diverse` (the most different from every design evaluated
+    /// so far, among a pool of samples) or `prior` (the one `search.prior` ranks best, among a
+    /// pool of samples). It applies to chain-of-thought proposals; the offline
     /// instructor's tree-of-thought branches sample uniformly, and LLM instructors are asked
     /// for diversity in words.
     pub exploration: Exploration,
@@ -191,6 +192,11 @@ pub struct SearchSettings {
     /// offspring, the one a main-effects surrogate of the memory bank ranks best:
     /// [`crate::space::ChoiceEffects`]). Chain-of-thought mode.
     pub optimization: Optimization,
+    /// Journals (`journal.jsonl`) of earlier searches on *other* tasks in the same space: their
+    /// memory banks, as one main-effects surrogate ([`crate::prior::Prior`]), rank the
+    /// exploration stage's candidates when `exploration = "prior"`. Paths as given (relative
+    /// ones from the working directory). Empty: no prior.
+    pub prior: Vec<std::path::PathBuf>,
     /// Switch early when this many evaluations in a row bring no new best (0 = off).
     pub plateau: usize,
     pub mode: Mode,
@@ -248,6 +254,7 @@ impl Default for SearchSettings {
             exploration_share: 0.5,
             exploration: Exploration::Sample,
             optimization: Optimization::Mutate,
+            prior: Vec::new(),
             plateau: 0,
             mode: Mode::Cot,
             tot: TotSettings::default(),
@@ -274,10 +281,18 @@ pub enum Exploration {
     /// ([`crate::space::Arch::distance`]) from its nearest evaluated design, so the first
     /// designs spread over the operators and hyperparameter choices instead of clustering.
     Diverse,
+    /// Prior knowledge: of [`PRIOR_POOL`] new uniform samples, the one the surrogate of earlier
+    /// searches' banks (`search.prior`, [`crate::prior::Prior`]) ranks best, so the first
+    /// designs start where other tasks' winners were instead of anywhere.
+    Prior,
 }
 
 /// Uniform samples a `diverse` exploration step chooses among.
 pub const DIVERSE_POOL: usize = 32;
+
+/// New uniform samples a `prior` exploration step chooses among. Small enough that the
+/// exploration stage still spreads: the prior picks among a few draws, it does not dictate.
+pub const PRIOR_POOL: usize = 8;
 
 /// How the offline instructor proposes in the optimization stage (`search.optimization`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -733,6 +748,13 @@ impl Settings {
         }
         if s.in_flight == 0 {
             return Err("search.in_flight must be >= 1".into());
+        }
+        if s.exploration == Exploration::Prior && s.prior.is_empty() {
+            return Err(
+                "search.exploration = \"prior\" needs search.prior: the journals of earlier \
+                 searches (journal.jsonl) to learn from"
+                    .into(),
+            );
         }
         if s.budget_steps > 1_000_000_000_000 {
             return Err(format!(

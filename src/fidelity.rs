@@ -459,7 +459,7 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
 /// zero warm-up, and `schedule = "constant"` itself; keys added after results were first
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
 /// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`,
-/// `optimization = "mutate"`, `refit = false`).
+/// `optimization = "mutate"`, `refit = false`, `prior = []`).
 /// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -475,6 +475,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "optimization" => v.as_str() == Some("mutate"),
         // `final.train.refit`, added after studies had begun: no refit.
         "refit" => v.as_bool() == Some(false),
+        // `search.prior`, added after studies had begun: no prior.
+        "prior" => v.as_array().is_some_and(Vec::is_empty),
         "hyper" => v.as_object().is_some_and(|h| {
             ["hidden", "blocks", "lr_scale"].iter().all(|k| {
                 h.get(*k)

@@ -32,6 +32,8 @@
 //! - [`profile`]: what the instructor is told about the task: a profile of the training split
 //!   (sensors, steps per day, missing share, graph density, autocorrelations) and each
 //!   operator's traits (what it models, receptive field, parameters at the configured widths).
+//! - [`prior`]: what earlier searches' memory banks say about which choices win, as one
+//!   surrogate that ranks designs before they are scored (`search.prior`).
 //! - [`rungs`]: successive-halving rungs (ASHA) inside a search: who is promoted next.
 //! - [`schema`]: JSON schemas of replies, for servers that constrain decoding.
 //! - [`config`]: the settings of a search, shared by the CLI, the actors and the daemon.
@@ -55,6 +57,7 @@ pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod parse;
+pub mod prior;
 pub mod profile;
 pub mod prompt;
 pub mod protocol;

@@ -165,6 +165,22 @@ mod tests {
             e.contains("search.exploration") && e.contains("diverse"),
             "{e}"
         );
+        // Prior-ranked exploration needs the banks it ranks by.
+        let e = from_json_over(
+            &base,
+            &serde_json::json!({"search": {"exploration": "prior"}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("search.prior"), "{e}");
+        let s = from_json_over(
+            &base,
+            &serde_json::json!({"search": {"exploration": "prior", "prior": ["a.jsonl"]}}),
+        )
+        .unwrap();
+        assert_eq!(s.search.exploration, ists::config::Exploration::Prior);
+        assert_eq!(s.search.prior, vec![std::path::PathBuf::from("a.jsonl")]);
+        assert!(base.search.prior.is_empty());
         let s = from_json_over(
             &base,
             &serde_json::json!({"search": {"optimization": "guided"}}),

@@ -311,6 +311,11 @@ async fn auth_and_bad_input_get_clear_4xx_and_the_daemon_keeps_serving() {
         (r#"{"runs_dir":"/tmp/elsewhere"}"#, 400, "runs_dir"),
         (r#"{"prompts_dir":"../../etc"}"#, 400, "prompts_dir"),
         (
+            r#"{"search":{"prior":["/etc/passwd"]}}"#,
+            400,
+            "search.prior",
+        ),
+        (
             r#"{"data":{"source":"../../etc/passwd"}}"#,
             400,
             "data.source",

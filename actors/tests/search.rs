@@ -1056,3 +1056,81 @@ async fn the_guided_optimization_stage_departs_from_random_offspring() {
     assert!(optimized(guided).len() >= 4, "{guided:?}");
     assert_ne!(optimized(mutate), optimized(guided));
 }
+
+/// `search.prior` reaches the offline instructor: with a bank (a journal of an earlier search)
+/// in which every design at learning-rate factor 2 ranked above every other, prior-ranked
+/// exploration proposes that factor far more often than uniform exploration, under the same
+/// seed. A prior file that is missing stops the search before a run directory is made, with
+/// the file named.
+#[actix::test]
+async fn prior_ranked_exploration_follows_an_earlier_search_bank() {
+    use rand::SeedableRng;
+    let tmp = tempfile::tempdir().unwrap();
+    let hyper = ists::hyper::HyperSpace {
+        hidden: vec![8, 16],
+        blocks: vec![1, 2],
+        lr_scale: vec![0.5, 1.0, 2.0],
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let mut bank = String::new();
+    for id in 0..24 {
+        let mut a = ists::space::Arch::sample_in(ists::space::SpaceKind::Ists, &hyper, &mut rng);
+        let lr = if id < 8 { 2.0 } else { [0.5, 1.0][id % 2] };
+        a.hyper.as_mut().unwrap().lr_scale = lr;
+        let e = serde_json::json!({
+            "id": id, "hash": a.hash(), "arch": a.to_spec(), "score": 1.0 + id as f64,
+            "status": {"status": "ok"}, "stage": "exploration", "params": 1, "seconds": 1.0,
+        });
+        bank += &(e.to_string() + "\n");
+    }
+    let prior_file = tmp.path().join("earlier-journal.jsonl");
+    std::fs::write(&prior_file, bank).unwrap();
+
+    let mut fast = Vec::new();
+    for rule in [
+        ists::config::Exploration::Sample,
+        ists::config::Exploration::Prior,
+    ] {
+        let mut s = one_at_a_time(tmp.path(), Mode::Cot, 12);
+        s.search.exploration_share = 1.0;
+        s.search.exploration = rule;
+        s.search.prior = vec![prior_file.clone()];
+        s.search.hyper = hyper.clone();
+        let name = format!("exploration-{rule:?}");
+        let opts = SearchOptions {
+            name: Some(name.clone()),
+            ..fake_evaluator()
+        };
+        let summary = run_search(s, opts, std::future::pending()).await.unwrap();
+        assert_eq!(summary.evaluated, 12, "{rule:?}");
+        let j = journal(&tmp.path().join(&name));
+        let at_two = j
+            .iter()
+            .filter(|e| e["arch"]["hyper"]["lr_scale"].as_f64() == Some(2.0))
+            .count();
+        fast.push(at_two);
+    }
+    assert!(
+        fast[1] >= 10 && fast[1] > fast[0] + 3,
+        "factor 2 proposed {} of 12 times uniformly, {} with the prior",
+        fast[0],
+        fast[1]
+    );
+
+    let mut s = one_at_a_time(tmp.path(), Mode::Cot, 4);
+    s.search.exploration = ists::config::Exploration::Prior;
+    s.search.prior = vec![tmp.path().join("moved-away.jsonl")];
+    let opts = SearchOptions {
+        name: Some("no-prior".into()),
+        ..fake_evaluator()
+    };
+    let e = run_search(s, opts, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("search.prior[0]") && e.contains("moved-away.jsonl"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("no-prior").exists());
+}

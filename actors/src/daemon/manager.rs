@@ -273,9 +273,18 @@ pub(super) async fn run_one(
     for f in &shared.extensions {
         subscribers.push(f(id));
     }
-    let instructor = MeteredInstructor::new(instructor_for(&settings), shared.metrics.clone())
-        .start()
-        .recipient();
+    // Submitters cannot name a prior (`search.prior` is reserved); the operator's base may.
+    let prior = match load_prior(&settings) {
+        Ok(p) => p,
+        Err(e) => {
+            set_final(shared, id, Status::Failed, Some(e.to_string()), None).await;
+            return;
+        }
+    };
+    let instructor =
+        MeteredInstructor::new(instructor_for(&settings, prior), shared.metrics.clone())
+            .start()
+            .recipient();
     let opts = SearchOptions {
         resume,
         name: Some(id.to_string()),

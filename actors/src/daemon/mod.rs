@@ -32,7 +32,7 @@ use crate::eval::fair::{EvalGate, FairScheduler};
 use crate::messages::{
     CancelAll, CancelSearch, EventMsg, SearchEnded, StartSearch, StopSearches, SyncStore,
 };
-use crate::search::supervisor::instructor_for;
+use crate::search::supervisor::{instructor_for, load_prior};
 use crate::settings::{self};
 use crate::{run_search, SearchOptions};
 use actix::prelude::*;

@@ -93,7 +93,8 @@ pub(super) fn clean_journal(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Keys a submitted search may not set: paths stay inside the daemon's data directory, and
+/// Keys a submitted search may not set: paths stay inside the daemon's data directory (a
+/// submitted `search.prior` would read any file of the daemon's host), and
 /// the instructor endpoint and key variable stay the operator's (a search naming another
 /// endpoint could send it the value of any environment variable). `llm` is limited further
 /// (see [`LLM_KEYS`]).
@@ -103,6 +104,7 @@ pub(super) const RESERVED: &[(&str, Option<&str>)] = &[
     ("prompts_dir", None),
     ("evaluators", None),
     ("data", Some("spec")),
+    ("search", Some("prior")),
     ("llm", Some("base_url")),
     ("llm", Some("key_env")),
 ];

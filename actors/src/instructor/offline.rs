@@ -1,17 +1,19 @@
 //! OfflineInstructor: answers the same [`Complete`] message as the LLM actor, with no key and no
-//! network. Its decisions are seeded: uniform or max-min diverse sampling in exploration
-//! (`search.exploration`); in optimization, mutation and crossover of the best memory entries,
+//! network. Its decisions are seeded: uniform, max-min diverse or prior-ranked sampling in
+//! exploration (`search.exploration`); in optimization, mutation and crossover of the best memory entries,
 //! drawn at random or chosen by a main-effects surrogate (`search.optimization`). It
 //! writes the reply text an LLM is asked for (step lines, then the JSON), so the ParserActor
 //! handles both the same way.
 
 use crate::messages::{Complete, Hints, LlmError, Purpose, Reply, Usage};
 use actix::prelude::*;
-use ists::config::{Exploration, Optimization, DIVERSE_POOL, GUIDED_POOL};
+use ists::config::{Exploration, Optimization, DIVERSE_POOL, GUIDED_POOL, PRIOR_POOL};
 use ists::memory::{heuristic_value, Stage};
+use ists::prior::Prior;
 use ists::space::{Arch, ChoiceEffects, EdgeSpec, HyperSpace, SpaceKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct OfflineInstructor {
@@ -21,6 +23,8 @@ pub struct OfflineInstructor {
     seed: u64,
     exploration: Exploration,
     optimization: Optimization,
+    /// Earlier searches' banks (`search.prior`), for `Exploration::Prior`.
+    prior: Option<Arc<Prior>>,
 }
 
 impl OfflineInstructor {
@@ -31,6 +35,7 @@ impl OfflineInstructor {
             seed,
             exploration: Exploration::Sample,
             optimization: Optimization::Mutate,
+            prior: None,
         }
     }
 
@@ -46,9 +51,39 @@ impl OfflineInstructor {
         self
     }
 
-    /// An exploration-stage design: uniform, or the most different from every design scored
-    /// so far (max-min over [`DIVERSE_POOL`] draws), never a known hash when avoidable.
+    /// The surrogate of earlier searches' banks that `Exploration::Prior` ranks by.
+    pub fn with_prior(mut self, prior: Option<Arc<Prior>>) -> OfflineInstructor {
+        self.prior = prior;
+        self
+    }
+
+    /// An exploration-stage design: uniform, the most different from every design scored
+    /// so far (max-min over [`DIVERSE_POOL`] draws), or the one of [`PRIOR_POOL`] new draws
+    /// the prior ranks best; never a known hash when avoidable.
     fn explore(&self, h: &Hints, rng: &mut ChaCha8Rng) -> Arch {
+        if let (Exploration::Prior, Some(prior)) = (self.exploration, &self.prior) {
+            let mut best: Option<(f64, Arch)> = None;
+            let mut drawn: Vec<String> = Vec::new();
+            for _ in 0..64 {
+                if drawn.len() >= PRIOR_POOL {
+                    break;
+                }
+                let cand = Arch::sample_in(self.space, &self.hyper, rng);
+                let hash = cand.hash();
+                if h.known.contains_key(&hash) || drawn.contains(&hash) {
+                    continue;
+                }
+                drawn.push(hash);
+                // The first drawn wins ties, so the rule stays seeded.
+                let v = prior.estimate(&cand);
+                if best.as_ref().is_none_or(|(b, _)| v < *b) {
+                    best = Some((v, cand));
+                }
+            }
+            if let Some((_, a)) = best {
+                return a;
+            }
+        }
         if self.exploration == Exploration::Diverse {
             let seen: Vec<Arch> = h
                 .seen
@@ -453,5 +488,53 @@ mod tests {
             let first = g.offspring(&g.parents(&empty), &mut g.rng(&empty));
             assert_eq!(g.propose(&empty, &mut g.rng(&empty)), first);
         }
+    }
+
+    /// With a prior that ranks the learning-rate factor 4 first and 0.25 last (learnt on
+    /// other wirings), prior-ranked exploration proposes the factor 4 far more often than
+    /// uniform sampling does, and never a known design; without a prior it samples uniformly.
+    #[test]
+    fn prior_exploration_follows_what_earlier_banks_ranked_best() {
+        let hs = HyperSpace {
+            hidden: vec![8],
+            blocks: vec![1],
+            lr_scale: vec![0.25, 1.0, 4.0],
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let bank: Vec<(Arch, f64)> = (0..30)
+            .map(|i| {
+                let mut a = Arch::sample_in(SpaceKind::Ists, &hs, &mut rng);
+                let lr = [4.0, 1.0, 0.25][i / 10];
+                a.hyper.as_mut().unwrap().lr_scale = lr;
+                (a, i as f64 / 29.0)
+            })
+            .collect();
+        let prior = Arc::new(Prior::fit(&[bank]));
+        let ranked = OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3)
+            .with_exploration(Exploration::Prior)
+            .with_prior(Some(prior));
+        let unranked = OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3)
+            .with_exploration(Exploration::Prior);
+        let (mut fast_ranked, mut fast_uniform) = (0, 0);
+        for seed in 0..40 {
+            let h = hints(&[], &[]);
+            let a = ranked.explore(&h, &mut ChaCha8Rng::seed_from_u64(seed));
+            fast_ranked += (a.hyper.as_ref().unwrap().lr_scale == 4.0) as usize;
+            let first = Arch::sample_in(SpaceKind::Ists, &hs, &mut ChaCha8Rng::seed_from_u64(seed));
+            let u = unranked.explore(&h, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert_eq!(u, first, "no prior: uniform, as random search draws");
+            fast_uniform += (u.hyper.as_ref().unwrap().lr_scale == 4.0) as usize;
+            let h = hints(&[], std::slice::from_ref(&a));
+            let again = ranked.explore(&h, &mut ChaCha8Rng::seed_from_u64(seed));
+            assert_ne!(
+                again.hash(),
+                a.hash(),
+                "a known design is not proposed again"
+            );
+        }
+        assert!(
+            fast_ranked >= 30 && fast_uniform <= 24,
+            "factor 4 drawn {fast_ranked} of 40 times with the prior, {fast_uniform} without"
+        );
     }
 }

@@ -181,6 +181,9 @@ pub enum Method {
     /// The offline instructor with both stages and a surrogate-guided optimization stage
     /// (`search.optimization = "guided"`, whatever the configured rule).
     Guided,
+    /// The offline instructor with both stages and an exploration stage ranked by earlier
+    /// searches' banks (`search.exploration = "prior"`; `search.prior` must name them).
+    Prior,
     /// A fixed architecture, trained like a search's final model.
     Hand { name: String, arch: Arch },
 }
@@ -192,6 +195,7 @@ impl Method {
             Method::Offline => "offline".into(),
             Method::Diverse => "offline-diverse".into(),
             Method::Guided => "offline-guided".into(),
+            Method::Prior => "offline-prior".into(),
             Method::Hand { name, .. } => format!("hand-{name}"),
         }
     }
@@ -199,7 +203,7 @@ impl Method {
 
 impl Method {
     /// The method a results-file name stands for: `random`, `offline`, `offline-diverse`,
-    /// `offline-guided`, or
+    /// `offline-guided`, `offline-prior`, or
     /// `hand-NAME` with the fixed design given by `hand` (None: the name is unknown there).
     pub fn parse(
         name: &str,
@@ -210,11 +214,12 @@ impl Method {
             "offline" => Ok(Method::Offline),
             "offline-diverse" => Ok(Method::Diverse),
             "offline-guided" => Ok(Method::Guided),
+            "offline-prior" => Ok(Method::Prior),
             _ => {
                 let design = name.strip_prefix("hand-").ok_or_else(|| {
                     format!(
                         "unknown method '{name}' (expected random, offline, offline-diverse, \
-                         offline-guided or hand-NAME)"
+                         offline-guided, offline-prior or hand-NAME)"
                     )
                 })?;
                 let arch = hand(design)
@@ -269,6 +274,16 @@ pub async fn run_search_method(
         Method::Offline => {}
         Method::Diverse => cfg.search.exploration = ists::config::Exploration::Diverse,
         Method::Guided => cfg.search.optimization = ists::config::Optimization::Guided,
+        Method::Prior => {
+            if cfg.search.prior.is_empty() {
+                return Err(
+                    "method offline-prior needs search.prior: the journals of earlier \
+                            searches on other tasks"
+                        .into(),
+                );
+            }
+            cfg.search.exploration = ists::config::Exploration::Prior
+        }
         Method::Hand { .. } => return Err("a fixed design is not a search".into()),
     }
     cfg.final_train.top_k = cfg.final_train.top_k.max(1);
@@ -519,6 +534,7 @@ mod tests {
             "offline",
             "offline-diverse",
             "offline-guided",
+            "offline-prior",
             "hand-gwn",
         ] {
             assert_eq!(Method::parse(name, hand).unwrap().name(), name);

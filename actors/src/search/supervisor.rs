@@ -19,9 +19,10 @@ use crate::search::prompt::PromptActor;
 use crate::search::stage::{StageActor, Wiring};
 use actix::prelude::*;
 use dashmap::DashMap;
-use ists::config::{parse_device, Backend, EvalBackend, Settings};
+use ists::config::{parse_device, Backend, EvalBackend, Exploration, Settings};
 use ists::data::{load, prepare, Prepared};
 use ists::memory::Stage;
+use ists::prior::Prior;
 use ists::prompt::{TaskInfo, Templates};
 use std::future::Future;
 use std::path::PathBuf;
@@ -101,7 +102,17 @@ pub async fn run_search(
     settings
         .validate()
         .map_err(|e| SearchError::Settings(e.to_string()))?;
+    // The prior is read before a new run directory is made, so a bad file leaves none behind;
+    // a resumed search reads the one its snapshot names.
+    let prior = match opts.resume {
+        None => load_prior(&settings)?,
+        Some(_) => None,
+    };
     let (run, settings) = open_run(settings, &opts)?;
+    let prior = match prior {
+        Some(p) => Some(p),
+        None => load_prior(&settings)?,
+    };
     // `_local` stops a local model server started here when the search returns, however it
     // returns.
     let (_local, settings) = with_local_server(settings, opts.instructor.is_some()).await?;
@@ -182,16 +193,18 @@ pub async fn run_search(
     let optimization = settings.search.optimization;
     let offline = || {
         let hyper = hyper.clone();
+        let prior = prior.clone();
         Supervisor::start(move |_| {
             OfflineInstructor::new(space, hyper.clone(), seed)
                 .with_exploration(exploration)
                 .with_optimization(optimization)
+                .with_prior(prior.clone())
         })
         .recipient()
     };
     let llm: Recipient<Complete> = match opts.instructor.take() {
         Some(r) => r,
-        None => instructor_for(&settings),
+        None => instructor_for(&settings, prior.clone()),
     };
     let fallback =
         (settings.search.fallback && settings.llm.backend != Backend::Offline).then(offline);
@@ -399,8 +412,27 @@ pub fn single_device(settings: &Settings) -> Result<tch::Device, String> {
         .ok_or_else(|| "evaluators.devices is empty".to_string())
 }
 
-/// Starts the instructor the settings name (offline or OpenAI-compatible), supervised.
-pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
+/// Reads `search.prior` (the journals of earlier searches) into one surrogate, once per search;
+/// None when no prior is named. A file that cannot be used is a settings error naming it.
+pub fn load_prior(settings: &Settings) -> Result<Option<Arc<Prior>>, SearchError> {
+    let s = &settings.search;
+    if s.prior.is_empty() {
+        return Ok(None);
+    }
+    let prior = Prior::load(&s.prior, s.space).map_err(SearchError::Settings)?;
+    let (banks, designs) = prior.size();
+    if s.exploration != Exploration::Prior || settings.llm.backend != Backend::Offline {
+        tracing::warn!(
+            "search.prior is set, but only the offline instructor's exploration = \"prior\" uses it"
+        );
+    }
+    tracing::info!(banks, designs, "prior loaded");
+    Ok(Some(Arc::new(prior)))
+}
+
+/// Starts the instructor the settings name (offline or OpenAI-compatible), supervised. `prior`
+/// is what [`load_prior`] read (the offline instructor's `exploration = "prior"` ranks by it).
+pub fn instructor_for(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipient<Complete> {
     let space = settings.search.space;
     match settings.llm.backend {
         Backend::Offline => {
@@ -411,6 +443,7 @@ pub fn instructor_for(settings: &Settings) -> Recipient<Complete> {
                 OfflineInstructor::new(space, hyper.clone(), seed)
                     .with_exploration(exploration)
                     .with_optimization(optimization)
+                    .with_prior(prior.clone())
             })
             .recipient()
         }

@@ -38,6 +38,7 @@ pub struct BaselineArgs {
     pub results: Option<PathBuf>,
     /// Methods of a multi-seed comparison, comma separated: random, offline, offline-diverse
     /// (max-min diverse exploration), offline-guided (surrogate-guided optimization stage),
+    /// offline-prior (exploration ranked by `search.prior`, earlier searches' banks),
     /// hand-NAME (the fixed design config/NAME-arch.json).
     /// Rows of methods left out stay in the results file and in its tables.
     #[arg(long, value_delimiter = ',', default_value = "random,offline,hand-gwn")]
