@@ -1,7 +1,8 @@
 //! OfflineInstructor: answers the same [`Complete`] message as the LLM actor, with no key and no
 //! network. Its decisions are seeded: uniform, max-min diverse or prior-ranked sampling in
-//! exploration (`search.exploration`); in optimization, mutation and crossover of the best memory entries,
-//! drawn at random or chosen by a main-effects surrogate (`search.optimization`). It
+//! exploration (`search.exploration`); in optimization, mutation and crossover of the best
+//! memory entries, drawn at random or chosen by a main-effects surrogate
+//! (`search.optimization`). It
 //! writes the reply text an LLM is asked for (step lines, then the JSON), so the ParserActor
 //! handles both the same way.
 
@@ -62,25 +63,10 @@ impl OfflineInstructor {
     /// the prior ranks best; never a known hash when avoidable.
     fn explore(&self, h: &Hints, rng: &mut ChaCha8Rng) -> Arch {
         if let (Exploration::Prior, Some(prior)) = (self.exploration, &self.prior) {
-            let mut best: Option<(f64, Arch)> = None;
-            let mut drawn: Vec<String> = Vec::new();
-            for _ in 0..64 {
-                if drawn.len() >= PRIOR_POOL {
-                    break;
-                }
-                let cand = Arch::sample_in(self.space, &self.hyper, rng);
-                let hash = cand.hash();
-                if h.known.contains_key(&hash) || drawn.contains(&hash) {
-                    continue;
-                }
-                drawn.push(hash);
-                // The first drawn wins ties, so the rule stays seeded.
-                let v = prior.estimate(&cand);
-                if best.as_ref().is_none_or(|(b, _)| v < *b) {
-                    best = Some((v, cand));
-                }
-            }
-            if let Some((_, a)) = best {
+            let pool = fresh_pool(h, PRIOR_POOL, || {
+                Arch::sample_in(self.space, &self.hyper, rng)
+            });
+            if let Some(a) = least(pool, |a| prior.estimate(a)) {
                 return a;
             }
         }
@@ -162,17 +148,7 @@ impl OfflineInstructor {
     /// share: 0 for the best, 1 for the last; a failed one counts as last. The first drawn wins
     /// ties, so the rule stays seeded. None when no new offspring turns up in 64 draws.
     fn guided(&self, h: &Hints, parents: &[Arch], rng: &mut ChaCha8Rng) -> Option<Arch> {
-        let mut pool: Vec<(String, Arch)> = Vec::new();
-        for _ in 0..64 {
-            if pool.len() >= GUIDED_POOL {
-                break;
-            }
-            let cand = self.offspring(parents, rng);
-            let hash = cand.hash();
-            if !h.known.contains_key(&hash) && !pool.iter().any(|(p, _)| *p == hash) {
-                pool.push((hash, cand));
-            }
-        }
+        let pool = fresh_pool(h, GUIDED_POOL, || self.offspring(parents, rng));
         let last = h.seen.len().saturating_sub(1).max(1) as f64;
         let scored: Vec<(Arch, f64)> = h
             .seen
@@ -190,14 +166,7 @@ impl OfflineInstructor {
             })
             .collect();
         let effects = ChoiceEffects::fit(&scored);
-        let mut best: Option<(f64, Arch)> = None;
-        for (_, cand) in pool {
-            let v = effects.estimate(&cand);
-            if best.as_ref().is_none_or(|(b, _)| v < *b) {
-                best = Some((v, cand));
-            }
-        }
-        best.map(|(_, a)| a)
+        least(pool, |a| effects.estimate(a))
     }
 
     /// The incoming edges of `node` for one tree-of-thought branch, and the hyperparameters
@@ -243,6 +212,34 @@ impl OfflineInstructor {
         }
         (edges, arch.hyper)
     }
+}
+
+/// Up to `n` distinct designs from `draw` that are not known yet (at most 64 draws).
+fn fresh_pool(h: &Hints, n: usize, mut draw: impl FnMut() -> Arch) -> Vec<Arch> {
+    let mut pool: Vec<(String, Arch)> = Vec::new();
+    for _ in 0..64 {
+        if pool.len() >= n {
+            break;
+        }
+        let cand = draw();
+        let hash = cand.hash();
+        if !h.known.contains_key(&hash) && !pool.iter().any(|(p, _)| *p == hash) {
+            pool.push((hash, cand));
+        }
+    }
+    pool.into_iter().map(|(_, a)| a).collect()
+}
+
+/// The design of lowest `value`; the first drawn wins ties, so a rule stays seeded.
+fn least(pool: Vec<Arch>, value: impl Fn(&Arch) -> f64) -> Option<Arch> {
+    let mut best: Option<(f64, Arch)> = None;
+    for cand in pool {
+        let v = value(&cand);
+        if best.as_ref().is_none_or(|(b, _)| v < *b) {
+            best = Some((v, cand));
+        }
+    }
+    best.map(|(_, a)| a)
 }
 
 impl Actor for OfflineInstructor {
