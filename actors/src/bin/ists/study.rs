@@ -254,6 +254,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             }
         }
     }
+    // Other processes may have appended rows (their methods or seeds) since this one began:
+    // the tables are of the file as it is now.
+    let runs = read_runs(&path).map_err(anyhow::Error::msg)?;
     println!("\n| method | seeds | test MAE mean (sd) | random (sd) | wins/ties/losses | one-sided Wilcoxon p | eval steps vs random |");
     println!("|---|---:|---:|---:|---|---:|---|");
     // Every method in the file against random search, those of this run or earlier ones.
