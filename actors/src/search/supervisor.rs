@@ -104,13 +104,13 @@ pub async fn run_search(
         .map_err(|e| SearchError::Settings(e.to_string()))?;
     // The prior is read before a new run directory is made, so a bad file leaves none behind;
     // a resumed search reads the one its snapshot names.
-    let prior = match opts.resume {
-        None => load_prior(&settings)?,
+    let fresh_prior = match opts.resume {
+        None => Some(load_prior(&settings)?),
         Some(_) => None,
     };
     let (run, settings) = open_run(settings, &opts)?;
-    let prior = match prior {
-        Some(p) => Some(p),
+    let prior = match fresh_prior {
+        Some(p) => p,
         None => load_prior(&settings)?,
     };
     // `_local` stops a local model server started here when the search returns, however it
@@ -189,25 +189,12 @@ pub async fn run_search(
         let hyper = hyper.clone();
         Supervisor::start(move |_| ParserActor::new(space, hyper.clone(), known.clone()))
     };
-    let (seed, exploration) = (settings.search.seed, settings.search.exploration);
-    let optimization = settings.search.optimization;
-    let offline = || {
-        let hyper = hyper.clone();
-        let prior = prior.clone();
-        Supervisor::start(move |_| {
-            OfflineInstructor::new(space, hyper.clone(), seed)
-                .with_exploration(exploration)
-                .with_optimization(optimization)
-                .with_prior(prior.clone())
-        })
-        .recipient()
-    };
     let llm: Recipient<Complete> = match opts.instructor.take() {
         Some(r) => r,
         None => instructor_for(&settings, prior.clone()),
     };
-    let fallback =
-        (settings.search.fallback && settings.llm.backend != Backend::Offline).then(offline);
+    let fallback = (settings.search.fallback && settings.llm.backend != Backend::Offline)
+        .then(|| offline_instructor(&settings, prior.clone()));
     let evaluators = start_evaluators(&settings, &prepared, &run, &opts)?;
     let wiring = Wiring {
         render_cot: prompt.clone().recipient(),
@@ -435,18 +422,7 @@ pub fn load_prior(settings: &Settings) -> Result<Option<Arc<Prior>>, SearchError
 pub fn instructor_for(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipient<Complete> {
     let space = settings.search.space;
     match settings.llm.backend {
-        Backend::Offline => {
-            let (seed, exploration) = (settings.search.seed, settings.search.exploration);
-            let optimization = settings.search.optimization;
-            let hyper = settings.hyper_space();
-            Supervisor::start(move |_| {
-                OfflineInstructor::new(space, hyper.clone(), seed)
-                    .with_exploration(exploration)
-                    .with_optimization(optimization)
-                    .with_prior(prior.clone())
-            })
-            .recipient()
-        }
+        Backend::Offline => offline_instructor(settings, prior),
         Backend::Openai | Backend::Local => {
             let l = settings.llm.clone();
             let hyper = settings.hyper_space();
@@ -454,6 +430,21 @@ pub fn instructor_for(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipie
                 .recipient()
         }
     }
+}
+
+/// Starts the seeded offline instructor with the settings' search rules, supervised: the
+/// instructor of `backend = "offline"`, and an LLM search's fallback.
+fn offline_instructor(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipient<Complete> {
+    let s = &settings.search;
+    let (space, seed, exploration, optimization) = (s.space, s.seed, s.exploration, s.optimization);
+    let hyper = settings.hyper_space();
+    Supervisor::start(move |_| {
+        OfflineInstructor::new(space, hyper.clone(), seed)
+            .with_exploration(exploration)
+            .with_optimization(optimization)
+            .with_prior(prior.clone())
+    })
+    .recipient()
 }
 
 impl actix::Supervised for PromptActor {}
