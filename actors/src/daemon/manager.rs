@@ -281,10 +281,12 @@ pub(super) async fn run_one(
             return;
         }
     };
-    let instructor =
-        MeteredInstructor::new(instructor_for(&settings, prior), shared.metrics.clone())
-            .start()
-            .recipient();
+    let instructor = MeteredInstructor::new(
+        instructor_for(&settings, prior.clone()),
+        shared.metrics.clone(),
+    )
+    .start()
+    .recipient();
     let opts = SearchOptions {
         resume,
         name: Some(id.to_string()),
@@ -298,6 +300,7 @@ pub(super) async fn run_one(
             cancel,
             max_candidate_bytes: Some(shared.daemon.max_candidate_bytes),
         }),
+        prior,
         ..SearchOptions::default()
     };
     let result = run_search(settings, opts, stopped(rx.clone())).await;

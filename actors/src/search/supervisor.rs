@@ -75,6 +75,10 @@ pub struct SearchOptions {
     /// little differently); on a CPU training is then deterministic, so the copy is exactly
     /// what training again would give; elsewhere it is one draw of that very training.
     pub finals: Option<PathBuf>,
+    /// `search.prior` already read by the caller (the daemon reads it before it builds the
+    /// instructor, to fail the job cleanly on a bad file); None: the search reads it itself.
+    /// Saves a second read of the same journals for an LLM search's offline fallback.
+    pub prior: Option<Arc<Prior>>,
 }
 
 impl SearchOptions {
@@ -103,10 +107,11 @@ pub async fn run_search(
         .validate()
         .map_err(|e| SearchError::Settings(e.to_string()))?;
     // The prior is read before a new run directory is made, so a bad file leaves none behind;
-    // a resumed search reads the one its snapshot names.
-    let fresh_prior = match opts.resume {
-        None => Some(load_prior(&settings)?),
-        Some(_) => None,
+    // a resumed search reads the one its snapshot names. A prior the caller read is used as is.
+    let fresh_prior = match (opts.prior.take(), &opts.resume) {
+        (Some(p), _) => Some(Some(p)),
+        (None, None) => Some(load_prior(&settings)?),
+        (None, Some(_)) => None,
     };
     let (run, settings) = open_run(settings, &opts)?;
     let prior = match fresh_prior {
