@@ -1534,3 +1534,69 @@ fn daemon_settings_out_of_range_stop_the_start() {
         assert!(log.contains(needle), "{extra}: {log}");
     }
 }
+
+/// An operator's `search.prior` (the base settings may name one; submitters may not) reaches
+/// each job's instructor: a bank whose best designs all have learning-rate factor 2 makes the
+/// prior-ranked exploration propose factor 2 nearly always. When the file disappears, the next
+/// job fails naming it, and the daemon keeps serving.
+#[actix::test]
+async fn an_operators_prior_guides_jobs_and_a_lost_prior_file_fails_the_job_not_the_daemon() {
+    use rand::SeedableRng;
+    let tmp = tempfile::tempdir().unwrap();
+    let hyper = ists::hyper::HyperSpace {
+        hidden: vec![8, 16],
+        blocks: vec![1, 2],
+        lr_scale: vec![0.5, 1.0, 2.0],
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let mut bank = String::new();
+    for id in 0..24 {
+        let mut a = ists::space::Arch::sample_in(ists::space::SpaceKind::Ists, &hyper, &mut rng);
+        a.hyper.as_mut().unwrap().lr_scale = if id < 8 { 2.0 } else { [0.5, 1.0][id % 2] };
+        let e = serde_json::json!({
+            "id": id, "hash": a.hash(), "arch": a.to_spec(), "score": 1.0 + id as f64,
+            "status": {"status": "ok"}, "stage": "exploration", "params": 1, "seconds": 1.0,
+        });
+        bank += &(e.to_string() + "\n");
+    }
+    let prior_file = tmp.path().join("operator-prior.jsonl");
+    std::fs::write(&prior_file, bank).unwrap();
+    let mut s = base();
+    s.search.mode = ists::config::Mode::Cot;
+    s.search.in_flight = 1;
+    s.search.exploration_share = 1.0;
+    s.search.exploration = ists::config::Exploration::Prior;
+    s.search.prior = vec![prior_file.clone()];
+    s.search.hyper = hyper;
+    let data = tmp.path().join("daemon");
+    let handle = Daemon::new(s, daemon_settings(&data))
+        .start()
+        .await
+        .unwrap();
+    let http = Http::new(handle.addr());
+
+    let id = http
+        .submit(serde_json::json!({"search": {"budget": 12}}))
+        .await;
+    let row = http.wait_done(&id, Duration::from_secs(120)).await;
+    assert_eq!(row["status"], "completed", "{row}");
+    let j = journal(&data.join("runs").join(&id).join("journal.jsonl"));
+    assert_eq!(j.len(), 12);
+    let at_two = j
+        .iter()
+        .filter(|e| e["arch"]["hyper"]["lr_scale"].as_f64() == Some(2.0))
+        .count();
+    // Uniformly, factor 2 would be a third of 12.
+    assert!(at_two >= 10, "factor 2 proposed {at_two} of 12 times");
+
+    std::fs::remove_file(&prior_file).unwrap();
+    let id = http
+        .submit(serde_json::json!({"search": {"budget": 2}}))
+        .await;
+    let row = http.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(row["status"], "failed", "{row}");
+    let err = row["error"].as_str().unwrap_or_default();
+    assert!(err.contains("operator-prior.jsonl"), "{row}");
+    assert_eq!(http.call("GET", "/health", None, None).await.0, 200);
+    handle.shutdown().await;
+}
