@@ -19,18 +19,8 @@ import json
 import math
 import sys
 
-
-def kendall(x, y):
-    """Kendall tau-a; ties count for neither side."""
-    concordant = discordant = 0
-    for i, j in itertools.combinations(range(len(x)), 2):
-        s = (x[i] - x[j]) * (y[i] - y[j])
-        if s > 0:
-            concordant += 1
-        elif s < 0:
-            discordant += 1
-    pairs = len(x) * (len(x) - 1) / 2
-    return (concordant - discordant) / pairs
+# Kendall tau-a (ties count for neither side), shared with the prior-transfer check beside it.
+from prior_transfer import tau as kendall
 
 
 def study(path):

@@ -4,6 +4,8 @@
 //! (`daemon.fake_cost_ms`, test-only) so they are fast.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
+mod common;
+
 use ists_actors::daemon::DaemonSettings;
 use ists_actors::{settings, Daemon, DaemonError};
 use std::collections::{BTreeMap, HashSet};
@@ -1541,26 +1543,9 @@ fn daemon_settings_out_of_range_stop_the_start() {
 /// job fails naming it, and the daemon keeps serving.
 #[actix::test]
 async fn an_operators_prior_guides_jobs_and_a_lost_prior_file_fails_the_job_not_the_daemon() {
-    use rand::SeedableRng;
     let tmp = tempfile::tempdir().unwrap();
-    let hyper = ists::hyper::HyperSpace {
-        hidden: vec![8, 16],
-        blocks: vec![1, 2],
-        lr_scale: vec![0.5, 1.0, 2.0],
-    };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
-    let mut bank = String::new();
-    for id in 0..24 {
-        let mut a = ists::space::Arch::sample_in(ists::space::SpaceKind::Ists, &hyper, &mut rng);
-        a.hyper.as_mut().unwrap().lr_scale = if id < 8 { 2.0 } else { [0.5, 1.0][id % 2] };
-        let e = serde_json::json!({
-            "id": id, "hash": a.hash(), "arch": a.to_spec(), "score": 1.0 + id as f64,
-            "status": {"status": "ok"}, "stage": "exploration", "params": 1, "seconds": 1.0,
-        });
-        bank += &(e.to_string() + "\n");
-    }
     let prior_file = tmp.path().join("operator-prior.jsonl");
-    std::fs::write(&prior_file, bank).unwrap();
+    let hyper = common::write_lr2_prior(&prior_file);
     let mut s = base();
     s.search.mode = ists::config::Mode::Cot;
     s.search.in_flight = 1;

@@ -17,7 +17,7 @@ use std::time::Duration;
 mod common;
 use common::{
     completion, fake_evaluator, ists, journal, one_at_a_time, root, start_chat_mock, tiny,
-    Collector,
+    write_lr2_prior, Collector,
 };
 
 #[actix::test]
@@ -1064,27 +1064,9 @@ async fn the_guided_optimization_stage_departs_from_random_offspring() {
 /// the file named.
 #[actix::test]
 async fn prior_ranked_exploration_follows_an_earlier_search_bank() {
-    use rand::SeedableRng;
     let tmp = tempfile::tempdir().unwrap();
-    let hyper = ists::hyper::HyperSpace {
-        hidden: vec![8, 16],
-        blocks: vec![1, 2],
-        lr_scale: vec![0.5, 1.0, 2.0],
-    };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
-    let mut bank = String::new();
-    for id in 0..24 {
-        let mut a = ists::space::Arch::sample_in(ists::space::SpaceKind::Ists, &hyper, &mut rng);
-        let lr = if id < 8 { 2.0 } else { [0.5, 1.0][id % 2] };
-        a.hyper.as_mut().unwrap().lr_scale = lr;
-        let e = serde_json::json!({
-            "id": id, "hash": a.hash(), "arch": a.to_spec(), "score": 1.0 + id as f64,
-            "status": {"status": "ok"}, "stage": "exploration", "params": 1, "seconds": 1.0,
-        });
-        bank += &(e.to_string() + "\n");
-    }
     let prior_file = tmp.path().join("earlier-journal.jsonl");
-    std::fs::write(&prior_file, bank).unwrap();
+    let hyper = write_lr2_prior(&prior_file);
 
     let mut fast = Vec::new();
     for rule in [

@@ -135,3 +135,29 @@ impl Handler<EventMsg> for Collector {
         self.0.lock().unwrap().push(msg);
     }
 }
+
+/// A prior bank for prior-ranked exploration, written to `path`: 24 scored designs of a small
+/// joint space in which the best 8 all have learning-rate factor 2 and the rest 0.5 or 1. A
+/// search that follows it proposes factor 2 nearly always; uniformly, a third of the time.
+/// Returns that joint space.
+pub fn write_lr2_prior(path: &Path) -> ists::hyper::HyperSpace {
+    use rand::SeedableRng;
+    let hyper = ists::hyper::HyperSpace {
+        hidden: vec![8, 16],
+        blocks: vec![1, 2],
+        lr_scale: vec![0.5, 1.0, 2.0],
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let mut bank = String::new();
+    for id in 0..24 {
+        let mut a = ists::space::Arch::sample_in(ists::space::SpaceKind::Ists, &hyper, &mut rng);
+        a.hyper.as_mut().unwrap().lr_scale = if id < 8 { 2.0 } else { [0.5, 1.0][id % 2] };
+        let e = serde_json::json!({
+            "id": id, "hash": a.hash(), "arch": a.to_spec(), "score": 1.0 + id as f64,
+            "status": {"status": "ok"}, "stage": "exploration", "params": 1, "seconds": 1.0,
+        });
+        bank += &(e.to_string() + "\n");
+    }
+    std::fs::write(path, bank).unwrap();
+    hyper
+}
