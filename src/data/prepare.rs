@@ -1,6 +1,7 @@
 //! Turns a `RawDataset` into model-ready arrays: chronological
 //! train/val/test sample splits, z-score scalers fitted on the training
-//! steps only, the time-of-day feature, and a printable summary.
+//! steps only, the time-of-day and historical-average features, and a
+//! printable summary.
 
 use std::fmt;
 use std::ops::Range;
@@ -22,6 +23,14 @@ pub struct PrepareConfig {
     pub split: [f64; 3],
     /// Append the time-of-day fraction as the last input feature.
     pub time_of_day: bool,
+    /// Append two per-sensor historical-average features after the selected ones: the mean of
+    /// the target at the step's slot of the day, and at the slot `output_len` steps later (a
+    /// step as far ahead as the horizon: with `input_len = output_len`, input position `i`
+    /// carries the usual value of target step `i`), both in the target's z-scores. Fitted on the steps the training windows read; a step inside
+    /// that range leaves its own value out, so training sees the feature as validation and test
+    /// do: built from other days only. Off by default (`scripts/ha_feature_probe.py` measured
+    /// the information; BENCHMARKS.md says what it does to trained models).
+    pub historical_average: bool,
     /// Feature index the model predicts.
     pub target_feature: usize,
     /// Input feature indices; default `[target_feature]`.
@@ -35,6 +44,7 @@ impl Default for PrepareConfig {
             output_len: 12,
             split: [0.7, 0.1, 0.2],
             time_of_day: true,
+            historical_average: false,
             target_feature: 0,
             input_features: None,
         }
@@ -123,9 +133,10 @@ pub struct Prepared {
     pub name: String,
     pub t: usize,
     pub n: usize,
-    /// Selected input features plus 1 when the time-of-day feature is on.
+    /// Selected input features, plus 2 with the historical average, plus 1 with the time of day.
     pub in_features: usize,
-    /// `[t, n, in_features]`: z-scored selected features, then time of day.
+    /// `[t, n, in_features]`: z-scored selected features, then the historical average (at the
+    /// step's slot, then `output_len` steps later), then time of day.
     pub inputs: Vec<f32>,
     /// One scaler per selected input feature (same order).
     pub input_scalers: Vec<Scaler>,
@@ -412,18 +423,32 @@ pub fn prepare(raw: &RawDataset, cfg: &PrepareConfig) -> Result<Prepared, DataEr
         })
         .collect::<Result<Vec<Scaler>, DataError>>()?;
 
-    let in_features = features.len() + usize::from(cfg.time_of_day);
+    let target: Vec<f32> = sig
+        .values
+        .chunks_exact(f)
+        .map(|row| row[cfg.target_feature])
+        .collect();
+    let slot_means = cfg.historical_average.then(|| {
+        // The steps the training windows read, inputs and targets (as the historical-average
+        // baseline fits).
+        let fit_end = (splits.train.end + window - 1).min(t);
+        SlotMeans::fit(&target, n, raw.steps_per_day, fit_end, raw.null_value)
+    });
+    let in_features =
+        features.len() + 2 * usize::from(cfg.historical_average) + usize::from(cfg.time_of_day);
     let mut inputs = Vec::with_capacity(t * n * in_features);
-    let mut target = Vec::with_capacity(t * n);
     for (idx, row) in sig.values.chunks_exact(f).enumerate() {
-        let step = idx / n;
+        let (step, node) = (idx / n, idx % n);
         for (k, sc) in features.iter().zip(&input_scalers) {
             inputs.push(sc.transform(row[*k]));
+        }
+        if let Some(m) = &slot_means {
+            inputs.push(scaler.transform(m.at(&target, step, node, scaler.mean)));
+            inputs.push(scaler.transform(m.at(&target, step + cfg.output_len, node, scaler.mean)));
         }
         if cfg.time_of_day {
             inputs.push((step % raw.steps_per_day) as f32 / raw.steps_per_day as f32);
         }
-        target.push(row[cfg.target_feature]);
     }
 
     Ok(Prepared {
@@ -442,6 +467,74 @@ pub fn prepare(raw: &RawDataset, cfg: &PrepareConfig) -> Result<Prepared, DataEr
         adj: raw.graph.adj.clone(),
         steps_per_day: raw.steps_per_day,
     })
+}
+
+/// Per-sensor means of the target by slot of the day over the fitted steps `0..fit_end`, for
+/// the historical-average features.
+struct SlotMeans {
+    n: usize,
+    period: usize,
+    fit_end: usize,
+    null: Option<f32>,
+    /// `[period, n]` sums and counts of the valid values.
+    sum: Vec<f64>,
+    count: Vec<u32>,
+    /// `[n]` the same over all slots: the fallback for a slot with no other value.
+    total: Vec<f64>,
+    total_count: Vec<u32>,
+}
+
+impl SlotMeans {
+    fn fit(target: &[f32], n: usize, period: usize, fit_end: usize, null: Option<f32>) -> Self {
+        let period = period.max(1);
+        let mut m = SlotMeans {
+            n,
+            period,
+            fit_end,
+            null,
+            sum: vec![0.0; period * n],
+            count: vec![0; period * n],
+            total: vec![0.0; n],
+            total_count: vec![0; n],
+        };
+        for step in 0..fit_end {
+            for j in 0..n {
+                let v = target[step * n + j];
+                if m.valid(v) {
+                    let k = (step % period) * n + j;
+                    m.sum[k] += f64::from(v);
+                    m.count[k] += 1;
+                    m.total[j] += f64::from(v);
+                    m.total_count[j] += 1;
+                }
+            }
+        }
+        m
+    }
+
+    fn valid(&self, v: f32) -> bool {
+        v.is_finite() && self.null != Some(v)
+    }
+
+    /// The mean of sensor `j` at `step`'s slot, leaving `step`'s own value out when it was
+    /// fitted; the sensor's mean over all fitted slots (also without it) where the slot has no
+    /// other value, and `fallback` where the sensor has none at all. `step` may lie past the
+    /// series (a slot is all it needs).
+    fn at(&self, target: &[f32], step: usize, j: usize, fallback: f32) -> f32 {
+        let own = (step < self.fit_end)
+            .then(|| target[step * self.n + j])
+            .filter(|v| self.valid(*v))
+            .map(f64::from);
+        let (own_sum, own_count) = own.map_or((0.0, 0), |v| (v, 1));
+        let k = (step % self.period) * self.n + j;
+        if self.count[k] > own_count {
+            return ((self.sum[k] - own_sum) / f64::from(self.count[k] - own_count)) as f32;
+        }
+        if self.total_count[j] > own_count {
+            return ((self.total[j] - own_sum) / f64::from(self.total_count[j] - own_count)) as f32;
+        }
+        fallback
+    }
 }
 
 #[cfg(test)]
@@ -660,6 +753,82 @@ mod tests {
                 .in_features,
             2
         );
+    }
+
+    #[test]
+    fn historical_average_leaves_out_its_own_step_and_sees_no_test_value() {
+        // steps_per_day = 4; 40 steps, 2 + 2 windows: 37 samples, train 0..26, so the fit
+        // covers steps 0..29 (what training windows read).
+        let (t, n) = (40, 2);
+        let values: Vec<f32> = (0..t * n)
+            .map(|i| ((i / n) as f32 * 1.7).sin() * 10.0 + 50.0 + (i % n) as f32 * 20.0)
+            .collect();
+        let cfg = PrepareConfig {
+            input_len: 2,
+            output_len: 2,
+            historical_average: true,
+            ..Default::default()
+        };
+        let p = prepare(&raw(t, n, 1, values.clone(), Some(0.0)), &cfg).unwrap();
+        assert_eq!(p.splits.train, 0..26);
+        assert_eq!(p.in_features, 4, "value, two averages, time of day");
+        let fit_end = 29;
+        // The mean of node j's fitted values at `step`'s slot, other than `step` itself.
+        let usual = |v: &[f32], step: usize, j: usize| {
+            let others: Vec<f64> = (0..fit_end)
+                .filter(|&s| s % 4 == step % 4 && s != step && v[s * n + j] != 0.0)
+                .map(|s| f64::from(v[s * n + j]))
+                .collect();
+            (others.iter().sum::<f64>() / others.len() as f64) as f32
+        };
+        let feature = |p: &Prepared, step: usize, j: usize, k: usize| {
+            p.scaler.inverse(p.inputs[(step * n + j) * 4 + k])
+        };
+        for step in 0..t {
+            for j in 0..n {
+                assert!(
+                    (feature(&p, step, j, 1) - usual(&values, step, j)).abs() < 1e-3,
+                    "step {step} node {j}"
+                );
+                assert!(
+                    (feature(&p, step, j, 2) - usual(&values, step + 2, j)).abs() < 1e-3,
+                    "step {step} node {j}, two steps ahead"
+                );
+                assert_eq!(p.inputs[(step * n + j) * 4 + 3], (step % 4) as f32 / 4.0);
+            }
+        }
+        // A value past the fit changes no average; a fitted one changes its slot's averages
+        // at every other step, never its own step's.
+        let averages = |p: &Prepared| -> Vec<f32> {
+            p.inputs
+                .chunks_exact(4)
+                .flat_map(|r| [r[1], r[2]])
+                .collect()
+        };
+        let mut v = values.clone();
+        v[35 * n] = 1e4;
+        let q = prepare(&raw(t, n, 1, v, Some(0.0)), &cfg).unwrap();
+        assert_eq!(averages(&q), averages(&p));
+        let mut v = values.clone();
+        v[9 * n] = 1e4;
+        let q = prepare(&raw(t, n, 1, v, Some(0.0)), &cfg).unwrap();
+        assert_ne!(q.scaler, p.scaler);
+        let usual_of = |p: &Prepared, step: usize| feature(p, step, 0, 1);
+        assert!((usual_of(&q, 9) - usual(&values, 9, 0)).abs() < 1e-3);
+        assert!(usual_of(&q, 13) > 1000.0 && usual_of(&q, 37) > 1000.0);
+        // Nulls are skipped; a slot whose only fitted value is the step's own falls back to the
+        // node's mean over the other fitted steps.
+        let mut v = vec![10.0f32; t * n];
+        for s in (1..fit_end).step_by(4).skip(1) {
+            v[s * n] = 0.0;
+        }
+        v[n] = 30.0;
+        let q = prepare(&raw(t, n, 1, v.clone(), Some(0.0)), &cfg).unwrap();
+        assert!((usual_of(&q, 1) - 10.0).abs() < 1e-3, "{}", usual_of(&q, 1));
+        assert!((usual_of(&q, 5) - 30.0).abs() < 1e-3, "{}", usual_of(&q, 5));
+        assert!((usual_of(&q, 33) - 30.0).abs() < 1e-3);
+        // Off by default: the layout of every earlier run.
+        assert!(!PrepareConfig::default().historical_average);
     }
 
     #[test]
