@@ -26,9 +26,9 @@ pub struct PrepareConfig {
     /// Append two per-sensor historical-average features after the selected ones: the mean of
     /// the target at the step's slot of the day, and at the slot `output_len` steps later (a
     /// step as far ahead as the horizon: with `input_len = output_len`, input position `i`
-    /// carries the usual value of target step `i`), both in the target's z-scores. Fitted on the steps the training windows read; a step inside
-    /// that range leaves its own value out, so training sees the feature as validation and test
-    /// do: built from other days only. Off by default (`scripts/ha_feature_probe.py` measured
+    /// carries the usual value of target step `i`), both in the target's z-scores. Fitted on
+    /// the steps the training windows read; a step inside that range leaves its own value out,
+    /// so training sees the feature as validation and test do: built from other days only. Off by default (`scripts/ha_feature_probe.py` measured
     /// the information; BENCHMARKS.md says what it does to trained models).
     pub historical_average: bool,
     /// Feature index the model predicts.
