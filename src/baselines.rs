@@ -2,6 +2,7 @@
 //! time-of-day slot, fitted on the training steps) and last value. Their forecasts are scored
 //! with the same masked metrics, over exactly the test samples the models are scored on.
 
+use crate::data::prepare::SlotMeans;
 use crate::data::Prepared;
 use crate::error::{Error, Result};
 use crate::metrics::MetricsTable;
@@ -21,51 +22,21 @@ pub fn targets(p: &Prepared, samples: &Range<usize>) -> Vec<f32> {
     out
 }
 
-fn is_null(p: &Prepared, v: f32) -> bool {
-    p.null_value.is_some_and(|z| v == z) || !v.is_finite()
-}
-
 /// Historical average: for each sensor and slot `step % steps_per_day`, the mean of the
 /// non-null training values (the sensor's overall training mean where a slot has none).
 /// Returns forecasts `[S, H, N]` for `samples`.
 pub fn historical_average(p: &Prepared, samples: &Range<usize>) -> Vec<f32> {
-    let (n, period) = (p.n, p.steps_per_day.max(1));
+    let n = p.n;
     // Only the steps training inputs and targets read: the end of the last training window.
     let fit_end = (p.splits.train.end + p.input_len + p.output_len)
         .saturating_sub(1)
         .min(p.t);
-    let mut sum = vec![0f64; period * n];
-    let mut cnt = vec![0u32; period * n];
-    let mut tot = vec![0f64; n];
-    let mut tot_cnt = vec![0u32; n];
-    for step in 0..fit_end {
-        for j in 0..n {
-            let v = p.target[step * n + j];
-            if is_null(p, v) {
-                continue;
-            }
-            let k = (step % period) * n + j;
-            sum[k] += v as f64;
-            cnt[k] += 1;
-            tot[j] += v as f64;
-            tot_cnt[j] += 1;
-        }
-    }
+    let means = SlotMeans::fit(&p.target, n, p.steps_per_day, fit_end, p.null_value);
     let mut out = Vec::with_capacity(samples.len() * p.output_len * n);
     for s in samples.clone() {
         for h in 0..p.output_len {
-            let slot = (s + p.input_len + h) % period;
-            for j in 0..n {
-                let k = slot * n + j;
-                let v = if cnt[k] > 0 {
-                    sum[k] / cnt[k] as f64
-                } else if tot_cnt[j] > 0 {
-                    tot[j] / tot_cnt[j] as f64
-                } else {
-                    0.0
-                };
-                out.push(v as f32);
-            }
+            let step = s + p.input_len + h;
+            out.extend((0..n).map(|j| means.mean(step, j, None).unwrap_or(0.0)));
         }
     }
     out

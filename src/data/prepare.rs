@@ -469,9 +469,10 @@ pub fn prepare(raw: &RawDataset, cfg: &PrepareConfig) -> Result<Prepared, DataEr
     })
 }
 
-/// Per-sensor means of the target by slot of the day over the fitted steps `0..fit_end`, for
-/// the historical-average features.
-struct SlotMeans {
+/// Per-sensor means of the target by slot of the day over the fitted steps `0..fit_end`: the
+/// historical-average features here, and the historical-average baseline
+/// (`crate::baselines::historical_average`).
+pub(crate) struct SlotMeans {
     n: usize,
     period: usize,
     fit_end: usize,
@@ -485,7 +486,15 @@ struct SlotMeans {
 }
 
 impl SlotMeans {
-    fn fit(target: &[f32], n: usize, period: usize, fit_end: usize, null: Option<f32>) -> Self {
+    /// Fits on `target` (`[t, n]`, raw values) over steps `0..fit_end`, skipping null and
+    /// non-finite values.
+    pub(crate) fn fit(
+        target: &[f32],
+        n: usize,
+        period: usize,
+        fit_end: usize,
+        null: Option<f32>,
+    ) -> Self {
         let period = period.max(1);
         let mut m = SlotMeans {
             n,
@@ -525,15 +534,23 @@ impl SlotMeans {
             .then(|| target[step * self.n + j])
             .filter(|v| self.valid(*v))
             .map(f64::from);
-        let (own_sum, own_count) = own.map_or((0.0, 0), |v| (v, 1));
+        self.mean(step, j, own).unwrap_or(fallback)
+    }
+
+    /// The mean of sensor `j` at `step`'s slot without the fitted value `leave_out` (if any),
+    /// else its mean over all fitted slots without it; `None` where no other value is left.
+    pub(crate) fn mean(&self, step: usize, j: usize, leave_out: Option<f64>) -> Option<f32> {
+        let (own_sum, own_count) = leave_out.map_or((0.0, 0), |v| (v, 1));
         let k = (step % self.period) * self.n + j;
         if self.count[k] > own_count {
-            return ((self.sum[k] - own_sum) / f64::from(self.count[k] - own_count)) as f32;
+            return Some(((self.sum[k] - own_sum) / f64::from(self.count[k] - own_count)) as f32);
         }
         if self.total_count[j] > own_count {
-            return ((self.total[j] - own_sum) / f64::from(self.total_count[j] - own_count)) as f32;
+            return Some(
+                ((self.total[j] - own_sum) / f64::from(self.total_count[j] - own_count)) as f32,
+            );
         }
-        fallback
+        None
     }
 }
 
