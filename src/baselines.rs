@@ -28,9 +28,7 @@ pub fn targets(p: &Prepared, samples: &Range<usize>) -> Vec<f32> {
 pub fn historical_average(p: &Prepared, samples: &Range<usize>) -> Vec<f32> {
     let n = p.n;
     // Only the steps training inputs and targets read: the end of the last training window.
-    let fit_end = (p.splits.train.end + p.input_len + p.output_len)
-        .saturating_sub(1)
-        .min(p.t);
+    let fit_end = p.splits.fitted_steps_end(p.input_len + p.output_len, p.t);
     let means = SlotMeans::fit(&p.target, n, p.steps_per_day, fit_end, p.null_value);
     let mut out = Vec::with_capacity(samples.len() * p.output_len * n);
     for s in samples.clone() {

@@ -125,6 +125,13 @@ impl Splits {
     pub fn num_samples(&self) -> usize {
         self.test.end
     }
+
+    /// One past the last series step that the training samples read, inputs and targets, for
+    /// samples spanning `window` steps, capped at the series length `t`. A statistic fitted on
+    /// the steps before it sees no step that only validation or test samples read.
+    pub fn fitted_steps_end(&self, window: usize, t: usize) -> usize {
+        (self.train.end + window).saturating_sub(1).min(t)
+    }
 }
 
 /// Model-ready data.
@@ -429,9 +436,8 @@ pub fn prepare(raw: &RawDataset, cfg: &PrepareConfig) -> Result<Prepared, DataEr
         .map(|row| row[cfg.target_feature])
         .collect();
     let slot_means = cfg.historical_average.then(|| {
-        // The steps the training windows read, inputs and targets (as the historical-average
-        // baseline fits).
-        let fit_end = (splits.train.end + window - 1).min(t);
+        // The steps the training windows read, as the historical-average baseline fits.
+        let fit_end = splits.fitted_steps_end(window, t);
         SlotMeans::fit(&target, n, raw.steps_per_day, fit_end, raw.null_value)
     });
     let in_features =
@@ -639,6 +645,13 @@ mod tests {
         assert_eq!(p.steps_of(&p.splits.test), p.splits.test.start..p.t);
         // Consecutive splits' first samples follow on.
         assert_eq!(p.splits.val.start, p.splits.train.end);
+        // The fitted steps end where the last training sample's targets end.
+        let last_train = p.splits.train.end - 1;
+        assert_eq!(
+            p.splits.fitted_steps_end(5, p.t),
+            p.target_steps(last_train).end
+        );
+        assert_eq!(p.splits.fitted_steps_end(5, 20), 20);
     }
 
     #[test]
