@@ -4,11 +4,12 @@
 Reads `bench/results/fidelity-<data>.jsonl` (one line per design, `truth`: one entry per
 training seed) and splits the spread of the ground truth's validation MAE into a between-design
 part (what a ranking can see) and a seed part (noise), by one-way analysis of variance over the
-designs that have the same number of seeds. Under a normal model, two independent means of k
-seeds then correlate at rho_k = between / (between + seed / k), and their Kendall tau is
-(2 / pi) * arcsin(rho_k). That is a *forecast*, printed next to what the file measures
-(the tau between single seeds, and between the means of disjoint halves of the seeds), so the
-model can be checked where both exist.
+designs that have at least k seeds (their first k), once for each seed count k in the file.
+Under a normal model, two independent means of k seeds then correlate at
+rho_k = between / (between + seed / k), and their Kendall tau is (2 / pi) * arcsin(rho_k).
+That is a *forecast*, printed next to what the file measures (the tau between single seeds,
+and between the means of disjoint halves of the seeds), so the model can be checked where
+both exist.
 
     python3 scripts/seed_reliability.py bench/results/fidelity-chickenpox-joint.jsonl [...]
 
@@ -25,16 +26,22 @@ from prior_transfer import tau as kendall
 
 def study(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
-    by_k = {}
-    for r in rows:
-        vals = [t["val_mae"] for t in sorted(r["truth"], key=lambda t: t["seed"])]
-        by_k.setdefault(len(vals), []).append(vals)
-    # The largest group of designs with an equal number of seeds (at least 2).
-    k, data = max(((k, d) for k, d in by_k.items() if k >= 2), key=lambda kd: (len(kd[1]), kd[0]),
-                  default=(0, []))
-    print(f"{path}: {len(rows)} designs; using the {len(data)} with {k} seeds each")
+    seeds = [[t["val_mae"] for t in sorted(r["truth"], key=lambda t: t["seed"])] for r in rows]
+    # One analysis per seed count k that some design has: every design with at least k seeds,
+    # its first k (by seed number). A study grown from 4 to 8 seeds a design is then read both
+    # on all its designs at 4 seeds and on those that already have 8.
+    ks = sorted({len(v) for v in seeds if len(v) >= 2})
+    print(f"{path}: {len(rows)} designs")
+    if not ks:
+        print("  no design has two or more seeds")
+    for k in ks:
+        analyse([v[:k] for v in seeds if len(v) >= k], k)
+
+
+def analyse(data, k):
+    print(f"  the {len(data)} designs with at least {k} seeds (the first {k} of each):")
     if len(data) < 3:
-        print("  too few designs with two or more seeds")
+        print("    too few designs")
         return
     n = len(data)
     means = [sum(d) / k for d in data]
@@ -42,7 +49,7 @@ def study(path):
     seed_var = sum(sum((x - m) ** 2 for x in d) for d, m in zip(data, means)) / (n * (k - 1))
     means_var = sum((m - grand) ** 2 for m in means) / (n - 1)
     between = means_var - seed_var / k
-    print(f"  seed sd {math.sqrt(seed_var):.5f}, between-design sd "
+    print(f"    seed sd {math.sqrt(seed_var):.5f}, between-design sd "
           f"{math.sqrt(between) if between > 0 else 0.0:.5f}")
     measured = {1: [kendall([d[a] for d in data], [d[b] for d in data])
                     for a, b in itertools.combinations(range(k), 2)]}
@@ -55,7 +62,7 @@ def study(path):
                     taus.append(kendall([sum(d[i] for i in first) for d in data],
                                         [sum(d[i] for i in second) for d in data]))
         measured[half] = taus
-    print("  seeds per mean | forecast tau between two means | measured (mean, range)")
+    print("    seeds per mean | forecast tau between two means | measured (mean, range)")
     for m in (1, 2, 3, 4, 6, 8):
         if between <= 0:
             forecast = "none (no between-design variance)"
@@ -65,7 +72,7 @@ def study(path):
         got = measured.get(m)
         seen = (f"{sum(got) / len(got):.3f} ({min(got):.3f}..{max(got):.3f}, {len(got)} splits)"
                 if got else "-")
-        print(f"  {m:>14} | {forecast:>30} | {seen}")
+        print(f"    {m:>14} | {forecast:>30} | {seen}")
 
 
 def main(paths):
