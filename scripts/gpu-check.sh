@@ -15,8 +15,8 @@
 #                                   them is recorded as failed `cuda_oom`, the evaluator is rebuilt
 #                                   and every other candidate is evaluated.
 #
-#   scripts/gpu-check.sh study [SECONDS]   (GPU host, after run) the METR-LA paired comparison and
-#                                fidelity ground truth on cuda:0 for SECONDS (default 420),
+#   scripts/gpu-check.sh study [SECONDS]   (GPU host, after run) the METR-LA joint-space paired
+#                                comparison and fidelity ground truth on cuda:0 for SECONDS (default 420),
 #                                resumable across sessions: finished rows come back in $OUT, and
 #                                the searches cut off mid-way keep their run directories in
 #                                gpu-check/runs, copied to $OUT/study-runs; put that copy back in
@@ -130,26 +130,30 @@ PY
 
 # The search-quality studies on cuda:0 for SECONDS (default 420), all resumable (the device
 # gets the working tree, so a later session resumes the same files; they are copied to $OUT):
-#  - the METR-LA paired comparison (config/compare-metr-la-joint.toml with the evaluators on
-#    cuda:0), one process per seed index 0-7, in bench/results/search-metr-la-joint-gpu.jsonl
-#    (its own file: every seed's methods on one device);
-#  - the METR-LA week fidelity ground truth, four samples of designs (search seeds 11-14) in
-#    bench/results/fidelity-metr-la-week-gpu-s<seed>.jsonl.
+#  - the METR-LA paired comparison with the chickenpox prior (config/compare-metr-la-joint-prior.toml
+#    with the evaluators on cuda:0; offline-prior and random), one process per seed index 0-7, in
+#    bench/results/search-metr-la-joint-prior-gpu.jsonl (its own file: every seed's methods on one
+#    device);
+#  - the METR-LA week joint-space fidelity ground truth (config/fidelity-metr-la-joint.toml), four
+#    samples of designs (search seeds 11-14) in bench/results/fidelity-metr-la-joint-gpu-s<seed>.jsonl.
+#    The samples are independent draws from one space, so their designs may be pooled (one line
+#    per design hash) once each has some.
 # GPU seconds make their own cost shares: these files stay apart from the CPU ones.
 study() {
   local secs="${1:-420}" out="${OUT:-$stage/out}" bin="$stage/ists"
   mkdir -p "$out"
   [ -x "$bin" ] || { echo "gpu-check: no $bin; run 'scripts/gpu-check.sh build' first" >&2; exit 1; }
   host_torch
-  local cfg="$out/compare-metr-la-joint-gpu.toml" k seed extra pids=()
+  local cfg="$out/compare-metr-la-joint-prior-gpu.toml" k seed extra pids=()
   # Each comparison search keeps its run directory here, so one cut off by the timeout resumes
   # in the next session (`ists baseline` resumes runs/compare-<file>-<method>-seed<k>).
   export ISTS__RUNS_DIR="$stage/runs"
   mkdir -p "$ISTS__RUNS_DIR"
-  { cat config/compare-metr-la-joint.toml; printf '\n[evaluators]\ndevices = ["cuda:0"]\n'; } > "$cfg"
+  { cat config/compare-metr-la-joint-prior.toml; printf '\n[evaluators]\ndevices = ["cuda:0"]\n'; } > "$cfg"
   for k in 0 1 2 3 4 5 6 7; do
     OMP_NUM_THREADS=1 timeout "$secs" "$bin" baseline --config "$cfg" --seeds $((k + 1)) \
-      --from-seed "$k" --results bench/results/search-metr-la-joint-gpu.jsonl \
+      --from-seed "$k" --methods offline-prior,random \
+      --results bench/results/search-metr-la-joint-prior-gpu.jsonl \
       > "$out/compare-k$k.txt" 2> "$out/compare-k$k.log" &
     pids+=("$!")
     # The first process writes the results file's settings fingerprint; the others read it.
@@ -159,17 +163,17 @@ study() {
     # The hand designs once, in the first sample's file.
     extra=(--extra); [ "$seed" = 11 ] && extra=(--extra config/reference-arch.json,config/gwn-arch.json)
     ISTS__SEARCH__SEED=$seed OMP_NUM_THREADS=1 timeout "$secs" "$bin" fidelity \
-      --config config/fidelity-metr-la.toml --n 30 --truth-seeds 2 "${extra[@]}" --device cuda:0 \
-      --results "bench/results/fidelity-metr-la-week-gpu-s$seed.jsonl" \
+      --config config/fidelity-metr-la-joint.toml --n 30 --truth-seeds 2 "${extra[@]}" --device cuda:0 \
+      --results "bench/results/fidelity-metr-la-joint-gpu-s$seed.jsonl" \
       > "$out/fidelity-s$seed.txt" 2> "$out/fidelity-s$seed.log" &
     pids+=("$!")
   done
   wait "${pids[@]}" || true
-  cp bench/results/search-metr-la-joint-gpu.jsonl* bench/results/fidelity-metr-la-week-gpu-s*.jsonl* "$out/" 2>/dev/null || true
+  cp bench/results/search-metr-la-joint-prior-gpu.jsonl* bench/results/fidelity-metr-la-joint-gpu-s*.jsonl* "$out/" 2>/dev/null || true
   cp -r "$ISTS__RUNS_DIR" "$out/study-runs" 2>/dev/null || true
-  echo "comparison rows: $(grep -c . bench/results/search-metr-la-joint-gpu.jsonl 2>/dev/null || echo 0)"
+  echo "comparison rows: $(grep -c . bench/results/search-metr-la-joint-prior-gpu.jsonl 2>/dev/null || echo 0)"
   for seed in 11 12 13 14; do
-    echo "fidelity sample $seed: $(grep -c . "bench/results/fidelity-metr-la-week-gpu-s$seed.jsonl" 2>/dev/null || echo 0) designs"
+    echo "fidelity sample $seed: $(grep -c . "bench/results/fidelity-metr-la-joint-gpu-s$seed.jsonl" 2>/dev/null || echo 0) designs"
   done
 }
 
