@@ -459,7 +459,8 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
 /// zero warm-up, and `schedule = "constant"` itself; keys added after results were first
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
 /// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`,
-/// `optimization = "mutate"`, `refit = false`, `prior = []`, `historical_average = false`).
+/// `optimization = "mutate"`, `refit = false`, `prior = []`, `historical_average = false`,
+/// `dropout = 0`).
 /// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -477,6 +478,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "refit" => v.as_bool() == Some(false),
         // `data.prepare.historical_average`, added after studies had begun: not an input.
         "historical_average" => v.as_bool() == Some(false),
+        // `model.dropout`, added after studies had begun: none.
+        "dropout" => v.as_f64() == Some(0.0),
         // `search.prior`, added after studies had begun: no prior.
         "prior" => v.as_array().is_some_and(Vec::is_empty),
         "hyper" => v.as_object().is_some_and(|h| {
@@ -862,7 +865,7 @@ mod tests {
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "historical_average": false});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "historical_average": false, "dropout": 0.0});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})

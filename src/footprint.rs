@@ -21,8 +21,8 @@ pub fn training_bytes(
 ) -> u128 {
     // As built: the joint space's width; its stacked blocks multiply the wiring's share.
     let cfg = &cfg.as_built(arch);
-    let train = activations(arch, shape, cfg, batch as u128).saturating_mul(2);
-    let eval = activations(arch, shape, cfg, eval_batch as u128);
+    let train = activations(arch, shape, cfg, batch as u128, true).saturating_mul(2);
+    let eval = activations(arch, shape, cfg, eval_batch as u128, false);
     let params = params(arch, shape, cfg).saturating_mul(4);
     train.max(eval).saturating_add(params).saturating_mul(4)
 }
@@ -31,8 +31,9 @@ fn dim(v: i64) -> u128 {
     v.max(1) as u128
 }
 
-/// Floats kept for the backward pass over one batch of `b` samples.
-fn activations(arch: &Arch, shape: ModelShape, cfg: &ModelConfig, b: u128) -> u128 {
+/// Floats kept for the backward pass over one batch of `b` samples (with dropout's masks when
+/// `training`).
+fn activations(arch: &Arch, shape: ModelShape, cfg: &ModelConfig, b: u128, training: bool) -> u128 {
     let (c, n, t) = (dim(cfg.hidden), dim(shape.nodes), dim(shape.input_len));
     let (k, heads) = (dim(cfg.order), dim(cfg.heads));
     let act = b.saturating_mul(c).saturating_mul(n).saturating_mul(t);
@@ -64,21 +65,27 @@ fn activations(arch: &Arch, shape: ModelShape, cfg: &ModelConfig, b: u128) -> u1
         .saturating_mul(n)
         .saturating_mul(dim(shape.in_features))
         .saturating_add(act);
+    // `model.dropout` keeps a mask the size of each operator edge's output.
+    let dropout = training && cfg.dropout > 0.0;
+    let mask = if dropout { act } else { 0 };
     for e in &arch.edges {
         let edge = match e.op {
             Op::Zero | Op::Identity => 0,
-            Op::Spatial(s) => spatial(s),
-            Op::Temporal(op) => temporal(op),
+            Op::Spatial(s) => spatial(s).saturating_add(mask),
+            Op::Temporal(op) => temporal(op).saturating_add(mask),
             Op::Cell(cell) => spatial(cell.spatial)
                 .saturating_add(temporal(cell.temporal))
-                .saturating_add(act),
+                .saturating_add(act)
+                .saturating_add(mask),
         };
         total = total.saturating_add(edge.saturating_mul(arch.blocks() as u128));
     }
     // Per node: the sum of its edges and its normalization; then the output head.
     let nodes = (arch.nodes * arch.blocks()) as u128;
+    let head_hidden = b.saturating_mul(dim(cfg.end_hidden)).saturating_mul(n);
     let head = act
-        .saturating_add(b.saturating_mul(dim(cfg.end_hidden)).saturating_mul(n))
+        .saturating_add(head_hidden)
+        .saturating_add(if dropout { head_hidden } else { 0 })
         .saturating_add(b.saturating_mul(dim(shape.horizon)).saturating_mul(n));
     total
         .saturating_add(act.saturating_mul(2).saturating_mul(nodes))
@@ -152,6 +159,34 @@ mod tests {
         assert_eq!(
             training_bytes(&a, shape(i64::MAX), &huge, usize::MAX, usize::MAX),
             u128::MAX
+        );
+    }
+
+    #[test]
+    fn dropout_adds_its_masks_to_training_only() {
+        let shape = ModelShape {
+            nodes: 50,
+            in_features: 2,
+            input_len: 12,
+            horizon: 12,
+        };
+        let a = arch("dgcn", "gdcc");
+        let plain = ModelConfig::default();
+        let dropped = ModelConfig {
+            dropout: 0.3,
+            ..ModelConfig::default()
+        };
+        let act = |cfg: &ModelConfig, training| activations(&a, shape, cfg, 8, training);
+        // One mask per operator edge (three cells) and one for the head's hidden layer, of
+        // the default widths (hidden 32, end_hidden 128).
+        let (c, n, t) = (32u128, 50u128, 12u128);
+        assert_eq!(
+            act(&dropped, true) - act(&plain, true),
+            3 * 8 * c * n * t + 8 * 128 * n
+        );
+        assert_eq!(act(&dropped, false), act(&plain, false));
+        assert!(
+            training_bytes(&a, shape, &dropped, 8, 8) > training_bytes(&a, shape, &plain, 8, 8)
         );
     }
 }

@@ -25,6 +25,10 @@ pub struct ModelConfig {
     pub order: i64,
     /// Node embedding width of the adaptive adjacency.
     pub embed: i64,
+    /// Dropout probability while training, on every operator edge's output and on the output
+    /// head's hidden layer (Graph WaveNet drops 0.3 of its graph convolutions' outputs); 0, the
+    /// default, builds the same model as before the setting existed.
+    pub dropout: f64,
 }
 
 impl Default for ModelConfig {
@@ -35,6 +39,7 @@ impl Default for ModelConfig {
             heads: 4,
             order: 2,
             embed: 10,
+            dropout: 0.0,
         }
     }
 }
@@ -87,6 +92,12 @@ impl ModelConfig {
             return Err(format!(
                 "model.heads ({}) must divide model.hidden ({})",
                 self.heads, self.hidden
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!(
+                "model.dropout must be >= 0 and < 1, got {}",
+                self.dropout
             ));
         }
         Ok(())
@@ -204,6 +215,7 @@ pub struct StModel {
     head_out: Conv,
     shape: ModelShape,
     channels: i64,
+    dropout: f64,
 }
 
 impl StModel {
@@ -246,6 +258,7 @@ impl StModel {
             head_out,
             shape,
             channels: c,
+            dropout: cfg.dropout,
         })
     }
 
@@ -289,10 +302,18 @@ impl StModel {
             .f_permute([0, 1, 3, 2])? // [B,C,T,N]
             .f_reshape([b, self.channels * self.shape.input_len, 1, self.shape.nodes])?
             .f_permute([0, 1, 3, 2])?; // [B,C*T,N,1]
-        let y = self
-            .head_out
-            .forward(&self.head_hidden.forward(&z)?.f_relu()?)?; // [B,H,N,1]
+        let hidden = self.drop(self.head_hidden.forward(&z)?.f_relu()?, train)?;
+        let y = self.head_out.forward(&hidden)?; // [B,H,N,1]
         Ok(y)
+    }
+
+    /// Dropout while training (`model.dropout`); the tensor itself otherwise.
+    fn drop(&self, x: Tensor, train: bool) -> TResult<Tensor> {
+        if train && self.dropout > 0.0 {
+            x.f_dropout(self.dropout, true)
+        } else {
+            Ok(x)
+        }
     }
 
     /// One block: the DAG over input `h0`, its output node plus `h0` (a residual, so stacked
@@ -310,6 +331,11 @@ impl StModel {
             for (from, _, m) in edges.iter().filter(|(_, to, _)| *to == node) {
                 let Some(src) = &states[*from] else { continue };
                 let y = m.forward_t(src, train)?;
+                // An identity edge carries its input on unchanged, as a skip does.
+                let y = match m {
+                    EdgeModule::Identity => y,
+                    _ => self.drop(y, train)?,
+                };
                 acc = Some(match acc {
                     None => y,
                     Some(a) => a.f_add(&y)?,

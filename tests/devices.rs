@@ -26,6 +26,7 @@ fn small() -> (ModelConfig, ProxyConfig) {
         heads: 2,
         order: 2,
         embed: 4,
+        dropout: 0.0,
     };
     let proxy = ProxyConfig {
         steps: 3,

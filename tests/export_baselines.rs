@@ -27,6 +27,7 @@ fn export_load_predict_round_trip() {
         heads: 2,
         order: 2,
         embed: 4,
+        dropout: 0.0,
     };
     let trained = Trained::build(&arch, &data, &cfg, 3).unwrap();
     let idx = spread(&data.test, 20);

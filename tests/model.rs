@@ -26,6 +26,7 @@ fn check(arch_json: &str, space: SpaceKind) {
         heads: 2,
         order: 2,
         embed: 3,
+        dropout: 0.0,
     };
     let shape = ModelShape {
         nodes: n,
@@ -80,4 +81,70 @@ fn reference_architecture_builds() {
     ))
     .unwrap();
     check(&j, SpaceKind::Ists);
+}
+
+/// `model.dropout`: off at 0 (training forwards repeat), random while training when on, and
+/// absent at evaluation, where the model computes what the same weights compute without it.
+#[test]
+fn dropout_acts_only_while_training() {
+    tch::set_num_threads(1);
+    let arch = Arch::from_json(
+        r#"{"edges":[{"from":0,"to":1,"op":"TTS","spatial":"dgcn","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"},{"from":0,"to":3,"op":"STP","spatial":"mix_gc","temporal":"linear_attn"}]}"#,
+        SpaceKind::Ists,
+    )
+    .unwrap();
+    let (n, tin) = (5i64, 6i64);
+    let graph = graph_supports(&ring_adjacency(n as usize), n as usize, Device::Cpu).unwrap();
+    let shape = ModelShape {
+        nodes: n,
+        in_features: 2,
+        input_len: tin,
+        horizon: 3,
+    };
+    let build = |dropout: f64| {
+        tch::manual_seed(7);
+        let cfg = ModelConfig {
+            hidden: 8,
+            end_hidden: 8,
+            heads: 2,
+            order: 2,
+            embed: 3,
+            dropout,
+        };
+        cfg.validate().unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = StModel::new(&vs.root(), &arch, shape, &cfg, &graph).unwrap();
+        (vs, model)
+    };
+    let x = Tensor::randn([4, tin, n, 2], (Kind::Float, Device::Cpu));
+    let (_vs0, plain) = build(0.0);
+    let (_vs1, dropped) = build(0.5);
+    let same = |a: &Tensor, b: &Tensor| a.allclose(b, 1e-6, 1e-6, false);
+
+    let (a, b) = (
+        plain.forward_t(&x, true).unwrap(),
+        plain.forward_t(&x, true).unwrap(),
+    );
+    assert!(same(&a, &b), "without dropout, training forwards repeat");
+    let (a, b) = (
+        dropped.forward_t(&x, true).unwrap(),
+        dropped.forward_t(&x, true).unwrap(),
+    );
+    assert!(!same(&a, &b), "with dropout 0.5, training forwards differ");
+    // Same seed, same weights: at evaluation the dropout model is the plain one.
+    let eval = dropped.forward_t(&x, false).unwrap();
+    assert!(same(&eval, &dropped.forward_t(&x, false).unwrap()));
+    assert!(same(&eval, &plain.forward_t(&x, false).unwrap()));
+}
+
+#[test]
+fn dropout_outside_zero_to_one_is_refused_by_name() {
+    for bad in [-0.1, 1.0, f64::NAN] {
+        let cfg = ModelConfig {
+            dropout: bad,
+            ..ModelConfig::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("model.dropout"), "{bad}: {err}");
+    }
 }

@@ -34,6 +34,7 @@ fn small() -> ModelConfig {
         heads: 2,
         order: 2,
         embed: 4,
+        dropout: 0.0,
     }
 }
 
