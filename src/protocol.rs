@@ -70,6 +70,45 @@ pub struct ProtocolRow {
     /// absent on a single model's row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<u64>>,
+    /// How a trained model's kept weights were chosen, on validation: absent on the rows of
+    /// untrained models, ensembles and rows written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<Chosen>,
+}
+
+/// The epoch a trained model kept, chosen on validation alone, so that anyone reading the rows
+/// can see that no test value chose it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chosen {
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Epochs trained (early stopping may end before the configured number).
+    pub epochs_run: usize,
+    /// That epoch's validation MAE, pooled over every forecast step.
+    pub val_mae: f64,
+    /// Its validation RMSE, where RMSE chose the epoch (`final.train.loss = "mse"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_rmse: Option<f64>,
+}
+
+impl Chosen {
+    /// The kept `best_epoch` of `epochs_run`, with its validation metrics from `history`;
+    /// `None` when no logged epoch is the kept one.
+    pub fn from_history(
+        best_epoch: usize,
+        epochs_run: usize,
+        history: &[crate::train::EpochLog],
+    ) -> Option<Chosen> {
+        history
+            .iter()
+            .find(|e| e.epoch == best_epoch)
+            .map(|e| Chosen {
+                best_epoch,
+                epochs_run,
+                val_mae: e.val_mae,
+                val_rmse: e.val_rmse,
+            })
+    }
 }
 
 impl ProtocolRow {
@@ -94,6 +133,7 @@ pub fn published_rows() -> Vec<ProtocolRow> {
         var: None,
         source: TGCN_CITATION.into(),
         members: None,
+        chosen: None,
     }]
 }
 
@@ -113,6 +153,7 @@ pub fn measured_rows(model: &str, seed: u64, table: &TgcnTable) -> Vec<ProtocolR
             var: Some(s.var),
             source: MEASURED.into(),
             members: None,
+            chosen: None,
         })
         .collect()
 }
@@ -643,13 +684,20 @@ fn measure(
             continue;
         }
         let started = std::time::Instant::now();
-        let forecast = forecast(model, label, k, prepared, data, plan, log)?;
+        let (forecast, chosen) = forecast(model, label, k, prepared, data, plan, log)?;
         let table = one.table(prepared, &forecast, plan.step_minutes)?;
         log(&format!(
             "{label} seed +{k} ({:.0} s):\n{table}",
             started.elapsed().as_secs_f64()
         ));
-        results.append(measured_rows(name, k, &table))?;
+        let rows = measured_rows(name, k, &table)
+            .into_iter()
+            .map(|r| ProtocolRow {
+                chosen: chosen.clone(),
+                ..r
+            })
+            .collect();
+        results.append(rows)?;
         if model.seeded() {
             // Its rows are safe already; a forecast that cannot be kept only narrows later
             // ensembles.
@@ -668,7 +716,8 @@ fn measure(
 }
 
 /// The test forecast `[S, H, N]` of `model` under seed `+k` on `prepared`, trained first when it
-/// is a trained model (`data`: `prepared`'s training tensors, built when first needed).
+/// is a trained model (`data`: `prepared`'s training tensors, built when first needed), with
+/// the epoch a trained model kept.
 fn forecast(
     model: &ProtocolModel,
     label: &str,
@@ -677,15 +726,15 @@ fn forecast(
     data: &mut Option<TrainData>,
     plan: &ProtocolPlan,
     log: &mut dyn FnMut(&str),
-) -> Result<Vec<f32>> {
+) -> Result<(Vec<f32>, Option<Chosen>)> {
     let test = prepared.splits.test.clone();
     let train = TrainConfig {
         seed: plan.train.seed + k,
         ..plan.train.clone()
     };
     Ok(match model {
-        ProtocolModel::LastValue => last_value(prepared, &test),
-        ProtocolModel::HistoricalAverage => historical_average(prepared, &test),
+        ProtocolModel::LastValue => (last_value(prepared, &test), None),
+        ProtocolModel::HistoricalAverage => (historical_average(prepared, &test), None),
         ProtocolModel::Gru(cfg) => {
             let train = TrainConfig {
                 epochs: plan.gru_epochs.max(1),
@@ -718,7 +767,11 @@ fn forecast(
                 ));
             }
             let pred = trained.predict(data, &spread(&test, 0), train.eval_batch_size)?;
-            Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?
+            let r = &trained.report;
+            (
+                Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?,
+                Chosen::from_history(r.best_epoch, r.epochs_run, &r.history),
+            )
         }
         ProtocolModel::Design { arch, .. } => {
             let data = match data {
@@ -761,7 +814,10 @@ fn forecast(
                 )));
             }
             let (pred, _) = trained.predict(data, &spread(&test, 0), train.eval_batch_size)?;
-            Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?
+            (
+                Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?,
+                Chosen::from_history(report.best_epoch, report.epochs_run, &report.history),
+            )
         }
     })
 }
@@ -1111,9 +1167,22 @@ pub(crate) mod tests {
                 ProtocolModel::LastValue,
                 ProtocolModel::HistoricalAverage,
                 ProtocolModel::Gru(GruConfig { hidden: 4 }),
+                ProtocolModel::Design {
+                    name: "design".into(),
+                    arch: crate::space::Arch::from_json(
+                        r#"{"edges":[{"from":0,"to":3,"op":"TTS","spatial":"mix_gc","temporal":"gdcc"}]}"#,
+                        crate::space::SpaceKind::Ists,
+                    )
+                    .unwrap(),
+                },
             ],
             seeds: 2,
-            model: ModelConfig::default(),
+            model: ModelConfig {
+                hidden: 4,
+                end_hidden: 8,
+                heads: 1,
+                ..ModelConfig::default()
+            },
             train: TrainConfig {
                 epochs: 2,
                 batch_size: 32,
@@ -1126,10 +1195,29 @@ pub(crate) mod tests {
         let mut results = ProtocolResults::open(&path).unwrap();
         let mut lines = Vec::new();
         run_protocol(&p, &plan, &mut results, &mut |l| lines.push(l.to_string())).unwrap();
-        // Quoted + 4 horizons x (last value, HA, GRU x 2 seeds).
-        let n = published_rows().len() + 4 * 4;
+        // Quoted + 4 horizons x (last value, HA, GRU x 2 seeds, design x 2 seeds).
+        let n = published_rows().len() + 4 * 6;
         assert_eq!(results.rows().len(), n);
-        assert!(results.has("GRU (ours, hidden 4)", 1));
+        assert!(results.has("GRU (ours, hidden 4)", 1) && results.has("design", 1));
+        // A trained model's rows say which epoch it kept, and its validation MAE as logged;
+        // the untrained models' rows carry none.
+        let trained = |m: &str| m.starts_with("GRU") || m == "design";
+        for r in results.rows().iter().filter(|r| r.is_measured()) {
+            match &r.chosen {
+                Some(c) => {
+                    assert!(trained(&r.model), "{r:?}");
+                    assert!(c.best_epoch >= 1 && c.best_epoch <= c.epochs_run, "{c:?}");
+                    assert!(c.epochs_run <= 2 && c.val_mae.is_finite(), "{c:?}");
+                    let logged = format!("seed +{} epoch {}: train", r.seed, c.best_epoch);
+                    assert!(
+                        lines.iter().any(|l| l.contains(&logged)
+                            && l.contains(&format!("val MAE {:.4}", c.val_mae))),
+                        "{c:?} not in {lines:?}"
+                    );
+                }
+                None => assert!(!trained(&r.model), "{r:?}"),
+            }
+        }
         // A second run measures nothing again.
         let mut again = ProtocolResults::open(&path).unwrap();
         let mut lines = Vec::new();
