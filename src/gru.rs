@@ -12,13 +12,13 @@
 
 use crate::error::{Error, Result};
 use crate::ops::TResult;
-use crate::train::{epoch_order, spread, Adam, EpochLog, TrainConfig, TrainData};
+use crate::train::{build_seeded, epoch_order, spread, Adam, EpochLog, TrainConfig, TrainData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::nn::{self, Init};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// The GRU baseline's own sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -270,14 +270,12 @@ pub fn train_gru(
 
 /// A freshly initialized GRU baseline, seeded.
 fn build(data: &TrainData, gru: GruConfig, seed: u64) -> Result<(nn::VarStore, GruForecaster)> {
-    // The same process-wide seeding as `Trained::build`: built on the CPU generator, then
-    // moved, so a seed gives the same weights on every device.
-    tch::manual_seed(seed as i64);
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let model = GruForecaster::new(&vs.root(), data.shape.in_features, data.shape.horizon, gru)?;
-    if data.device != Device::Cpu {
-        vs.set_device(data.device);
-    }
+    // Seeded under the same process-wide lock as a design's build: a parallel build (another
+    // thread, another test) cannot draw from libtorch's generator between the seed and the
+    // weights, and the weights move to the data's device fallibly.
+    let (vs, model) = build_seeded(seed, data.device, |root| {
+        GruForecaster::new(root, data.shape.in_features, data.shape.horizon, gru)
+    })?;
     Ok((vs, model))
 }
 
@@ -320,6 +318,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::metrics::masked_mae;
+    use tch::Device;
 
     #[test]
     fn forecasts_every_step_of_every_sensor_and_keeps_the_best_epoch() {

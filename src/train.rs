@@ -534,6 +534,39 @@ pub struct RefitReport {
 /// A copy of every variable, by name (the best weights during training).
 type Snapshot = Vec<(String, Tensor)>;
 
+/// Builds a model's variables with libtorch's generator seeded by `seed`, on the CPU, then
+/// moves them to `device`.
+///
+/// libtorch's generator is process-global: seeding and initializing under one lock keeps a
+/// seeded build repeatable while other threads (evaluators, parallel tests, the GRU baseline)
+/// build models too. Initializing on the CPU generator, then moving, gives the same weights
+/// from a seed on every device, so a candidate scores alike on cpu, cuda:0 or a Ray node's GPU.
+pub(crate) fn build_seeded<M>(
+    seed: u64,
+    device: Device,
+    init: impl FnOnce(&nn::Path) -> TResult<M>,
+) -> Result<(nn::VarStore, M)> {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+    tch::manual_seed(seed as i64);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = init(&vs.root())?;
+    if device != Device::Cpu {
+        tch::no_grad(|| -> TResult<()> {
+            for (_, mut var) in vs.variables() {
+                // `variables()` hands out shallow clones: `set_data` swaps the storage the
+                // model's layers share, so they follow the move.
+                let moved = var.f_to_device(device)?;
+                var.f_set_data(&moved)?;
+            }
+            Ok(())
+        })?;
+        // Only records the device for later variables (the data already moved, fallibly).
+        vs.set_device(device);
+    }
+    Ok((vs, model))
+}
+
 /// A built model with its weights.
 pub struct Trained {
     pub vs: nn::VarStore,
@@ -546,28 +579,9 @@ impl Trained {
         cfg.validate()?;
         // The joint space's width replaces the configured one.
         let cfg = &cfg.for_arch(arch)?;
-        // libtorch's generator is process-global: seeding and initializing under one lock
-        // keeps a seeded build repeatable while other threads (evaluators) build models too.
-        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
-        tch::manual_seed(seed as i64);
-        // Initialized on the CPU generator, then moved: the same seed gives the same weights on
-        // every device, so a candidate scores alike on cpu, cuda:0 or a Ray node's GPU.
-        let mut vs = nn::VarStore::new(Device::Cpu);
-        let model = StModel::new(&vs.root(), arch, data.shape, cfg, &data.graph)?;
-        if data.device != Device::Cpu {
-            tch::no_grad(|| -> TResult<()> {
-                for (_, mut var) in vs.variables() {
-                    // `variables()` hands out shallow clones: `set_data` swaps the storage the
-                    // model's layers share, so they follow the move.
-                    let moved = var.f_to_device(data.device)?;
-                    var.f_set_data(&moved)?;
-                }
-                Ok(())
-            })?;
-            // Only records the device for later variables (the data already moved, fallibly).
-            vs.set_device(data.device);
-        }
+        let (vs, model) = build_seeded(seed, data.device, |root| {
+            StModel::new(root, arch, data.shape, cfg, &data.graph)
+        })?;
         Ok(Trained { vs, model })
     }
 
