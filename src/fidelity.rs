@@ -398,6 +398,36 @@ impl ResultsFile {
         Some(self.rows.remove(i))
     }
 
+    /// Takes over the rows of another results file of the same study (a shard run by another
+    /// process or machine; its settings fingerprint must match): a design this file lacks is
+    /// added, and a design both hold keeps the row with more ground-truth seeds (this file's
+    /// on a tie). Returns how many rows were added or replaced. Nothing is written until
+    /// [`ResultsFile::save`].
+    pub fn take_over(&mut self, other: &Path, settings: &StudySettings) -> Result<usize> {
+        if !other.exists() {
+            return Err(Error::File {
+                path: other.into(),
+                msg: "no such results file to take rows from".into(),
+            });
+        }
+        let other = ResultsFile::open(other, settings)?;
+        let mut changed = 0;
+        for row in other.rows {
+            match self.rows.iter_mut().find(|r| r.hash == row.hash) {
+                Some(mine) if mine.truth.len() >= row.truth.len() => {}
+                Some(mine) => {
+                    *mine = row;
+                    changed += 1;
+                }
+                None => {
+                    self.rows.push(row);
+                    changed += 1;
+                }
+            }
+        }
+        Ok(changed)
+    }
+
     /// Writes `rows` (then any rows of the file not among them) atomically: a temporary file,
     /// synced, renamed over the old one.
     pub fn save(&self, rows: &[Row]) -> Result<()> {
@@ -411,6 +441,49 @@ impl ResultsFile {
             std::fs::rename(&tmp, &self.path)
         };
         write().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// One process's share of a study split over several (`--shard K/N`): the designs whose
+/// position in the study's list is `K - 1` modulo `N`. The list is the same in every process
+/// (hand designs, then the seeded sample), so the shards are disjoint and cover it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Shard> {
+        let bad = || {
+            Error::Config(format!(
+                "shard {text:?}: expected K/N with 1 <= K <= N (e.g. 2/3)"
+            ))
+        };
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            k.trim().parse::<usize>().map_err(|_| bad())?,
+            n.trim().parse::<usize>().map_err(|_| bad())?,
+        );
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// The designs of `archs` that belong to this shard, in order.
+    pub fn select(&self, archs: &[Arch]) -> Vec<Arch> {
+        archs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.count == self.index - 1)
+            .map(|(_, a)| a.clone())
+            .collect()
     }
 }
 
@@ -842,6 +915,79 @@ mod tests {
         let err = ResultsFile::open(&path, &other).err().unwrap().to_string();
         assert!(err.contains("other settings"), "{err}");
         assert!(err.contains("differing: dataset"), "{err}");
+    }
+
+    /// Shards split the list disjointly and cover it; a bad spelling is refused by name.
+    #[test]
+    fn shards_are_disjoint_and_cover_the_study() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut archs = Vec::new();
+        Arch::fill_distinct(
+            crate::space::SpaceKind::Ists,
+            &Default::default(),
+            &mut archs,
+            7,
+            &mut rng,
+        );
+        let shards: Vec<Shard> = ["1/3", "2/3", " 3 / 3 "]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        let mut seen: Vec<String> = shards
+            .iter()
+            .flat_map(|s| s.select(&archs))
+            .map(|a| a.hash())
+            .collect();
+        assert_eq!(shards[0].select(&archs).len(), 3);
+        assert_eq!(shards[2].select(&archs).len(), 2);
+        seen.sort();
+        let mut all: Vec<String> = archs.iter().map(|a| a.hash()).collect();
+        all.sort();
+        assert_eq!(seen, all);
+        for bad in ["0/2", "3/2", "2", "a/b", "1/0", ""] {
+            let err = bad.parse::<Shard>().err().unwrap().to_string();
+            assert!(err.contains("K/N"), "{bad}: {err}");
+        }
+    }
+
+    /// Taking over a shard's file adds its designs, prefers the row with more seeds, and
+    /// refuses a missing file or one measured under other settings.
+    #[test]
+    fn a_shard_file_is_taken_over_by_seed_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (main, shard) = (dir.path().join("main.jsonl"), dir.path().join("s2.jsonl"));
+        let settings = study_settings();
+        let f = ResultsFile::open(&main, &settings).unwrap();
+        f.save(&[row("a", &[1.0, 1.1], &[]), row("b", &[2.0], &[])])
+            .unwrap();
+        let g = ResultsFile::open(&shard, &settings).unwrap();
+        g.save(&[
+            row("a", &[9.0], &[]),
+            row("b", &[2.5, 2.6], &[]),
+            row("c", &[3.0], &[]),
+        ])
+        .unwrap();
+        let mut f = ResultsFile::open(&main, &settings).unwrap();
+        assert_eq!(f.take_over(&shard, &settings).unwrap(), 2);
+        let means: Vec<(String, f64)> = f
+            .rows
+            .iter()
+            .map(|r| (r.hash.clone(), r.truth_mean()))
+            .collect();
+        assert_eq!(means[0].0, "a");
+        assert!((means[0].1 - 1.05).abs() < 1e-12, "{means:?}");
+        assert!((means[1].1 - 2.55).abs() < 1e-12, "{means:?}");
+        assert_eq!(means[2].0, "c");
+        let missing = dir.path().join("none.jsonl");
+        let err = f.take_over(&missing, &settings).err().unwrap().to_string();
+        assert!(err.contains("none.jsonl"), "{err}");
+        let other = StudySettings {
+            dataset: "y".into(),
+            ..settings
+        };
+        let err = f.take_over(&shard, &other).err().unwrap().to_string();
+        assert!(err.contains("other settings"), "{err}");
     }
 
     #[test]

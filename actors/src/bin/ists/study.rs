@@ -85,6 +85,16 @@ pub struct FidelityArgs {
     /// shares) depend on it, so keep one device per results file.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Measure only this share of the designs, K of N (`--shard 2/3`: the 2nd, 5th, 8th, ...),
+    /// so N processes or machines can split one study; give each its own --results file and
+    /// bring them together with --take.
+    #[arg(long)]
+    shard: Option<ists::fidelity::Shard>,
+    /// Results files of the same study to take rows from before measuring (comma separated;
+    /// other shards' files): a design either file holds is not measured again, and of two rows
+    /// for one design the one with more ground-truth seeds is kept.
+    #[arg(long, value_delimiter = ',')]
+    take: Vec<PathBuf>,
 }
 
 /// The run directory of method `method` under seed index `k` in the comparison that writes
@@ -370,6 +380,19 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
         ))
     });
     let mut results = ResultsFile::open(&results_path, &settings)?;
+    for other in &a.take {
+        let n = results.take_over(other, &settings)?;
+        eprintln!("took {n} rows from {}", other.display());
+    }
+    if let Some(shard) = a.shard {
+        archs = shard.select(&archs);
+        eprintln!(
+            "shard {}/{}: {} architectures of this study",
+            shard.index,
+            shard.count,
+            archs.len()
+        );
+    }
     let study = Study::new(&prepared, settings, device)?;
     eprintln!(
         "fidelity study on {}: {} architectures, proxies {}, {} ground-truth seeds of {} steps; results in {}",
@@ -421,6 +444,15 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
             p.cost_share * 100.0,
             p.n
         );
+    }
+    if a.shard.is_some() {
+        // A shard's figures cover its share only: the plot and summary are the whole
+        // study's, written by the run that takes every shard's file over.
+        println!(
+            "written {} (a shard: no plot or summary; a run without --shard that takes the other shards' files writes them)",
+            results_path.display()
+        );
+        return Ok(());
     }
     // The proxies scored in validation MAE share one plot; zero-cost scores have other units.
     let mae_like = ["step", "long4x_warmup", "subset4x", "seeds2"];
