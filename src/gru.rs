@@ -273,10 +273,9 @@ fn build(data: &TrainData, gru: GruConfig, seed: u64) -> Result<(nn::VarStore, G
     // Seeded under the same process-wide lock as a design's build: a parallel build (another
     // thread, another test) cannot draw from libtorch's generator between the seed and the
     // weights, and the weights move to the data's device fallibly.
-    let (vs, model) = build_seeded(seed, data.device, |root| {
+    build_seeded(seed, data.device, |root| {
         GruForecaster::new(root, data.shape.in_features, data.shape.horizon, gru)
-    })?;
-    Ok((vs, model))
+    })
 }
 
 /// One epoch over the windows starting in `windows`, shuffled by `rng`: the sum of the batch
