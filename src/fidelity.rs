@@ -137,6 +137,32 @@ pub struct StudySettings {
     /// when inactive, so wiring-only files keep theirs.
     #[serde(default, skip_serializing_if = "wiring_only")]
     pub hyper: crate::hyper::HyperSpace,
+    /// The kind of device the proxies and the ground truth ran on ("cpu" or "cuda",
+    /// [`device_kind`]): their seconds, and so the cost shares, differ by kind, so one file
+    /// holds one kind and shards from a GPU and from CPUs are not merged. Left out when
+    /// "cpu", so files written before the key existed keep their fingerprint.
+    #[serde(default = "cpu_kind", skip_serializing_if = "is_cpu_kind")]
+    pub device: String,
+}
+
+fn cpu_kind() -> String {
+    "cpu".into()
+}
+
+fn is_cpu_kind(kind: &String) -> bool {
+    kind == "cpu"
+}
+
+/// The kind of `device` as a study's settings record it: "cpu" or "cuda" (every CUDA index is
+/// one kind: a study may move between the GPUs of one machine).
+pub fn device_kind(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cpu => "cpu",
+        tch::Device::Cuda(_) => "cuda",
+        tch::Device::Mps => "mps",
+        tch::Device::Vulkan => "vulkan",
+    }
+    .into()
 }
 
 fn wiring_only(h: &crate::hyper::HyperSpace) -> bool {
@@ -553,6 +579,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "historical_average" => v.as_bool() == Some(false),
         // `model.dropout`, added after studies had begun: none.
         "dropout" => v.as_f64() == Some(0.0),
+        // A study's `device`, added after studies had begun: they ran on CPUs.
+        "device" => v.as_str() == Some("cpu"),
         // `search.prior`, added after studies had begun: no prior.
         "prior" => v.as_array().is_some_and(Vec::is_empty),
         "hyper" => v.as_object().is_some_and(|h| {
@@ -885,6 +913,7 @@ mod tests {
             proxy: ProxyConfig::default(),
             truth: TrainConfig::default(),
             hyper: Default::default(),
+            device: device_kind(tch::Device::Cpu),
         }
     }
 
@@ -984,10 +1013,26 @@ mod tests {
         assert!(err.contains("none.jsonl"), "{err}");
         let other = StudySettings {
             dataset: "y".into(),
-            ..settings
+            ..settings.clone()
         };
         let err = f.take_over(&shard, &other).err().unwrap().to_string();
         assert!(err.contains("other settings"), "{err}");
+        // A shard measured on a GPU is not merged into a CPU study: its seconds differ.
+        let gpu = StudySettings {
+            device: device_kind(tch::Device::Cuda(1)),
+            ..settings.clone()
+        };
+        assert_eq!(gpu.device, "cuda");
+        let on_gpu = dir.path().join("gpu.jsonl");
+        ResultsFile::open(&on_gpu, &gpu)
+            .unwrap()
+            .save(&[row("d", &[4.0], &[])])
+            .unwrap();
+        let err = f.take_over(&on_gpu, &settings).err().unwrap().to_string();
+        assert!(err.contains("differing: device"), "{err}");
+        // A CPU study's fingerprint has no device key: files from before it still resume.
+        let text = std::fs::read_to_string(fingerprint_path(&main)).unwrap();
+        assert!(!text.contains("device"), "{text}");
     }
 
     #[test]

@@ -372,6 +372,7 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
         proxy: s.proxy.clone(),
         truth: s.final_train.train.clone(),
         hyper: s.hyper_space(),
+        device: ists::fidelity::device_kind(device),
     };
     let results_path = a.results.unwrap_or_else(|| {
         PathBuf::from(format!(
