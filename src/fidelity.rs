@@ -317,8 +317,10 @@ impl Study {
 }
 
 /// Measures every architecture of `archs` under the proxies `kinds` and `seeds` ground-truth
-/// seeds (`truth.seed`, `truth.seed + 1`, ...), taking what `results` already holds and saving
-/// after each architecture. `progress` hears one line per architecture.
+/// seeds (`truth.seed`, `truth.seed + 1`, ...), taking what `results` already holds. It saves
+/// after the proxies and after each ground-truth seed, not only after each architecture: one
+/// design's two trainings can take an hour of a core, and a kill between them keeps what was
+/// done (a rerun measures only what the row lacks). `progress` hears one line per step.
 pub fn run_study(
     study: &Study,
     archs: &[Arch],
@@ -328,23 +330,40 @@ pub fn run_study(
     progress: &mut dyn FnMut(String),
 ) -> Result<Vec<Row>> {
     let mut done: Vec<Row> = Vec::new();
+    // The rows finished so far and the one being measured, as the file should hold them.
+    let save = |done: &mut Vec<Row>, row: &Row, results: &ResultsFile| -> Result<()> {
+        done.push(row.clone());
+        let saved = results.save(done);
+        done.pop();
+        saved
+    };
     for (i, arch) in archs.iter().enumerate() {
+        let at = format!("architecture {}/{}", i + 1, archs.len());
         let mut row = match results.take(&arch.hash()) {
             Some(r) => r,
             None => study.empty_row(arch)?,
         };
         let before = row.clone();
         study.fill_proxies(arch, &mut row, kinds)?;
+        if row.proxy != before.proxy {
+            save(&mut done, &row, results)?;
+            progress(format!("{at}: proxies scored"));
+        }
         for k in 0..seeds as u64 {
             let seed = study.settings.truth.seed + k;
             if !row.truth.iter().any(|t| t.seed == seed) {
-                row.truth.push(study.truth(arch, seed)?);
+                let run = study.truth(arch, seed)?;
+                let line = format!(
+                    "{at}: ground-truth seed {seed}: val MAE {:.4} ({:.0} s)",
+                    run.val_mae, run.seconds
+                );
+                row.truth.push(run);
+                save(&mut done, &row, results)?;
+                progress(line);
             }
         }
         let line = format!(
-            "architecture {}/{}: {} ground truth {:.4}",
-            i + 1,
-            archs.len(),
+            "{at}: {} ground truth {:.4}",
             if row == before {
                 "taken over,"
             } else {
@@ -944,6 +963,84 @@ mod tests {
         let err = ResultsFile::open(&path, &other).err().unwrap().to_string();
         assert!(err.contains("other settings"), "{err}");
         assert!(err.contains("differing: dataset"), "{err}");
+    }
+
+    /// A study killed between a design's two ground-truth trainings keeps the proxies and the
+    /// first training in its file; the rerun trains only the missing seed.
+    #[test]
+    fn a_kill_between_ground_truth_seeds_loses_neither_proxies_nor_the_first_seed() {
+        let p = crate::protocol::tests::wave();
+        let settings = StudySettings {
+            dataset: p.name.clone(),
+            model: ModelConfig {
+                hidden: 4,
+                end_hidden: 8,
+                ..ModelConfig::default()
+            },
+            proxy: ProxyConfig {
+                steps: 2,
+                batch_size: 8,
+                ..ProxyConfig::default()
+            },
+            truth: TrainConfig {
+                epochs: 1,
+                batch_size: 32,
+                max_batches_per_epoch: 2,
+                ..TrainConfig::default()
+            },
+            hyper: Default::default(),
+            device: device_kind(tch::Device::Cpu),
+        };
+        let study = Study::new(&p, settings.clone(), tch::Device::Cpu).unwrap();
+        let arch = Arch::from_json(
+            r#"{"edges":[{"from":0,"to":1,"op":"STT","spatial":"mix_gc","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"}]}"#,
+            crate::space::SpaceKind::Ists,
+        )
+        .unwrap();
+        let kinds = [ProxyKind::Step, ProxyKind::Params];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fidelity-wave.jsonl");
+        let first_seed = settings.truth.seed;
+        // The "kill": the progress line of the first seed is heard after its save, and
+        // unwinds out of the study there.
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut results = ResultsFile::open(&path, &settings).unwrap();
+            let _ = run_study(
+                &study,
+                std::slice::from_ref(&arch),
+                &kinds,
+                2,
+                &mut results,
+                &mut |l| {
+                    if l.contains(&format!("ground-truth seed {first_seed}:")) {
+                        panic!("killed after {l}");
+                    }
+                },
+            );
+        }));
+        assert!(killed.is_err());
+        let mut results = ResultsFile::open(&path, &settings).unwrap();
+        assert_eq!(results.rows.len(), 1);
+        let kept = results.rows[0].clone();
+        assert_eq!(kept.proxy.keys().collect::<Vec<_>>(), ["params", "step"]);
+        assert_eq!(kept.truth.len(), 1);
+        assert_eq!(kept.truth[0].seed, first_seed);
+        let mut lines = Vec::new();
+        let rows = run_study(&study, &[arch], &kinds, 2, &mut results, &mut |l| {
+            lines.push(l)
+        })
+        .unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].contains(&format!("ground-truth seed {}:", first_seed + 1)),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains("measured,"), "{lines:?}");
+        assert_eq!(rows[0].proxy, kept.proxy);
+        assert_eq!(rows[0].truth[0], kept.truth[0]);
+        assert_eq!(rows[0].truth[1].seed, first_seed + 1);
+        let on_disk = ResultsFile::open(&path, &settings).unwrap();
+        assert_eq!(on_disk.rows, rows);
     }
 
     /// Shards split the list disjointly and cover it; a bad spelling is refused by name.
