@@ -139,18 +139,15 @@ pub struct StudySettings {
     pub hyper: crate::hyper::HyperSpace,
     /// The kind of device the proxies and the ground truth ran on ("cpu" or "cuda",
     /// [`device_kind`]): their seconds, and so the cost shares, differ by kind, so one file
-    /// holds one kind and shards from a GPU and from CPUs are not merged. Left out when
-    /// "cpu", so files written before the key existed keep their fingerprint.
-    #[serde(default = "cpu_kind", skip_serializing_if = "is_cpu_kind")]
+    /// holds one kind and shards from a GPU and from CPUs are not merged. "cpu" is inert in
+    /// the fingerprint ([`canonical_settings`]), so files written before the key existed keep
+    /// theirs.
+    #[serde(default = "cpu_kind")]
     pub device: String,
 }
 
 fn cpu_kind() -> String {
     "cpu".into()
-}
-
-fn is_cpu_kind(kind: &String) -> bool {
-    kind == "cpu"
 }
 
 /// The kind of `device` as a study's settings record it: "cpu" or "cuda" (every CUDA index is
