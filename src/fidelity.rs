@@ -575,7 +575,7 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
 /// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`,
 /// `optimization = "mutate"`, `refit = false`, `prior = []`, `historical_average = false`,
-/// `dropout = 0`).
+/// `dropout = 0`, `highway = false`).
 /// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -595,6 +595,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "historical_average" => v.as_bool() == Some(false),
         // `model.dropout`, added after studies had begun: none.
         "dropout" => v.as_f64() == Some(0.0),
+        // `model.highway`, added after studies had begun: none.
+        "highway" => v.as_bool() == Some(false),
         // A study's `device`, added after studies had begun: they ran on CPUs.
         "device" => v.as_str() == Some("cpu"),
         // `search.prior`, added after studies had begun: no prior.
@@ -1150,7 +1152,7 @@ mod tests {
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "historical_average": false, "dropout": 0.0});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "historical_average": false, "dropout": 0.0, "highway": false});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})

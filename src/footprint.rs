@@ -87,7 +87,14 @@ fn activations(arch: &Arch, shape: ModelShape, cfg: &ModelConfig, b: u128, train
         .saturating_add(head_hidden)
         .saturating_add(if dropout { head_hidden } else { 0 })
         .saturating_add(b.saturating_mul(dim(shape.horizon)).saturating_mul(n));
+    // `model.highway` reads the inputs (kept above) and adds one forecast-sized output.
+    let highway = if cfg.highway {
+        b.saturating_mul(dim(shape.horizon)).saturating_mul(n)
+    } else {
+        0
+    };
     total
+        .saturating_add(highway)
         .saturating_add(act.saturating_mul(2).saturating_mul(nodes))
         .saturating_add(head)
 }
@@ -107,9 +114,18 @@ fn params(arch: &Arch, shape: ModelShape, cfg: &ModelConfig) -> u128 {
         .saturating_mul(t)
         .saturating_mul(dim(cfg.end_hidden))
         .saturating_add(dim(cfg.end_hidden).saturating_mul(dim(shape.horizon)));
+    let highway = if cfg.highway {
+        dim(shape.in_features)
+            .saturating_mul(t)
+            .saturating_add(1)
+            .saturating_mul(dim(shape.horizon))
+    } else {
+        0
+    };
     op.saturating_mul(2)
         .saturating_mul(edges)
         .saturating_add(head)
+        .saturating_add(highway)
         .saturating_add(dim(shape.in_features).saturating_mul(c))
 }
 

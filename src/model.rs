@@ -29,6 +29,12 @@ pub struct ModelConfig {
     /// head's hidden layer (Graph WaveNet drops 0.3 of its graph convolutions' outputs); 0, the
     /// default, builds the same model as before the setting existed.
     pub dropout: f64,
+    /// A linear autoregressive highway beside the network (LSTNet's "highway"): each forecast
+    /// step also gets a linear function of the node's own inputs (all steps and features,
+    /// shared by the nodes). It starts at zero, so the model begins as the one without it, and
+    /// it can learn "the last value plus a correction" directly, where the network has to
+    /// carry the last value through its nonlinear layers. Off by default.
+    pub highway: bool,
 }
 
 impl Default for ModelConfig {
@@ -40,6 +46,7 @@ impl Default for ModelConfig {
             order: 2,
             embed: 10,
             dropout: 0.0,
+            highway: false,
         }
     }
 }
@@ -213,6 +220,8 @@ pub struct StModel {
     nodes: usize,
     head_hidden: Conv,
     head_out: Conv,
+    /// `model.highway`: inputs `[T_in * F]` to the horizon, per node.
+    highway: Option<Conv>,
     shape: ModelShape,
     channels: i64,
     dropout: f64,
@@ -250,12 +259,24 @@ impl StModel {
         let head_hidden =
             Conv::pointwise(&(vs / "head_hidden"), c * shape.input_len, cfg.end_hidden)?;
         let head_out = Conv::pointwise(&(vs / "head_out"), cfg.end_hidden, shape.horizon)?;
+        // Built last and at zero, so it draws no random numbers: every other layer starts as it
+        // does without the highway, and so does the forecast.
+        let highway = if cfg.highway {
+            Some(Conv::zeros(
+                &(vs / "highway"),
+                shape.in_features * shape.input_len,
+                shape.horizon,
+            )?)
+        } else {
+            None
+        };
         Ok(StModel {
             input,
             blocks,
             nodes: arch.nodes,
             head_hidden,
             head_out,
+            highway,
             shape,
             channels: c,
             dropout: cfg.dropout,
@@ -304,7 +325,20 @@ impl StModel {
             .f_permute([0, 1, 3, 2])?; // [B,C*T,N,1]
         let hidden = self.drop(self.head_hidden.forward(&z)?.f_relu()?, train)?;
         let y = self.head_out.forward(&hidden)?; // [B,H,N,1]
-        Ok(y)
+        match &self.highway {
+            None => Ok(y),
+            Some(highway) => {
+                let lags = x
+                    .f_permute([0, 1, 3, 2])? // [B,T,F,N]
+                    .f_reshape([
+                        b,
+                        self.shape.input_len * self.shape.in_features,
+                        self.shape.nodes,
+                    ])?
+                    .f_unsqueeze(-1)?; // [B,T*F,N,1]
+                y.f_add(&highway.forward(&lags)?)
+            }
+        }
     }
 
     /// Dropout while training (`model.dropout`); the tensor itself otherwise.

@@ -27,6 +27,7 @@ fn small() -> (ModelConfig, ProxyConfig) {
         order: 2,
         embed: 4,
         dropout: 0.0,
+        highway: false,
     };
     let proxy = ProxyConfig {
         steps: 3,

@@ -28,6 +28,7 @@ fn export_load_predict_round_trip() {
         order: 2,
         embed: 4,
         dropout: 0.0,
+        highway: false,
     };
     let trained = Trained::build(&arch, &data, &cfg, 3).unwrap();
     let idx = spread(&data.test, 20);

@@ -27,6 +27,7 @@ fn check(arch_json: &str, space: SpaceKind) {
         order: 2,
         embed: 3,
         dropout: 0.0,
+        highway: false,
     };
     let shape = ModelShape {
         nodes: n,
@@ -110,6 +111,7 @@ fn dropout_acts_only_while_training() {
             order: 2,
             embed: 3,
             dropout,
+            highway: false,
         };
         cfg.validate().unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
@@ -147,4 +149,95 @@ fn dropout_outside_zero_to_one_is_refused_by_name() {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("model.dropout"), "{bad}: {err}");
     }
+}
+
+/// `model.highway`: it starts at zero and draws no random numbers, so a model with it begins as
+/// the same seed's model without it; its weight `[horizon, T_in * F]` reads input step `t`'s
+/// feature `f` at `t * F + f` (set to pick the last step's target, every forecast step moves by
+/// that value, node by node); and it trains (a gradient for its weights).
+#[test]
+fn highway_starts_as_the_plain_model_and_reads_each_nodes_own_inputs() {
+    tch::set_num_threads(1);
+    let arch = Arch::from_json(
+        r#"{"edges":[{"from":0,"to":1,"op":"TTS","spatial":"dgcn","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"},{"from":0,"to":3,"op":"STP","spatial":"mix_gc","temporal":"linear_attn"}]}"#,
+        SpaceKind::Ists,
+    )
+    .unwrap();
+    let (n, tin, f, h) = (5i64, 6i64, 3i64, 4i64);
+    let graph = graph_supports(&ring_adjacency(n as usize), n as usize, Device::Cpu).unwrap();
+    let shape = ModelShape {
+        nodes: n,
+        in_features: f,
+        input_len: tin,
+        horizon: h,
+    };
+    let build = |highway: bool| {
+        tch::manual_seed(11);
+        let cfg = ModelConfig {
+            hidden: 8,
+            end_hidden: 8,
+            heads: 2,
+            order: 2,
+            embed: 3,
+            dropout: 0.0,
+            highway,
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = StModel::new(&vs.root(), &arch, shape, &cfg, &graph).unwrap();
+        (vs, model)
+    };
+    let x = Tensor::randn([2, tin, n, f], (Kind::Float, Device::Cpu));
+    let (plain_vs, plain) = build(false);
+    let (vs, with) = build(true);
+    let base = plain.forward_t(&x, false).unwrap();
+    assert!(base.allclose(&with.forward_t(&x, false).unwrap(), 1e-6, 1e-6, false));
+    let vars = vs.variables();
+    assert_eq!(vars.len(), plain_vs.variables().len() + 2);
+    let weight = &vars["highway.weight"];
+    assert_eq!(weight.size(), [h, tin * f, 1, 1]);
+
+    // Pick input step tin-1, feature 0 for every forecast step.
+    tch::no_grad(|| {
+        let mut w = weight.shallow_clone();
+        let _ = w.zero_();
+        for step in 0..h {
+            let _ = w.get(step).get((tin - 1) * f).fill_(1.0);
+        }
+    });
+    let moved = with.forward_t(&x, false).unwrap() - &base; // [B,H,N,1]
+    let last = x.select(1, tin - 1).select(2, 0).unsqueeze(1).unsqueeze(-1); // [B,1,N,1]
+    assert!(moved.allclose(&last.expand([2, h, n, 1], false), 1e-5, 1e-5, false));
+
+    let loss = with.forward_t(&x, true).unwrap().square().mean(None);
+    loss.backward();
+    let grad = vars["highway.weight"].grad();
+    assert!(grad.defined() && grad.abs().sum(None).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn highway_counts_in_the_parameters() {
+    let arch = Arch::from_json(
+        r#"{"edges":[{"from":0,"to":1,"op":"TTS","spatial":"dgcn","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"},{"from":0,"to":3,"op":"STP","spatial":"mix_gc","temporal":"linear_attn"}]}"#,
+        SpaceKind::Ists,
+    )
+    .unwrap();
+    let shape = ModelShape {
+        nodes: 4,
+        in_features: 2,
+        input_len: 6,
+        horizon: 3,
+    };
+    let cfg = ModelConfig::default();
+    let on = ModelConfig {
+        highway: true,
+        ..cfg.clone()
+    };
+    let count = |cfg: &ModelConfig| {
+        let graph = graph_supports(&ring_adjacency(4), 4, Device::Cpu).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _m = StModel::new(&vs.root(), &arch, shape, cfg, &graph).unwrap();
+        param_count(&vs)
+    };
+    // 6 steps x 2 features to 3 forecast steps, and a bias per step.
+    assert_eq!(count(&on), count(&cfg) + 6 * 2 * 3 + 3);
 }

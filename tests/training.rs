@@ -35,6 +35,7 @@ fn small() -> ModelConfig {
         order: 2,
         embed: 4,
         dropout: 0.0,
+        highway: false,
     }
 }
 

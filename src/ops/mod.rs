@@ -93,6 +93,14 @@ impl Conv {
         Ok(Conv { w, b, dilation })
     }
 
+    /// A 1x1 convolution whose weights and bias start at zero (it computes 0 until trained, and
+    /// draws no random numbers).
+    pub fn zeros(vs: &nn::Path, cin: i64, cout: i64) -> TResult<Conv> {
+        let w = vs.f_var("weight", &[cout, cin, 1, 1], Init::Const(0.0))?;
+        let b = vs.f_var("bias", &[cout], Init::Const(0.0))?;
+        Ok(Conv { w, b, dilation: 1 })
+    }
+
     /// A 1x1 convolution.
     pub fn pointwise(vs: &nn::Path, cin: i64, cout: i64) -> TResult<Conv> {
         Conv::new(vs, cin, cout, 1, 1)
