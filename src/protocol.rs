@@ -30,6 +30,10 @@
 //! model name `<model> (ensemble of k)`, the first member's seed, and the members' seeds in
 //! `members` (one model per horizon: the ensemble of each horizon's model's seeds, at that
 //! horizon).
+//!
+//! Kept forecasts also combine across models ([`combine`], `ists protocol combine`): the mean of
+//! several trained models' forecasts (designs, settings, results files), each model's seeds
+//! averaged first and the models then weighed equally, scored the same way.
 
 use crate::baselines::{historical_average, last_value, targets};
 use crate::data::Prepared;
@@ -74,6 +78,10 @@ pub struct ProtocolRow {
     /// untrained models, ensembles and rows written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen: Option<Chosen>,
+    /// The parts of a combination ([`combine`], `ists protocol combine`), each as
+    /// `FILE:MODEL:SEEDS`; absent on every other row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<String>>,
 }
 
 /// The epoch a trained model kept, chosen on validation alone, so that anyone reading the rows
@@ -134,6 +142,7 @@ pub fn published_rows() -> Vec<ProtocolRow> {
         source: TGCN_CITATION.into(),
         members: None,
         chosen: None,
+        parts: None,
     }]
 }
 
@@ -154,6 +163,7 @@ pub fn measured_rows(model: &str, seed: u64, table: &TgcnTable) -> Vec<ProtocolR
             source: MEASURED.into(),
             members: None,
             chosen: None,
+            parts: None,
         })
         .collect()
 }
@@ -251,6 +261,138 @@ pub fn test_table_at(
         step_minutes,
     )
     .map_err(|e| Error::Config(e.to_string()))
+}
+
+/// One part of a combination ([`combine`]): a trained model of a results file, and the seeds
+/// of it whose kept test forecasts ([`ProtocolResults::forecasts_dir`]) are averaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub results: PathBuf,
+    pub model: String,
+    pub seeds: Vec<u64>,
+}
+
+impl std::str::FromStr for Part {
+    type Err = String;
+
+    /// `FILE:MODEL:SEEDS`: the file up to the first `:`, the comma-separated seeds after the
+    /// last one, the model's name (as in the file's rows, which may hold `:`) between.
+    fn from_str(text: &str) -> std::result::Result<Part, String> {
+        let form = "expected FILE:MODEL:SEEDS, e.g. \
+             bench/results/x.jsonl:design config/a.json:0,1";
+        let (file, rest) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?}: {form}"))?;
+        let (model, seeds) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{text:?}: {form}"))?;
+        if file.is_empty() || model.trim().is_empty() {
+            return Err(format!("{text:?}: {form}"));
+        }
+        let seeds = seeds
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{text:?}: seed {v:?} is not a whole number ({form})"))
+            })
+            .collect::<std::result::Result<Vec<u64>, String>>()?;
+        let mut unique = seeds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != seeds.len() {
+            return Err(format!("{text:?}: a seed is named twice"));
+        }
+        Ok(Part {
+            results: PathBuf::from(file),
+            model: model.to_string(),
+            seeds,
+        })
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seeds: Vec<String> = self.seeds.iter().map(u64::to_string).collect();
+        write!(
+            f,
+            "{}:{}:{}",
+            self.results.display(),
+            self.model,
+            seeds.join(",")
+        )
+    }
+}
+
+/// The mean test forecast of `parts` on `p`'s test windows: each part's seeds averaged first,
+/// then the parts weighed equally (so that a model with more seeds does not outweigh another;
+/// a part of one model's seeds alone is that model's seed ensemble). Every seed must have a
+/// measured row of its model in its part's file (the forecast is attested by a row) and a kept
+/// forecast of this test set's size; the error names the part and what is missing. The parts
+/// must come from the same protocol split (the size check catches another data set or horizon,
+/// not another split of the same size: the caller's settings are the split).
+pub fn combine(p: &Prepared, parts: &[Part]) -> Result<Vec<f32>> {
+    if parts.len() < 2 {
+        return Err(Error::Config(format!(
+            "combine: {} part(s); a combination needs two or more",
+            parts.len()
+        )));
+    }
+    let len = p.splits.test.len() * p.output_len * p.n;
+    let mut sum = vec![0f64; len];
+    for part in parts {
+        if part.seeds.is_empty() {
+            return Err(Error::Config(format!("combine: {part}: no seed")));
+        }
+        let file = ProtocolResults::open(&part.results)?;
+        let mut mean = SeedMean::default();
+        for &seed in &part.seeds {
+            let measured = file
+                .rows()
+                .iter()
+                .any(|r| r.model == part.model && r.seed == seed && r.is_measured());
+            if !measured {
+                return Err(Error::Config(format!(
+                    "combine: {part}: {} has no measured row of {:?} under seed {seed}",
+                    part.results.display(),
+                    part.model
+                )));
+            }
+            let forecast = file
+                .kept_forecast(&part.model, seed, None, len)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                    "combine: {part}: no kept forecast of {:?} under seed {seed} with {len} values \
+                     in {} (trained before forecasts were kept, removed, or of other data)",
+                    part.model,
+                    file.forecasts_dir().display()
+                ))
+                })?;
+            mean.add(seed, &forecast)?;
+        }
+        for (s, v) in sum.iter_mut().zip(mean.mean()) {
+            *s += f64::from(v);
+        }
+    }
+    let k = parts.len() as f64;
+    Ok(sum.into_iter().map(|s| (s / k) as f32).collect())
+}
+
+/// The rows of a combination named `name` (model `combined: <name>`, seed 0) with its parts.
+pub fn combined_rows(name: &str, parts: &[Part], table: &TgcnTable) -> Vec<ProtocolRow> {
+    let parts: Vec<String> = parts.iter().map(Part::to_string).collect();
+    measured_rows(&combined_name(name), 0, table)
+        .into_iter()
+        .map(|r| ProtocolRow {
+            parts: Some(parts.clone()),
+            ..r
+        })
+        .collect()
+}
+
+/// The model name of the combination called `name`.
+pub fn combined_name(name: &str) -> String {
+    format!("combined: {name}")
 }
 
 /// The default results file of `ists protocol tgcn`.
@@ -1144,6 +1286,93 @@ pub(crate) mod tests {
             graph_path: PathBuf::from("mem"),
             steps_per_day: 288,
             null_value: None,
+        }
+    }
+
+    #[test]
+    fn a_part_reads_file_model_and_seeds_and_refuses_what_it_cannot() {
+        let part: Part = "bench/r.jsonl:hand: reference (ists space):0,2"
+            .parse()
+            .unwrap();
+        assert_eq!(part.results, PathBuf::from("bench/r.jsonl"));
+        assert_eq!(part.model, "hand: reference (ists space)");
+        assert_eq!(part.seeds, vec![0, 2]);
+        assert_eq!(part.to_string().parse::<Part>().unwrap(), part);
+        for (bad, says) in [
+            ("r.jsonl", "FILE:MODEL:SEEDS"),
+            ("r.jsonl:m", "FILE:MODEL:SEEDS"),
+            (":m:0", "FILE:MODEL:SEEDS"),
+            ("r.jsonl: :0", "FILE:MODEL:SEEDS"),
+            ("r.jsonl:m:0,x", "seed \"x\""),
+            ("r.jsonl:m:", "seed \"\""),
+            ("r.jsonl:m:1,1", "twice"),
+        ] {
+            let err = bad.parse::<Part>().unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    /// Two results files, each with a model's measured rows and kept forecasts (constants, so
+    /// the expected mean is plain): a part's seeds are averaged first, then the parts weigh the
+    /// same; what a part lacks is named.
+    #[test]
+    fn a_combination_weighs_parts_equally_and_names_what_a_part_lacks() {
+        let p = wave();
+        let len = p.splits.test.len() * p.output_len * p.n;
+        let dir = tempfile::tempdir().unwrap();
+        let keep = |file: &str, model: &str, seed: u64, value: f32, row: bool| {
+            let mut r = ProtocolResults::open(&dir.path().join(file)).unwrap();
+            if row {
+                r.append(measured_rows(model, seed, &table(4.0))).unwrap();
+            }
+            r.keep_forecast(model, seed, None, &vec![value; len])
+                .unwrap();
+        };
+        keep("a.jsonl", "design a", 0, 1.0, true);
+        keep("a.jsonl", "design a", 1, 3.0, true);
+        keep("b.jsonl", "hand: b", 5, 6.0, true);
+        keep("b.jsonl", "hand: b", 6, 9.0, false);
+        let part = |file: &str, model: &str, seeds: &[u64]| Part {
+            results: dir.path().join(file),
+            model: model.into(),
+            seeds: seeds.to_vec(),
+        };
+        let a = part("a.jsonl", "design a", &[0, 1]);
+        let b = part("b.jsonl", "hand: b", &[5]);
+        // (mean of 1 and 3) and 6, weighed the same: 4 (not (1 + 3 + 6) / 3).
+        let mean = combine(&p, &[a.clone(), b.clone()]).unwrap();
+        assert_eq!(mean.len(), len);
+        assert!(
+            mean.iter().all(|&v| (v - 4.0).abs() < 1e-6),
+            "{:?}",
+            &mean[..3]
+        );
+        let scored = test_table(&p, &mean, 5).unwrap();
+        let rows = combined_rows("a+b", &[a.clone(), b.clone()], &scored);
+        assert!(rows
+            .iter()
+            .all(|r| r.model == "combined: a+b" && r.is_measured()));
+        let parts = rows[0].parts.clone().unwrap();
+        assert_eq!(parts[1].parse::<Part>().unwrap(), b);
+
+        let err = |parts: &[Part]| combine(&p, parts).unwrap_err().to_string();
+        assert!(err(std::slice::from_ref(&a)).contains("two or more"));
+        // Seed 6 has a forecast but no row; seed 7 has neither.
+        let e = err(&[a.clone(), part("b.jsonl", "hand: b", &[5, 6])]);
+        assert!(e.contains("no measured row") && e.contains("seed 6"), "{e}");
+        let e = err(&[a.clone(), part("a.jsonl", "design a", &[7])]);
+        assert!(e.contains("no measured row") && e.contains("seed 7"), "{e}");
+        // A row without its forecast, and a forecast of other data.
+        let mut r = ProtocolResults::open(&dir.path().join("b.jsonl")).unwrap();
+        r.append(measured_rows("hand: b", 8, &table(4.0))).unwrap();
+        r.keep_forecast("hand: b", 9, None, &[1.0; 3]).unwrap();
+        r.append(measured_rows("hand: b", 9, &table(4.0))).unwrap();
+        for seed in [8, 9] {
+            let e = err(&[a.clone(), part("b.jsonl", "hand: b", &[seed])]);
+            assert!(
+                e.contains("no kept forecast") && e.contains(&format!("seed {seed}")),
+                "{e}"
+            );
         }
     }
 

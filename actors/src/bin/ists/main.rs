@@ -76,6 +76,9 @@ enum ProtocolCmd {
     /// Last value, historical average, a GRU, the hand designs and `--arch` designs on T-GCN's
     /// Los-loop split and metrics, next to T-GCN's published values (resumable JSON rows).
     Tgcn(study::ProtocolArgs),
+    /// The mean of several trained models' kept test forecasts (designs, settings, results
+    /// files: an ensemble across them), scored by T-GCN's metrics, appended as one model.
+    Combine(study::CombineArgs),
 }
 
 #[derive(Subcommand)]
@@ -101,6 +104,9 @@ fn main() -> Result<()> {
         Cmd::Protocol {
             cmd: ProtocolCmd::Tgcn(a),
         } => study::protocol_tgcn(a),
+        Cmd::Protocol {
+            cmd: ProtocolCmd::Combine(a),
+        } => study::protocol_combine(a),
         Cmd::Data {
             cmd: DataCmd::Inspect(a),
         } => model::inspect(a),

@@ -540,6 +540,70 @@ pub struct ProtocolArgs {
     per_horizon: bool,
 }
 
+#[derive(clap::Args)]
+pub struct CombineArgs {
+    /// Settings file: the data and split whose test windows the parts forecast (the T-GCN
+    /// preset).
+    #[arg(long, default_value = "config/los-loop-tgcn.toml")]
+    config: PathBuf,
+    /// Results file the combination's rows are appended to (model `combined: NAME`; a name
+    /// already there is not measured again), with the table beside it (`.md`).
+    #[arg(long)]
+    results: PathBuf,
+    /// The combination's name.
+    #[arg(long)]
+    name: String,
+    /// A part, `FILE:MODEL:SEEDS` (two or more): a results file of `ists protocol tgcn`, a
+    /// trained model's name as in its rows, and the seeds whose kept forecasts
+    /// (`FILE.forecasts/`) are averaged. Each part's seeds are averaged first, then the parts
+    /// weigh the same.
+    #[arg(long = "part", required = true)]
+    parts: Vec<ists::protocol::Part>,
+}
+
+/// Scores the mean forecast of several trained models' kept forecasts and appends its rows.
+pub fn protocol_combine(a: CombineArgs) -> Result<()> {
+    use ists::protocol::{
+        combine, combined_name, combined_rows, render, test_table, ProtocolResults,
+    };
+    let CombineArgs {
+        config,
+        results,
+        name,
+        parts,
+    } = a;
+    let s = load_settings(Some(config), None)?;
+    let raw = ists::data::load(&s.data_spec()?)?;
+    let prepared = ists::data::prepare(&raw, &s.data.prepare)?;
+    drop(raw);
+    // The data and split are what the parts must share; the rest of the settings are theirs.
+    let fingerprint = serde_json::json!({ "combine": s.data });
+    ists::fidelity::check_fingerprint(&results, &fingerprint)?;
+    let mut file = ProtocolResults::open(&results)?;
+    let model = combined_name(&name);
+    if file.has(&model, 0) {
+        eprintln!(
+            "{model}: already in {}, not measured again",
+            results.display()
+        );
+    } else {
+        let forecast = combine(&prepared, &parts)?;
+        let table = test_table(&prepared, &forecast, 5)?;
+        eprintln!("{model}:\n{table}");
+        file.append(combined_rows(&name, &parts, &table))?;
+    }
+    let md = render(file.rows());
+    println!("{md}");
+    let md_path = results.with_extension("md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    println!(
+        "rows in {}, table in {}",
+        results.display(),
+        md_path.display()
+    );
+    Ok(())
+}
+
 /// Measures the T-GCN protocol table and prints it.
 pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
     use ists::gru::GruConfig;
