@@ -686,7 +686,8 @@ fn differing_keys(
     }
 }
 
-fn fingerprint_path(path: &Path) -> PathBuf {
+/// The settings fingerprint beside results file `path`: `<path>.settings.json`.
+pub(crate) fn fingerprint_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".settings.json");
     path.with_file_name(name)

@@ -328,10 +328,13 @@ impl std::fmt::Display for Part {
 /// then the parts weighed equally (so that a model with more seeds does not outweigh another;
 /// a part of one model's seeds alone is that model's seed ensemble). Every seed must have a
 /// measured row of its model in its part's file (the forecast is attested by a row) and a kept
-/// forecast of this test set's size; the error names the part and what is missing. The parts
-/// must come from the same protocol split (the size check catches another data set or horizon,
-/// not another split of the same size: the caller's settings are the split).
-pub fn combine(p: &Prepared, parts: &[Part]) -> Result<Vec<f32>> {
+/// forecast of this test set's size; the error names the part and what is missing. A part's
+/// results file must also have been written on the same targets as `data` (the serialized
+/// `[data]` settings `p` was prepared with): its settings fingerprint
+/// ([`crate::fidelity::check_fingerprint`]) is compared on [`target_settings`], so a part of
+/// another data set, split or window is refused by the key that differs, while one whose model
+/// saw other inputs (historical average, time of day) is welcome.
+pub fn combine(p: &Prepared, data: &serde_json::Value, parts: &[Part]) -> Result<Vec<f32>> {
     if parts.len() < 2 {
         return Err(Error::Config(format!(
             "combine: {} part(s); a combination needs two or more",
@@ -344,6 +347,7 @@ pub fn combine(p: &Prepared, parts: &[Part]) -> Result<Vec<f32>> {
         if part.seeds.is_empty() {
             return Err(Error::Config(format!("combine: {part}: no seed")));
         }
+        same_targets(part, data)?;
         let file = ProtocolResults::open(&part.results)?;
         let mut mean = SeedMean::default();
         for &seed in &part.seeds {
@@ -376,6 +380,49 @@ pub fn combine(p: &Prepared, parts: &[Part]) -> Result<Vec<f32>> {
     }
     let k = parts.len() as f64;
     Ok(sum.into_iter().map(|s| (s / k) as f32).collect())
+}
+
+/// What a forecast's targets depend on, out of serialized `[data]` settings: the data and the
+/// windows (source, spec, input and output steps, split, target feature), not the model's
+/// inputs (time of day, historical average, input features).
+pub fn target_settings(data: &serde_json::Value) -> serde_json::Value {
+    let prep = &data["prepare"];
+    serde_json::json!({
+        "source": data["source"],
+        "spec": data["spec"],
+        "input_len": prep["input_len"],
+        "output_len": prep["output_len"],
+        "split": prep["split"],
+        "target_feature": prep["target_feature"],
+    })
+}
+
+/// Errs, naming the key, when `part`'s results file was written on other targets than `data`.
+/// A file without a fingerprint, or a key its fingerprint lacks (written before the key
+/// existed), is not compared.
+fn same_targets(part: &Part, data: &serde_json::Value) -> Result<()> {
+    let path = crate::fidelity::fingerprint_path(&part.results);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let theirs: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::File {
+        path: path.clone(),
+        msg: format!("not a settings fingerprint: {e}"),
+    })?;
+    let (theirs, ours) = (target_settings(&theirs["data"]), target_settings(data));
+    for (key, value) in theirs.as_object().into_iter().flatten() {
+        if !value.is_null() && *value != ours[key.as_str()] {
+            return Err(Error::Config(format!(
+                "combine: {part}: its results were written with data {key} = {value}, these \
+                 settings have {} ({}): its forecasts are of other targets",
+                ours[key.as_str()],
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The rows of a combination named `name` (model `combined: <name>`, seed 0) with its parts.
@@ -1339,8 +1386,14 @@ pub(crate) mod tests {
         };
         let a = part("a.jsonl", "design a", &[0, 1]);
         let b = part("b.jsonl", "hand: b", &[5]);
+        let data = |split: f64, ha: bool| {
+            serde_json::json!({"source": "wave", "spec": null, "prepare": {"input_len": 12,
+                "output_len": 12, "split": [0.7, 0.1, split], "time_of_day": true,
+                "historical_average": ha, "target_feature": 0, "input_features": null}})
+        };
+        let ours = data(0.2, false);
         // (mean of 1 and 3) and 6, weighed the same: 4 (not (1 + 3 + 6) / 3).
-        let mean = combine(&p, &[a.clone(), b.clone()]).unwrap();
+        let mean = combine(&p, &ours, &[a.clone(), b.clone()]).unwrap();
         assert_eq!(mean.len(), len);
         assert!(
             mean.iter().all(|&v| (v - 4.0).abs() < 1e-6),
@@ -1355,7 +1408,7 @@ pub(crate) mod tests {
         let parts = rows[0].parts.clone().unwrap();
         assert_eq!(parts[1].parse::<Part>().unwrap(), b);
 
-        let err = |parts: &[Part]| combine(&p, parts).unwrap_err().to_string();
+        let err = |parts: &[Part]| combine(&p, &ours, parts).unwrap_err().to_string();
         assert!(err(std::slice::from_ref(&a)).contains("two or more"));
         // Seed 6 has a forecast but no row; seed 7 has neither.
         let e = err(&[a.clone(), part("b.jsonl", "hand: b", &[5, 6])]);
@@ -1374,6 +1427,23 @@ pub(crate) mod tests {
                 "{e}"
             );
         }
+
+        // A part written on the same targets with other inputs is welcome; on another split,
+        // refused by the key.
+        let settings = |file: &str, data: serde_json::Value| {
+            let path = crate::fidelity::fingerprint_path(&dir.path().join(file));
+            std::fs::write(
+                path,
+                serde_json::json!({"data": data, "model": {}}).to_string(),
+            )
+            .unwrap();
+        };
+        settings("a.jsonl", data(0.2, true));
+        let b5 = part("b.jsonl", "hand: b", &[5]);
+        assert!(combine(&p, &ours, &[a.clone(), b5.clone()]).is_ok());
+        settings("b.jsonl", data(0.3, false));
+        let e = err(&[a.clone(), b5]);
+        assert!(e.contains("split") && e.contains("b.jsonl"), "{e}");
     }
 
     #[test]

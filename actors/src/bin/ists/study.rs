@@ -587,7 +587,7 @@ pub fn protocol_combine(a: CombineArgs) -> Result<()> {
             results.display()
         );
     } else {
-        let forecast = combine(&prepared, &parts)?;
+        let forecast = combine(&prepared, &serde_json::to_value(&s.data)?, &parts)?;
         let table = test_table(&prepared, &forecast, 5)?;
         eprintln!("{model}:\n{table}");
         file.append(combined_rows(&name, &parts, &table))?;
