@@ -87,9 +87,12 @@ fn activations(arch: &Arch, shape: ModelShape, cfg: &ModelConfig, b: u128, train
         .saturating_add(head_hidden)
         .saturating_add(if dropout { head_hidden } else { 0 })
         .saturating_add(b.saturating_mul(dim(shape.horizon)).saturating_mul(n));
-    // `model.highway` reads the inputs (kept above) and adds one forecast-sized output.
+    // `model.highway` reads a reordered copy of the inputs and adds one forecast-sized output.
     let highway = if cfg.highway {
-        b.saturating_mul(dim(shape.horizon)).saturating_mul(n)
+        b.saturating_mul(t)
+            .saturating_mul(n)
+            .saturating_mul(dim(shape.in_features))
+            .saturating_add(b.saturating_mul(dim(shape.horizon)).saturating_mul(n))
     } else {
         0
     };
