@@ -1121,8 +1121,18 @@ pub fn render(rows: &[ProtocolRow]) -> String {
     let all = models(rows);
     let mut notes = Vec::new();
     for (model, source) in &all {
-        // An ensemble's row counts its members' seeds.
-        let seeds = {
+        // An ensemble's row counts its members' seeds; a combination's, its parts' forecasts.
+        let parts = rows
+            .iter()
+            .find(|r| r.model == *model && r.source == *source)
+            .and_then(|r| r.parts.as_ref());
+        let seeds = if let Some(parts) = parts {
+            parts
+                .iter()
+                .filter_map(|p| p.parse::<Part>().ok())
+                .map(|p| p.seeds.len())
+                .sum()
+        } else {
             let mut s: Vec<u64> = rows
                 .iter()
                 .filter(|r| r.model == *model && r.source == *source)
@@ -1407,6 +1417,9 @@ pub(crate) mod tests {
             .all(|r| r.model == "combined: a+b" && r.is_measured()));
         let parts = rows[0].parts.clone().unwrap();
         assert_eq!(parts[1].parse::<Part>().unwrap(), b);
+        // Its seeds cell counts the forecasts averaged: two of a, one of b.
+        let md = render(&rows);
+        assert!(md.contains("| combined: a+b | 3 |"), "{md}");
 
         let err = |parts: &[Part]| combine(&p, &ours, parts).unwrap_err().to_string();
         assert!(err(std::slice::from_ref(&a)).contains("two or more"));
