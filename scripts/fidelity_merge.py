@@ -11,9 +11,11 @@ candidate and their share of one ground-truth training, the seed-against-seed ce
 same taus within the designs whose learning-rate factor (`hyper.lr_scale`, 1 where a design has
 none) is at least `--tier` (default 1): the region a search ends up comparing.
 
-    python3 scripts/fidelity_merge.py bench/results/fidelity-metr-la-joint*.jsonl [--out merged.jsonl]
+    python3 scripts/fidelity_merge.py bench/results/fidelity-metr-la-joint*.jsonl [--min-seeds 2] [--out merged.jsonl]
 
-`--out` writes the merged rows (for `scripts/seed_reliability.py`). Pure Python (no numpy).
+A design whose ground truth is still under way (`ists fidelity` saves after each seed) counts
+with the seeds it has; `--min-seeds 2` leaves it out, as the finished study will not. `--out`
+writes the merged rows (for `scripts/seed_reliability.py`). Pure Python (no numpy).
 """
 import argparse
 import itertools
@@ -71,10 +73,10 @@ def lr_factor(row):
     return float((row["arch"].get("hyper") or {}).get("lr_scale", 1.0))
 
 
-def table(rows, title):
+def table(rows, title, min_seeds):
     # The ground truth is the mean of a design's seeds; designs without one are left out, as
     # `ists fidelity` leaves them out of its table.
-    rows = [r for r in rows if r.get("truth")]
+    rows = [r for r in rows if len(r.get("truth") or []) >= max(min_seeds, 1)]
     print(f"{title}: {len(rows)} designs with a ground truth")
     if len(rows) < 3:
         print("  too few designs")
@@ -108,14 +110,18 @@ def main(argv):
     ap.add_argument("files", nargs="+", help="fidelity results files of one study")
     ap.add_argument("--tier", type=float, default=1.0,
                     help="the lowest learning-rate factor of the tier table (default 1)")
+    ap.add_argument("--min-seeds", type=int, default=1,
+                    help="leave out designs with fewer ground-truth seeds (default 1)")
     ap.add_argument("--out", help="write the merged rows here")
     args = ap.parse_args(argv)
     rows = merge(args.files)
-    table(rows, f"{len(args.files)} files merged")
+    table(rows, f"{len(args.files)} files merged", args.min_seeds)
+    if args.min_seeds > 1:
+        rows = [r for r in rows if len(r.get("truth") or []) >= args.min_seeds]
     tier = [r for r in rows if lr_factor(r) >= args.tier]
     if len(tier) < len(rows):
         print()
-        table(tier, f"learning-rate factor >= {args.tier:g}")
+        table(tier, f"learning-rate factor >= {args.tier:g}", args.min_seeds)
     if args.out:
         with open(args.out, "w") as f:
             for r in rows:
