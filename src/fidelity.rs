@@ -537,13 +537,8 @@ impl Shard {
 pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result<()> {
     let fp_path = fingerprint_path(path);
     let fingerprint = canonical_settings(fingerprint);
-    match std::fs::read_to_string(&fp_path) {
-        Ok(text) => {
-            let stored: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::File {
-                    path: fp_path.clone(),
-                    msg: format!("damaged settings fingerprint: {e}"),
-                })?;
+    match read_fingerprint(path)? {
+        Some(stored) => {
             let keys = settings_differences(&stored, &fingerprint);
             if !keys.is_empty() {
                 return Err(Error::File {
@@ -557,7 +552,7 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        None => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
@@ -565,6 +560,21 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
                 .map_err(|e| Error::Config(e.to_string()))?;
             std::fs::write(&fp_path, text + "\n").map_err(|e| Error::io(&fp_path, e))
         }
+    }
+}
+
+/// The settings fingerprint stored beside results file `path` (canonical, as
+/// [`check_fingerprint`] wrote it); `None` when there is none yet.
+pub(crate) fn read_fingerprint(path: &Path) -> Result<Option<serde_json::Value>> {
+    let fp_path = fingerprint_path(path);
+    match std::fs::read_to_string(&fp_path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::File {
+                path: fp_path,
+                msg: format!("damaged settings fingerprint: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(&fp_path, e)),
     }
 }

@@ -401,16 +401,9 @@ pub fn target_settings(data: &serde_json::Value) -> serde_json::Value {
 /// A file without a fingerprint, or a key its fingerprint lacks (written before the key
 /// existed), is not compared.
 fn same_targets(part: &Part, data: &serde_json::Value) -> Result<()> {
-    let path = crate::fidelity::fingerprint_path(&part.results);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(&path, e)),
+    let Some(theirs) = crate::fidelity::read_fingerprint(&part.results)? else {
+        return Ok(());
     };
-    let theirs: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::File {
-        path: path.clone(),
-        msg: format!("not a settings fingerprint: {e}"),
-    })?;
     let (theirs, ours) = (target_settings(&theirs["data"]), target_settings(data));
     for (key, value) in theirs.as_object().into_iter().flatten() {
         if !value.is_null() && *value != ours[key.as_str()] {
@@ -418,7 +411,7 @@ fn same_targets(part: &Part, data: &serde_json::Value) -> Result<()> {
                 "combine: {part}: its results were written with data {key} = {value}, these \
                  settings have {} ({}): its forecasts are of other targets",
                 ours[key.as_str()],
-                path.display()
+                crate::fidelity::fingerprint_path(&part.results).display()
             )));
         }
     }

@@ -563,9 +563,7 @@ pub struct CombineArgs {
 
 /// Scores the mean forecast of several trained models' kept forecasts and appends its rows.
 pub fn protocol_combine(a: CombineArgs) -> Result<()> {
-    use ists::protocol::{
-        combine, combined_name, combined_rows, render, test_table, ProtocolResults,
-    };
+    use ists::protocol::{combine, combined_name, combined_rows, test_table, ProtocolResults};
     let CombineArgs {
         config,
         results,
@@ -577,7 +575,8 @@ pub fn protocol_combine(a: CombineArgs) -> Result<()> {
     let prepared = ists::data::prepare(&raw, &s.data.prepare)?;
     drop(raw);
     // The data and split are what the parts must share; the rest of the settings are theirs.
-    let fingerprint = serde_json::json!({ "combine": s.data });
+    let data = serde_json::to_value(&s.data)?;
+    let fingerprint = serde_json::json!({ "combine": data });
     ists::fidelity::check_fingerprint(&results, &fingerprint)?;
     let mut file = ProtocolResults::open(&results)?;
     let model = combined_name(&name);
@@ -587,18 +586,23 @@ pub fn protocol_combine(a: CombineArgs) -> Result<()> {
             results.display()
         );
     } else {
-        let forecast = combine(&prepared, &serde_json::to_value(&s.data)?, &parts)?;
+        let forecast = combine(&prepared, &data, &parts)?;
         let table = test_table(&prepared, &forecast, 5)?;
         eprintln!("{model}:\n{table}");
         file.append(combined_rows(&name, &parts, &table))?;
     }
-    let md = render(file.rows());
+    print_protocol_table(&file)
+}
+
+/// Prints the table of every row in `file` and writes it beside the file (`.md`).
+fn print_protocol_table(file: &ists::protocol::ProtocolResults) -> Result<()> {
+    let md = ists::protocol::render(file.rows());
     println!("{md}");
-    let md_path = results.with_extension("md");
+    let md_path = file.path().with_extension("md");
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     println!(
         "rows in {}, table in {}",
-        results.display(),
+        file.path().display(),
         md_path.display()
     );
     Ok(())
@@ -608,8 +612,8 @@ pub fn protocol_combine(a: CombineArgs) -> Result<()> {
 pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
     use ists::gru::GruConfig;
     use ists::protocol::{
-        render, run_protocol, run_protocol_per_horizon, tgcn_horizon_data, ProtocolModel,
-        ProtocolPlan, ProtocolResults,
+        run_protocol, run_protocol_per_horizon, tgcn_horizon_data, ProtocolModel, ProtocolPlan,
+        ProtocolResults,
     };
     let ProtocolArgs {
         config,
@@ -725,14 +729,5 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
     } else {
         run_protocol(&prepared, &plan, &mut file, &mut |l| eprintln!("{l}"))?;
     }
-    let md = render(file.rows());
-    println!("{md}");
-    let md_path = results.with_extension("md");
-    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-    println!(
-        "rows in {}, table in {}",
-        results.display(),
-        md_path.display()
-    );
-    Ok(())
+    print_protocol_table(&file)
 }
