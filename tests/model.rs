@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and examples may panic on failure
 
 use ists::model::{graph_supports, param_count, ModelConfig, ModelShape, StModel};
+use ists::ops::GraphSupports;
 use ists::space::{Arch, SpaceKind};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -14,29 +15,56 @@ fn ring_adjacency(n: usize) -> Vec<f32> {
     a
 }
 
-fn check(arch_json: &str, space: SpaceKind) {
-    tch::set_num_threads(1);
-    tch::manual_seed(0);
-    let arch = Arch::from_json(arch_json, space).unwrap();
-    let (n, tin, h, f) = (5i64, 6i64, 3i64, 2i64);
-    let graph = graph_supports(&ring_adjacency(n as usize), n as usize, Device::Cpu).unwrap();
-    let cfg = ModelConfig {
+/// The widths of this file's models.
+fn small(dropout: f64, highway: bool) -> ModelConfig {
+    ModelConfig {
         hidden: 8,
         end_hidden: 8,
         heads: 2,
         order: 2,
         embed: 3,
-        dropout: 0.0,
-        highway: false,
-    };
+        dropout,
+        highway,
+    }
+}
+
+/// Runs one test at a time: libtorch's random generator is process-wide and the tests of a
+/// file run on parallel threads, so a draw on another thread (inputs, weights, dropout masks)
+/// between a test's seed and its build would change its weights. The tests are fast.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Builds a model with libtorch's generator seeded by `seed` (hold [`serial`]).
+fn build(
+    seed: i64,
+    arch: &Arch,
+    shape: ModelShape,
+    cfg: &ModelConfig,
+    graph: &GraphSupports,
+) -> (nn::VarStore, StModel) {
+    tch::manual_seed(seed);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = StModel::new(&vs.root(), arch, shape, cfg, graph).unwrap();
+    (vs, model)
+}
+
+fn check(arch_json: &str, space: SpaceKind) {
+    let _serial = serial();
+    tch::set_num_threads(1);
+    tch::manual_seed(0);
+    let arch = Arch::from_json(arch_json, space).unwrap();
+    let (n, tin, h, f) = (5i64, 6i64, 3i64, 2i64);
+    let graph = graph_supports(&ring_adjacency(n as usize), n as usize, Device::Cpu).unwrap();
+    let cfg = small(0.0, false);
     let shape = ModelShape {
         nodes: n,
         in_features: f,
         input_len: tin,
         horizon: h,
     };
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = StModel::new(&vs.root(), &arch, shape, &cfg, &graph).unwrap();
+    let (vs, model) = build(0, &arch, shape, &cfg, &graph);
     let x = Tensor::randn([3, tin, n, f], (Kind::Float, Device::Cpu));
     let y = model.forward_t(&x, true).unwrap();
     assert_eq!(y.size(), vec![3, h, n, 1], "{arch_json}");
@@ -84,16 +112,22 @@ fn reference_architecture_builds() {
     check(&j, SpaceKind::Ists);
 }
 
+/// A cell, an identity skip and a second cell: every kind of edge the options below touch.
+fn three_edges() -> Arch {
+    Arch::from_json(
+        r#"{"edges":[{"from":0,"to":1,"op":"TTS","spatial":"dgcn","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"},{"from":0,"to":3,"op":"STP","spatial":"mix_gc","temporal":"linear_attn"}]}"#,
+        SpaceKind::Ists,
+    )
+    .unwrap()
+}
+
 /// `model.dropout`: off at 0 (training forwards repeat), random while training when on, and
 /// absent at evaluation, where the model computes what the same weights compute without it.
 #[test]
 fn dropout_acts_only_while_training() {
+    let _serial = serial();
     tch::set_num_threads(1);
-    let arch = Arch::from_json(
-        r#"{"edges":[{"from":0,"to":1,"op":"TTS","spatial":"dgcn","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"},{"from":0,"to":3,"op":"STP","spatial":"mix_gc","temporal":"linear_attn"}]}"#,
-        SpaceKind::Ists,
-    )
-    .unwrap();
+    let arch = three_edges();
     let (n, tin) = (5i64, 6i64);
     let graph = graph_supports(&ring_adjacency(n as usize), n as usize, Device::Cpu).unwrap();
     let shape = ModelShape {
@@ -103,20 +137,9 @@ fn dropout_acts_only_while_training() {
         horizon: 3,
     };
     let build = |dropout: f64| {
-        tch::manual_seed(7);
-        let cfg = ModelConfig {
-            hidden: 8,
-            end_hidden: 8,
-            heads: 2,
-            order: 2,
-            embed: 3,
-            dropout,
-            highway: false,
-        };
+        let cfg = small(dropout, false);
         cfg.validate().unwrap();
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = StModel::new(&vs.root(), &arch, shape, &cfg, &graph).unwrap();
-        (vs, model)
+        build(7, &arch, shape, &cfg, &graph)
     };
     let x = Tensor::randn([4, tin, n, 2], (Kind::Float, Device::Cpu));
     let (_vs0, plain) = build(0.0);
@@ -157,12 +180,9 @@ fn dropout_outside_zero_to_one_is_refused_by_name() {
 /// that value, node by node); and it trains (a gradient for its weights).
 #[test]
 fn highway_starts_as_the_plain_model_and_reads_each_nodes_own_inputs() {
+    let _serial = serial();
     tch::set_num_threads(1);
-    let arch = Arch::from_json(
-        r#"{"edges":[{"from":0,"to":1,"op":"TTS","spatial":"dgcn","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"},{"from":0,"to":3,"op":"STP","spatial":"mix_gc","temporal":"linear_attn"}]}"#,
-        SpaceKind::Ists,
-    )
-    .unwrap();
+    let arch = three_edges();
     let (n, tin, f, h) = (5i64, 6i64, 3i64, 4i64);
     let graph = graph_supports(&ring_adjacency(n as usize), n as usize, Device::Cpu).unwrap();
     let shape = ModelShape {
@@ -171,21 +191,7 @@ fn highway_starts_as_the_plain_model_and_reads_each_nodes_own_inputs() {
         input_len: tin,
         horizon: h,
     };
-    let build = |highway: bool| {
-        tch::manual_seed(11);
-        let cfg = ModelConfig {
-            hidden: 8,
-            end_hidden: 8,
-            heads: 2,
-            order: 2,
-            embed: 3,
-            dropout: 0.0,
-            highway,
-        };
-        let vs = nn::VarStore::new(Device::Cpu);
-        let model = StModel::new(&vs.root(), &arch, shape, &cfg, &graph).unwrap();
-        (vs, model)
-    };
+    let build = |highway: bool| build(11, &arch, shape, &small(0.0, highway), &graph);
     let x = Tensor::randn([2, tin, n, f], (Kind::Float, Device::Cpu));
     let (plain_vs, plain) = build(false);
     let (vs, with) = build(true);
@@ -216,11 +222,8 @@ fn highway_starts_as_the_plain_model_and_reads_each_nodes_own_inputs() {
 
 #[test]
 fn highway_counts_in_the_parameters() {
-    let arch = Arch::from_json(
-        r#"{"edges":[{"from":0,"to":1,"op":"TTS","spatial":"dgcn","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"},{"from":0,"to":3,"op":"STP","spatial":"mix_gc","temporal":"linear_attn"}]}"#,
-        SpaceKind::Ists,
-    )
-    .unwrap();
+    let _serial = serial();
+    let arch = three_edges();
     let shape = ModelShape {
         nodes: 4,
         in_features: 2,
@@ -234,8 +237,7 @@ fn highway_counts_in_the_parameters() {
     };
     let count = |cfg: &ModelConfig| {
         let graph = graph_supports(&ring_adjacency(4), 4, Device::Cpu).unwrap();
-        let vs = nn::VarStore::new(Device::Cpu);
-        let _m = StModel::new(&vs.root(), &arch, shape, cfg, &graph).unwrap();
+        let (vs, _m) = build(0, &arch, shape, cfg, &graph);
         param_count(&vs)
     };
     // 6 steps x 2 features to 3 forecast steps, and a bias per step.
