@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does a per-sensor historical average help a forecaster on Los-loop? A linear probe.
 
-Usage: scripts/ha_feature_probe.py [data/METR-LA/T-GCN_Los-loop/los_speed.csv]
+Usage: scripts/ha_feature_probe.py [--start YYYY-MM-DD] [data/METR-LA/T-GCN_Los-loop/los_speed.csv]
 
 Before building the historical average (HA) into the data pipeline as an input feature (one of
 issue 14's untried ideas), this asks whether the information is worth anything on the T-GCN
@@ -17,11 +17,17 @@ steps 1..h as the protocol's 15/30/45/60-minute rows do. Three feature sets:
 - `lags+HA (leave-one-day-out)`: the same, but a training window's HA leaves out the day of the
   step it describes (with 288 steps a day, that is the step itself), so training sees the HA as
   the test does: built from other days.
+- `lags+HA by day type (leave-one-day-out)`, only with `--start YYYY-MM-DD` (the calendar day of
+  step 0, which starts at midnight): the same, the HA taken over the training days of the
+  step's own day type only (Monday-Friday or Saturday-Sunday), falling back to all days where
+  its type has no other value. Los-loop's published range is March 1-7, 2012 (a Thursday to a
+  Wednesday): its test windows are weekdays, and two of its five training days are a weekend.
 
 It prints RMSE in mph per feature set and horizon, with the last value beside them. Pure Python,
 about 5 minutes on one core. Used for BENCHMARKS.md, "T-GCN's Los-loop protocol reproduced".
 """
 import csv
+import datetime
 import math
 import sys
 
@@ -57,35 +63,58 @@ def solve(a, b):
 
 
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else "data/METR-LA/T-GCN_Los-loop/los_speed.csv"
+    args = sys.argv[1:]
+    start = None
+    if args[:1] == ["--start"]:
+        start = datetime.date.fromisoformat(args[1])
+        args = args[2:]
+    path = args[0] if args else "data/METR-LA/T-GCN_Los-loop/los_speed.csv"
     x = load(path)
     t, n = len(x), len(x[0])
     fit_end = TRAIN.stop + IN_LEN + OUT_LEN - 1
-    sums = [[0.0] * n for _ in range(STEPS_PER_DAY)]
-    counts = [[0] * n for _ in range(STEPS_PER_DAY)]
+
+    def day_type(step):
+        """0 on a weekday, 1 on a weekend (always 0 without --start)."""
+        if start is None:
+            return 0
+        day = start + datetime.timedelta(days=step // STEPS_PER_DAY)
+        return int(day.weekday() >= 5)
+
+    # sums[type][slot][sensor]; type 2 pools both.
+    sums = [[[0.0] * n for _ in range(STEPS_PER_DAY)] for _ in range(3)]
+    counts = [[[0] * n for _ in range(STEPS_PER_DAY)] for _ in range(3)]
     for step in range(fit_end):
         for j in range(n):
-            sums[step % STEPS_PER_DAY][j] += x[step][j]
-            counts[step % STEPS_PER_DAY][j] += 1
+            for kind in (day_type(step), 2):
+                sums[kind][step % STEPS_PER_DAY][j] += x[step][j]
+                counts[kind][step % STEPS_PER_DAY][j] += 1
 
-    def ha(step, j, leave_out):
+    def ha(step, j, leave_out, by_type=False):
         slot = step % STEPS_PER_DAY
-        s, c = sums[slot][j], counts[slot][j]
-        if leave_out and step < fit_end and c > 1:
-            s, c = s - x[step][j], c - 1
-        return s / c
+        # A fitted step is counted both under its day type and in the pool.
+        fitted = leave_out and step < fit_end
+        for kind in (day_type(step), 2) if by_type else (2,):
+            s, c = sums[kind][slot][j], counts[kind][slot][j]
+            if fitted:
+                s, c = s - x[step][j], c - 1
+            if c > 0:
+                return s / c
+        raise ValueError(f"sensor {j} has no other value at slot {slot}")
 
     def features(s, j, k, kind, training):
         last = s + IN_LEN - 1
         f = [1.0] + [x[last - lag][j] for lag in LAGS]
         if kind != "lags":
             loo = training and kind.endswith("out)")
-            f += [ha(last + 1 + k, j, loo), ha(last, j, loo)]
+            by_type = "day type" in kind
+            f += [ha(last + 1 + k, j, loo, by_type), ha(last, j, loo, by_type)]
         return f
 
     print(f"{path}: {t} steps x {n} sensors; train windows {TRAIN.start}..{TRAIN.stop}, "
           f"test windows {TEST.start}..{TEST.stop}")
     kinds = ("lags", "lags+HA", "lags+HA (leave-one-day-out)")
+    if start is not None:
+        kinds += ("lags+HA by day type (leave-one-day-out)",)
     sq = {kind: [0.0] * OUT_LEN for kind in kinds}
     sq["last value"] = [0.0] * OUT_LEN
     for k in range(OUT_LEN):
