@@ -1336,6 +1336,7 @@ pub(crate) mod tests {
             graph_path: PathBuf::from("mem"),
             steps_per_day: 288,
             null_value: None,
+            first_weekday: None,
         }
     }
 

@@ -68,6 +68,7 @@ fn tiny_series(values: &[f32], n: usize, spd: usize) -> ists::data::Prepared {
         graph_path: PathBuf::from("mem"),
         steps_per_day: spd,
         null_value: Some(0.0),
+        first_weekday: None,
     };
     let cfg = PrepareConfig {
         input_len: 2,

@@ -47,6 +47,15 @@ pub fn load(spec: &DataSpec) -> Result<RawDataset, DataError> {
             )));
         }
     }
+    let first_weekday = spec
+        .start
+        .as_deref()
+        .map(|date| {
+            weekday(date).map_err(|why| {
+                DataError::config(format!("data set `{}`: start `{date}`: {why}", spec.name))
+            })
+        })
+        .transpose()?;
     tracing::debug!(
         name = %spec.name,
         t = signal.t,
@@ -62,7 +71,44 @@ pub fn load(spec: &DataSpec) -> Result<RawDataset, DataError> {
         graph_path,
         steps_per_day,
         null_value: spec.null_value.or(spec.format.default_null_value()),
+        first_weekday,
     })
+}
+
+/// The day of the week of a `YYYY-MM-DD` date in the proleptic Gregorian calendar, 0 for
+/// Monday to 6 for Sunday; why not where the text is no such date.
+pub(crate) fn weekday(date: &str) -> Result<u8, String> {
+    let parts: Vec<&str> = date.trim().split('-').collect();
+    let number = |s: &str, what: &str| {
+        s.parse::<i64>()
+            .map_err(|_| format!("{what} `{s}` is not a number (expected YYYY-MM-DD)"))
+    };
+    let [y, m, d] = parts[..] else {
+        return Err("expected a date YYYY-MM-DD".into());
+    };
+    let (y, m, d) = (number(y, "year")?, number(m, "month")?, number(d, "day")?);
+    if !(1..=12).contains(&m) {
+        return Err(format!("month {m} is not 1 to 12"));
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=days_in_month).contains(&d) {
+        return Err(format!("day {d} is not in month {m} of {y}"));
+    }
+    // Days since 1970-01-01 (H. Hinnant's days_from_civil), a Thursday (3).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days + 3).rem_euclid(7) as u8)
 }
 
 /// PEMS0X and DCRNN: an npz (or npy) signal plus a distance csv or pickle.
@@ -491,7 +537,42 @@ mod tests {
             null_value: None,
             sigma: None,
             threshold: None,
+            start: None,
         }
+    }
+
+    #[test]
+    fn weekday_of_a_date_and_the_errors_of_a_bad_one() {
+        // 0 is Monday (Python's date.weekday() agrees on each).
+        for (date, day) in [
+            ("2012-03-01", 3),
+            ("1970-01-01", 3),
+            ("2000-02-29", 1),
+            ("2024-12-25", 2),
+            ("1600-03-01", 2),
+            ("2100-03-01", 0),
+        ] {
+            assert_eq!(weekday(date), Ok(day), "{date}");
+        }
+        for (date, why) in [
+            ("2013-02-29", "day 29 is not in month 2"),
+            ("2100-02-29", "day 29 is not in month 2"),
+            ("2012-13-01", "month 13"),
+            ("2012/03/01", "YYYY-MM-DD"),
+            ("2012-03-x", "day `x` is not a number"),
+        ] {
+            let e = weekday(date).unwrap_err();
+            assert!(e.contains(why), "{date}: {e}");
+        }
+        // The loader names the data set and the setting.
+        let mut s = DataSpec::builtin("metr-la-week", &crate::data::bundled_data_dir()).unwrap();
+        assert_eq!(s.start.as_deref(), Some("2012-03-01"));
+        s.start = Some("2012-02-30".into());
+        let e = load(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("metr-la-week") && e.contains("start `2012-02-30`"),
+            "{e}"
+        );
     }
 
     #[test]

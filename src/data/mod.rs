@@ -170,6 +170,9 @@ pub struct RawDataset {
     /// The value that marks a missing entry (`Some(0.0)` for traffic, where
     /// zeros are sensor failures); `None` for already-standardized series.
     pub null_value: Option<f32>,
+    /// The day of the week of the first step, 0 for Monday to 6 for Sunday, where the data
+    /// spec gives its `start` date; `None` where the calendar is unknown.
+    pub first_weekday: Option<u8>,
 }
 
 /// Rejects NaN/Inf and names the first offending position as

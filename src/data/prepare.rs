@@ -31,6 +31,13 @@ pub struct PrepareConfig {
     /// so training sees the feature as validation and test do: built from other days only. Off by default (`scripts/ha_feature_probe.py` measured
     /// the information; BENCHMARKS.md says what it does to trained models).
     pub historical_average: bool,
+    /// Take the historical-average inputs over the days of the step's own type only, weekdays
+    /// (Monday to Friday) or weekends, falling back to all days where its type has no other
+    /// value at that slot: a Tuesday's usual 5 pm is a weekday's, not the mean of a week that
+    /// holds a weekend. Needs `historical_average` and the data's calendar (the data spec's
+    /// `start`); assumes `steps_per_day` is a day. Off by default
+    /// (`scripts/ha_feature_probe.py --start` measures the information).
+    pub day_type: bool,
     /// Feature index the model predicts.
     pub target_feature: usize,
     /// Input feature indices; default `[target_feature]`.
@@ -45,6 +52,7 @@ impl Default for PrepareConfig {
             split: [0.7, 0.1, 0.2],
             time_of_day: true,
             historical_average: false,
+            day_type: false,
             target_feature: 0,
             input_features: None,
         }
@@ -435,10 +443,32 @@ pub fn prepare(raw: &RawDataset, cfg: &PrepareConfig) -> Result<Prepared, DataEr
         .chunks_exact(f)
         .map(|row| row[cfg.target_feature])
         .collect();
+    let day_types = if cfg.day_type {
+        if !cfg.historical_average {
+            return Err(DataError::config(
+                "data.prepare.day_type splits the historical-average inputs by day type: \
+                 it needs data.prepare.historical_average = true",
+            ));
+        }
+        let first_weekday = raw.first_weekday.ok_or_else(|| {
+            DataError::config(format!(
+                "data.prepare.day_type needs the calendar day of the first step of `{}`: \
+                 give its data spec a `start` date (YYYY-MM-DD)",
+                raw.name
+            ))
+        })?;
+        Some(DayTypes {
+            first_weekday,
+            steps_per_day: raw.steps_per_day,
+        })
+    } else {
+        None
+    };
     let slot_means = cfg.historical_average.then(|| {
         // The steps the training windows read, as the historical-average baseline fits.
         let fit_end = splits.fitted_steps_end(window, t);
         SlotMeans::fit(&target, n, raw.steps_per_day, fit_end, raw.null_value)
+            .with_day_types(day_types, &target)
     });
     let in_features =
         features.len() + 2 * usize::from(cfg.historical_average) + usize::from(cfg.time_of_day);
@@ -475,6 +505,22 @@ pub fn prepare(raw: &RawDataset, cfg: &PrepareConfig) -> Result<Prepared, DataEr
     })
 }
 
+/// Which steps are weekdays: the calendar of `data.prepare.day_type`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DayTypes {
+    /// The first step's day of the week, 0 for Monday.
+    pub(crate) first_weekday: u8,
+    pub(crate) steps_per_day: usize,
+}
+
+impl DayTypes {
+    /// 0 for a weekday, 1 for a Saturday or Sunday.
+    fn of(&self, step: usize) -> usize {
+        let day = step / self.steps_per_day.max(1) + usize::from(self.first_weekday);
+        usize::from(day % 7 >= 5)
+    }
+}
+
 /// Per-sensor means of the target by slot of the day over the fitted steps `0..fit_end`: the
 /// historical-average features here, and the historical-average baseline
 /// (`crate::baselines::historical_average`).
@@ -486,6 +532,9 @@ pub(crate) struct SlotMeans {
     /// `[period, n]` sums and counts of the valid values.
     sum: Vec<f64>,
     count: Vec<u32>,
+    /// With day types, `[2, period, n]` sums and counts by day type (weekday, weekend): what
+    /// `mean` answers first.
+    by_type: Option<(DayTypes, Vec<f64>, Vec<u32>)>,
     /// `[n]` the same over all slots: the fallback for a slot with no other value.
     total: Vec<f64>,
     total_count: Vec<u32>,
@@ -509,6 +558,7 @@ impl SlotMeans {
             null,
             sum: vec![0.0; period * n],
             count: vec![0; period * n],
+            by_type: None,
             total: vec![0.0; n],
             total_count: vec![0; n],
         };
@@ -525,6 +575,29 @@ impl SlotMeans {
             }
         }
         m
+    }
+
+    /// The same means split by day type as well (`None` leaves them pooled), over the same
+    /// steps of the same `target`.
+    pub(crate) fn with_day_types(mut self, types: Option<DayTypes>, target: &[f32]) -> Self {
+        let Some(types) = types else {
+            return self;
+        };
+        let (n, period) = (self.n, self.period);
+        let mut sum = vec![0.0; 2 * period * n];
+        let mut count = vec![0; 2 * period * n];
+        for step in 0..self.fit_end {
+            let base = (types.of(step) * period + step % period) * n;
+            for j in 0..n {
+                let v = target[step * n + j];
+                if self.valid(v) {
+                    sum[base + j] += f64::from(v);
+                    count[base + j] += 1;
+                }
+            }
+        }
+        self.by_type = Some((types, sum, count));
+        self
     }
 
     fn valid(&self, v: f32) -> bool {
@@ -544,10 +617,18 @@ impl SlotMeans {
     }
 
     /// The mean of sensor `j` at `step`'s slot without the fitted value `leave_out` (if any),
-    /// else its mean over all fitted slots without it; `None` where no other value is left.
+    /// taken over the days of `step`'s type first where day types are on; else its mean over
+    /// all fitted slots without it; `None` where no other value is left.
     pub(crate) fn mean(&self, step: usize, j: usize, leave_out: Option<f64>) -> Option<f32> {
         let (own_sum, own_count) = leave_out.map_or((0.0, 0), |v| (v, 1));
         let k = (step % self.period) * self.n + j;
+        if let Some((types, sum, count)) = &self.by_type {
+            // A fitted step's own value is counted under its own type.
+            let kt = types.of(step) * self.period * self.n + k;
+            if count[kt] > own_count {
+                return Some(((sum[kt] - own_sum) / f64::from(count[kt] - own_count)) as f32);
+            }
+        }
         if self.count[k] > own_count {
             return Some(((self.sum[k] - own_sum) / f64::from(self.count[k] - own_count)) as f32);
         }
@@ -581,6 +662,7 @@ mod tests {
             graph_path: PathBuf::from("toy.csv"),
             steps_per_day: 4,
             null_value: null,
+            first_weekday: None,
         }
     }
 
@@ -859,6 +941,95 @@ mod tests {
         assert!((usual_of(&q, 33) - 30.0).abs() < 1e-3);
         // Off by default: the layout of every earlier run.
         assert!(!PrepareConfig::default().historical_average);
+    }
+
+    #[test]
+    fn day_type_averages_over_the_days_of_the_steps_own_type() {
+        // steps_per_day = 4, three weeks from a Thursday: days 2, 3, 9, 10, 16 and 17 are a
+        // weekend. A weekday's slot follows one pattern, a weekend's another, plus a little
+        // noise so that each mean leaving its own step out differs from the next.
+        let (t, n, first) = (84, 2, 3u8);
+        let weekend = |step: usize| (step / 4 + 3) % 7 >= 5;
+        let values: Vec<f32> = (0..t * n)
+            .map(|i| {
+                let (step, j) = (i / n, i % n);
+                let base = if weekend(step) { 60.0 } else { 40.0 };
+                base + (step % 4) as f32 * 3.0 + j as f32 * 10.0 + ((i as f32) * 0.77).sin()
+            })
+            .collect();
+        let cfg = PrepareConfig {
+            input_len: 2,
+            output_len: 2,
+            historical_average: true,
+            day_type: true,
+            ..Default::default()
+        };
+        let mut r = raw(t, n, 1, values.clone(), Some(0.0));
+        r.first_weekday = Some(first);
+        let p = prepare(&r, &cfg).unwrap();
+        let fit_end = p.splits.fitted_steps_end(4, t);
+        assert!(fit_end > 11 * 4 && fit_end < t, "the fit holds both types");
+        // The mean over fitted steps of the same slot and day type, other than `step`.
+        let usual = |step: usize, j: usize| {
+            let others: Vec<f64> = (0..fit_end)
+                .filter(|&s| s % 4 == step % 4 && weekend(s) == weekend(step) && s != step)
+                .map(|s| f64::from(values[s * n + j]))
+                .collect();
+            (others.iter().sum::<f64>() / others.len() as f64) as f32
+        };
+        let feature =
+            |step: usize, j: usize, k: usize| p.scaler.inverse(p.inputs[(step * n + j) * 4 + k]);
+        for step in 0..t {
+            for j in 0..n {
+                let (now, ahead) = (feature(step, j, 1), feature(step, j, 2));
+                assert!((now - usual(step, j)).abs() < 1e-3, "step {step} node {j}");
+                assert!(
+                    (ahead - usual(step + 2, j)).abs() < 1e-3,
+                    "step {step} node {j}"
+                );
+            }
+        }
+        // The pooled means differ: they mix both types.
+        let pooled = prepare(
+            &r,
+            &PrepareConfig {
+                day_type: false,
+                ..cfg.clone()
+            },
+        )
+        .unwrap();
+        assert!((pooled.scaler.inverse(pooled.inputs[1]) - feature(0, 0, 1)).abs() > 1.0);
+        // A type with no other value at a slot falls back to the pooled slot. Fitted here:
+        // Thursday, Friday, Saturday (steps 8..12) and Sunday's first two slots only.
+        let mut short = raw(18, n, 1, values[..18 * n].to_vec(), Some(0.0));
+        short.first_weekday = Some(first);
+        let q = prepare(&short, &cfg).unwrap();
+        assert_eq!(q.splits.fitted_steps_end(4, 18), 14);
+        let q_usual = |step: usize| q.scaler.inverse(q.inputs[step * n * 4 + 1]);
+        assert!(
+            (q_usual(9) - values[13 * n]).abs() < 1e-3,
+            "Sunday's slot 1"
+        );
+        let weekdays = (values[2 * n] + values[6 * n]) / 2.0;
+        assert!(
+            (q_usual(10) - weekdays).abs() < 1e-3,
+            "no other weekend slot 2"
+        );
+        // Errors name the setting that is missing.
+        let e = prepare(
+            &r,
+            &PrepareConfig {
+                historical_average: false,
+                ..cfg.clone()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("historical_average = true"), "{e}");
+        r.first_weekday = None;
+        let e = prepare(&r, &cfg).unwrap_err().to_string();
+        assert!(e.contains("`start` date") && e.contains("toy"), "{e}");
+        assert!(!PrepareConfig::default().day_type);
     }
 
     #[test]

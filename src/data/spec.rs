@@ -74,6 +74,11 @@ pub struct DataSpec {
     /// Kernel weights below this are dropped (default 0.1).
     #[serde(default)]
     pub threshold: Option<f32>,
+    /// The calendar day of the first step, `YYYY-MM-DD`, taken to begin at midnight: what
+    /// `data.prepare.day_type` reads a step's day of the week from. Unknown (`None`) unless
+    /// given; the bundled METR-LA week carries its published one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
 }
 
 /// Built-in names with a one-line description, for error messages and help.
@@ -112,6 +117,7 @@ impl DataSpec {
             null_value: None,
             sigma: None,
             threshold: None,
+            start: None,
         }
     }
 
@@ -121,12 +127,17 @@ impl DataSpec {
         let mut spec = match key.as_str() {
             "metr-la-week" => {
                 let dir = data_dir.join("METR-LA").join("T-GCN_Los-loop");
-                DataSpec::new(
+                let mut spec = DataSpec::new(
                     "metr-la-week",
                     DataFormat::Tgcn,
                     dir.join("los_speed.csv"),
                     Some(dir.join("los_adj.csv")),
-                )
+                );
+                // T-GCN's Los-loop: 207 sensors "from March 1 to March 7, 2012" (the data's
+                // published description, data/README.md). The file agrees: its third and
+                // fourth days, a Saturday and a Sunday, are the two without a morning rush.
+                spec.start = Some("2012-03-01".into());
+                spec
             }
             "chickenpox" => DataSpec::new(
                 "chickenpox",
@@ -350,7 +361,9 @@ mod tests {
         let raw = load(&DataSpec::builtin("metr-la-week", &data_dir()).unwrap()).unwrap();
         assert_eq!((raw.signal.t, raw.signal.n, raw.graph.n), (2016, 207, 207));
         assert_eq!((raw.steps_per_day, raw.null_value), (288, Some(0.0)));
+        assert_eq!(raw.first_weekday, Some(3), "Thursday, 2012-03-01");
         let raw = load(&DataSpec::resolve("Chickenpox", &data_dir()).unwrap()).unwrap();
+        assert_eq!(raw.first_weekday, None);
         assert_eq!(
             (raw.signal.t, raw.signal.n, raw.steps_per_day),
             (521, 20, 52)
