@@ -599,7 +599,7 @@ impl Settings {
         let s = &self.search;
         let (p, f, l) = (&self.proxy, &self.final_train, &self.llm);
         let ev = &self.evaluators;
-        let counts: [(&str, u64, u64, u64); 38] = [
+        let counts: [(&str, u64, u64, u64); 39] = [
             ("search.budget", s.budget as u64, 1, limits::BUDGET),
             ("search.plateau", s.plateau as u64, 0, limits::BUDGET),
             ("search.in_flight", s.in_flight as u64, 1, 256),
@@ -663,6 +663,12 @@ impl Settings {
                 4096,
             ),
             ("final.train.patience", f.train.patience as u64, 0, 10_000),
+            (
+                "final.train.average_top",
+                f.train.average_top as u64,
+                0,
+                100,
+            ),
             (
                 "final.train.max_batches_per_epoch",
                 f.train.max_batches_per_epoch as u64,

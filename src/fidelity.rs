@@ -584,8 +584,8 @@ pub(crate) fn read_fingerprint(path: &Path) -> Result<Option<serde_json::Value>>
 /// zero warm-up, and `schedule = "constant"` itself; keys added after results were first
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
 /// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`,
-/// `optimization = "mutate"`, `refit = false`, `prior = []`, `historical_average = false`,
-/// `day_type = false`, `dropout = 0`, `highway = false`).
+/// `optimization = "mutate"`, `refit = false`, `average_top = 0`, `prior = []`,
+/// `historical_average = false`, `day_type = false`, `dropout = 0`, `highway = false`).
 /// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -601,6 +601,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "optimization" => v.as_str() == Some("mutate"),
         // `final.train.refit`, added after studies had begun: no refit.
         "refit" => v.as_bool() == Some(false),
+        // `final.train.average_top`, added after studies had begun: the best epoch alone.
+        "average_top" => v.as_u64() == Some(0),
         // `data.prepare.historical_average`, added after studies had begun: not an input.
         "historical_average" => v.as_bool() == Some(false),
         // `data.prepare.day_type`, added after studies had begun: days pooled.
@@ -1165,7 +1167,7 @@ mod tests {
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "historical_average": false, "day_type": false, "dropout": 0.0, "highway": false});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "average_top": 0, "historical_average": false, "day_type": false, "dropout": 0.0, "highway": false});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})

@@ -97,6 +97,10 @@ pub struct Chosen {
     /// Its validation RMSE, where RMSE chose the epoch (`final.train.loss = "mse"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_rmse: Option<f64>,
+    /// With `final.train.average_top`: the checkpoint average, also chosen on validation;
+    /// where `kept`, the forecasts are the average's, not `best_epoch`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub averaged: Option<crate::train::AverageReport>,
 }
 
 impl Chosen {
@@ -115,6 +119,7 @@ impl Chosen {
                 epochs_run,
                 val_mae: e.val_mae,
                 val_rmse: e.val_rmse,
+                averaged: None,
             })
     }
 }
@@ -973,6 +978,15 @@ fn forecast(
                 "{label} seed +{k}: best epoch {} of {} ({:?}), {} parameters",
                 report.best_epoch, report.epochs_run, report.status, report.params
             ));
+            if let Some(a) = &report.averaged {
+                log(&format!(
+                    "{label} seed +{k}: the average of epochs {:?} scores {:.4} on validation against {:.4} for the best epoch: {}",
+                    a.epochs,
+                    a.val_score,
+                    a.best_score,
+                    if a.kept { "kept" } else { "not kept" }
+                ));
+            }
             if let Some(r) = &report.refit {
                 let avg = |t: &Option<crate::metrics::MetricsTable>| {
                     t.as_ref()
@@ -998,7 +1012,12 @@ fn forecast(
             let (pred, _) = trained.predict(data, &spread(&test, 0), train.eval_batch_size)?;
             (
                 Vec::<f32>::try_from(pred.f_flatten(0, -1)?)?,
-                Chosen::from_history(report.best_epoch, report.epochs_run, &report.history),
+                Chosen::from_history(report.best_epoch, report.epochs_run, &report.history).map(
+                    |c| Chosen {
+                        averaged: report.averaged.clone(),
+                        ..c
+                    },
+                ),
             )
         }
     })

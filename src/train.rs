@@ -311,6 +311,15 @@ pub struct TrainConfig {
     /// validation metrics (the refitted model has seen those windows) and its test metrics
     /// beside the refitted ones ([`TrainReport::refit`]). Nothing is chosen on test.
     pub refit: bool,
+    /// Checkpoint averaging: with `k >= 2`, the weights of the `k` best epochs by the
+    /// validation criterion are averaged at the end of training, and the average is kept when
+    /// its own validation score beats the best epoch's (a choice made on validation, never on
+    /// test; [`TrainReport::averaged`] says which). Averaging neighbouring solutions, as
+    /// NMT's checkpoint averaging and SWA do, smooths an epoch-to-epoch noisy validation
+    /// curve. 0 (the default) or 1: the best epoch's weights, as before. With `refit`, the
+    /// refit still trains a fresh model and hands that back. Design trainings only: the GRU
+    /// baseline keeps its best epoch.
+    pub average_top: usize,
 }
 
 /// The training loss of a full training. The proxy always trains on MAE: a search ranks by
@@ -449,6 +458,7 @@ impl Default for TrainConfig {
             gamma: 0.5,
             loss: Loss::Mae,
             refit: false,
+            average_top: 0,
         }
     }
 }
@@ -515,6 +525,22 @@ pub struct TrainReport {
     /// refitted model's, `val` still the first training's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refit: Option<RefitReport>,
+    /// With `average_top >= 2`: the averaged checkpoints and whether the average was kept
+    /// (`val` and `test` are then the average's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub averaged: Option<AverageReport>,
+}
+
+/// The checkpoint average of [`TrainConfig::average_top`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AverageReport {
+    /// The epochs averaged, best first.
+    pub epochs: Vec<usize>,
+    /// The validation criterion of the average, and of the best epoch alone.
+    pub val_score: f64,
+    pub best_score: f64,
+    /// Whether the average replaced the best epoch's weights (`val_score < best_score`).
+    pub kept: bool,
 }
 
 /// The refit of [`TrainConfig::refit`].
@@ -865,7 +891,9 @@ pub fn train_full_until(
     let val_idx = spread(&data.val, 0);
     let test_idx = spread(&data.test, 0);
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, Snapshot)> = None;
+    // The best epochs so far by validation score, best first: one, or `average_top`.
+    let keep = cfg.average_top.max(1);
+    let mut top: Vec<(f64, usize, Snapshot)> = Vec::with_capacity(keep + 1);
     let mut status = EvalStatus::Ok;
     let mut since_best = 0;
     for epoch in 1..=cfg.epochs {
@@ -906,8 +934,13 @@ pub fn train_full_until(
             };
             break;
         }
-        if best.as_ref().is_none_or(|(b, _, _)| score < *b) {
-            best = Some((score, epoch, trained.snapshot()?));
+        let improved = top.first().is_none_or(|(b, _, _)| score < *b);
+        let rank = top.iter().take_while(|(s, _, _)| *s <= score).count();
+        if rank < keep {
+            top.insert(rank, (score, epoch, trained.snapshot()?));
+            top.truncate(keep);
+        }
+        if improved {
             since_best = 0;
         } else {
             since_best += 1;
@@ -917,14 +950,34 @@ pub fn train_full_until(
         }
     }
     let (mut val, mut test, mut best_epoch) = (None, None, 0);
-    if let Some((_, epoch, snap)) = &best {
-        trained.restore(snap)?;
+    let mut averaged = None;
+    if let Some((best_score, epoch, snap)) = top.first() {
         best_epoch = *epoch;
+        if top.len() >= 2 {
+            let snaps: Vec<&Snapshot> = top.iter().map(|(_, _, s)| s).collect();
+            trained.restore(&average_snapshots(&snaps)?)?;
+            let (p, y) = trained.predict(data, &val_idx, cfg.eval_batch_size)?;
+            let log = EpochLog::measure(best_epoch, f64::NAN, &p, &y, data.null, cfg.loss, 0.0)?;
+            let val_score = cfg.loss.criterion(&log);
+            let kept = val_score < *best_score;
+            averaged = Some(AverageReport {
+                epochs: top.iter().map(|(_, e, _)| *e).collect(),
+                val_score,
+                best_score: *best_score,
+                kept,
+            });
+            if !kept {
+                trained.restore(snap)?;
+            }
+        } else {
+            trained.restore(snap)?;
+        }
         let (p, y) = trained.predict(data, &val_idx, cfg.eval_batch_size)?;
         val = Some(MetricsTable::compute(&p, &y, data.null)?);
         let (p, y) = trained.predict(data, &test_idx, cfg.eval_batch_size)?;
         test = Some(MetricsTable::compute(&p, &y, data.null)?);
     }
+    drop(top);
     let mut trained = trained;
     let mut refit = None;
     if cfg.refit && best_epoch > 0 && status == EvalStatus::Ok {
@@ -969,8 +1022,30 @@ pub fn train_full_until(
         test,
         seconds: started.elapsed().as_secs_f64(),
         refit,
+        averaged,
     };
     Ok((report, trained))
+}
+
+/// The element-wise mean of snapshots of one model (same names, same shapes).
+fn average_snapshots(snaps: &[&Snapshot]) -> Result<Snapshot> {
+    let Some(first) = snaps.first() else {
+        return Ok(Vec::new());
+    };
+    let count = snaps.len() as f64;
+    tch::no_grad(|| {
+        first
+            .iter()
+            .enumerate()
+            .map(|(i, (name, t))| {
+                let mut sum = t.f_to_kind(tch::Kind::Double)?;
+                for s in &snaps[1..] {
+                    sum = sum.f_add(&s[i].1.f_to_kind(tch::Kind::Double)?)?;
+                }
+                Ok((name.clone(), sum.f_div_scalar(count)?.f_to_kind(t.kind())?))
+            })
+            .collect()
+    })
 }
 
 /// One epoch over the windows starting in `windows`, shuffled by `rng`: the sum of the batch
@@ -1108,6 +1183,88 @@ mod tests {
         let (pred, y) = trained.predict(&data, &idx, 64).unwrap();
         let again = MetricsTable::compute(&pred, &y, data.null).unwrap();
         assert_eq!(Some(again), r.test);
+    }
+
+    /// Checkpoint averaging leaves the training as it was, averages the `average_top` best
+    /// epochs by validation score, and keeps the average only where its own validation score
+    /// is lower; the model handed back gives the reported metrics either way.
+    #[test]
+    fn checkpoint_averaging_is_chosen_on_validation() {
+        let p = crate::protocol::tests::wave();
+        let data = TrainData::new(&p, Device::Cpu).unwrap();
+        let arch = Arch::from_json(
+            r#"{"edges":[{"from":0,"to":1,"op":"STT","spatial":"mix_gc","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"}]}"#,
+            crate::space::SpaceKind::Ists,
+        )
+        .unwrap();
+        let model = ModelConfig {
+            hidden: 8,
+            end_hidden: 16,
+            ..ModelConfig::default()
+        };
+        let cfg = TrainConfig {
+            epochs: 5,
+            batch_size: 32,
+            lr: 1e-2,
+            patience: 10,
+            ..TrainConfig::default()
+        };
+        let (plain, _) = train_full(&arch, &data, &model, &cfg, &mut |_| {}).unwrap();
+        assert_eq!(plain.averaged, None);
+        let one = TrainConfig {
+            average_top: 1,
+            ..cfg.clone()
+        };
+        let (r1, _) = train_full(&arch, &data, &model, &one, &mut |_| {}).unwrap();
+        assert_eq!(
+            (&r1.averaged, &r1.val, &r1.test),
+            (&None, &plain.val, &plain.test)
+        );
+        let three = TrainConfig {
+            average_top: 3,
+            ..cfg.clone()
+        };
+        let (r, trained) = train_full(&arch, &data, &model, &three, &mut |_| {}).unwrap();
+        let losses = |h: &[EpochLog]| -> Vec<(f64, f64)> {
+            h.iter().map(|e| (e.train_loss, e.val_mae)).collect()
+        };
+        assert_eq!(losses(&r.history), losses(&plain.history));
+        assert_eq!(r.best_epoch, plain.best_epoch);
+        let mut ranked: Vec<(f64, usize)> = plain
+            .history
+            .iter()
+            .map(|e| (cfg.loss.criterion(e), e.epoch))
+            .collect();
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let a = r.averaged.clone().unwrap();
+        let best3: Vec<usize> = ranked.iter().take(3).map(|(_, e)| *e).collect();
+        assert_eq!(a.epochs, best3);
+        assert_eq!(a.best_score, ranked[0].0);
+        assert!(a.val_score.is_finite());
+        assert_eq!(a.kept, a.val_score < a.best_score);
+        let idx = spread(&data.val, 0);
+        let (pred, y) = trained.predict(&data, &idx, 64).unwrap();
+        let val = MetricsTable::compute(&pred, &y, data.null).unwrap();
+        assert_eq!(Some(&val), r.val.as_ref());
+        if a.kept {
+            assert!(
+                (val.average.mae - a.val_score).abs() < 1e-4,
+                "{val:?} {a:?}"
+            );
+            assert_ne!(r.test, plain.test);
+        } else {
+            assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
+        }
+    }
+
+    #[test]
+    fn snapshots_average_element_wise() {
+        let s = |v: &[f32]| -> Snapshot { vec![("w".into(), Tensor::from_slice(v))] };
+        let (a, b, c) = (s(&[1.0, 2.0]), s(&[3.0, -2.0]), s(&[2.0, 3.0]));
+        let m = average_snapshots(&[&a, &b, &c]).unwrap();
+        assert_eq!(m[0].0, "w");
+        assert_eq!(Vec::<f32>::try_from(&m[0].1).unwrap(), vec![2.0, 1.0]);
+        assert_eq!(m[0].1.kind(), tch::Kind::Float);
     }
 
     /// Adam with L2 decay and global-norm clipping, computed step by step in f64, against ours
