@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::graph::{gaussian_kernel, DEFAULT_THRESHOLD};
-use super::npy::{read_npy, read_npz};
+use super::npy::{read_npy, read_npz, read_npz_i64};
 use super::pickle::read_dcrnn_adj;
 pub use super::pyg::load_pyg_json;
 use super::spec::{DataFormat, DataSpec};
@@ -13,8 +13,13 @@ use super::{check_finite, DataError, Graph, RawDataset, Signal};
 
 /// Loads and validates the data set a spec describes.
 pub fn load(spec: &DataSpec) -> Result<RawDataset, DataError> {
+    let mut timestamps = None;
     let (signal, graph, graph_path) = match spec.format {
-        DataFormat::Pems | DataFormat::Dcrnn => load_array_format(spec)?,
+        DataFormat::Pems | DataFormat::Dcrnn => {
+            let (signal, graph, graph_path, stamps) = load_array_format(spec)?;
+            timestamps = stamps;
+            (signal, graph, graph_path)
+        }
         DataFormat::Tgcn => {
             let graph_path = spec.graph.clone().ok_or_else(|| {
                 DataError::config(format!(
@@ -56,6 +61,22 @@ pub fn load(spec: &DataSpec) -> Result<RawDataset, DataError> {
             })
         })
         .transpose()?;
+    let stamped = timestamps
+        .as_deref()
+        .and_then(|ns| calendar_of(ns, steps_per_day, spec));
+    let first_weekday = match (first_weekday, stamped) {
+        (Some(given), Some(read)) if given != read => {
+            return Err(DataError::config(format!(
+                "data set `{}`: start `{}` is a {} but the first of the timestamps in {} is a {}",
+                spec.name,
+                spec.start.as_deref().unwrap_or_default(),
+                WEEKDAYS[usize::from(given)],
+                spec.signal.display(),
+                WEEKDAYS[usize::from(read)]
+            )))
+        }
+        (given, read) => given.or(read),
+    };
     tracing::debug!(
         name = %spec.name,
         t = signal.t,
@@ -73,6 +94,56 @@ pub fn load(spec: &DataSpec) -> Result<RawDataset, DataError> {
         null_value: spec.null_value.or(spec.format.default_null_value()),
         first_weekday,
     })
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// Nanoseconds in a day.
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// The first step's day of the week (0 for Monday) from a signal's timestamps (nanoseconds
+/// since 1970, UTC as pandas stores them), where they fit how steps are read: the first at
+/// midnight and every step one day / `steps_per_day` after the last. Otherwise `None`, with
+/// a warning that says why (the spec's `start` can still give the calendar).
+fn calendar_of(ns: &[i64], steps_per_day: usize, spec: &DataSpec) -> Option<u8> {
+    let first = *ns.first()?;
+    let why = if first.rem_euclid(DAY_NS) != 0 {
+        Some(format!(
+            "the first step is {} s after midnight, and the time of day is read from midnight",
+            first.rem_euclid(DAY_NS) / 1_000_000_000
+        ))
+    } else {
+        let step = i64::try_from(steps_per_day)
+            .ok()
+            .filter(|s| DAY_NS % s == 0)
+            .map(|s| DAY_NS / s);
+        ns.windows(2)
+            .position(|w| Some(w[1] - w[0]) != step)
+            .map(|k| {
+                format!(
+                    "steps {k} and {} are {} s apart, not one day / {steps_per_day}",
+                    k + 1,
+                    (ns[k + 1] - ns[k]) / 1_000_000_000
+                )
+            })
+    };
+    if let Some(why) = why {
+        tracing::warn!(
+            "data set `{}`: the timestamps of {} give no calendar: {why}",
+            spec.name,
+            spec.signal.display()
+        );
+        return None;
+    }
+    Some((first.div_euclid(DAY_NS) + 3).rem_euclid(7) as u8)
 }
 
 /// The day of the week of a `YYYY-MM-DD` date in the proleptic Gregorian calendar, 0 for
@@ -111,8 +182,12 @@ pub(crate) fn weekday(date: &str) -> Result<u8, String> {
     Ok((days + 3).rem_euclid(7) as u8)
 }
 
-/// PEMS0X and DCRNN: an npz (or npy) signal plus a distance csv or pickle.
-fn load_array_format(spec: &DataSpec) -> Result<(Signal, Graph, PathBuf), DataError> {
+/// What [`load_array_format`] reads: the signal, the graph and its path, and the DCRNN npz's
+/// timestamps where they are 64-bit integers or datetimes (nanoseconds since 1970).
+type ArrayFormat = (Signal, Graph, PathBuf, Option<Vec<i64>>);
+
+/// PEMS0X and DCRNN: an npz (or npy) signal plus a distance csv or pickle, with timestamps.
+fn load_array_format(spec: &DataSpec) -> Result<ArrayFormat, DataError> {
     // Configuration problems first, before any (possibly slow) reading.
     let graph_path = spec.graph.clone().ok_or_else(|| {
         DataError::config(format!(
@@ -123,11 +198,18 @@ fn load_array_format(spec: &DataSpec) -> Result<(Signal, Graph, PathBuf), DataEr
     })?;
     let signal = read_signal_array(&spec.signal)?;
     let n = signal.n;
+    let mut stamps = None;
     if spec.format == DataFormat::Dcrnn && is_ext(&spec.signal, "npz") {
         // Optional timestamps must describe the same steps as the table.
         // Optional: absent is fine, unreadable is an error.
-        let timestamps = match read_npz(&spec.signal, "timestamps") {
-            Ok((shape, _)) => Some(shape),
+        let timestamps = match read_npz_i64(&spec.signal, "timestamps") {
+            Ok(Some(ns)) => {
+                let shape = vec![ns.len()];
+                stamps = Some(ns);
+                Some(shape)
+            }
+            // Another dtype (floats): its shape is checked, no calendar is read.
+            Ok(None) => Some(read_npz(&spec.signal, "timestamps")?.0),
             Err(DataError::MissingKey { .. }) => None,
             Err(e) => return Err(e),
         };
@@ -194,7 +276,7 @@ fn load_array_format(spec: &DataSpec) -> Result<(Signal, Graph, PathBuf), DataEr
             graph_nodes: graph.n,
         });
     }
-    Ok((signal, graph, graph_path))
+    Ok((signal, graph, graph_path, stamps))
 }
 
 fn is_ext(p: &Path, ext: &str) -> bool {
@@ -912,6 +994,62 @@ mod tests {
         )
         .unwrap();
         let e = load(&spec(DataFormat::Dcrnn, &npz, Some(&pkl))).unwrap_err();
+        assert!(matches!(e, DataError::Shape { .. }), "{e}");
+    }
+
+    /// A DCRNN npz's nanosecond timestamps (`df.index.values.astype('int64')`, or the
+    /// datetimes themselves) give the calendar where they start at midnight and step evenly;
+    /// a `start` that disagrees is refused by name.
+    #[test]
+    fn dcrnn_timestamps_give_the_calendar() {
+        use crate::data::npy::{add_npz_entry, npy_i64_bytes};
+        let dir = tempfile::tempdir().unwrap();
+        let npz = dir.path().join("metr-la.npz");
+        let pkl = dir.path().join("adj_mx.pkl");
+        let adj = [1.0, 0.5, 0.0, 0.0, 1.0, 0.25, 0.0, 0.0, 1.0];
+        std::fs::write(&pkl, PickleWriter::dcrnn(&["11", "22", "33"], &adj, true)).unwrap();
+        let data: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        // 2012-03-01 00:00 UTC, a Thursday, in 5-minute steps.
+        let midnight = 1_330_560_000i64 * 1_000_000_000;
+        let five = 300 * 1_000_000_000;
+        let write = |descr: &str, ns: &[i64]| {
+            write_npz(&npz, &[("data", &[4, 3], &data)]).unwrap();
+            add_npz_entry(&npz, "timestamps", &npy_i64_bytes(descr, ns));
+        };
+        let even: Vec<i64> = (0..4).map(|k| midnight + k * five).collect();
+        let mut s = spec(DataFormat::Dcrnn, &npz, Some(&pkl));
+        for descr in ["<i8", "<M8[ns]"] {
+            write(descr, &even);
+            assert_eq!(load(&s).unwrap().first_weekday, Some(3), "{descr}");
+        }
+        // A day later is a Friday; a start that agrees is accepted, one that does not is not.
+        let friday: Vec<i64> = even.iter().map(|t| t + 288 * five).collect();
+        write("<i8", &friday);
+        assert_eq!(load(&s).unwrap().first_weekday, Some(4));
+        s.start = Some("2012-03-02".into());
+        assert_eq!(load(&s).unwrap().first_weekday, Some(4));
+        s.start = Some("2012-03-01".into());
+        let e = load(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("start `2012-03-01` is a Thursday") && e.contains("metr-la.npz is a Friday"),
+            "{e}"
+        );
+        s.start = None;
+        // Not at midnight, or not evenly one day / 288 apart: no calendar (the time of day
+        // and the day types count steps from midnight).
+        write("<i8", &even.iter().map(|t| t + five).collect::<Vec<_>>());
+        assert_eq!(load(&s).unwrap().first_weekday, None);
+        let mut gap = even.clone();
+        gap[3] += five;
+        write("<i8", &gap);
+        assert_eq!(load(&s).unwrap().first_weekday, None);
+        // The given start still gives it.
+        s.start = Some("2012-03-01".into());
+        assert_eq!(load(&s).unwrap().first_weekday, Some(3));
+        // Timestamps of the wrong length are refused as before.
+        s.start = None;
+        write("<i8", &even[..3]);
+        let e = load(&s).unwrap_err();
         assert!(matches!(e, DataError::Shape { .. }), "{e}");
     }
 

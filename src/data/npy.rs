@@ -1,6 +1,7 @@
 //! NumPy `.npy` (format v1/v2/v3) and `.npz` (zip of `.npy`, stored or
-//! deflate) reading into `f32`, and a small `f4` writer for tests and for
-//! users converting their own data.
+//! deflate) reading into `f32` (and of 64-bit integer or datetime arrays, such
+//! as timestamps, into `i64`), and a small `f4` writer for tests and for users
+//! converting their own data.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,6 +20,68 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>), DataError> {
 
 /// Parses the bytes of a `.npy` file; `path` is only used in error messages.
 pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>), DataError> {
+    let npy = split_npy(bytes, path)?;
+    let values = convert(&npy.descr, npy.data, &npy.shape, npy.fortran, path)?;
+    Ok((npy.shape, values))
+}
+
+/// Parses the bytes of a one-dimensional `.npy` array of 64-bit integers (`i8`) or of numpy
+/// datetimes in nanoseconds (`M8[ns]`, read as nanoseconds since 1970): its length and
+/// values. `None` for any other dtype, so that a caller can fall back to [`parse_npy`].
+pub fn parse_npy_i64(bytes: &[u8], path: &Path) -> Result<Option<Vec<i64>>, DataError> {
+    let NpyParts {
+        descr, shape, data, ..
+    } = split_npy(bytes, path)?;
+    // The byte order as `convert` reads it.
+    let (big, code) = match descr.chars().next() {
+        Some('>') => (true, &descr[1..]),
+        Some('<' | '|') => (false, &descr[1..]),
+        Some('=') => (cfg!(target_endian = "big"), &descr[1..]),
+        _ => (cfg!(target_endian = "big"), descr.as_str()),
+    };
+    if !matches!(code, "i8" | "M8[ns]") {
+        return Ok(None);
+    }
+    let [count] = shape[..] else {
+        return Err(DataError::format(
+            path,
+            format!("a {descr} array of shape {shape:?} where one dimension was expected"),
+        ));
+    };
+    if count.checked_mul(8) != Some(data.len()) {
+        return Err(DataError::truncated(
+            path,
+            format!(
+                "{count} values of {descr} need {} data bytes but {} are present",
+                count.saturating_mul(8),
+                data.len()
+            ),
+        ));
+    }
+    Ok(Some(
+        data.chunks_exact(8)
+            .map(|c| {
+                let b: [u8; 8] = c.try_into().unwrap_or_default();
+                if big {
+                    i64::from_be_bytes(b)
+                } else {
+                    i64::from_le_bytes(b)
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// The header fields and the data bytes of a `.npy` file.
+struct NpyParts<'a> {
+    descr: String,
+    fortran: bool,
+    shape: Vec<usize>,
+    data: &'a [u8],
+}
+
+/// Splits a `.npy` file into its header fields and data bytes, checking the header.
+fn split_npy<'a>(bytes: &'a [u8], path: &Path) -> Result<NpyParts<'a>, DataError> {
     if bytes.len() < MAGIC.len() + 2 {
         if MAGIC.starts_with(bytes) || bytes.starts_with(MAGIC) {
             return Err(DataError::truncated(
@@ -71,8 +134,12 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>), Da
     let header = std::str::from_utf8(header)
         .map_err(|_| DataError::format(path, "npy header is not valid text"))?;
     let (descr, fortran, shape) = parse_header(header, path)?;
-    let values = convert(&descr, &bytes[header_end..], &shape, fortran, path)?;
-    Ok((shape, values))
+    Ok(NpyParts {
+        descr,
+        fortran,
+        shape,
+        data: &bytes[header_end..],
+    })
 }
 
 /// Extracts `descr`, `fortran_order` and `shape` from the python dict
@@ -340,6 +407,31 @@ pub fn npz_keys(path: &Path) -> Result<Vec<String>, DataError> {
 
 /// Reads array `key` from a `.npz` file: its shape and f32 values (C order).
 pub fn read_npz(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<f32>), DataError> {
+    let (name, bytes) = npz_entry(path, key)?;
+    parse_npy(&bytes, &path.join(&name)).map_err(|e| in_entry(path, &name, e))
+}
+
+/// Reads the one-dimensional array `key` from a `.npz` file as 64-bit integers where its
+/// dtype is `i8` or `M8[ns]` ([`parse_npy_i64`]); `None` for other dtypes.
+pub fn read_npz_i64(path: &Path, key: &str) -> Result<Option<Vec<i64>>, DataError> {
+    let (name, bytes) = npz_entry(path, key)?;
+    parse_npy_i64(&bytes, &path.join(&name)).map_err(|e| in_entry(path, &name, e))
+}
+
+/// Reports an entry's parse error against the `.npz` file (with the entry name) rather than
+/// a path that does not exist on disk.
+fn in_entry(path: &Path, name: &str, e: DataError) -> DataError {
+    match e {
+        DataError::Truncated { msg, .. } => {
+            DataError::truncated(path, format!("entry `{name}`: {msg}"))
+        }
+        DataError::Format { msg, .. } => DataError::format(path, format!("entry `{name}`: {msg}")),
+        other => other,
+    }
+}
+
+/// The name and bytes of the entry of array `key` in a `.npz` file.
+fn npz_entry(path: &Path, key: &str) -> Result<(String, Vec<u8>), DataError> {
     let mut archive = open_zip(path)?;
     let wanted = format!("{key}.npy");
     let name = archive
@@ -374,16 +466,7 @@ pub fn read_npz(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<f32>), DataEr
             format!("entry `{name}` has {} of its {declared} bytes", bytes.len()),
         ));
     }
-    let inner = path.join(&name);
-    parse_npy(&bytes, &inner).map_err(|e| match e {
-        // Report errors against the .npz file (with the entry name) rather
-        // than a path that does not exist on disk.
-        DataError::Truncated { msg, .. } => {
-            DataError::truncated(path, format!("entry `{name}`: {msg}"))
-        }
-        DataError::Format { msg, .. } => DataError::format(path, format!("entry `{name}`: {msg}")),
-        other => other,
-    })
+    Ok((name, bytes))
 }
 
 /// Serializes an f4 array as `.npy` v1 bytes.
@@ -466,9 +549,96 @@ fn write_zip(
     Ok(())
 }
 
+/// A one-dimensional `.npy` of 64-bit values under `descr` (`<i8`, `>i8`, `<M8[ns]`, ...),
+/// for tests of [`parse_npy_i64`] and of the loaders that read timestamps.
+#[cfg(test)]
+pub(crate) fn npy_i64_bytes(descr: &str, values: &[i64]) -> Vec<u8> {
+    let header = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}\n",
+        values.len()
+    );
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in values {
+        if descr.starts_with('>') {
+            out.extend_from_slice(&v.to_be_bytes());
+        } else {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Adds a stored entry `<key>.npy` with the given `.npy` bytes to the `.npz` at `path`
+/// (written by [`write_npz`]), for tests.
+#[cfg(test)]
+pub(crate) fn add_npz_entry(path: &Path, key: &str, npy: &[u8]) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut zw = zip::ZipWriter::new_append(file).unwrap();
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
+    zw.start_file(format!("{key}.npy"), opts).unwrap();
+    zw.write_all(npy).unwrap();
+    zw.finish().unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int64_and_datetime_arrays_read_exactly() {
+        let p = Path::new("t.npy");
+        // Nanosecond timestamps beyond f32's (and f64's) integer range stay exact.
+        let ns = [1_330_560_000_000_000_000i64, 1_330_560_300_000_000_001, -7];
+        for descr in ["<i8", ">i8", "<M8[ns]", "i8"] {
+            let b = npy_i64_bytes(descr, &ns);
+            assert_eq!(parse_npy_i64(&b, p).unwrap(), Some(ns.to_vec()), "{descr}");
+        }
+        // Other dtypes are left to parse_npy.
+        let b = raw_npy(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }\n",
+            &1.0f32.to_le_bytes(),
+        );
+        assert_eq!(parse_npy_i64(&b, p).unwrap(), None);
+        let b = raw_npy(
+            1,
+            "{'descr': '<M8[s]', 'fortran_order': False, 'shape': (0,), }\n",
+            &[],
+        );
+        assert_eq!(parse_npy_i64(&b, p).unwrap(), None, "seconds are not read");
+        // Two dimensions, and missing bytes, are errors that say so.
+        let b = raw_npy(
+            1,
+            "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1), }\n",
+            &5i64.to_le_bytes(),
+        );
+        let e = parse_npy_i64(&b, p).unwrap_err().to_string();
+        assert!(e.contains("one dimension"), "{e}");
+        let mut b = npy_i64_bytes("<i8", &ns);
+        b.truncate(b.len() - 3);
+        let e = parse_npy_i64(&b, p).unwrap_err();
+        assert!(matches!(e, DataError::Truncated { .. }), "{e}");
+        // Through an npz, errors name the entry.
+        let dir = tempfile::tempdir().unwrap();
+        let z = dir.path().join("a.npz");
+        write_npz(&z, &[("data", &[1], &[0.0])]).unwrap();
+        add_npz_entry(&z, "timestamps", &b);
+        let e = read_npz_i64(&z, "timestamps").unwrap_err().to_string();
+        assert!(e.contains("a.npz") && e.contains("timestamps.npy"), "{e}");
+        assert!(matches!(
+            read_npz_i64(&z, "nope"),
+            Err(DataError::MissingKey { .. })
+        ));
+    }
 
     /// Builds a `.npy` with an arbitrary header and raw data, like numpy would.
     fn raw_npy(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
