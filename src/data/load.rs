@@ -70,9 +70,9 @@ pub fn load(spec: &DataSpec) -> Result<RawDataset, DataError> {
                 "data set `{}`: start `{}` is a {} but the first of the timestamps in {} is a {}",
                 spec.name,
                 spec.start.as_deref().unwrap_or_default(),
-                WEEKDAYS[usize::from(given)],
+                weekday_name(given),
                 spec.signal.display(),
-                WEEKDAYS[usize::from(read)]
+                weekday_name(read)
             )))
         }
         (given, read) => given.or(read),
@@ -105,6 +105,11 @@ const WEEKDAYS: [&str; 7] = [
     "Saturday",
     "Sunday",
 ];
+
+/// The English name of a day of the week, 0 for Monday to 6 for Sunday (`"?"` past 6).
+pub fn weekday_name(day: u8) -> &'static str {
+    WEEKDAYS.get(usize::from(day)).copied().unwrap_or("?")
+}
 
 /// Nanoseconds in a day.
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -636,6 +641,10 @@ mod tests {
         ] {
             assert_eq!(weekday(date), Ok(day), "{date}");
         }
+        assert_eq!(
+            (weekday_name(3), weekday_name(6), weekday_name(7)),
+            ("Thursday", "Sunday", "?")
+        );
         for (date, why) in [
             ("2013-02-29", "day 29 is not in month 2"),
             ("2100-02-29", "day 29 is not in month 2"),

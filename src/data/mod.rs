@@ -23,10 +23,11 @@ pub use graph::{
 };
 pub use load::{
     load, load_distance_graph, load_pyg_json, load_tgcn, read_adjacency_csv, read_distance_csv,
-    read_id_map, read_tgcn_signal,
+    read_id_map, read_tgcn_signal, weekday_name,
 };
 pub use npy::{
-    npz_keys, parse_npy, read_npy, read_npz, write_npy, write_npz, write_npz_compressed,
+    npz_keys, parse_npy, parse_npy_i64, read_npy, read_npz, read_npz_i64, write_npy, write_npz,
+    write_npz_compressed,
 };
 pub use pickle::{parse_pickle, read_dcrnn_adj, read_pickle, PickleValue};
 pub use prepare::{

@@ -4,7 +4,7 @@
 use crate::common::{load_settings, read_arch};
 use anyhow::{bail, Context, Result};
 use ists::config::Settings;
-use ists::data::{load, prepare, DataSpec};
+use ists::data::{load, prepare, weekday_name, DataSpec};
 use ists::space::Arch;
 use ists::train::{proxy_eval, train_full, TrainData};
 use ists_actors::settings;
@@ -268,5 +268,14 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
     let raw = load(&spec)?;
     let p = prepare(&raw, &s.data.prepare)?;
     println!("source: {source}\n{}", p.summary());
+    match raw.first_weekday {
+        Some(day) => println!(
+            "calendar: the first step is a {} (data.prepare.day_type can read weekdays and weekends)",
+            weekday_name(day)
+        ),
+        None => println!(
+            "calendar: unknown (a data spec's `start` date, or a DCRNN npz's timestamps, give it)"
+        ),
+    }
     Ok(())
 }
