@@ -130,13 +130,14 @@ fn calendar_of(ns: &[i64], steps_per_day: usize, spec: &DataSpec) -> Option<u8> 
             .ok()
             .filter(|s| DAY_NS % s == 0)
             .map(|s| DAY_NS / s);
+        // Checked: a damaged file's timestamps can be any 64-bit values.
         ns.windows(2)
-            .position(|w| Some(w[1] - w[0]) != step)
+            .position(|w| w[1].checked_sub(w[0]) != step)
             .map(|k| {
                 format!(
                     "steps {k} and {} are {} s apart, not one day / {steps_per_day}",
                     k + 1,
-                    (ns[k + 1] - ns[k]) / 1_000_000_000
+                    ns[k + 1].saturating_sub(ns[k]) / 1_000_000_000
                 )
             })
     };
@@ -163,6 +164,9 @@ pub(crate) fn weekday(date: &str) -> Result<u8, String> {
         return Err("expected a date YYYY-MM-DD".into());
     };
     let (y, m, d) = (number(y, "year")?, number(m, "month")?, number(d, "day")?);
+    if !(1..=9999).contains(&y) {
+        return Err(format!("year {y} is not 1 to 9999"));
+    }
     if !(1..=12).contains(&m) {
         return Err(format!("month {m} is not 1 to 12"));
     }
@@ -651,6 +655,10 @@ mod tests {
             ("2012-13-01", "month 13"),
             ("2012/03/01", "YYYY-MM-DD"),
             ("2012-03-x", "day `x` is not a number"),
+            (
+                "9223372036854775807-01-01",
+                "year 9223372036854775807 is not 1 to 9999",
+            ),
         ] {
             let e = weekday(date).unwrap_err();
             assert!(e.contains(why), "{date}: {e}");
@@ -1051,6 +1059,9 @@ mod tests {
         let mut gap = even.clone();
         gap[3] += five;
         write("<i8", &gap);
+        assert_eq!(load(&s).unwrap().first_weekday, None);
+        // Damaged values do not overflow.
+        write("<i8", &[0, i64::MIN, i64::MAX, 0]);
         assert_eq!(load(&s).unwrap().first_weekday, None);
         // The given start still gives it.
         s.start = Some("2012-03-01".into());
