@@ -26,8 +26,8 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<(Vec<usize>, Vec<f32>), Da
 }
 
 /// Parses the bytes of a one-dimensional `.npy` array of 64-bit integers (`i8`) or of numpy
-/// datetimes in nanoseconds (`M8[ns]`, read as nanoseconds since 1970): its length and
-/// values. `None` for any other dtype, so that a caller can fall back to [`parse_npy`].
+/// datetimes in nanoseconds (`M8[ns]`, read as nanoseconds since 1970): its values. `None`
+/// for any other dtype, so that a caller can fall back to [`parse_npy`].
 pub fn parse_npy_i64(bytes: &[u8], path: &Path) -> Result<Option<Vec<i64>>, DataError> {
     let NpyParts {
         descr, shape, data, ..
@@ -48,15 +48,18 @@ pub fn parse_npy_i64(bytes: &[u8], path: &Path) -> Result<Option<Vec<i64>>, Data
             format!("a {descr} array of shape {shape:?} where one dimension was expected"),
         ));
     };
-    if count.checked_mul(8) != Some(data.len()) {
-        return Err(DataError::truncated(
-            path,
-            format!(
-                "{count} values of {descr} need {} data bytes but {} are present",
-                count.saturating_mul(8),
-                data.len()
-            ),
-        ));
+    let need = count.saturating_mul(8);
+    if need != data.len() {
+        let msg = format!(
+            "{count} values of {descr} need {need} data bytes but {} are present",
+            data.len()
+        );
+        // Too few bytes is a cut file; too many, a header that does not describe its data.
+        return Err(if data.len() < need {
+            DataError::truncated(path, msg)
+        } else {
+            DataError::format(path, msg)
+        });
     }
     Ok(Some(
         data.chunks_exact(8)
@@ -624,7 +627,10 @@ mod tests {
         let e = parse_npy_i64(&b, p).unwrap_err().to_string();
         assert!(e.contains("one dimension"), "{e}");
         let mut b = npy_i64_bytes("<i8", &ns);
-        b.truncate(b.len() - 3);
+        b.push(0);
+        let e = parse_npy_i64(&b, p).unwrap_err();
+        assert!(matches!(e, DataError::Format { .. }), "{e}");
+        b.truncate(b.len() - 4);
         let e = parse_npy_i64(&b, p).unwrap_err();
         assert!(matches!(e, DataError::Truncated { .. }), "{e}");
         // Through an npz, errors name the entry.
