@@ -168,6 +168,99 @@ pub fn time_to_quality(runs: &[MethodRun], method: &str, against: &str) -> Vec<T
     out
 }
 
+/// Time to quality over the mean of the paired seeds ([`mean_time_to_quality`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeanTimeToQuality {
+    /// Paired seeds with a trajectory on both sides.
+    pub seeds: usize,
+    /// The rung the curves are read at: the one `against` chose on most seeds.
+    pub rung: usize,
+    /// `against`'s mean best score at that rung at the end: the quality to reach.
+    pub target: f64,
+    /// The optimizer steps at which `against`'s own mean curve first got there.
+    pub against_steps: u64,
+    /// The steps at which `method`'s mean curve first got there (None: never).
+    pub steps: Option<u64>,
+}
+
+impl MeanTimeToQuality {
+    /// `method`'s steps over `against`'s (None: never reached).
+    pub fn steps_ratio(&self) -> Option<f64> {
+        Some(self.steps? as f64 / self.against_steps.max(1) as f64)
+    }
+}
+
+/// Time to quality read off the mean of the paired seeds instead of seed by seed: for each
+/// method, the best score held at one rung by each step, averaged over the seeds both searched
+/// (infinite until every seed holds one); `against`'s mean at its last step is the quality to
+/// reach. One lucky run at the top rung decides a seed's [`time_to_quality`], and a seed where
+/// `against` held its final design at the first promotion cannot go below 1; the mean curve
+/// is moved less by either. The rung is the one `against`'s final design had on most seeds
+/// (the higher on a tie). `scripts/time_to_quality.py` computes the same from a results file.
+pub fn mean_time_to_quality(
+    runs: &[MethodRun],
+    method: &str,
+    against: &str,
+) -> Option<MeanTimeToQuality> {
+    let pairs: Vec<(&MethodRun, &MethodRun)> = runs
+        .iter()
+        .filter(|o| o.method == against && !o.trajectory.is_empty())
+        .filter_map(|o| {
+            runs.iter()
+                .find(|r| r.method == method && r.seed == o.seed && !r.trajectory.is_empty())
+                .map(|r| (r, o))
+        })
+        .collect();
+    let mut rungs: Vec<usize> = pairs
+        .iter()
+        .filter_map(|(_, o)| best_point(&o.trajectory).map(|p| p.rung))
+        .collect();
+    rungs.sort_unstable();
+    let rung = rungs
+        .iter()
+        .copied()
+        .max_by_key(|r| (rungs.iter().filter(|x| *x == r).count(), *r))?;
+    // The curves change only where some evaluation ends: those steps are the grid.
+    let mut grid: Vec<u64> = pairs
+        .iter()
+        .flat_map(|(r, o)| r.trajectory.iter().chain(&o.trajectory).map(|p| p.steps))
+        .collect();
+    grid.sort_unstable();
+    grid.dedup();
+    // `mine`: `method`'s curve, else `against`'s.
+    let mean_curve = |mine: bool| -> Vec<f64> {
+        let mut sum = vec![0.0; grid.len()];
+        for (r, o) in &pairs {
+            let mut best = f64::INFINITY;
+            let mut points: Vec<(u64, f64)> = (if mine { r } else { o })
+                .trajectory
+                .iter()
+                .filter(|p| p.rung == rung)
+                .filter_map(|p| Some((p.steps, p.score?)))
+                .collect();
+            points.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut next = points.iter().peekable();
+            for (k, step) in grid.iter().enumerate() {
+                while let Some((_, score)) = next.next_if(|(s, _)| s <= step) {
+                    best = best.min(*score);
+                }
+                sum[k] += best;
+            }
+        }
+        sum.iter().map(|s| s / pairs.len() as f64).collect()
+    };
+    let (mine, theirs) = (mean_curve(true), mean_curve(false));
+    let target = *theirs.last()?;
+    let first_at = |curve: &[f64]| curve.iter().position(|m| *m <= target).map(|k| grid[k]);
+    Some(MeanTimeToQuality {
+        seeds: pairs.len(),
+        rung,
+        target,
+        against_steps: first_at(&theirs)?,
+        steps: first_at(&mine),
+    })
+}
+
 /// A method compared.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Method {
@@ -584,6 +677,48 @@ mod tests {
         assert_eq!(t[0].ratio(), Some(0.6));
         assert_eq!(t[0].steps_ratio(), Some(1.0));
         assert_eq!((t[1].seconds, t[1].ratio()), (None, None));
+    }
+
+    #[test]
+    fn mean_time_to_quality_reads_the_mean_of_the_seeds_curves() {
+        // Two seeds (scores exact in binary). Random at rung 1: 1.0 at step 120 then 0.875
+        // at 300 on seed 0, 0.625 at 150 on seed 1: mean 0.8125 from step 150, 0.75 from 300.
+        // Offline: 0.75 at step 90 on seed 0; 0.875 at 60, then 0.75 at 240 on seed 1: mean
+        // 0.8125 from step 90 (both seeds hold one), 0.75 from 240. A better rung-0 score
+        // counts for nothing.
+        let mut r0 = run("random", 0, 1.0);
+        r0.trajectory = vec![
+            point(1.0, 30, 0, Some(0.125)),
+            point(2.0, 120, 1, Some(1.0)),
+            point(3.0, 300, 1, Some(0.875)),
+        ];
+        let mut r1 = run("random", 1, 1.0);
+        r1.trajectory = vec![point(1.0, 150, 1, Some(0.625))];
+        let mut o0 = run("offline", 0, 1.0);
+        o0.trajectory = vec![point(1.0, 90, 1, Some(0.75)), point(2.0, 100, 1, None)];
+        let mut o1 = run("offline", 1, 1.0);
+        o1.trajectory = vec![
+            point(1.0, 60, 1, Some(0.875)),
+            point(2.0, 240, 1, Some(0.75)),
+        ];
+        let unpaired = run("offline", 2, 1.0);
+        let runs = vec![r0, r1, o0, o1, unpaired];
+        let m = mean_time_to_quality(&runs, "offline", "random").unwrap();
+        assert_eq!((m.seeds, m.rung), (2, 1));
+        assert_eq!(m.target, 0.75);
+        assert_eq!((m.against_steps, m.steps), (300, Some(240)));
+        assert_eq!(m.steps_ratio(), Some(0.8));
+        // Never reached: a method whose curve stays above.
+        let mut slow = runs.clone();
+        for r in slow.iter_mut().filter(|r| r.method == "offline") {
+            for p in &mut r.trajectory {
+                p.score = p.score.map(|s| s + 0.5);
+            }
+        }
+        let m = mean_time_to_quality(&slow, "offline", "random").unwrap();
+        assert_eq!((m.steps, m.steps_ratio()), (None, None));
+        // No pair with trajectories: nothing to read.
+        assert_eq!(mean_time_to_quality(&runs[..2], "offline", "random"), None);
     }
 
     #[test]

@@ -124,7 +124,8 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     }
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
-        append_run, paired, read_runs, run_hand_design, run_search_method, time_to_quality, Method,
+        append_run, mean_time_to_quality, paired, read_runs, run_hand_design, run_search_method,
+        time_to_quality, Method,
     };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
@@ -326,6 +327,17 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             show(|x| x.ratio()),
             show(|x| x.steps_ratio()),
         );
+        if let Some(m) = mean_time_to_quality(&runs, method, "random") {
+            let reached = match (m.steps, m.steps_ratio()) {
+                (Some(s), Some(r)) => format!("{method}'s at step {s}: {r:.2}x"),
+                _ => format!("{method}'s never"),
+            };
+            println!(
+                "over the mean of the {} seeds' best rung-{} scores: random's final mean {:.4} \
+                 was reached by random's own curve at step {}, {reached}",
+                m.seeds, m.rung, m.target, m.against_steps
+            );
+        }
     }
     println!("rows in {}", path.display());
     Ok(())
