@@ -238,7 +238,7 @@ pub fn mean_time_to_quality(
                 .filter(|p| p.rung == rung)
                 .filter_map(|p| Some((p.steps, p.score?)))
                 .collect();
-            points.sort_by(|a, b| a.0.cmp(&b.0));
+            points.sort_by_key(|a| a.0);
             let mut next = points.iter().peekable();
             for (k, step) in grid.iter().enumerate() {
                 while let Some((_, score)) = next.next_if(|(s, _)| s <= step) {
