@@ -29,7 +29,7 @@ pub fn historical_average(p: &Prepared, samples: &Range<usize>) -> Vec<f32> {
     let n = p.n;
     // Only the steps training inputs and targets read: the end of the last training window.
     let fit_end = p.splits.fitted_steps_end(p.input_len + p.output_len, p.t);
-    let means = SlotMeans::fit(&p.target, n, p.steps_per_day, fit_end, p.null_value);
+    let means = SlotMeans::fit(&p.target, n, p.steps_per_day, fit_end, p.null_value, None);
     let mut out = Vec::with_capacity(samples.len() * p.output_len * n);
     for s in samples.clone() {
         for h in 0..p.output_len {

@@ -467,8 +467,14 @@ pub fn prepare(raw: &RawDataset, cfg: &PrepareConfig) -> Result<Prepared, DataEr
     let slot_means = cfg.historical_average.then(|| {
         // The steps the training windows read, as the historical-average baseline fits.
         let fit_end = splits.fitted_steps_end(window, t);
-        SlotMeans::fit(&target, n, raw.steps_per_day, fit_end, raw.null_value)
-            .with_day_types(day_types, &target)
+        SlotMeans::fit(
+            &target,
+            n,
+            raw.steps_per_day,
+            fit_end,
+            raw.null_value,
+            day_types,
+        )
     });
     let in_features =
         features.len() + 2 * usize::from(cfg.historical_average) + usize::from(cfg.time_of_day);
@@ -542,13 +548,14 @@ pub(crate) struct SlotMeans {
 
 impl SlotMeans {
     /// Fits on `target` (`[t, n]`, raw values) over steps `0..fit_end`, skipping null and
-    /// non-finite values.
+    /// non-finite values; with `day_types`, also by day type (what `mean` answers first).
     pub(crate) fn fit(
         target: &[f32],
         n: usize,
         period: usize,
         fit_end: usize,
         null: Option<f32>,
+        day_types: Option<DayTypes>,
     ) -> Self {
         let period = period.max(1);
         let mut m = SlotMeans {
@@ -558,11 +565,12 @@ impl SlotMeans {
             null,
             sum: vec![0.0; period * n],
             count: vec![0; period * n],
-            by_type: None,
+            by_type: day_types.map(|t| (t, vec![0.0; 2 * period * n], vec![0; 2 * period * n])),
             total: vec![0.0; n],
             total_count: vec![0; n],
         };
         for step in 0..fit_end {
+            let typed = m.by_type.as_ref().map(|(t, _, _)| t.of(step) * period * n);
             for j in 0..n {
                 let v = target[step * n + j];
                 if m.valid(v) {
@@ -571,33 +579,14 @@ impl SlotMeans {
                     m.count[k] += 1;
                     m.total[j] += f64::from(v);
                     m.total_count[j] += 1;
+                    if let (Some(base), Some((_, sum, count))) = (typed, m.by_type.as_mut()) {
+                        sum[base + k] += f64::from(v);
+                        count[base + k] += 1;
+                    }
                 }
             }
         }
         m
-    }
-
-    /// The same means split by day type as well (`None` leaves them pooled), over the same
-    /// steps of the same `target`.
-    pub(crate) fn with_day_types(mut self, types: Option<DayTypes>, target: &[f32]) -> Self {
-        let Some(types) = types else {
-            return self;
-        };
-        let (n, period) = (self.n, self.period);
-        let mut sum = vec![0.0; 2 * period * n];
-        let mut count = vec![0; 2 * period * n];
-        for step in 0..self.fit_end {
-            let base = (types.of(step) * period + step % period) * n;
-            for j in 0..n {
-                let v = target[step * n + j];
-                if self.valid(v) {
-                    sum[base + j] += f64::from(v);
-                    count[base + j] += 1;
-                }
-            }
-        }
-        self.by_type = Some((types, sum, count));
-        self
     }
 
     fn valid(&self, v: f32) -> bool {
