@@ -1136,11 +1136,9 @@ mod tests {
         assert!(TrainConfig::default().check_schedule().is_ok());
     }
 
-    /// A refit repeats the first training exactly (same history and chosen epoch, same
-    /// validation and, kept aside, test metrics), then hands back a model trained that many
-    /// epochs on the training and validation windows, whose test metrics the report gives.
-    #[test]
-    fn a_refit_keeps_the_first_training_and_reports_the_refitted_model() {
+    /// A small design on the wave data, trained `epochs` epochs at a high rate without early
+    /// stopping: the setting of the refit and checkpoint-averaging tests.
+    fn small_training(epochs: usize) -> (TrainData, Arch, ModelConfig, TrainConfig) {
         let p = crate::protocol::tests::wave();
         let data = TrainData::new(&p, Device::Cpu).unwrap();
         let arch = Arch::from_json(
@@ -1154,12 +1152,26 @@ mod tests {
             ..ModelConfig::default()
         };
         let cfg = TrainConfig {
-            epochs: 3,
+            epochs,
             batch_size: 32,
             lr: 1e-2,
             patience: 10,
             ..TrainConfig::default()
         };
+        (data, arch, model, cfg)
+    }
+
+    /// Each epoch's training loss and validation MAE: what two identical trainings share.
+    fn losses(h: &[EpochLog]) -> Vec<(f64, f64)> {
+        h.iter().map(|e| (e.train_loss, e.val_mae)).collect()
+    }
+
+    /// A refit repeats the first training exactly (same history and chosen epoch, same
+    /// validation and, kept aside, test metrics), then hands back a model trained that many
+    /// epochs on the training and validation windows, whose test metrics the report gives.
+    #[test]
+    fn a_refit_keeps_the_first_training_and_reports_the_refitted_model() {
+        let (data, arch, model, cfg) = small_training(3);
         let (plain, _) = train_full(&arch, &data, &model, &cfg, &mut |_| {}).unwrap();
         assert_eq!(plain.refit, None);
         let refit_cfg = TrainConfig {
@@ -1167,9 +1179,6 @@ mod tests {
             ..cfg.clone()
         };
         let (r, trained) = train_full(&arch, &data, &model, &refit_cfg, &mut |_| {}).unwrap();
-        let losses = |h: &[EpochLog]| -> Vec<(f64, f64)> {
-            h.iter().map(|e| (e.train_loss, e.val_mae)).collect()
-        };
         assert_eq!(losses(&r.history), losses(&plain.history));
         assert_eq!((r.best_epoch, &r.val), (plain.best_epoch, &plain.val));
         let refit = r.refit.as_ref().unwrap();
@@ -1190,25 +1199,7 @@ mod tests {
     /// is lower; the model handed back gives the reported metrics either way.
     #[test]
     fn checkpoint_averaging_is_chosen_on_validation() {
-        let p = crate::protocol::tests::wave();
-        let data = TrainData::new(&p, Device::Cpu).unwrap();
-        let arch = Arch::from_json(
-            r#"{"edges":[{"from":0,"to":1,"op":"STT","spatial":"mix_gc","temporal":"gdcc"},{"from":1,"to":3,"op":"identity"}]}"#,
-            crate::space::SpaceKind::Ists,
-        )
-        .unwrap();
-        let model = ModelConfig {
-            hidden: 8,
-            end_hidden: 16,
-            ..ModelConfig::default()
-        };
-        let cfg = TrainConfig {
-            epochs: 5,
-            batch_size: 32,
-            lr: 1e-2,
-            patience: 10,
-            ..TrainConfig::default()
-        };
+        let (data, arch, model, cfg) = small_training(5);
         let (plain, _) = train_full(&arch, &data, &model, &cfg, &mut |_| {}).unwrap();
         assert_eq!(plain.averaged, None);
         let one = TrainConfig {
@@ -1225,9 +1216,6 @@ mod tests {
             ..cfg.clone()
         };
         let (r, trained) = train_full(&arch, &data, &model, &three, &mut |_| {}).unwrap();
-        let losses = |h: &[EpochLog]| -> Vec<(f64, f64)> {
-            h.iter().map(|e| (e.train_loss, e.val_mae)).collect()
-        };
         assert_eq!(losses(&r.history), losses(&plain.history));
         assert_eq!(r.best_epoch, plain.best_epoch);
         let mut ranked: Vec<(f64, usize)> = plain
