@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::graph::{gaussian_kernel, DEFAULT_THRESHOLD};
-use super::npy::{read_npy, read_npz, read_npz_i64};
+use super::npy::{read_npy, read_npz, read_npz_i64, NpzI64};
 use super::pickle::read_dcrnn_adj;
 pub use super::pyg::load_pyg_json;
 use super::spec::{DataFormat, DataSpec};
@@ -212,13 +212,13 @@ fn load_array_format(spec: &DataSpec) -> Result<ArrayFormat, DataError> {
         // Optional timestamps must describe the same steps as the table.
         // Optional: absent is fine, unreadable is an error.
         let timestamps = match read_npz_i64(&spec.signal, "timestamps") {
-            Ok(Some(ns)) => {
+            Ok(NpzI64::Values(ns)) => {
                 let shape = vec![ns.len()];
                 stamps = Some(ns);
                 Some(shape)
             }
             // Another dtype (floats): its shape is checked, no calendar is read.
-            Ok(None) => Some(read_npz(&spec.signal, "timestamps")?.0),
+            Ok(NpzI64::Shape(shape)) => Some(shape),
             Err(DataError::MissingKey { .. }) => None,
             Err(e) => return Err(e),
         };

@@ -27,7 +27,7 @@ pub use load::{
 };
 pub use npy::{
     npz_keys, parse_npy, parse_npy_i64, read_npy, read_npz, read_npz_i64, write_npy, write_npz,
-    write_npz_compressed,
+    write_npz_compressed, NpzI64,
 };
 pub use pickle::{parse_pickle, read_dcrnn_adj, read_pickle, PickleValue};
 pub use prepare::{

@@ -414,11 +414,29 @@ pub fn read_npz(path: &Path, key: &str) -> Result<(Vec<usize>, Vec<f32>), DataEr
     parse_npy(&bytes, &path.join(&name)).map_err(|e| in_entry(path, &name, e))
 }
 
-/// Reads the one-dimensional array `key` from a `.npz` file as 64-bit integers where its
-/// dtype is `i8` or `M8[ns]` ([`parse_npy_i64`]); `None` for other dtypes.
-pub fn read_npz_i64(path: &Path, key: &str) -> Result<Option<Vec<i64>>, DataError> {
+/// An array read by [`read_npz_i64`]: its values where they are 64-bit integers, otherwise
+/// only its shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NpzI64 {
+    /// A one-dimensional `i8` or `M8[ns]` array ([`parse_npy_i64`]).
+    Values(Vec<i64>),
+    /// Any other dtype [`parse_npy`] reads (floats, say): the shape only, since its values
+    /// are not exact 64-bit integers.
+    Shape(Vec<usize>),
+}
+
+/// Reads array `key` from a `.npz` file as 64-bit integers where its dtype is `i8` or `M8[ns]`
+/// ([`parse_npy_i64`]), and as a shape for the other dtypes [`parse_npy`] reads. The entry is
+/// unpacked once, whichever it is.
+pub fn read_npz_i64(path: &Path, key: &str) -> Result<NpzI64, DataError> {
     let (name, bytes) = npz_entry(path, key)?;
-    parse_npy_i64(&bytes, &path.join(&name)).map_err(|e| in_entry(path, &name, e))
+    let at = path.join(&name);
+    let read = match parse_npy_i64(&bytes, &at) {
+        Ok(Some(v)) => Ok(NpzI64::Values(v)),
+        Ok(None) => parse_npy(&bytes, &at).map(|(shape, _)| NpzI64::Shape(shape)),
+        Err(e) => Err(e),
+    };
+    read.map_err(|e| in_entry(path, &name, e))
 }
 
 /// Reports an entry's parse error against the `.npz` file (with the entry name) rather than
@@ -644,6 +662,12 @@ mod tests {
             read_npz_i64(&z, "nope"),
             Err(DataError::MissingKey { .. })
         ));
+        // Integers come back as values, floats as their shape only.
+        let z = dir.path().join("b.npz");
+        write_npz(&z, &[("ts", &[2], &[1.0, 2.0])]).unwrap();
+        add_npz_entry(&z, "ns", &npy_i64_bytes("<i8", &ns));
+        assert_eq!(read_npz_i64(&z, "ts").unwrap(), NpzI64::Shape(vec![2]));
+        assert_eq!(read_npz_i64(&z, "ns").unwrap(), NpzI64::Values(ns.to_vec()));
     }
 
     /// Builds a `.npy` with an arbitrary header and raw data, like numpy would.
