@@ -8,7 +8,7 @@ use crate::data::Prepared;
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::space::{Arch, ArchSpec};
-use crate::stats::{kendall_tau, mean_sd, spearman_rho};
+use crate::stats::{kendall_tau, kendall_tau_interval, mean_sd, spearman_rho};
 use crate::train::{
     grad_norm_at_init, proxy_run, train_full, ProxyConfig, TrainConfig, TrainData, Trained,
 };
@@ -707,12 +707,32 @@ pub(crate) fn fingerprint_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// The bootstrap behind every interval of a [`Summary`]: 95% percentile intervals from 2,000
+/// resamples of the designs, seeded so a summary is the same each time it is computed.
+pub const TAU_INTERVAL_LEVEL: f64 = 0.95;
+const TAU_INTERVAL_RESAMPLES: usize = 2000;
+const TAU_INTERVAL_SEED: u64 = 0;
+
+/// [`kendall_tau_interval`] with the study's settings ([`TAU_INTERVAL_LEVEL`]).
+fn tau_interval(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
+    kendall_tau_interval(
+        x,
+        y,
+        TAU_INTERVAL_LEVEL,
+        TAU_INTERVAL_RESAMPLES,
+        TAU_INTERVAL_SEED,
+    )
+}
+
 /// One proxy's agreement with the ground truth.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProxyFidelity {
     pub name: String,
     pub n: usize,
     pub kendall_tau: Option<f64>,
+    /// A 95% bootstrap interval of `kendall_tau` over resamples of the designs
+    /// ([`TAU_INTERVAL_LEVEL`]): how far the tau could move with another sample of designs.
+    pub kendall_tau_interval: Option<(f64, f64)>,
     pub spearman_rho: Option<f64>,
     pub mean_seconds: f64,
     /// Mean proxy seconds over mean ground-truth seconds (one seed).
@@ -725,6 +745,8 @@ pub struct Summary {
     pub architectures: usize,
     /// Kendall tau between the first two ground-truth seeds: the best any proxy can reach.
     pub seed_ceiling_tau: Option<f64>,
+    /// A 95% bootstrap interval of `seed_ceiling_tau`, as for a proxy's.
+    pub seed_ceiling_interval: Option<(f64, f64)>,
     /// The same ceiling for a ground truth averaged over several seeds: for k = 1, 2, ...,
     /// Kendall tau between the mean of a design's first k seeds and the mean of its next k
     /// (seeds in ascending order), over the designs with at least 2k. It says how many seeds
@@ -773,10 +795,10 @@ pub fn summarize(rows: &[Row]) -> Summary {
     let rows: Vec<&Row> = rows.iter().filter(|r| !r.truth.is_empty()).collect();
     let truth: Vec<f64> = rows.iter().map(|r| r.truth_mean()).collect();
     let two: Vec<&&Row> = rows.iter().filter(|r| r.truth.len() >= 2).collect();
-    let seed_ceiling_tau = kendall_tau(
-        &two.iter().map(|r| r.truth[0].val_mae).collect::<Vec<_>>(),
-        &two.iter().map(|r| r.truth[1].val_mae).collect::<Vec<_>>(),
-    );
+    let first: Vec<f64> = two.iter().map(|r| r.truth[0].val_mae).collect();
+    let second: Vec<f64> = two.iter().map(|r| r.truth[1].val_mae).collect();
+    let seed_ceiling_tau = kendall_tau(&first, &second);
+    let seed_ceiling_interval = tau_interval(&first, &second);
     let seed_halves = seed_halves(&rows);
     let truth_secs: Vec<f64> = rows
         .iter()
@@ -808,6 +830,7 @@ pub fn summarize(rows: &[Row]) -> Summary {
                     name: name.to_string(),
                     n: x.len(),
                     kendall_tau: kendall_tau(&x, &y),
+                    kendall_tau_interval: tau_interval(&x, &y),
                     spearman_rho: spearman_rho(&x, &y),
                     mean_seconds,
                     cost_share: mean_seconds / truth_mean_seconds,
@@ -819,6 +842,7 @@ pub fn summarize(rows: &[Row]) -> Summary {
     Summary {
         architectures: rows.len(),
         seed_ceiling_tau,
+        seed_ceiling_interval,
         seed_halves,
         truth_min: truth.iter().copied().fold(f64::INFINITY, f64::min),
         truth_max: truth.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -891,6 +915,10 @@ mod tests {
         let params = s.proxies.iter().find(|p| p.name == "params").unwrap();
         assert_eq!((params.n, params.kendall_tau), (2, Some(-1.0)));
         assert_eq!((s.truth_min, s.truth_max), (1.1, 3.05));
+        // A perfect ranking's interval is the point; two designs give none.
+        assert_eq!(step.kendall_tau_interval, Some((1.0, 1.0)));
+        assert_eq!(s.seed_ceiling_interval, Some((1.0, 1.0)));
+        assert_eq!(params.kendall_tau_interval, None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Statistics of the studies: Kendall's tau-b and Spearman's rho between proxy scores and fully
-//! trained scores (proxy fidelity), and the paired one-sided Wilcoxon signed-rank test and seed
-//! summaries (search against random search over paired seeds).
+//! trained scores (proxy fidelity) with bootstrap intervals, and the paired one-sided Wilcoxon
+//! signed-rank test and seed summaries (search against random search over paired seeds).
+
+use rand::{Rng, SeedableRng};
 
 /// Ranks with ties given their average rank (1-based).
 pub fn ranks(v: &[f64]) -> Vec<f64> {
@@ -58,6 +60,72 @@ pub fn spearman_rho(x: &[f64], y: &[f64]) -> Option<f64> {
     let vy: f64 = ry.iter().map(|b| (b - my).powi(2)).sum();
     let d = (vx * vy).sqrt();
     (d > 0.0).then(|| cov / d)
+}
+
+/// A percentile bootstrap interval at `level` (0.95 for 95%) for a statistic of `n` paired
+/// items: `stat` is given the indices of a resample (`n` drawn with replacement) and returns
+/// the statistic on it, `None` where it is undefined there. The resamples come from a ChaCha
+/// stream seeded with `seed`, so the same inputs always give the same interval.
+///
+/// Why: a fidelity study ranks about 30 designs, and a Kendall tau from 30 pairs moves by about
+/// 0.1 from one sample of designs to another; two proxies 0.03 apart are not told apart, and a
+/// goal such as "tau >= 0.5" is read against the interval's lower end, not the point alone.
+///
+/// `None` with fewer than 3 items, or when the statistic is undefined on half the resamples
+/// or more (too few distinct values to rank).
+pub fn bootstrap_interval(
+    n: usize,
+    level: f64,
+    resamples: usize,
+    seed: u64,
+    stat: impl Fn(&[usize]) -> Option<f64>,
+) -> Option<(f64, f64)> {
+    if n < 3 || resamples == 0 || !(0.0..1.0).contains(&level) {
+        return None;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut idx = vec![0usize; n];
+    let mut values = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for i in idx.iter_mut() {
+            *i = rng.gen_range(0..n);
+        }
+        if let Some(v) = stat(&idx).filter(|v| v.is_finite()) {
+            values.push(v);
+        }
+    }
+    if values.len() * 2 <= resamples {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let tail = (1.0 - level) / 2.0;
+    Some((quantile(&values, tail), quantile(&values, 1.0 - tail)))
+}
+
+/// The `q` quantile of sorted, non-empty `v`, interpolated linearly between order statistics
+/// (numpy's default).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let at = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
+}
+
+/// [`bootstrap_interval`] of [`kendall_tau`] between `x` and `y`, resampling the pairs.
+pub fn kendall_tau_interval(
+    x: &[f64],
+    y: &[f64],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    if x.len() != y.len() {
+        return None;
+    }
+    bootstrap_interval(x.len(), level, resamples, seed, |idx| {
+        let xs: Vec<f64> = idx.iter().map(|&i| x[i]).collect();
+        let ys: Vec<f64> = idx.iter().map(|&i| y[i]).collect();
+        kendall_tau(&xs, &ys)
+    })
 }
 
 /// Mean and sample standard deviation of the finite values (NaN where there are none; the sd
@@ -151,6 +219,47 @@ mod tests {
         assert!((p - 0.5).abs() < 1e-12, "{p}");
         // Zero differences are dropped; all zero is no evidence.
         assert_eq!(wilcoxon_less(&[1.0, 2.0], &[1.0, 2.0]), 1.0);
+    }
+
+    #[test]
+    fn bootstrap_intervals_of_kendall_tau() {
+        // A perfect ranking stays perfect in every resample that can rank.
+        let a: Vec<f64> = (0..10).map(f64::from).collect();
+        assert_eq!(kendall_tau_interval(&a, &a, 0.95, 500, 1), Some((1.0, 1.0)));
+        let rev: Vec<f64> = a.iter().map(|v| -v).collect();
+        assert_eq!(
+            kendall_tau_interval(&a, &rev, 0.95, 500, 1),
+            Some((-1.0, -1.0))
+        );
+        // Noisy agreement: y = x + noise. The interval holds the point estimate, is the same
+        // from the same seed, and narrows as the items grow from 12 to 200.
+        let noisy = |n: usize| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            let x: Vec<f64> = (0..n).map(|_| rng.gen_range(0.0..1.0)).collect();
+            let y: Vec<f64> = x.iter().map(|v| v + rng.gen_range(0.0..0.6)).collect();
+            (x, y)
+        };
+        let (x, y) = noisy(12);
+        let t = kendall_tau(&x, &y).unwrap();
+        let (lo, hi) = kendall_tau_interval(&x, &y, 0.95, 2000, 3).unwrap();
+        assert!(lo < t && t < hi && hi <= 1.0 && lo >= -1.0, "{lo} {t} {hi}");
+        assert_eq!(kendall_tau_interval(&x, &y, 0.95, 2000, 3), Some((lo, hi)));
+        let (x2, y2) = noisy(200);
+        let (lo2, hi2) = kendall_tau_interval(&x2, &y2, 0.95, 2000, 3).unwrap();
+        assert!(
+            hi2 - lo2 < (hi - lo) / 2.0,
+            "{lo2}..{hi2} against {lo}..{hi}"
+        );
+        // A lower level gives a narrower interval inside the wider one.
+        let (l50, h50) = kendall_tau_interval(&x, &y, 0.5, 2000, 3).unwrap();
+        assert!(lo <= l50 && l50 < h50 && h50 <= hi);
+        // Too few items, mismatched lengths, or nothing to rank: no interval.
+        assert_eq!(kendall_tau_interval(&a[..2], &a[..2], 0.95, 100, 1), None);
+        assert_eq!(kendall_tau_interval(&a, &a[..5], 0.95, 100, 1), None);
+        assert_eq!(kendall_tau_interval(&[1.0; 6], &a[..6], 0.95, 100, 1), None);
+        // Quantiles interpolate between order statistics.
+        assert_eq!(quantile(&[0.0, 1.0, 2.0, 3.0], 0.5), 1.5);
+        assert_eq!(quantile(&[5.0], 0.025), 5.0);
     }
 
     #[test]

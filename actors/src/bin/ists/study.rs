@@ -345,7 +345,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
 
 /// The proxy-fidelity study.
 pub fn fidelity(a: FidelityArgs) -> Result<()> {
-    use ists::fidelity::{run_study, summarize, ProxyKind, ResultsFile, Study, StudySettings};
+    use ists::fidelity::{
+        run_study, summarize, ProxyKind, ResultsFile, Study, StudySettings, TAU_INTERVAL_LEVEL,
+    };
     use rand::SeedableRng;
     let s = load_settings(a.config, a.data)?;
     tch::set_num_threads(s.evaluators.threads.max(1));
@@ -426,14 +428,20 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
     )?;
     let sum = summarize(&rows);
     let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    let span = |v: Option<(f64, f64)>| {
+        v.map(|(lo, hi)| format!("[{lo:.2}, {hi:.2}]"))
+            .unwrap_or_else(|| "-".into())
+    };
     println!(
-        "{} architectures; ground truth (mean val MAE over seeds) {:.4} - {:.4}, sd {:.4}, {:.1} s per training; seed-to-seed Kendall tau {}",
+        "{} architectures; ground truth (mean val MAE over seeds) {:.4} - {:.4}, sd {:.4}, {:.1} s per training; seed-to-seed Kendall tau {} ({:.0}% bootstrap interval {})",
         sum.architectures,
         sum.truth_min,
         sum.truth_max,
         sum.truth_sd,
         sum.truth_mean_seconds,
-        f(sum.seed_ceiling_tau)
+        f(sum.seed_ceiling_tau),
+        TAU_INTERVAL_LEVEL * 100.0,
+        span(sum.seed_ceiling_interval)
     );
     for h in sum.seed_halves.iter().skip(1) {
         println!(
@@ -445,13 +453,17 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
             k = h.per_half,
         );
     }
-    println!("| proxy | Kendall tau | Spearman rho | s / candidate | share of one training | n |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| proxy | Kendall tau | {:.0}% interval (bootstrap over designs) | Spearman rho | s / candidate | share of one training | n |",
+        TAU_INTERVAL_LEVEL * 100.0
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for p in &sum.proxies {
         println!(
-            "| {} | {} | {} | {:.2} | {:.1}% | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.1}% | {} |",
             p.name,
             f(p.kendall_tau),
+            span(p.kendall_tau_interval),
             f(p.spearman_rho),
             p.mean_seconds,
             p.cost_share * 100.0,
