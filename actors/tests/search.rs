@@ -397,7 +397,10 @@ fn fidelity_resumes_from_its_results_and_refuses_other_settings() {
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(stdout.contains("| long4x_warmup |"), "{stdout}");
     assert!(stdout.contains("seed-to-seed Kendall tau"), "{stdout}");
-    assert!(stdout.contains("| 95% interval (bootstrap over designs) |"), "{stdout}");
+    assert!(
+        stdout.contains("| 95% interval (bootstrap over designs) |"),
+        "{stdout}"
+    );
     assert!(results.with_extension("png").exists());
     // Lose the last architecture, as a kill would: the rerun redoes only that one.
     let kept: Vec<&str> = log.lines().take(3).collect();
