@@ -834,6 +834,14 @@ impl Settings {
         if self.proxy.lr.is_nan() || self.proxy.lr <= 0.0 {
             return Err(format!("proxy.lr must be > 0, got {}", self.proxy.lr));
         }
+        // A share of the nodes: 0 (or NaN) would train on nothing, above 1 means nothing.
+        if !(self.proxy.node_share > 0.0 && self.proxy.node_share <= 1.0) {
+            return Err(format!(
+                "proxy.node_share must be within (0, 1] (the share of the graph's nodes the \
+                 rung-0 proxy trains on; 1 = all), got {}",
+                self.proxy.node_share
+            ));
+        }
         if self.evaluators.devices.is_empty() {
             return Err("evaluators.devices must list at least one device".into());
         }
@@ -927,6 +935,10 @@ mod tests {
             .starts_with("proxy.steps must be within 1..=10000000"));
         assert!(refused(|s| s.proxy.max_seconds = f64::NAN)
             .starts_with("proxy.max_seconds must be within 0..=86400"));
+        for bad in [0.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
+            assert!(refused(|s| s.proxy.node_share = bad)
+                .starts_with("proxy.node_share must be within (0, 1]"));
+        }
         assert!(refused(|s| s.llm.timeout_secs = f64::INFINITY).starts_with("llm.timeout_secs"));
         assert!(refused(|s| s.model.hidden = 1 << 20)
             .starts_with("model.hidden must be within 1..=1024"));

@@ -10,10 +10,9 @@ use crate::model::ModelConfig;
 use crate::space::{Arch, ArchSpec};
 use crate::stats::{kendall_tau, kendall_tau_interval, mean_sd, spearman_rho};
 use crate::train::{
-    grad_norm_at_init, proxy_run, train_full, ProxyConfig, TrainConfig, TrainData, Trained,
+    grad_norm_at_init, proxy_nodes, proxy_run, train_full, ProxyConfig, TrainConfig, TrainData,
+    Trained,
 };
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -176,13 +175,19 @@ pub struct Study {
 impl Study {
     /// The study on `device` (the CPU, or a GPU: proxies and ground truth alike).
     pub fn new(prepared: &Prepared, settings: StudySettings, device: tch::Device) -> Result<Study> {
+        // The proxies are compared on the whole graph, `subset4x` on its own quarter: a
+        // search's node share has no place here (its `subset4x` row is what it measures).
+        if settings.proxy.node_share != 1.0 {
+            return Err(Error::Config(format!(
+                "proxy.node_share = {}: a fidelity study scores every proxy on the whole graph \
+                 and the node-subset proxy (subset4x, a quarter of the nodes for four times the \
+                 steps) on its own; set proxy.node_share = 1 in the study's settings",
+                settings.proxy.node_share
+            )));
+        }
         let data = TrainData::new(prepared, device)?;
-        let mut nodes: Vec<usize> = (0..prepared.n).collect();
-        nodes.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
-            settings.proxy.seed,
-        ));
-        nodes.truncate((prepared.n / 4).max(2).min(prepared.n));
-        nodes.sort_unstable();
+        let nodes = proxy_nodes(prepared.n, 0.25, settings.proxy.seed)
+            .ok_or_else(|| Error::Config("a quarter of the nodes is not a subset".into()))?;
         let subset = TrainData::new(&prepared.subset_nodes(&nodes)?, device)?;
         Ok(Study {
             settings,
@@ -611,6 +616,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "dropout" => v.as_f64() == Some(0.0),
         // `model.highway`, added after studies had begun: none.
         "highway" => v.as_bool() == Some(false),
+        // `proxy.node_share`, added after studies had begun: the whole graph.
+        "node_share" => v.as_f64() == Some(1.0),
         // A study's `device`, added after studies had begun: they ran on CPUs.
         "device" => v.as_str() == Some("cpu"),
         // `search.prior`, added after studies had begun: no prior.

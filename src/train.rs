@@ -241,6 +241,16 @@ pub struct ProxyConfig {
     /// Steps of linear learning-rate warm-up from lr/warmup to lr (0 = none). Short runs with
     /// a full learning rate from step one mostly measure how fast a model starts learning.
     pub warmup: usize,
+    /// The share of the graph's nodes a search's rung-0 proxy trains and is scored on: 1 is
+    /// all of them; below 1, a fixed random subset of that share ([`proxy_nodes`], seeded by
+    /// `seed`), the same for every candidate. Promotions to higher rungs and final trainings
+    /// always use the whole graph. A step on a quarter of a large graph costs a fraction of
+    /// one on all of it, so `node_share = 0.25` with four times the `steps` is the fidelity
+    /// study's `subset4x` proxy, which ranks METR-LA week's designs at least as well as the
+    /// whole-graph proxy at under a third of its cost (BENCHMARKS.md). On small graphs
+    /// (tens of nodes) the saving is gone. Step budgets (`search.budget_steps`) count its
+    /// steps as whole-graph ones; compare node shares under `search.budget_seconds`.
+    pub node_share: f64,
 }
 
 impl Default for ProxyConfig {
@@ -255,7 +265,33 @@ impl Default for ProxyConfig {
             max_seconds: 0.0,
             seed: 1,
             warmup: 0,
+            node_share: 1.0,
         }
+    }
+}
+
+/// The nodes a proxy with `node_share` below 1 trains on: `share` of `n` (rounded down, at
+/// least 2 and at most `n`), drawn without replacement from a ChaCha stream seeded by `seed`,
+/// in ascending order. `None` at a share of 1 or more (all nodes). The fidelity study's
+/// `subset4x` proxy draws its quarter with this too, so a search proxy with
+/// `node_share = 0.25` trains on exactly the nodes that study scored.
+pub fn proxy_nodes(n: usize, share: f64, seed: u64) -> Option<Vec<usize>> {
+    if share >= 1.0 {
+        return None;
+    }
+    let mut nodes: Vec<usize> = (0..n).collect();
+    nodes.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    nodes.truncate(((n as f64 * share) as usize).max(2).min(n));
+    nodes.sort_unstable();
+    Some(nodes)
+}
+
+/// The data a rung-0 proxy of `cfg` trains on: `None` where it is the whole of `prepared`
+/// (`node_share` 1), else `prepared` restricted to [`proxy_nodes`].
+pub fn proxy_subset(prepared: &Prepared, cfg: &ProxyConfig) -> Result<Option<Prepared>> {
+    match proxy_nodes(prepared.n, cfg.node_share, cfg.seed) {
+        None => Ok(None),
+        Some(nodes) => Ok(Some(prepared.subset_nodes(&nodes)?)),
     }
 }
 
@@ -1134,6 +1170,57 @@ mod tests {
         };
         assert!(bad.check_schedule().unwrap_err().contains("warmup_epochs"));
         assert!(TrainConfig::default().check_schedule().is_ok());
+    }
+
+    /// `proxy.node_share`'s nodes: a seeded, sorted draw of the share (at least 2), none at 1;
+    /// a proxy on them is a proxy on `subset_nodes` of those nodes, scored on them alone.
+    #[test]
+    fn a_node_share_draws_a_fixed_subset_and_the_proxy_trains_on_it() {
+        assert_eq!(proxy_nodes(207, 1.0, 1), None);
+        let q = proxy_nodes(207, 0.25, 1).unwrap();
+        assert_eq!(q.len(), 51);
+        assert!(q.windows(2).all(|w| w[0] < w[1]) && q[50] < 207);
+        assert_eq!(proxy_nodes(207, 0.25, 1), Some(q.clone()));
+        assert_ne!(proxy_nodes(207, 0.25, 2), Some(q));
+        assert_eq!(proxy_nodes(4, 0.1, 1).unwrap().len(), 2);
+        assert_eq!(proxy_nodes(1, 0.5, 1).unwrap(), vec![0]);
+        let p = crate::protocol::tests::wave();
+        let cfg = ProxyConfig {
+            steps: 3,
+            batch_size: 8,
+            val_samples: 16,
+            node_share: 0.5,
+            ..ProxyConfig::default()
+        };
+        assert!(proxy_subset(&p, &ProxyConfig::default()).unwrap().is_none());
+        let part = proxy_subset(&p, &cfg).unwrap().unwrap();
+        let nodes = proxy_nodes(p.n, 0.5, cfg.seed).unwrap();
+        assert_eq!((part.n, nodes.len()), (2, 2));
+        assert_eq!(part.target, p.subset_nodes(&nodes).unwrap().target);
+        let arch = Arch::from_json(
+            r#"{"edges":[{"from":0,"to":3,"op":"STT","spatial":"mix_gc","temporal":"gdcc"}]}"#,
+            crate::space::SpaceKind::Ists,
+        )
+        .unwrap();
+        let model = ModelConfig {
+            hidden: 8,
+            end_hidden: 16,
+            ..ModelConfig::default()
+        };
+        let on = |p: &Prepared| {
+            proxy_eval(
+                &arch,
+                &TrainData::new(p, Device::Cpu).unwrap(),
+                &model,
+                &cfg,
+            )
+            .unwrap()
+            .val_mae
+            .unwrap()
+        };
+        let (whole, half) = (on(&p), on(&part));
+        assert_ne!(whole, half, "scored on other nodes");
+        assert_eq!(half, on(&p.subset_nodes(&nodes).unwrap()));
     }
 
     /// A small design on the wave data, trained `epochs` epochs at a high rate without early

@@ -40,6 +40,8 @@ pub struct EvaluatorActor {
     device: tch::Device,
     setup: Arc<EvalSetup>,
     data: Option<TrainData>,
+    /// The rung-0 proxy's nodes where `proxy.node_share` is below 1 (built on first use).
+    subset: Option<TrainData>,
 }
 
 impl EvaluatorActor {
@@ -48,6 +50,7 @@ impl EvaluatorActor {
             device,
             setup,
             data: None,
+            subset: None,
         }
     }
 
@@ -58,6 +61,22 @@ impl EvaluatorActor {
             self.data = Some(d);
         }
         self.data.as_ref().ok_or_else(|| "no data".to_string())
+    }
+
+    /// The data an evaluation trains on: the rung-0 proxy's node subset (`proxy.node_share`
+    /// below 1, [`ists::train::proxy_subset`]) when `promotion` is false, else the whole graph.
+    fn data_for(&mut self, promotion: bool) -> Result<&TrainData, String> {
+        if promotion || self.setup.proxy.node_share >= 1.0 {
+            return self.data();
+        }
+        if self.subset.is_none() {
+            tch::set_num_threads(self.setup.threads.max(1));
+            let part = ists::train::proxy_subset(&self.setup.prepared, &self.setup.proxy)
+                .map_err(|e| e.to_string())?
+                .ok_or("proxy.node_share below 1 gave no subset")?;
+            self.subset = Some(TrainData::new(&part, self.device).map_err(|e| e.to_string())?);
+        }
+        self.subset.as_ref().ok_or_else(|| "no data".to_string())
     }
 
     /// An injected fault. On a GPU it is a real one (`provoke_oom`): the CUDA caching
@@ -172,6 +191,95 @@ mod tests {
         );
         assert_eq!(fault_kind("shape mismatch"), "eval_error");
     }
+
+    /// With `proxy.node_share` below 1, a rung-0 evaluation trains on the share's nodes
+    /// (exactly `proxy_subset`'s), a promotion on the whole graph.
+    #[actix::test]
+    async fn rung_zero_trains_on_the_node_share_and_promotions_on_the_whole_graph() {
+        use super::*;
+        use ists::data::{Graph, PrepareConfig, RawDataset, Signal};
+        use ists::space::{Arch, SpaceKind};
+        let (t, n) = (400, 6);
+        let values = (0..t * n)
+            .map(|i| 50.0 + 10.0 * ((i / n) as f32 / 48.0 + (i % n) as f32 * 0.3).sin())
+            .collect();
+        let raw = RawDataset {
+            name: "wave".into(),
+            signal: Signal { values, t, n, f: 1 },
+            graph: Graph {
+                n,
+                adj: vec![1.0; n * n],
+                node_ids: None,
+            },
+            signal_path: "mem".into(),
+            graph_path: "mem".into(),
+            steps_per_day: 288,
+            null_value: None,
+            first_weekday: None,
+        };
+        let prepared = ists::data::prepare(&raw, &PrepareConfig::default()).unwrap();
+        let model = ModelConfig {
+            hidden: 8,
+            end_hidden: 16,
+            ..ModelConfig::default()
+        };
+        let proxy = ProxyConfig {
+            steps: 3,
+            batch_size: 8,
+            val_samples: 16,
+            node_share: 0.5,
+            ..ProxyConfig::default()
+        };
+        let arch = Arch::from_json(
+            r#"{"edges":[{"from":0,"to":3,"op":"STT","spatial":"mix_gc","temporal":"gdcc"}]}"#,
+            SpaceKind::Ists,
+        )
+        .unwrap();
+        let score = |p: &Prepared, steps: usize| {
+            let cfg = ProxyConfig {
+                steps,
+                ..proxy.clone()
+            };
+            ists::train::proxy_eval(
+                &arch,
+                &TrainData::new(p, tch::Device::Cpu).unwrap(),
+                &model,
+                &cfg,
+            )
+            .unwrap()
+            .val_mae
+        };
+        let part = ists::train::proxy_subset(&prepared, &proxy)
+            .unwrap()
+            .unwrap();
+        let (on_part, on_whole) = (score(&part, 3), score(&prepared, 5));
+        // Not what the whole graph gives at rung 0's steps: the share is what changed.
+        assert_ne!(on_part, score(&prepared, 3));
+        let setup = Arc::new(EvalSetup {
+            prepared: Arc::new(prepared),
+            model: model.clone(),
+            proxy: proxy.clone(),
+            threads: 1,
+            fake_cost: None,
+            inject_failures: Arc::new(AtomicUsize::new(0)),
+        });
+        let addr = SyncArbiter::start(1, move || {
+            EvaluatorActor::new(tch::Device::Cpu, setup.clone())
+        });
+        let ask = |steps| Evaluate {
+            candidate: 0,
+            arch: arch.clone(),
+            steps,
+        };
+        let rung0 = addr.send(ask(None)).await.unwrap();
+        let promoted = addr.send(ask(Some(5))).await.unwrap();
+        let val = |o: EvalOutcome| match o {
+            EvalOutcome::Report(r) => r.val_mae,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(val(rung0), on_part);
+        assert_eq!(val(promoted), on_whole);
+    }
 }
 
 /// An evaluation under the daemon: the candidate, the search's cancellation (checked at every
@@ -227,7 +335,7 @@ impl EvaluatorActor {
         let setup = self.setup.clone();
         let never = AtomicBool::new(false);
         let stop = cancel.map_or(&never, Cancel::flag);
-        let result = match self.data() {
+        let result = match self.data_for(msg.steps.is_some()) {
             Err(e) => Err(("data".to_string(), e)),
             Ok(data) => {
                 let proxy = ProxyConfig {

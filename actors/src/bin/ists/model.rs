@@ -122,7 +122,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let data = TrainData::new(&prepared, device)?;
     println!("architecture: {}", arch.summary());
     let result = if proxy {
-        let r = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
+        // Scored as a search's rung 0 scores it, on `proxy.node_share` of the nodes.
+        let part = ists::train::proxy_subset(&prepared, &s.proxy)?;
+        let on = match &part {
+            Some(p) => &TrainData::new(p, device)?,
+            None => &data,
+        };
+        let r = proxy_eval(&arch, on, &s.model, &s.proxy)?;
         println!(
             "proxy: status {:?}, val MAE {}, {} steps, loss {:.4} -> {:.4}, {} parameters, {:.2}s",
             r.status,
@@ -243,7 +249,12 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     tch::set_num_threads(s.evaluators.threads.max(1));
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     let device = ists_actors::search::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
-    let data = TrainData::new(&prepared, device)?;
+    // A rung-0 proxy (no --steps) trains on the node share an evaluator would give it.
+    let part = match steps {
+        None => ists::train::proxy_subset(&prepared, &s.proxy)?,
+        Some(_) => None,
+    };
+    let data = TrainData::new(part.as_ref().unwrap_or(&prepared), device)?;
     let report = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
     eprintln!("candidate {candidate}: {:?}", report.status);
     println!("{RESULT_MARKER}{}", serde_json::to_string(&report)?);
