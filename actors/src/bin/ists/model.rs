@@ -125,7 +125,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
         // Scored as a search's rung 0 scores it, on `proxy.node_share` of the nodes.
         let part = ists::train::proxy_subset(&prepared, &s.proxy)?;
         let on = match &part {
-            Some(p) => &TrainData::new(p, device)?,
+            Some(p) => {
+                println!("proxy on {} (proxy.node_share)", p.name);
+                &TrainData::new(p, device)?
+            }
             None => &data,
         };
         let r = proxy_eval(&arch, on, &s.model, &s.proxy)?;
