@@ -54,29 +54,35 @@ impl EvaluatorActor {
         }
     }
 
+    /// The whole graph's data (final trainings, promotions).
     fn data(&mut self) -> Result<&TrainData, String> {
-        if self.data.is_none() {
-            tch::set_num_threads(self.setup.threads.max(1));
-            let d = TrainData::new(&self.setup.prepared, self.device).map_err(|e| e.to_string())?;
-            self.data = Some(d);
-        }
-        self.data.as_ref().ok_or_else(|| "no data".to_string())
+        self.data_for(true)
     }
 
     /// The data an evaluation trains on: the rung-0 proxy's node subset (`proxy.node_share`
     /// below 1, [`ists::train::proxy_subset`]) when `promotion` is false, else the whole graph.
+    /// Each is built on first use, on the worker thread.
     fn data_for(&mut self, promotion: bool) -> Result<&TrainData, String> {
-        if promotion || self.setup.proxy.node_share >= 1.0 {
-            return self.data();
-        }
-        if self.subset.is_none() {
+        let whole = promotion || self.setup.proxy.node_share >= 1.0;
+        let slot = if whole {
+            &mut self.data
+        } else {
+            &mut self.subset
+        };
+        if slot.is_none() {
             tch::set_num_threads(self.setup.threads.max(1));
-            let part = ists::train::proxy_subset(&self.setup.prepared, &self.setup.proxy)
-                .map_err(|e| e.to_string())?
-                .ok_or("proxy.node_share below 1 gave no subset")?;
-            self.subset = Some(TrainData::new(&part, self.device).map_err(|e| e.to_string())?);
+            let part = match whole {
+                true => None,
+                false => Some(
+                    ists::train::proxy_subset(&self.setup.prepared, &self.setup.proxy)
+                        .map_err(|e| e.to_string())?
+                        .ok_or("proxy.node_share below 1 gave no subset")?,
+                ),
+            };
+            let prepared = part.as_ref().unwrap_or(&self.setup.prepared);
+            *slot = Some(TrainData::new(prepared, self.device).map_err(|e| e.to_string())?);
         }
-        self.subset.as_ref().ok_or_else(|| "no data".to_string())
+        slot.as_ref().ok_or_else(|| "no data".to_string())
     }
 
     /// An injected fault. On a GPU it is a real one (`provoke_oom`): the CUDA caching

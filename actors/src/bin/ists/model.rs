@@ -119,19 +119,18 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     println!("{}", prepared.summary());
     let device = ists_actors::search::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
-    let data = TrainData::new(&prepared, device)?;
+    // A proxy is scored as a search's rung 0 scores it, on `proxy.node_share` of the nodes.
+    let part = match proxy {
+        true => ists::train::proxy_subset(&prepared, &s.proxy)?,
+        false => None,
+    };
+    if let Some(p) = &part {
+        println!("proxy on {} (proxy.node_share)", p.name);
+    }
+    let data = TrainData::new(part.as_ref().unwrap_or(&prepared), device)?;
     println!("architecture: {}", arch.summary());
     let result = if proxy {
-        // Scored as a search's rung 0 scores it, on `proxy.node_share` of the nodes.
-        let part = ists::train::proxy_subset(&prepared, &s.proxy)?;
-        let on = match &part {
-            Some(p) => {
-                println!("proxy on {} (proxy.node_share)", p.name);
-                &TrainData::new(p, device)?
-            }
-            None => &data,
-        };
-        let r = proxy_eval(&arch, on, &s.model, &s.proxy)?;
+        let r = proxy_eval(&arch, &data, &s.model, &s.proxy)?;
         println!(
             "proxy: status {:?}, val MAE {}, {} steps, loss {:.4} -> {:.4}, {} parameters, {:.2}s",
             r.status,
