@@ -197,6 +197,10 @@ pub struct SearchSettings {
     /// exploration stage's candidates when `exploration = "prior"`. Paths as given (relative
     /// ones from the working directory). Empty: no prior.
     pub prior: Vec<std::path::PathBuf>,
+    /// New uniform draws a `prior` exploration step chooses among (1..=4096; default
+    /// [`PRIOR_POOL`]). Larger trusts the prior more: the first designs sit nearer to what it
+    /// ranks best, at the cost of the exploration stage's spread.
+    pub prior_pool: usize,
     /// Switch early when this many evaluations in a row bring no new best (0 = off).
     pub plateau: usize,
     pub mode: Mode,
@@ -255,6 +259,7 @@ impl Default for SearchSettings {
             exploration: Exploration::Sample,
             optimization: Optimization::Mutate,
             prior: Vec::new(),
+            prior_pool: PRIOR_POOL,
             plateau: 0,
             mode: Mode::Cot,
             tot: TotSettings::default(),
@@ -281,7 +286,7 @@ pub enum Exploration {
     /// ([`crate::space::Arch::distance`]) from its nearest evaluated design, so the first
     /// designs spread over the operators and hyperparameter choices instead of clustering.
     Diverse,
-    /// Prior knowledge: of [`PRIOR_POOL`] new uniform samples, the one the surrogate of earlier
+    /// Prior knowledge: of `search.prior_pool` new uniform samples, the one the surrogate of earlier
     /// searches' banks (`search.prior`, [`crate::prior::Prior`]) ranks best, so the first
     /// designs start where other tasks' winners were instead of anywhere.
     Prior,
@@ -290,9 +295,14 @@ pub enum Exploration {
 /// Uniform samples a `diverse` exploration step chooses among.
 pub const DIVERSE_POOL: usize = 32;
 
-/// New uniform samples a `prior` exploration step chooses among. Small enough that the
-/// exploration stage still spreads: the prior picks among a few draws, it does not dictate.
+/// New uniform samples a `prior` exploration step chooses among, by default
+/// (`search.prior_pool`). Small enough that the exploration stage still spreads: the prior
+/// picks among a few draws, it does not dictate.
 pub const PRIOR_POOL: usize = 8;
+
+/// The largest `search.prior_pool`: each exploration proposal samples and ranks this many
+/// designs, so the bound keeps a proposal's cost small.
+pub const MAX_PRIOR_POOL: usize = 4096;
 
 /// How the offline instructor proposes in the optimization stage (`search.optimization`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -762,6 +772,12 @@ impl Settings {
                     .into(),
             );
         }
+        if !(1..=MAX_PRIOR_POOL).contains(&s.prior_pool) {
+            return Err(format!(
+                "search.prior_pool must be within 1..={MAX_PRIOR_POOL}, got {}",
+                s.prior_pool
+            ));
+        }
         if s.budget_steps > 1_000_000_000_000 {
             return Err(format!(
                 "search.budget_steps must be <= 10^12, got {}",
@@ -952,6 +968,12 @@ mod tests {
         assert!(refused(|s| s.final_train.train.gamma = 0.0).starts_with("final.train.gamma"));
         assert!(refused(|s| s.search.budget_seconds = -1.0)
             .starts_with("search.budget_seconds must be within 0..=10^9"));
+        for bad in [0, MAX_PRIOR_POOL + 1, usize::MAX] {
+            assert_eq!(
+                refused(|s| s.search.prior_pool = bad),
+                format!("search.prior_pool must be within 1..=4096, got {bad}")
+            );
+        }
         // The joint space's widths must suit the heads of both models.
         assert_eq!(
             refused(|s| s.search.hyper.hidden = vec![16, 18]),

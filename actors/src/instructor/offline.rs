@@ -26,6 +26,8 @@ pub struct OfflineInstructor {
     optimization: Optimization,
     /// Earlier searches' banks (`search.prior`), for `Exploration::Prior`.
     prior: Option<Arc<Prior>>,
+    /// Draws a prior-ranked exploration step chooses among (`search.prior_pool`).
+    prior_pool: usize,
 }
 
 impl OfflineInstructor {
@@ -37,6 +39,7 @@ impl OfflineInstructor {
             exploration: Exploration::Sample,
             optimization: Optimization::Mutate,
             prior: None,
+            prior_pool: PRIOR_POOL,
         }
     }
 
@@ -58,12 +61,18 @@ impl OfflineInstructor {
         self
     }
 
+    /// How many new draws a prior-ranked exploration step chooses among (at least 1).
+    pub fn with_prior_pool(mut self, pool: usize) -> OfflineInstructor {
+        self.prior_pool = pool.max(1);
+        self
+    }
+
     /// An exploration-stage design: uniform, the most different from every design scored
-    /// so far (max-min over [`DIVERSE_POOL`] draws), or the one of [`PRIOR_POOL`] new draws
+    /// so far (max-min over [`DIVERSE_POOL`] draws), or the one of `prior_pool` new draws
     /// the prior ranks best; never a known hash when avoidable.
     fn explore(&self, h: &Hints, rng: &mut ChaCha8Rng) -> Arch {
         if let (Exploration::Prior, Some(prior)) = (self.exploration, &self.prior) {
-            let pool = fresh_pool(h, PRIOR_POOL, || {
+            let pool = fresh_pool(h, self.prior_pool, || {
                 Arch::sample_in(self.space, &self.hyper, rng)
             });
             if let Some(a) = least(pool, |a| prior.estimate(a)) {
@@ -217,7 +226,9 @@ impl OfflineInstructor {
 /// Up to `n` distinct designs from `draw` that are not known yet (at most 64 draws).
 fn fresh_pool(h: &Hints, n: usize, mut draw: impl FnMut() -> Arch) -> Vec<Arch> {
     let mut pool: Vec<(String, Arch)> = Vec::new();
-    for _ in 0..64 {
+    // Duplicates and known designs are skipped, so allow a few draws per place (at least 64,
+    // the bound for the built-in pools), but never loop without end in a small space.
+    for _ in 0..n.saturating_mul(4).max(64) {
         if pool.len() >= n {
             break;
         }
@@ -532,6 +543,58 @@ mod tests {
         assert!(
             fast_ranked >= 30 && fast_uniform <= 24,
             "factor 4 drawn {fast_ranked} of 40 times with the prior, {fast_uniform} without"
+        );
+    }
+
+    /// `search.prior_pool`: a pool of one is uniform sampling (the first draw, whatever the
+    /// prior says); a larger pool than the default proposes designs the prior ranks better on
+    /// average, and still never a known one.
+    #[test]
+    fn a_larger_prior_pool_trusts_the_prior_more() {
+        let hs = HyperSpace {
+            hidden: vec![8, 16, 32],
+            blocks: vec![1, 2],
+            lr_scale: vec![0.25, 1.0, 4.0],
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let bank: Vec<(Arch, f64)> = (0..60)
+            .map(|i| {
+                let mut a = Arch::sample_in(SpaceKind::Ists, &hs, &mut rng);
+                let x = a.hyper.as_mut().unwrap();
+                x.lr_scale = [4.0, 1.0, 0.25][i % 3];
+                x.hidden = [32, 16, 8][(i / 3) % 3];
+                (a, (i % 3) as f64 + ((i / 3) % 3) as f64 + 0.01 * i as f64)
+            })
+            .collect();
+        let prior = Arc::new(Prior::fit(&[bank]));
+        let with_pool = |n| {
+            OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3)
+                .with_exploration(Exploration::Prior)
+                .with_prior(Some(prior.clone()))
+                .with_prior_pool(n)
+        };
+        let (one, eight, big) = (with_pool(1), with_pool(PRIOR_POOL), with_pool(128));
+        let (mut sum8, mut sum_big) = (0.0, 0.0);
+        for seed in 0..40 {
+            let h = hints(&[], &[]);
+            let rng = || ChaCha8Rng::seed_from_u64(seed);
+            let first = Arch::sample_in(SpaceKind::Ists, &hs, &mut rng());
+            assert_eq!(
+                one.explore(&h, &mut rng()),
+                first,
+                "a pool of one is uniform"
+            );
+            sum8 += prior.estimate(&eight.explore(&h, &mut rng()));
+            let a = big.explore(&h, &mut rng());
+            sum_big += prior.estimate(&a);
+            let known = hints(&[], std::slice::from_ref(&a));
+            assert_ne!(big.explore(&known, &mut rng()).hash(), a.hash());
+        }
+        assert!(
+            sum_big < sum8,
+            "mean prior estimate with 128 draws {} against {} with {PRIOR_POOL}",
+            sum_big / 40.0,
+            sum8 / 40.0
         );
     }
 }

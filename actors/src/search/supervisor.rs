@@ -442,12 +442,14 @@ pub fn instructor_for(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipie
 fn offline_instructor(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipient<Complete> {
     let s = &settings.search;
     let (space, seed, exploration, optimization) = (s.space, s.seed, s.exploration, s.optimization);
+    let prior_pool = s.prior_pool;
     let hyper = settings.hyper_space();
     Supervisor::start(move |_| {
         OfflineInstructor::new(space, hyper.clone(), seed)
             .with_exploration(exploration)
             .with_optimization(optimization)
             .with_prior(prior.clone())
+            .with_prior_pool(prior_pool)
     })
     .recipient()
 }
