@@ -223,7 +223,7 @@ impl OfflineInstructor {
     }
 }
 
-/// Up to `n` distinct designs from `draw` that are not known yet (at most 64 draws).
+/// Up to `n` distinct designs from `draw` that are not known yet (at most `max(64, 4n)` draws).
 fn fresh_pool(h: &Hints, n: usize, mut draw: impl FnMut() -> Arch) -> Vec<Arch> {
     let mut pool: Vec<(String, Arch)> = Vec::new();
     // Duplicates and known designs are skipped, so allow a few draws per place (at least 64,
