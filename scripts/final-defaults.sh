@@ -5,7 +5,12 @@
 #
 #   scripts/final-defaults.sh chickenpox            # presets: chickenpox, metr-la-week
 #   EPOCHS="6 40" SCHEDULES="constant cosine" SEEDS="42 43" scripts/final-defaults.sh metr-la-week
+#   WEIGHT_DECAYS="0.0001 0.001" RESULTS=bench/results/final-weight-decay.jsonl \
+#     scripts/final-defaults.sh chickenpox
 #
+# WEIGHT_DECAYS (Adam's L2 decay, final.train.weight_decay) adds a "weight_decay" field to each
+# line; without it the preset's own value is used and the line has no such field (as the lines
+# written before the field existed), so those lines still resume.
 # Each line: {"data", "arch", "epochs", "schedule", "warmup_epochs", "lr", "patience", "seed",
 # "epochs_run", "best_epoch", "val_mae", "test_mae", "seconds"}; the epoch is chosen on
 # validation (early stopping restores the best weights), test is only reported.
@@ -19,6 +24,8 @@ archs="${ARCHS:-config/reference-arch.json config/gwn-arch.json}"
 seeds="${SEEDS:-42 43}"
 schedules="${SCHEDULES:-constant cosine}"
 lr="${LR:-0.001}"
+# "-" stands for "the preset's weight decay, not recorded in the line".
+weight_decays="${WEIGHT_DECAYS:--}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 touch "$out"
@@ -36,14 +43,20 @@ for data in "$@"; do
       for schedule in $schedules; do
         # A cosine decay gets a one-epoch linear warm-up; a constant rate none.
         warmup=0; [ "$schedule" = constant ] || warmup=1
+        for wd in $weight_decays; do
         for seed in $seeds; do
           key="\"data\":\"$data\",\"arch\":\"$arch\",\"epochs\":$epochs,\"schedule\":\"$schedule\",\"warmup_epochs\":$warmup,\"lr\":$lr,\"patience\":$patience,\"seed\":$seed"
+          wd_env=()
+          if [ "$wd" != - ]; then
+            key="$key,\"weight_decay\":$wd"
+            wd_env=("ISTS__FINAL__TRAIN__WEIGHT_DECAY=$wd")
+          fi
           if grep -qF "{$key," "$out"; then
-            echo "final-defaults: $data $arch $epochs epochs $schedule seed $seed: already measured" >&2
+            echo "final-defaults: $data $arch $epochs epochs $schedule wd $wd seed $seed: already measured" >&2
             continue
           fi
-          echo "final-defaults: $data $arch $epochs epochs $schedule seed $seed" >&2
-          ISTS__FINAL__TRAIN__SCHEDULE="$schedule" ISTS__FINAL__TRAIN__WARMUP_EPOCHS="$warmup" \
+          echo "final-defaults: $data $arch $epochs epochs $schedule wd $wd seed $seed" >&2
+          env "${wd_env[@]}" ISTS__FINAL__TRAIN__SCHEDULE="$schedule" ISTS__FINAL__TRAIN__WARMUP_EPOCHS="$warmup" \
             ISTS__FINAL__TRAIN__LR="$lr" ISTS__FINAL__TRAIN__PATIENCE="$patience" \
             ISTS__FINAL__TRAIN__SEED="$seed" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" \
             "$bin" train --arch "$arch" --config "$config" --epochs "$epochs" \
@@ -59,21 +72,24 @@ row.update(epochs_run=r["epochs_run"], best_epoch=r["best_epoch"],
 print(json.dumps(row, separators=(",", ":")))
 PY
         done
+        done
       done
     done
   done
 done
-# The table: mean validation and test MAE per data set, design, epochs and schedule.
+# The table: mean validation and test MAE per data set, design, epochs, schedule and weight
+# decay ("preset" where the line does not record it).
 python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 groups = {}
 for r in rows:
-    groups.setdefault((r["data"], r["arch"], r["epochs"], r["schedule"], r["lr"]), []).append(r)
-print("| data | design | epochs | schedule | lr | seeds | val MAE | test MAE | best epochs |")
-print("|---|---|---:|---|---:|---:|---:|---:|---|")
-for (d, a, e, s, lr), g in sorted(groups.items()):
+    wd = str(r.get("weight_decay", "preset"))
+    groups.setdefault((r["data"], r["arch"], r["epochs"], r["schedule"], r["lr"], wd), []).append(r)
+print("| data | design | epochs | schedule | lr | weight decay | seeds | val MAE | test MAE | best epochs |")
+print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
+for (d, a, e, s, lr, wd), g in sorted(groups.items()):
     v = statistics.mean(r["val_mae"] for r in g); t = statistics.mean(r["test_mae"] for r in g)
     be = ", ".join(str(r["best_epoch"]) for r in g)
-    print(f"| {d} | {a} | {e} | {s} | {lr} | {len(g)} | {v:.4f} | {t:.4f} | {be} |")
+    print(f"| {d} | {a} | {e} | {s} | {lr} | {wd} | {len(g)} | {v:.4f} | {t:.4f} | {be} |")
 PY
