@@ -12,6 +12,7 @@
 use crate::run::summary::Summary;
 use crate::search::supervisor::{run_search, SearchOptions};
 use ists::config::{Backend, Settings};
+use ists::memory::{MemoryBank, MemoryEntry};
 use ists::space::Arch;
 use ists::stats::{mean_sd, wilcoxon_less};
 use ists::train::{train_full, TrainConfig, TrainData};
@@ -464,6 +465,24 @@ fn search_dir(cfg: &mut Settings, dir: &Path) -> Result<SearchOptions, String> {
     })
 }
 
+/// Trains `arch` like a search's final model under `cfg` (already seeded): `final.seeds`
+/// seeds, the epoch chosen on validation; the mean validation and test MAE over the seeds
+/// (NaN where a training diverged).
+fn train_like_final(cfg: &Settings, arch: &Arch, data: &TrainData) -> Result<(f64, f64), String> {
+    let (mut vals, mut tests) = (Vec::new(), Vec::new());
+    for j in 0..cfg.final_train.seeds.max(1) as u64 {
+        let train = TrainConfig {
+            seed: cfg.final_train.train.seed + j,
+            ..cfg.final_train.train.clone()
+        };
+        let (r, _) = train_full(arch, data, cfg.final_model(), &train, &mut |_| {})
+            .map_err(|e| e.to_string())?;
+        vals.push(r.val.map_or(f64::NAN, |m| m.average.mae));
+        tests.push(r.test.map_or(f64::NAN, |m| m.average.mae));
+    }
+    Ok((mean_sd(&vals).0, mean_sd(&tests).0))
+}
+
 /// Trains a fixed design like a search's final model (`final.seeds` seeds) with seed index `k`.
 pub fn run_hand_design(
     base: &Settings,
@@ -476,18 +495,7 @@ pub fn run_hand_design(
     cfg.check_final_width(arch)
         .map_err(|e| format!("hand-{name}: {e}"))?;
     let started = std::time::Instant::now();
-    let (mut vals, mut tests) = (Vec::new(), Vec::new());
-    for j in 0..cfg.final_train.seeds.max(1) as u64 {
-        let train = TrainConfig {
-            seed: cfg.final_train.train.seed + j,
-            ..cfg.final_train.train.clone()
-        };
-        let (r, _) = train_full(arch, data, cfg.final_model(), &train, &mut |_| {})
-            .map_err(|e| e.to_string())?;
-        vals.push(r.val.map_or(f64::NAN, |m| m.average.mae));
-        tests.push(r.test.map_or(f64::NAN, |m| m.average.mae));
-    }
-    let (val_mae, test_mae) = (mean_sd(&vals).0, mean_sd(&tests).0);
+    let (val_mae, test_mae) = train_like_final(&cfg, arch, data)?;
     if !(val_mae.is_finite() && test_mae.is_finite()) {
         return Err(format!("hand-{name} seed +{k}: training diverged"));
     }
@@ -499,6 +507,96 @@ pub fn run_hand_design(
         eval_steps: 0,
         val_mae,
         test_mae,
+        trajectory: Vec::new(),
+        resumed: 0,
+        final_kept: 0,
+        final_shared: 0,
+    })
+}
+
+/// The name of [`run_anytime`]'s row: the method's, then `@` and the share of the reference's
+/// compute (`offline-prior@0.3`).
+pub fn anytime_name(method: &str, fraction: f64) -> String {
+    format!("{method}@{fraction}")
+}
+
+/// What a search held once it had spent `limit` optimizer steps: its memory bank built from
+/// the journal's evaluations in order, up to the last one that ends within `limit` (a
+/// promotion replaces its design's lower-rung entry, as in the search), with the number of
+/// those evaluations and the steps they took.
+pub fn held_at(entries: &[MemoryEntry], limit: u64) -> (MemoryBank, usize, u64) {
+    let mut bank = MemoryBank::new();
+    let (mut steps, mut evaluations) = (0u64, 0usize);
+    for e in entries {
+        let next = steps.saturating_add(e.steps as u64);
+        if next > limit {
+            break;
+        }
+        steps = next;
+        evaluations += 1;
+        bank.insert(e.clone());
+    }
+    (bank, evaluations, steps)
+}
+
+/// Anytime quality: the model a search would have handed back had it been stopped after
+/// `fraction` of `reference_steps` (another method's whole search, e.g. random search's under
+/// the same seed), trained like its final model. `entries` is the finished search's journal;
+/// the design held then ([`held_at`]: the `final.top_k` best, highest rung first, the one with
+/// the best mean validation MAE over `final.seeds` trainings) is trained with seed index `k`'s
+/// final-training seeds, as the search's own final model was. Judged by full training rather
+/// than by the proxy's scores: a search's best proxy score is the luckiest of its runs, which
+/// an early point of a search cannot match however good its designs are.
+pub fn run_anytime(
+    base: &Settings,
+    method: &str,
+    k: u64,
+    entries: &[MemoryEntry],
+    fraction: f64,
+    reference_steps: u64,
+    data: &TrainData,
+) -> Result<MethodRun, String> {
+    let name = anytime_name(method, fraction);
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(format!("{name}: the share must be in (0, 1]"));
+    }
+    let cfg = seeded(base, k);
+    let limit = (reference_steps as f64 * fraction).floor() as u64;
+    let (bank, ended, steps) = held_at(entries, limit);
+    let held = bank.best(cfg.final_train.top_k.max(1));
+    if held.is_empty() {
+        return Err(format!(
+            "{name} seed +{k}: no design was scored within {limit} steps"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let mut chosen: Option<(f64, f64)> = None;
+    for e in held {
+        let arch = Arch::from_spec(&e.arch, cfg.search.space)
+            .map_err(|err| format!("{name} seed +{k}: candidate {}: {err}", e.id))?;
+        let (val, test) = train_like_final(&cfg, &arch, data)?;
+        if val.is_finite() && test.is_finite() && chosen.is_none_or(|(v, _)| val < v) {
+            chosen = Some((val, test));
+        }
+    }
+    let (val_mae, test_mae) =
+        chosen.ok_or_else(|| format!("{name} seed +{k}: every final training diverged"))?;
+    // The search's evaluation seconds up to the cut, then the final trainings'.
+    let searched = ended
+        .checked_sub(1)
+        .and_then(|last| trajectory(entries).get(last).map(|p| p.seconds))
+        .unwrap_or(0.0);
+    let seconds = searched + started.elapsed().as_secs_f64();
+    Ok(MethodRun {
+        method: name,
+        seed: k,
+        seconds,
+        // Candidates, as in a search's row (the journal also holds their promotions).
+        evaluations: bank.len(),
+        eval_steps: steps,
+        val_mae,
+        test_mae,
+        // Left out so that time to quality reads the searches themselves, not these cuts.
         trajectory: Vec::new(),
         resumed: 0,
         final_kept: 0,
@@ -612,6 +710,56 @@ mod tests {
             rung,
             score,
         }
+    }
+
+    fn evaluation(id: usize, rung: usize, steps: usize, score: f64) -> MemoryEntry {
+        MemoryEntry {
+            id,
+            hash: format!("h{id}"),
+            arch: Arch::from_json(
+                r#"{"edges":[{"from":0,"to":3,"op":"identity"}]}"#,
+                ists::space::SpaceKind::Ists,
+            )
+            .unwrap()
+            .to_spec(),
+            score: Some(score),
+            status: ists::train::EvalStatus::Ok,
+            stage: ists::memory::Stage::Exploration,
+            params: 10,
+            seconds: 1.0,
+            rung,
+            steps,
+            first_loss: None,
+            last_loss: None,
+            reasoning: None,
+        }
+    }
+
+    #[test]
+    fn held_at_is_the_bank_of_the_evaluations_that_ended_within_the_steps() {
+        // Three proxy runs of 30 steps, then candidates 0 and 1 promoted (90 steps each).
+        let journal = [
+            evaluation(0, 0, 30, 0.6),
+            evaluation(1, 0, 30, 0.5),
+            evaluation(2, 0, 30, 0.7),
+            evaluation(0, 1, 90, 0.55),
+            evaluation(1, 1, 90, 0.45),
+        ];
+        let best = |limit: u64| {
+            let (bank, n, steps) = held_at(&journal, limit);
+            let top = bank.best(1).first().map(|e| (e.id, e.rung));
+            (top, n, steps)
+        };
+        assert_eq!(best(10), (None, 0, 0));
+        // The third run ends at 90: not within 89.
+        assert_eq!(best(89), (Some((1, 0)), 2, 60));
+        // A promotion outranks a better proxy score, as in the search's own choice.
+        assert_eq!(best(180), (Some((0, 1)), 4, 180));
+        assert_eq!(best(269), (Some((0, 1)), 4, 180));
+        assert_eq!(best(270), (Some((1, 1)), 5, 270));
+        assert_eq!(best(u64::MAX), (Some((1, 1)), 5, 270));
+        assert_eq!(anytime_name("offline-prior", 0.3), "offline-prior@0.3");
+        assert_eq!(anytime_name("random", 1.0), "random@1");
     }
 
     #[test]

@@ -48,6 +48,13 @@ pub struct BaselineArgs {
     /// cover every row in the file.
     #[arg(long, default_value_t = 0)]
     pub from_seed: usize,
+    /// Anytime quality instead of searching: for each search method and seed whose row is in
+    /// the results file, the design its search held after this share (0..=1) of random
+    /// search's steps under the same seed, trained like its final model, as the row
+    /// `METHOD@SHARE` (`offline-prior@0.3`). Reads the finished searches' run directories;
+    /// needs the random rows.
+    #[arg(long)]
+    pub anytime: Option<f64>,
 }
 
 /// `ists fidelity`: how well cheap proxies rank architectures against full training.
@@ -118,14 +125,25 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         results,
         methods,
         from_seed,
+        anytime,
     } = a;
     if from_seed >= seeds.max(1) {
         anyhow::bail!("--from-seed {from_seed}: must be below --seeds ({seeds})");
     }
+    if let Some(f) = anytime {
+        if !(f > 0.0 && f <= 1.0) {
+            anyhow::bail!("--anytime {f}: a share of random search's steps, in (0, 1]");
+        }
+        if results.is_none() {
+            anyhow::bail!(
+                "--anytime reads a comparison's rows and run directories: give --results"
+            );
+        }
+    }
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
-        append_run, mean_time_to_quality, paired, read_runs, run_hand_design, run_search_method,
-        time_to_quality, Method,
+        anytime_name, append_run, mean_time_to_quality, paired, read_runs, run_anytime,
+        run_hand_design, run_search_method, time_to_quality, Method,
     };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
@@ -219,6 +237,55 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--methods: {e}"))?;
     for k in from_seed as u64..seeds as u64 {
         for method in &methods {
+            if let Some(f) = anytime {
+                if matches!(method, Method::Hand { .. }) {
+                    continue;
+                }
+                let name = anytime_name(&method.name(), f);
+                if runs.iter().any(|r| r.method == name && r.seed == k) {
+                    continue;
+                }
+                let finished = |m: &str| runs.iter().find(|r| r.method == m && r.seed == k);
+                let (Some(_), Some(reference)) = (finished(&method.name()), finished("random"))
+                else {
+                    eprintln!(
+                        "{name} seed +{k}: skipped, the file has no finished {} and random rows \
+                         for this seed",
+                        method.name()
+                    );
+                    continue;
+                };
+                let dir = compare_run_dir(&s.runs_dir, &path, &method.name(), k);
+                let journal = dir.join("journal.jsonl");
+                let entries = ists_actors::search::memory::read_journal(&journal)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", journal.display()))?;
+                match run_anytime(
+                    &s,
+                    &method.name(),
+                    k,
+                    &entries,
+                    f,
+                    reference.eval_steps,
+                    &data,
+                ) {
+                    Ok(r) => {
+                        eprintln!(
+                            "{} seed +{k}: test MAE {:.4} (the design held after {} candidates, \
+                             {} steps of random's {}; {:.0} s)",
+                            r.method,
+                            r.test_mae,
+                            r.evaluations,
+                            r.eval_steps,
+                            reference.eval_steps,
+                            r.seconds
+                        );
+                        append_run(&path, &r).map_err(anyhow::Error::msg)?;
+                        runs.push(r);
+                    }
+                    Err(e) => eprintln!("{e}"),
+                }
+                continue;
+            }
             if runs
                 .iter()
                 .any(|r| r.method == method.name() && r.seed == k)
@@ -299,7 +366,10 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     }
     // Time to quality: when each search first held a design as good as random search's final
     // one (by the searches' own scores), as a share of the time random took to hold it.
-    let searches = names.iter().filter(|m| !m.starts_with("hand-"));
+    // Anytime rows (`METHOD@SHARE`) are cuts of searches, not searches.
+    let searches = names
+        .iter()
+        .filter(|m| !m.starts_with("hand-") && !m.contains('@'));
     for method in searches {
         let t = time_to_quality(&runs, method, "random");
         if t.is_empty() {
