@@ -948,6 +948,47 @@ async fn the_methods_of_a_seed_share_an_identical_final_training() {
     assert_eq!(other.final_shared, 0, "another seed trains its own");
 }
 
+/// Anytime quality (`ists baseline --anytime`): cut at the whole of the reference's steps, the
+/// design a finished search held is its final one, trained with the same seeds, so the row
+/// repeats the search's own scores; cut before any evaluation ended it is refused, naming the
+/// cut; cut after the first proxy run, it holds that run's design.
+#[actix::test]
+async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
+    use ists_actors::run::compare::{held_at, run_anytime, run_search_method, Method};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny_chickenpox(tmp.path());
+    s.search.budget = 4;
+    s.final_train.seeds = 2;
+    let dir = tmp.path().join("compare-x-random-seed0");
+    let (run, _) = run_search_method(&s, &Method::Random, 0, Some(&dir))
+        .await
+        .unwrap();
+    let entries = ists_actors::search::memory::read_journal(&dir.join("journal.jsonl")).unwrap();
+    let prepared = ists_actors::search::supervisor::prepare_data(&s).unwrap();
+    let data = ists::train::TrainData::new(&prepared, tch::Device::Cpu).unwrap();
+    let whole = run_anytime(&s, "random", 0, &entries, 1.0, run.eval_steps, &data).unwrap();
+    assert_eq!(whole.method, "random@1");
+    assert_eq!(
+        (
+            whole.val_mae,
+            whole.test_mae,
+            whole.eval_steps,
+            whole.evaluations
+        ),
+        (run.val_mae, run.test_mae, run.eval_steps, run.evaluations)
+    );
+    let first = entries[0].steps as u64;
+    let err = run_anytime(&s, "random", 0, &entries, 0.5, first - 1, &data).unwrap_err();
+    assert!(
+        err.contains("random@0.5") && err.contains("no design"),
+        "{err}"
+    );
+    let (bank, ended, steps) = held_at(&entries, first);
+    assert_eq!((ended, steps, bank.len()), (1, first, 1));
+    assert_eq!(bank.best(1)[0].hash, entries[0].hash);
+    assert!(run_anytime(&s, "random", 0, &entries, 1.5, run.eval_steps, &data).is_err());
+}
+
 /// A comparison's search (`ists baseline --seeds`) killed mid-way resumes from its run
 /// directory: the evaluations made before are kept and counted, its row says how many were
 /// carried over, and its wall time includes the earlier session; a directory left under other
