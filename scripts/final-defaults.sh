@@ -8,12 +8,13 @@
 #   WEIGHT_DECAYS="0.0001 0.001" RESULTS=bench/results/final-weight-decay.jsonl \
 #     scripts/final-defaults.sh chickenpox
 #
-# WEIGHT_DECAYS (Adam's L2 decay, final.train.weight_decay) adds a "weight_decay" field to each
-# line; without it the preset's own value is used and the line has no such field (as the lines
-# written before the field existed), so those lines still resume.
+# WEIGHT_DECAYS: the values of Adam's L2 decay (final.train.weight_decay) to train with; without
+# it, the preset's own (its [final.train] value, else config/default.toml's). Every line records
+# the value it trained with. Lines written before that field existed have none: they were all
+# trained at 1e-4, the default then, and are shown so in the table; a rerun does not resume them.
 # Each line: {"data", "arch", "epochs", "schedule", "warmup_epochs", "lr", "patience", "seed",
-# "epochs_run", "best_epoch", "val_mae", "test_mae", "seconds"}; the epoch is chosen on
-# validation (early stopping restores the best weights), test is only reported.
+# "weight_decay", "epochs_run", "best_epoch", "val_mae", "test_mae", "seconds"}; the epoch is
+# chosen on validation (early stopping restores the best weights), test is only reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${ISTS_BIN:-target/release/ists}"
@@ -24,8 +25,17 @@ archs="${ARCHS:-config/reference-arch.json config/gwn-arch.json}"
 seeds="${SEEDS:-42 43}"
 schedules="${SCHEDULES:-constant cosine}"
 lr="${LR:-0.001}"
-# "-" stands for "the preset's weight decay, not recorded in the line".
-weight_decays="${WEIGHT_DECAYS:--}"
+# The values as JSON writes them (1e-4 -> 0.0001), so a line's key is found again on resume.
+canonical() { python3 -c 'import json, sys; print(" ".join(json.dumps(float(v)) for v in sys.argv[1:]))' "$@"; }
+# The weight decay a preset trains with: its [final.train] value, else the default's.
+preset_weight_decay() {
+  python3 - "$1" <<'PY'
+import json, sys, tomllib
+value = tomllib.load(open("config/default.toml", "rb"))["final"]["train"]["weight_decay"]
+value = tomllib.load(open(sys.argv[1], "rb")).get("final", {}).get("train", {}).get("weight_decay", value)
+print(json.dumps(float(value)))
+PY
+}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 touch "$out"
@@ -38,6 +48,11 @@ for data in "$@"; do
     *) echo "final-defaults: unknown preset '$data' (chickenpox, metr-la-week)" >&2; exit 2 ;;
   esac
   patience="${PATIENCE:-$patience_default}"
+  if [ -n "${WEIGHT_DECAYS:-}" ]; then
+    weight_decays=$(canonical $WEIGHT_DECAYS)
+  else
+    weight_decays=$(preset_weight_decay "$config")
+  fi
   for arch in $archs; do
     for epochs in ${EPOCHS:-$epochs_default}; do
       for schedule in $schedules; do
@@ -45,18 +60,13 @@ for data in "$@"; do
         warmup=0; [ "$schedule" = constant ] || warmup=1
         for wd in $weight_decays; do
         for seed in $seeds; do
-          key="\"data\":\"$data\",\"arch\":\"$arch\",\"epochs\":$epochs,\"schedule\":\"$schedule\",\"warmup_epochs\":$warmup,\"lr\":$lr,\"patience\":$patience,\"seed\":$seed"
-          wd_env=()
-          if [ "$wd" != - ]; then
-            key="$key,\"weight_decay\":$wd"
-            wd_env=("ISTS__FINAL__TRAIN__WEIGHT_DECAY=$wd")
-          fi
+          key="\"data\":\"$data\",\"arch\":\"$arch\",\"epochs\":$epochs,\"schedule\":\"$schedule\",\"warmup_epochs\":$warmup,\"lr\":$lr,\"patience\":$patience,\"seed\":$seed,\"weight_decay\":$wd"
           if grep -qF "{$key," "$out"; then
             echo "final-defaults: $data $arch $epochs epochs $schedule wd $wd seed $seed: already measured" >&2
             continue
           fi
           echo "final-defaults: $data $arch $epochs epochs $schedule wd $wd seed $seed" >&2
-          env "${wd_env[@]}" ISTS__FINAL__TRAIN__SCHEDULE="$schedule" ISTS__FINAL__TRAIN__WARMUP_EPOCHS="$warmup" \
+          ISTS__FINAL__TRAIN__WEIGHT_DECAY="$wd" ISTS__FINAL__TRAIN__SCHEDULE="$schedule" ISTS__FINAL__TRAIN__WARMUP_EPOCHS="$warmup" \
             ISTS__FINAL__TRAIN__LR="$lr" ISTS__FINAL__TRAIN__PATIENCE="$patience" \
             ISTS__FINAL__TRAIN__SEED="$seed" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" \
             "$bin" train --arch "$arch" --config "$config" --epochs "$epochs" \
@@ -78,13 +88,13 @@ PY
   done
 done
 # The table: mean validation and test MAE per data set, design, epochs, schedule and weight
-# decay ("preset" where the line does not record it).
+# decay (1e-4 where the line predates the field).
 python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 groups = {}
 for r in rows:
-    wd = str(r.get("weight_decay", "preset"))
+    wd = str(r.get("weight_decay", 0.0001))
     groups.setdefault((r["data"], r["arch"], r["epochs"], r["schedule"], r["lr"], wd), []).append(r)
 print("| data | design | epochs | schedule | lr | weight decay | seeds | val MAE | test MAE | best epochs |")
 print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")

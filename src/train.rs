@@ -316,6 +316,8 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    /// Adam's L2 decay. Default 1e-2, chosen on validation on chickenpox and METR-LA week
+    /// (BENCHMARKS.md, "Weight decay, for the default"); the proxy keeps its own.
     pub weight_decay: f64,
     pub clip: f64,
     /// Epochs without validation improvement before stopping.
@@ -481,7 +483,7 @@ impl Default for TrainConfig {
             epochs: 30,
             batch_size: 64,
             lr: 1e-3,
-            weight_decay: 1e-4,
+            weight_decay: 1e-2,
             clip: 5.0,
             patience: 8,
             max_batches_per_epoch: 0,
