@@ -7,7 +7,8 @@
 //! rather than starting over. The statistics come from [`ists::stats`]. Each search's
 //! row keeps its trajectory (every evaluation's cumulative seconds and steps, rung and score),
 //! from which [`time_to_quality`] says when a search first held a design as good as another
-//! method's final one.
+//! method's final one, by the proxy's scores; [`run_anytime`] says it by full training, from
+//! the finished search's journal (`ists baseline --anytime`).
 
 use crate::run::summary::Summary;
 use crate::search::supervisor::{run_search, SearchOptions};

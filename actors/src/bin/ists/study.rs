@@ -257,6 +257,15 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 };
                 let dir = compare_run_dir(&s.runs_dir, &path, &method.name(), k);
                 let journal = dir.join("journal.jsonl");
+                if !journal.is_file() {
+                    // Rows can outlive their run directories (another machine, a cleanup).
+                    eprintln!(
+                        "{name} seed +{k}: skipped, {} is missing: the finished search's run \
+                         directory is needed",
+                        journal.display()
+                    );
+                    continue;
+                }
                 let entries = ists_actors::search::memory::read_journal(&journal)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", journal.display()))?;
                 match run_anytime(
