@@ -590,7 +590,8 @@ pub(crate) fn read_fingerprint(path: &Path) -> Result<Option<serde_json::Value>>
 /// written are dropped at their inert values (`budget_seconds = 0`, a `hyper` space offering
 /// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`,
 /// `optimization = "mutate"`, `refit = false`, `average_top = 0`, `prior = []`,
-/// `historical_average = false`, `day_type = false`, `dropout = 0`, `highway = false`).
+/// `historical_average = false`, `day_type = false`, `dropout = 0`, `highway = false`,
+/// `prior_pool = 8`).
 /// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -622,6 +623,9 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         "device" => v.as_str() == Some("cpu"),
         // `search.prior`, added after studies had begun: no prior.
         "prior" => v.as_array().is_some_and(Vec::is_empty),
+        // `search.prior_pool`, added after studies with a prior had begun: the 8 draws
+        // that were fixed in the code before it became a setting.
+        "prior_pool" => v.as_u64() == Some(8),
         "hyper" => v.as_object().is_some_and(|h| {
             ["hidden", "blocks", "lr_scale"].iter().all(|k| {
                 h.get(*k)
@@ -1202,7 +1206,7 @@ mod tests {
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "average_top": 0, "historical_average": false, "day_type": false, "dropout": 0.0, "highway": false});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "average_top": 0, "historical_average": false, "day_type": false, "dropout": 0.0, "highway": false, "prior_pool": 8});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})
