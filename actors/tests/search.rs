@@ -720,6 +720,51 @@ async fn a_search_killed_mid_rung_resumes_its_promotions() {
     }
 }
 
+/// A run directory in use is refused, not resumed a second time: two processes resuming one
+/// run would append to one journal. The refusal names the directory and leaves no trace in it,
+/// and the run resumes once the holder lets go.
+#[actix::test]
+async fn a_run_directory_in_use_is_refused_and_left_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny(tmp.path());
+    s.search.budget = 3;
+    s.final_train.top_k = 0;
+    let summary = run_search(s, fake_evaluator(), std::future::pending())
+        .await
+        .unwrap();
+    let dir = PathBuf::from(&summary.run_dir);
+    let resume = || SearchOptions {
+        resume: Some(dir.clone()),
+        ..fake_evaluator()
+    };
+    let sessions = std::fs::read_to_string(dir.join("sessions.log")).unwrap();
+    let journal_before = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    // Another holder: flock locks belong to an open file, so this one is refused like another
+    // process's would be.
+    let held = ists_actors::run::dir::RunLock::take(&dir).unwrap();
+    let err = run_search(tiny(tmp.path()), resume(), std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&dir.display().to_string()) && err.contains("in use by another process"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sessions.log")).unwrap(),
+        sessions
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("journal.jsonl")).unwrap(),
+        journal_before
+    );
+    drop(held);
+    let resumed = run_search(tiny(tmp.path()), resume(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(resumed.resumed, 3);
+}
+
 /// A step budget bounds the compute of a search, proxy runs and promotions together, whatever
 /// the candidate budget: the way two methods are compared at equal compute.
 #[actix::test]

@@ -73,40 +73,18 @@ pub struct DaemonHandle {
 /// Takes the exclusive lock of the data directory (`daemon.lock`, holding the pid): two daemons
 /// on one directory would resume the same searches into the same journals.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
-    use std::io::{Read, Seek, Write};
     let path = dir.join("daemon.lock");
-    let err = |e: &dyn std::fmt::Display| DaemonError::DataDir {
-        path: dir.display().to_string(),
-        msg: format!("{}: {e}", path.display()),
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| err(&e))?;
-    // flock: released by the kernel when the process dies however it dies (kill -9 included),
-    // so a stale file never blocks a restart.
-    #[cfg(unix)]
-    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-            let mut pid = String::new();
-            let _ = f.read_to_string(&mut pid);
-            return Err(DaemonError::Locked {
-                path: dir.display().to_string(),
-                pid: pid.trim().to_string(),
-            });
-        }
-        Err(e) => return Err(err(&std::io::Error::from(e))),
+    match crate::run::dir::lock_exclusive(&path) {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(pid)) => Err(DaemonError::Locked {
+            path: dir.display().to_string(),
+            pid,
+        }),
+        Err(e) => Err(DaemonError::DataDir {
+            path: dir.display().to_string(),
+            msg: format!("{}: {e}", path.display()),
+        }),
     }
-    f.set_len(0)
-        .and_then(|_| f.rewind())
-        .and_then(|_| write!(f, "{}", std::process::id()))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| err(&e))?;
-    Ok(f)
 }
 
 impl Daemon {

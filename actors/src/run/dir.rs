@@ -107,6 +107,59 @@ impl RunDir {
     }
 }
 
+/// Takes an exclusive lock on `path` (created if missing) and writes this process's id into it:
+/// `Ok(Ok(file))` while the returned file is open, `Ok(Err(pid))` when another process holds
+/// it (its pid as it wrote it). `flock`, so the kernel releases it when the holder dies however
+/// it dies (kill -9 included) and a stale file never blocks a restart.
+pub fn lock_exclusive(path: &Path) -> std::io::Result<Result<std::fs::File, String>> {
+    use std::io::{Read, Seek};
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    #[cfg(unix)]
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            return Ok(Err(pid.trim().to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    write!(f, "{}", std::process::id())?;
+    f.sync_all()?;
+    Ok(Ok(f))
+}
+
+/// A run directory's lock (`run.lock`), held while a search runs in it: two processes resuming
+/// one run (two `ists baseline` processes over overlapping seeds, a second `ists search
+/// --resume`) would append to the same journal and event log and train the same final models.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Locks the run directory `dir` (which must exist), or says which process holds it.
+    pub fn take(dir: &Path) -> std::io::Result<RunLock> {
+        match lock_exclusive(&dir.join("run.lock"))? {
+            Ok(file) => Ok(RunLock { _file: file }),
+            Err(pid) => Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!(
+                    "in use by another process (pid {pid}); a run directory is resumed by one \
+                     process at a time"
+                ),
+            )),
+        }
+    }
+}
+
 /// The productive wall seconds of every session but the last in a `sessions.log`: session k
 /// counts from its start to the journal's last write as session k + 1 found it (0 when the
 /// journal did not change during session k, e.g. a session killed before its first evaluation
@@ -283,6 +336,22 @@ mod tests {
         assert_eq!(earlier_seconds("session 1\nsession 2\n"), 0.0);
         assert_eq!(earlier_seconds("session 1 started=100.0 journal=-\n"), 0.0);
         assert_eq!(earlier_seconds(""), 0.0);
+    }
+
+    #[test]
+    fn a_run_directory_is_locked_by_one_holder_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path(), Some("r")).unwrap();
+        let held = RunLock::take(&run.path).unwrap();
+        let pid = std::fs::read_to_string(run.path.join("run.lock")).unwrap();
+        assert_eq!(pid, std::process::id().to_string());
+        // flock locks belong to an open file, so a second open in this process is refused as
+        // another process's would be, and the message names the holder.
+        let err = RunLock::take(&run.path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        assert!(err.to_string().contains(&format!("pid {pid}")), "{err}");
+        drop(held);
+        RunLock::take(&run.path).unwrap();
     }
 
     #[test]

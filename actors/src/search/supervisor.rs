@@ -10,7 +10,7 @@ use crate::instructor::llm::LlmActor;
 use crate::instructor::local::LocalServer;
 use crate::instructor::offline::OfflineInstructor;
 use crate::messages::{Complete, Drain, EventMsg, Flush, Subscribe};
-use crate::run::dir::{EventLog, RunDir};
+use crate::run::dir::{EventLog, RunDir, RunLock};
 use crate::run::progress::Progress;
 use crate::run::summary::Summary;
 use crate::search::memory::MemoryActor;
@@ -113,7 +113,8 @@ pub async fn run_search(
         (None, None) => Some(load_prior(&settings)?),
         (None, Some(_)) => None,
     };
-    let (run, settings) = open_run(settings, &opts)?;
+    // `_lock` is held until the search returns, however it returns.
+    let (run, settings, _lock) = open_run(settings, &opts)?;
     let prior = match fresh_prior {
         Some(p) => p,
         None => load_prior(&settings)?,
@@ -249,8 +250,12 @@ pub async fn run_search(
 }
 
 /// The run directory: a new one with a settings snapshot, or the resumed one with the
-/// settings it started with (`resume_budget` aside).
-fn open_run(settings: Settings, opts: &SearchOptions) -> Result<(RunDir, Settings), SearchError> {
+/// settings it started with (`resume_budget` aside), and its lock. A resumed directory is
+/// locked before anything is written to it, so a second process refused leaves no trace.
+fn open_run(
+    settings: Settings,
+    opts: &SearchOptions,
+) -> Result<(RunDir, Settings, RunLock), SearchError> {
     match &opts.resume {
         Some(dir) => {
             let snap = dir.join("config.json");
@@ -260,15 +265,17 @@ fn open_run(settings: Settings, opts: &SearchOptions) -> Result<(RunDir, Setting
             if let Some(b) = opts.resume_budget {
                 old.search.budget = b;
             }
+            let lock = RunLock::take(dir).map_err(|e| run_err(dir, e.to_string()))?;
             let run = RunDir::open(dir).map_err(|e| run_err(dir, e.to_string()))?;
-            Ok((run, old))
+            Ok((run, old, lock))
         }
         None => {
             let run = RunDir::create(&settings.runs_dir, opts.name.as_deref())
                 .map_err(|e| run_err(&settings.runs_dir, e.to_string()))?;
+            let lock = RunLock::take(&run.path).map_err(|e| run_err(&run.path, e.to_string()))?;
             run.write_json("config.json", &settings)
                 .map_err(|e| run_err(&run.path, e.to_string()))?;
-            Ok((run, settings))
+            Ok((run, settings, lock))
         }
     }
 }
