@@ -1,6 +1,7 @@
 //! The run directory: config snapshot, every prompt and reply, the journal, the event log,
 //! `best.json`, `summary.json` and the final training reports. JSON files are replaced
-//! atomically (write, then rename) so a kill never leaves half a file.
+//! atomically (write, then rename) so a kill never leaves half a file. `run.lock` keeps a
+//! second process from resuming a run that one is running ([`RunLock`]).
 
 use crate::messages::{EventMsg, Prompt};
 use actix::prelude::*;
