@@ -1206,3 +1206,65 @@ async fn prior_ranked_exploration_follows_an_earlier_search_bank() {
     );
     assert!(!tmp.path().join("no-prior").exists());
 }
+
+/// `ists baseline --results F` keeps each finished search's journal beside its rows
+/// (`F.journals/random-seed0.jsonl`, the run directory's byte for byte), and `--anytime 1`
+/// made after the run directory is gone (another machine, a cleanup) reads the kept journal
+/// and repeats the search's own row.
+#[test]
+fn a_comparison_keeps_its_searches_journals_for_later_readings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("search-x.jsonl");
+    let runs = tmp.path().join("runs");
+    let baseline = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+            .current_dir(root())
+            .args([
+                "baseline",
+                "--config",
+                "config/tiny.toml",
+                "--data",
+                "chickenpox",
+            ])
+            .args(["--seeds", "1", "--methods", "random", "--results"])
+            .arg(&results)
+            .args(extra)
+            .env("ISTS__RUNS_DIR", &runs)
+            .env("ISTS__DATA__PREPARE__INPUT_LEN", "4")
+            .env("ISTS__DATA__PREPARE__OUTPUT_LEN", "4")
+            .env("ISTS__DATA__PREPARE__TIME_OF_DAY", "false")
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    baseline(&[]);
+    let run_dir = runs.join("compare-search-x-random-seed0");
+    let kept = tmp
+        .path()
+        .join("search-x.jsonl.journals")
+        .join("random-seed0.jsonl");
+    let original = std::fs::read(run_dir.join("journal.jsonl")).unwrap();
+    assert!(!original.is_empty());
+    assert_eq!(std::fs::read(&kept).unwrap(), original);
+    std::fs::remove_dir_all(&runs).unwrap();
+    baseline(&["--anytime", "1"]);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&results)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = |m: &str| {
+        rows.iter()
+            .find(|r| r["method"] == m)
+            .unwrap_or_else(|| panic!("no {m} row in {rows:?}"))
+    };
+    let (search, cut) = (row("random"), row("random@1"));
+    for key in ["val_mae", "test_mae", "eval_steps", "evaluations"] {
+        assert_eq!(search[key], cut[key], "{key}");
+    }
+}

@@ -8,7 +8,9 @@
 //! row keeps its trajectory (every evaluation's cumulative seconds and steps, rung and score),
 //! from which [`time_to_quality`] says when a search first held a design as good as another
 //! method's final one, by the proxy's scores; [`run_anytime`] says it by full training, from
-//! the finished search's journal (`ists baseline --anytime`).
+//! the finished search's journal (`ists baseline --anytime`). A finished search's journal is
+//! also kept beside the results file ([`keep_journal`]), because the run directory lives under
+//! `runs/`, which is not committed and does not outlive the machine it ran on.
 
 use crate::run::summary::Summary;
 use crate::search::supervisor::{run_search, SearchOptions};
@@ -19,7 +21,7 @@ use ists::stats::{mean_sd, wilcoxon_less};
 use ists::train::{train_full, TrainConfig, TrainData};
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One method's result under one seed (a line of `bench/results/search-<data>.jsonl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -605,6 +607,58 @@ pub fn run_anytime(
     })
 }
 
+/// Where a comparison keeps the journal of `method`'s finished search under seed index `k`:
+/// `<results>.journals/<method>-seed<k>.jsonl`, beside the rows and committed with them, so
+/// that a reading which needs the designs a search scored (`--anytime`) can be made from any
+/// checkout, not only on the machine whose `runs/` still holds the run directory.
+pub fn kept_journal_path(results: &Path, method: &str, k: u64) -> PathBuf {
+    let mut name = results.file_name().unwrap_or_default().to_os_string();
+    name.push(".journals");
+    results
+        .with_file_name(name)
+        .join(format!("{method}-seed{k}.jsonl"))
+}
+
+/// Copies the journal of a finished search from its run directory to [`kept_journal_path`]
+/// (a temporary name, then a rename, so a kill never leaves half a journal) and returns where.
+pub fn keep_journal(
+    run_dir: &Path,
+    results: &Path,
+    method: &str,
+    k: u64,
+) -> Result<PathBuf, String> {
+    let from = run_dir.join("journal.jsonl");
+    let to = kept_journal_path(results, method, k);
+    let copy = || -> std::io::Result<()> {
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = to.with_extension("jsonl.tmp");
+        std::fs::copy(&from, &tmp)?;
+        std::fs::rename(&tmp, &to)
+    };
+    copy().map_err(|e| {
+        format!(
+            "keeping the journal {} as {}: {e}",
+            from.display(),
+            to.display()
+        )
+    })?;
+    Ok(to)
+}
+
+/// The journal to read for `method`'s finished search under seed index `k`: the kept copy
+/// ([`kept_journal_path`]), written when the row was, else the run directory's own (rows
+/// written before journals were kept); `None` when neither exists.
+pub fn finished_journal(run_dir: &Path, results: &Path, method: &str, k: u64) -> Option<PathBuf> {
+    [
+        kept_journal_path(results, method, k),
+        run_dir.join("journal.jsonl"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
 /// The rows of a results file (none when it does not exist). A torn last line is dropped.
 pub fn read_runs(path: &Path) -> Result<Vec<MethodRun>, String> {
     ists::jsonl::read(path)
@@ -761,6 +815,48 @@ mod tests {
         assert_eq!(best(u64::MAX), (Some((1, 1)), 5, 270));
         assert_eq!(anytime_name("offline-prior", 0.3), "offline-prior@0.3");
         assert_eq!(anytime_name("random", 1.0), "random@1");
+    }
+
+    /// A finished search's journal is kept beside the results file, byte for byte; a reading
+    /// finds the kept copy first, the run directory's when there is none, and neither when
+    /// both are gone; a missing run directory is an error naming the journal it looked for.
+    #[test]
+    fn a_finished_searchs_journal_is_kept_beside_the_results() {
+        let tmp = tempfile::tempdir().unwrap();
+        let results = tmp.path().join("bench").join("search-x.jsonl");
+        let run_dir = tmp
+            .path()
+            .join("runs")
+            .join("compare-search-x-random-seed3");
+        assert_eq!(finished_journal(&run_dir, &results, "random", 3), None);
+        let err = keep_journal(&run_dir, &results, "random", 3).unwrap_err();
+        assert!(err.contains("compare-search-x-random-seed3"), "{err}");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let text = "{\"id\":0}\n{\"id\":1}\n";
+        std::fs::write(run_dir.join("journal.jsonl"), text).unwrap();
+        assert_eq!(
+            finished_journal(&run_dir, &results, "random", 3),
+            Some(run_dir.join("journal.jsonl"))
+        );
+        let kept = keep_journal(&run_dir, &results, "random", 3).unwrap();
+        assert_eq!(
+            kept,
+            tmp.path()
+                .join("bench")
+                .join("search-x.jsonl.journals")
+                .join("random-seed3.jsonl")
+        );
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), text);
+        assert_eq!(
+            finished_journal(&run_dir, &results, "random", 3),
+            Some(kept.clone())
+        );
+        std::fs::remove_dir_all(&run_dir).unwrap();
+        assert_eq!(
+            finished_journal(&run_dir, &results, "random", 3),
+            Some(kept)
+        );
+        assert_eq!(finished_journal(&run_dir, &results, "random", 4), None);
     }
 
     #[test]

@@ -51,7 +51,8 @@ pub struct BaselineArgs {
     /// Anytime quality instead of searching: for each search method and seed whose row is in
     /// the results file, the design its search held after this share (0..=1) of random
     /// search's steps under the same seed, trained like its final model, as the row
-    /// `METHOD@SHARE` (`offline-prior@0.3`). Reads the finished searches' run directories;
+    /// `METHOD@SHARE` (`offline-prior@0.3`). Reads the finished searches' journals (kept
+    /// beside the results file as `<results>.journals/`, else in their run directories);
     /// needs the random rows.
     #[arg(long)]
     pub anytime: Option<f64>,
@@ -136,14 +137,15 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         }
         if results.is_none() {
             anyhow::bail!(
-                "--anytime reads a comparison's rows and run directories: give --results"
+                "--anytime reads a comparison's rows and its searches' journals: give --results"
             );
         }
     }
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
-        anytime_name, append_run, mean_time_to_quality, paired, read_runs, run_anytime,
-        run_hand_design, run_search_method, time_to_quality, Method,
+        anytime_name, append_run, finished_journal, keep_journal, kept_journal_path,
+        mean_time_to_quality, paired, read_runs, run_anytime, run_hand_design, run_search_method,
+        time_to_quality, Method,
     };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
@@ -256,16 +258,17 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                     continue;
                 };
                 let dir = compare_run_dir(&s.runs_dir, &path, &method.name(), k);
-                let journal = dir.join("journal.jsonl");
-                if !journal.is_file() {
-                    // Rows can outlive their run directories (another machine, a cleanup).
+                let Some(journal) = finished_journal(&dir, &path, &method.name(), k) else {
+                    // Rows can outlive their run directories (another machine, a cleanup);
+                    // rows written before journals were kept have no copy either.
                     eprintln!(
-                        "{name} seed +{k}: skipped, {} is missing: the finished search's run \
-                         directory is needed",
-                        journal.display()
+                        "{name} seed +{k}: skipped, neither {} nor {} exists: the finished \
+                         search's journal is needed",
+                        kept_journal_path(&path, &method.name(), k).display(),
+                        dir.join("journal.jsonl").display()
                     );
                     continue;
-                }
+                };
                 let entries = ists_actors::search::memory::read_journal(&journal)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", journal.display()))?;
                 match run_anytime(
@@ -334,6 +337,15 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                         r.method, r.test_mae, r.evaluations, r.eval_steps, r.seconds
                     );
                     append_run(&path, &r).map_err(anyhow::Error::msg)?;
+                    if !matches!(method, Method::Hand { .. }) {
+                        // The row is saved either way; a journal that could not be kept only
+                        // costs later readings of this search's designs.
+                        let dir = compare_run_dir(&s.runs_dir, &path, &method.name(), k);
+                        match keep_journal(&dir, &path, &method.name(), k) {
+                            Ok(to) => eprintln!("journal kept as {}", to.display()),
+                            Err(e) => eprintln!("warning: {e}"),
+                        }
+                    }
                     runs.push(r);
                 }
                 // A method that produced no model is reported, and the others go on.
