@@ -713,9 +713,7 @@ fn differing_keys(
 
 /// The settings fingerprint beside results file `path`: `<path>.settings.json`.
 pub(crate) fn fingerprint_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".settings.json");
-    path.with_file_name(name)
+    crate::jsonl::beside(path, ".settings.json")
 }
 
 /// The bootstrap behind every interval of a [`Summary`]: 95% percentile intervals from 2,000

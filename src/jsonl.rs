@@ -6,7 +6,16 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What belongs to results file `path`, in its folder: its name with `suffix` appended
+/// (`<path>.settings.json`, `<path>.forecasts`, `<path>.journals`), so that it travels with
+/// the rows.
+pub fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
 
 /// The records of `path` (none when the file does not exist). The error names the file and,
 /// for a bad line, its 1-based number.

@@ -496,9 +496,7 @@ impl ProtocolResults {
     /// little-endian f32, in mph. They are not results (the rows are); they let an ensemble
     /// take seeds measured in earlier invocations.
     pub fn forecasts_dir(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".forecasts");
-        self.path.with_file_name(name)
+        crate::jsonl::beside(&self.path, ".forecasts")
     }
 
     /// The file of `model`'s forecast under `seed` (`at`: the horizon of a per-horizon model).

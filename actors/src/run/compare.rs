@@ -612,11 +612,7 @@ pub fn run_anytime(
 /// that a reading which needs the designs a search scored (`--anytime`) can be made from any
 /// checkout, not only on the machine whose `runs/` still holds the run directory.
 pub fn kept_journal_path(results: &Path, method: &str, k: u64) -> PathBuf {
-    let mut name = results.file_name().unwrap_or_default().to_os_string();
-    name.push(".journals");
-    results
-        .with_file_name(name)
-        .join(format!("{method}-seed{k}.jsonl"))
+    ists::jsonl::beside(results, ".journals").join(format!("{method}-seed{k}.jsonl"))
 }
 
 /// Copies the journal of a finished search from its run directory to [`kept_journal_path`]
