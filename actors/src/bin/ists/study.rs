@@ -239,6 +239,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--methods: {e}"))?;
     for k in from_seed as u64..seeds as u64 {
         for method in &methods {
+            // Each search lives in a run directory named after the results file, method and
+            // seed, so a comparison killed mid-search resumes it (and --anytime reads it).
+            let dir = compare_run_dir(&s.runs_dir, &path, &method.name(), k);
             if let Some(f) = anytime {
                 if matches!(method, Method::Hand { .. }) {
                     continue;
@@ -257,7 +260,6 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                     );
                     continue;
                 };
-                let dir = compare_run_dir(&s.runs_dir, &path, &method.name(), k);
                 let Some(journal) = finished_journal(&dir, &path, &method.name(), k) else {
                     // Rows can outlive their run directories (another machine, a cleanup);
                     // rows written before journals were kept have no copy either.
@@ -306,15 +308,8 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             }
             let run = match method {
                 Method::Hand { name, arch } => run_hand_design(&s, name, arch, &data, k),
-                // Each search lives in a run directory named after the results file, method
-                // and seed, so a comparison killed mid-search resumes it.
                 m => actix::System::new()
-                    .block_on(run_search_method(
-                        &s,
-                        m,
-                        k,
-                        Some(&compare_run_dir(&s.runs_dir, &path, &method.name(), k)),
-                    ))
+                    .block_on(run_search_method(&s, m, k, Some(&dir)))
                     .map(|(r, _)| r),
             };
             match run {
@@ -340,7 +335,6 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                     if !matches!(method, Method::Hand { .. }) {
                         // The row is saved either way; a journal that could not be kept only
                         // costs later readings of this search's designs.
-                        let dir = compare_run_dir(&s.runs_dir, &path, &method.name(), k);
                         match keep_journal(&dir, &path, &method.name(), k) {
                             Ok(to) => eprintln!("journal kept as {}", to.display()),
                             Err(e) => eprintln!("warning: {e}"),
