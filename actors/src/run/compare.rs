@@ -523,6 +523,11 @@ pub fn anytime_name(method: &str, fraction: f64) -> String {
     format!("{method}@{fraction}")
 }
 
+/// The optimizer steps an anytime cut at `fraction` of `reference_steps` allows (rounded down).
+pub fn anytime_limit(reference_steps: u64, fraction: f64) -> u64 {
+    (reference_steps as f64 * fraction).floor() as u64
+}
+
 /// What a search held once it had spent `limit` optimizer steps: its memory bank built from
 /// the journal's evaluations in order, up to the last one that ends within `limit` (a
 /// promotion replaces its design's lower-rung entry, as in the search), with the number of
@@ -540,6 +545,26 @@ pub fn held_at(entries: &[MemoryEntry], limit: u64) -> (MemoryBank, usize, u64) 
         bank.insert(e.clone());
     }
     (bank, evaluations, steps)
+}
+
+/// Whether a journal can say what its search held after `limit` steps: it must cover the
+/// steps up to the cut, or the whole search (`searched`: the row's `eval_steps`) when the
+/// search spent fewer. A journal that ends sooner (a search stopped early, a kept prefix of
+/// one: scripts/journal_prefix.py) would silently stand for a search that did less, so it is
+/// refused, naming the steps it covers and the steps the cut needs.
+pub fn journal_reaches(entries: &[MemoryEntry], limit: u64, searched: u64) -> Result<(), String> {
+    let covered = entries
+        .iter()
+        .fold(0u64, |s, e| s.saturating_add(e.steps as u64));
+    let needed = limit.min(searched);
+    if covered < needed {
+        return Err(format!(
+            "the journal covers {covered} optimizer steps of the search's {searched}, and the \
+             cut at {limit} needs {needed}: it is partial (a search stopped early, or a kept \
+             prefix), so it cannot say what the search held then"
+        ));
+    }
+    Ok(())
 }
 
 /// Anytime quality: the model a search would have handed back had it been stopped after
@@ -564,7 +589,7 @@ pub fn run_anytime(
         return Err(format!("{name}: the share must be in (0, 1]"));
     }
     let cfg = seeded(base, k);
-    let limit = (reference_steps as f64 * fraction).floor() as u64;
+    let limit = anytime_limit(reference_steps, fraction);
     let (bank, ended, steps) = held_at(entries, limit);
     let held = bank.best(cfg.final_train.top_k.max(1));
     if held.is_empty() {
@@ -811,6 +836,34 @@ mod tests {
         assert_eq!(best(u64::MAX), (Some((1, 1)), 5, 270));
         assert_eq!(anytime_name("offline-prior", 0.3), "offline-prior@0.3");
         assert_eq!(anytime_name("random", 1.0), "random@1");
+    }
+
+    /// A journal answers for a cut only if it covers the steps up to it (or the whole search,
+    /// when the search spent fewer); a shorter one is refused with both step counts.
+    #[test]
+    fn a_partial_journal_cannot_answer_for_a_later_cut() {
+        // Three proxy runs of 30 steps, then a promotion of 90: 180 steps in all.
+        let journal = [
+            evaluation(0, 0, 30, 0.6),
+            evaluation(1, 0, 30, 0.5),
+            evaluation(2, 0, 30, 0.7),
+            evaluation(1, 1, 90, 0.45),
+        ];
+        // The whole search's journal answers any cut, also one past its end.
+        assert_eq!(journal_reaches(&journal, 100, 180), Ok(()));
+        assert_eq!(journal_reaches(&journal, 900, 180), Ok(()));
+        // A kept prefix of a longer search answers for cuts it covers only.
+        assert_eq!(journal_reaches(&journal, 180, 900), Ok(()));
+        let err = journal_reaches(&journal, 270, 900).unwrap_err();
+        assert!(
+            err.starts_with("the journal covers 180 optimizer steps of the search's 900")
+                && err.contains("the cut at 270 needs 270")
+                && err.contains("partial"),
+            "{err}"
+        );
+        assert!(journal_reaches(&journal[..3], 180, 180).is_err());
+        assert!(journal_reaches(&[], 30, 900).is_err());
+        assert_eq!(journal_reaches(&[], 0, 0), Ok(()));
     }
 
     /// A finished search's journal is kept beside the results file, byte for byte; a reading

@@ -143,9 +143,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     }
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
-        anytime_name, append_run, finished_journal, keep_journal, kept_journal_path,
-        mean_time_to_quality, paired, read_runs, run_anytime, run_hand_design, run_search_method,
-        time_to_quality, Method,
+        anytime_limit, anytime_name, append_run, finished_journal, journal_reaches, keep_journal,
+        kept_journal_path, mean_time_to_quality, paired, read_runs, run_anytime, run_hand_design,
+        run_search_method, time_to_quality, Method,
     };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
@@ -251,7 +251,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                     continue;
                 }
                 let finished = |m: &str| runs.iter().find(|r| r.method == m && r.seed == k);
-                let (Some(_), Some(reference)) = (finished(&method.name()), finished("random"))
+                let (Some(own), Some(reference)) = (finished(&method.name()), finished("random"))
                 else {
                     eprintln!(
                         "{name} seed +{k}: skipped, the file has no finished {} and random rows \
@@ -273,6 +273,11 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 };
                 let entries = ists_actors::search::memory::read_journal(&journal)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", journal.display()))?;
+                let limit = anytime_limit(reference.eval_steps, f);
+                if let Err(e) = journal_reaches(&entries, limit, own.eval_steps) {
+                    eprintln!("{name} seed +{k}: skipped, {}: {e}", journal.display());
+                    continue;
+                }
                 match run_anytime(
                     &s,
                     &method.name(),
