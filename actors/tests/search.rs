@@ -1210,7 +1210,7 @@ async fn prior_ranked_exploration_follows_an_earlier_search_bank() {
 /// `ists baseline --results F` keeps each finished search's journal beside its rows
 /// (`F.journals/random-seed0.jsonl`, the run directory's byte for byte), and `--anytime 1`
 /// made after the run directory is gone (another machine, a cleanup) reads the kept journal
-/// and repeats the search's own row.
+/// and repeats the search's own row; a kept journal cut short is refused for a later cut.
 #[test]
 fn a_comparison_keeps_its_searches_journals_for_later_readings() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1236,11 +1236,9 @@ fn a_comparison_keeps_its_searches_journals_for_later_readings() {
             .env("OMP_NUM_THREADS", "1")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
     };
     baseline(&[]);
     let run_dir = runs.join("compare-search-x-random-seed0");
@@ -1267,4 +1265,19 @@ fn a_comparison_keeps_its_searches_journals_for_later_readings() {
     for key in ["val_mae", "test_mae", "eval_steps", "evaluations"] {
         assert_eq!(search[key], cut[key], "{key}");
     }
+    // A kept journal cut short (a prefix of the search) cannot answer for a later cut: the
+    // reading is skipped, naming the journal and the steps, and writes no row.
+    let text = String::from_utf8(original).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2, "the search scored one design only");
+    std::fs::write(&kept, format!("{}\n", lines[0])).unwrap();
+    let stderr = baseline(&["--anytime", "0.99"]);
+    assert!(
+        stderr.contains("random@0.99 seed +0: skipped")
+            && stderr.contains("random-seed0.jsonl")
+            && stderr.contains("partial"),
+        "{stderr}"
+    );
+    let after = std::fs::read_to_string(&results).unwrap();
+    assert!(!after.contains("random@0.99"), "{after}");
 }
