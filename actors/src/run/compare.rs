@@ -811,16 +811,20 @@ mod tests {
         }
     }
 
+    /// A journal of three 30-step proxy runs (candidates 0, 1, 2 scoring 0.6, 0.5, 0.7), then
+    /// the given (candidate, score) promotions of 90 steps, in order.
+    fn proxy_runs_then(promoted: &[(usize, f64)]) -> Vec<MemoryEntry> {
+        let runs = [(0, 0.6), (1, 0.5), (2, 0.7)].map(|(id, score)| evaluation(id, 0, 30, score));
+        let climbs = promoted
+            .iter()
+            .map(|&(id, score)| evaluation(id, 1, 90, score));
+        runs.into_iter().chain(climbs).collect()
+    }
+
     #[test]
     fn held_at_is_the_bank_of_the_evaluations_that_ended_within_the_steps() {
         // Three proxy runs of 30 steps, then candidates 0 and 1 promoted (90 steps each).
-        let journal = [
-            evaluation(0, 0, 30, 0.6),
-            evaluation(1, 0, 30, 0.5),
-            evaluation(2, 0, 30, 0.7),
-            evaluation(0, 1, 90, 0.55),
-            evaluation(1, 1, 90, 0.45),
-        ];
+        let journal = proxy_runs_then(&[(0, 0.55), (1, 0.45)]);
         let best = |limit: u64| {
             let (bank, n, steps) = held_at(&journal, limit);
             let top = bank.best(1).first().map(|e| (e.id, e.rung));
@@ -843,12 +847,7 @@ mod tests {
     #[test]
     fn a_partial_journal_cannot_answer_for_a_later_cut() {
         // Three proxy runs of 30 steps, then a promotion of 90: 180 steps in all.
-        let journal = [
-            evaluation(0, 0, 30, 0.6),
-            evaluation(1, 0, 30, 0.5),
-            evaluation(2, 0, 30, 0.7),
-            evaluation(1, 1, 90, 0.45),
-        ];
+        let journal = proxy_runs_then(&[(1, 0.45)]);
         // The whole search's journal answers any cut, also one past its end.
         assert_eq!(journal_reaches(&journal, 100, 180), Ok(()));
         assert_eq!(journal_reaches(&journal, 900, 180), Ok(()));
