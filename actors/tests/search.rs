@@ -999,7 +999,7 @@ async fn the_methods_of_a_seed_share_an_identical_final_training() {
 /// cut; cut after the first proxy run, it holds that run's design.
 #[actix::test]
 async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
-    use ists_actors::run::compare::{held_at, run_anytime, run_search_method, Method};
+    use ists_actors::run::compare::{held_at, run_anytime, run_search_method, Method, MethodRun};
     let tmp = tempfile::tempdir().unwrap();
     let mut s = tiny_chickenpox(tmp.path());
     s.search.budget = 4;
@@ -1011,7 +1011,7 @@ async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
     let entries = ists_actors::search::memory::read_journal(&dir.join("journal.jsonl")).unwrap();
     let prepared = ists_actors::search::supervisor::prepare_data(&s).unwrap();
     let data = ists::train::TrainData::new(&prepared, tch::Device::Cpu).unwrap();
-    let whole = run_anytime(&s, "random", 0, &entries, 1.0, run.eval_steps, &data).unwrap();
+    let whole = run_anytime(&s, &run, &run, &entries, 1.0, &data).unwrap();
     assert_eq!(whole.method, "random@1");
     assert_eq!(
         (
@@ -1023,7 +1023,11 @@ async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
         (run.val_mae, run.test_mae, run.eval_steps, run.evaluations)
     );
     let first = entries[0].steps as u64;
-    let err = run_anytime(&s, "random", 0, &entries, 0.5, first - 1, &data).unwrap_err();
+    let short = MethodRun {
+        eval_steps: first - 1,
+        ..run.clone()
+    };
+    let err = run_anytime(&s, &run, &short, &entries, 0.5, &data).unwrap_err();
     assert!(
         err.contains("random@0.5") && err.contains("no design"),
         "{err}"
@@ -1031,7 +1035,21 @@ async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
     let (bank, ended, steps) = held_at(&entries, first);
     assert_eq!((ended, steps, bank.len()), (1, first, 1));
     assert_eq!(bank.best(1)[0].hash, entries[0].hash);
-    assert!(run_anytime(&s, "random", 0, &entries, 1.5, run.eval_steps, &data).is_err());
+    assert!(run_anytime(&s, &run, &run, &entries, 1.5, &data).is_err());
+    // The guard is the function's own: a journal cut to its first line cannot stand for the
+    // whole search, and a reference under another seed is not a pair.
+    let err = run_anytime(&s, &run, &run, &entries[..1], 1.0, &data).unwrap_err();
+    assert!(
+        err.contains("random@1 seed +0: skipped") && err.contains("partial"),
+        "{err}"
+    );
+    let other = MethodRun {
+        seed: 1,
+        ..run.clone()
+    };
+    assert!(run_anytime(&s, &run, &other, &entries, 1.0, &data)
+        .unwrap_err()
+        .contains("same seed"));
 }
 
 /// A comparison's search (`ists baseline --seeds`) killed mid-way resumes from its run

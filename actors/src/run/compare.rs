@@ -568,28 +568,41 @@ pub fn journal_reaches(entries: &[MemoryEntry], limit: u64, searched: u64) -> Re
 }
 
 /// Anytime quality: the model a search would have handed back had it been stopped after
-/// `fraction` of `reference_steps` (another method's whole search, e.g. random search's under
-/// the same seed), trained like its final model. `entries` is the finished search's journal;
-/// the design held then ([`held_at`]: the `final.top_k` best, highest rung first, the one with
-/// the best mean validation MAE over `final.seeds` trainings) is trained with seed index `k`'s
-/// final-training seeds, as the search's own final model was. Judged by full training rather
-/// than by the proxy's scores: a search's best proxy score is the luckiest of its runs, which
-/// an early point of a search cannot match however good its designs are.
+/// `fraction` of the optimizer steps `reference` spent (another method's whole search under the
+/// same seed, e.g. random search's), trained like its final model. `own` is the finished
+/// search's row and `entries` its journal; the design held then ([`held_at`]: the
+/// `final.top_k` best, highest rung first, the one with the best mean validation MAE over
+/// `final.seeds` trainings) is trained with the seed index's final-training seeds, as the
+/// search's own final model was. Judged by full training rather than by the proxy's scores: a
+/// search's best proxy score is the luckiest of its runs, which an early point of a search
+/// cannot match however good its designs are.
+///
+/// A journal that does not reach the cut ([`journal_reaches`]) is refused here, so no caller
+/// can read a partial journal as the whole search.
 pub fn run_anytime(
     base: &Settings,
-    method: &str,
-    k: u64,
+    own: &MethodRun,
+    reference: &MethodRun,
     entries: &[MemoryEntry],
     fraction: f64,
-    reference_steps: u64,
     data: &TrainData,
 ) -> Result<MethodRun, String> {
+    let (method, k) = (own.method.as_str(), own.seed);
     let name = anytime_name(method, fraction);
     if !(fraction > 0.0 && fraction <= 1.0) {
         return Err(format!("{name}: the share must be in (0, 1]"));
     }
+    if reference.seed != k {
+        return Err(format!(
+            "{name} seed +{k}: the reference row ({}) is seed +{}; the cut compares searches \
+             under the same seed",
+            reference.method, reference.seed
+        ));
+    }
     let cfg = seeded(base, k);
-    let limit = anytime_limit(reference_steps, fraction);
+    let limit = anytime_limit(reference.eval_steps, fraction);
+    journal_reaches(entries, limit, own.eval_steps)
+        .map_err(|e| format!("{name} seed +{k}: skipped, {e}"))?;
     let (bank, ended, steps) = held_at(entries, limit);
     let held = bank.best(cfg.final_train.top_k.max(1));
     if held.is_empty() {

@@ -143,9 +143,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     }
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
-        anytime_limit, anytime_name, append_run, finished_journal, journal_reaches, keep_journal,
-        kept_journal_path, mean_time_to_quality, paired, read_runs, run_anytime, run_hand_design,
-        run_search_method, time_to_quality, Method,
+        anytime_name, append_run, finished_journal, keep_journal, kept_journal_path,
+        mean_time_to_quality, paired, read_runs, run_anytime, run_hand_design, run_search_method,
+        time_to_quality, Method,
     };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
@@ -250,7 +250,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 if runs.iter().any(|r| r.method == name && r.seed == k) {
                     continue;
                 }
-                let finished = |m: &str| runs.iter().find(|r| r.method == m && r.seed == k);
+                // Copies, as the row read at the cut is pushed onto `runs` below.
+                let finished =
+                    |m: &str| runs.iter().find(|r| r.method == m && r.seed == k).cloned();
                 let (Some(own), Some(reference)) = (finished(&method.name()), finished("random"))
                 else {
                     eprintln!(
@@ -273,20 +275,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 };
                 let entries = ists_actors::search::memory::read_journal(&journal)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", journal.display()))?;
-                let limit = anytime_limit(reference.eval_steps, f);
-                if let Err(e) = journal_reaches(&entries, limit, own.eval_steps) {
-                    eprintln!("{name} seed +{k}: skipped, {}: {e}", journal.display());
-                    continue;
-                }
-                match run_anytime(
-                    &s,
-                    &method.name(),
-                    k,
-                    &entries,
-                    f,
-                    reference.eval_steps,
-                    &data,
-                ) {
+                match run_anytime(&s, &own, &reference, &entries, f, &data) {
                     Ok(r) => {
                         eprintln!(
                             "{} seed +{k}: test MAE {:.4} (the design held after {} candidates, \
@@ -301,7 +290,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                         append_run(&path, &r).map_err(anyhow::Error::msg)?;
                         runs.push(r);
                     }
-                    Err(e) => eprintln!("{e}"),
+                    Err(e) => eprintln!("{e} (journal {})", journal.display()),
                 }
                 continue;
             }
