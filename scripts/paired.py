@@ -14,28 +14,6 @@ import math
 import statistics
 import sys
 
-if len(sys.argv) != 4:
-    sys.exit(__doc__)
-path, method, against = sys.argv[1:]
-by = {}
-for line in open(path):
-    if line.strip():
-        r = json.loads(line)
-        by.setdefault(r["method"], {})[r["seed"]] = r["test_mae"]
-for m in (method, against):
-    if m not in by:
-        sys.exit(f"{path}: no rows of method '{m}' (it has: {', '.join(sorted(by))})")
-seeds = sorted(set(by[method]) & set(by[against]))
-if not seeds:
-    sys.exit(f"{path}: no seed has both '{method}' and '{against}'")
-x = [by[method][s] for s in seeds]
-y = [by[against][s] for s in seeds]
-d = [a - b for a, b in zip(x, y) if a != b]
-wins = sum(v < 0 for v in d)
-losses = sum(v > 0 for v in d)
-ties = len(seeds) - len(d)
-
-
 def wilcoxon_less(d):
     """One-sided exact p-value that the differences are below zero (average ranks for ties)."""
     n = len(d)
@@ -61,7 +39,49 @@ def wilcoxon_less(d):
     return count / 2 ** n
 
 
-sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
-print(f"{method} against {against}, {len(seeds)} paired seeds: "
-      f"{statistics.mean(x):.4f} ({sd(x):.4f}) against {statistics.mean(y):.4f} ({sd(y):.4f}); "
-      f"wins/ties/losses {wins}/{ties}/{losses}; one-sided Wilcoxon p = {wilcoxon_less(d):.3f}")
+
+def rows_by_method(path):
+    """{method: {seed: test MAE}} from a comparison's results file."""
+    by = {}
+    for line in open(path):
+        if line.strip():
+            r = json.loads(line)
+            by.setdefault(r["method"], {})[r["seed"]] = r["test_mae"]
+    return by
+
+
+def pair(path, method, against, seeds=None):
+    """`method` against `against` over the seeds both have (or those of `seeds` both have):
+    a dict with the seeds, both means and sds, wins/ties/losses of `method` and the one-sided
+    Wilcoxon p that `method` is lower. Exits naming the file when either method is missing."""
+    by = rows_by_method(path)
+    for m in (method, against):
+        if m not in by:
+            sys.exit(f"{path}: no rows of method '{m}' (it has: {', '.join(sorted(by))})")
+    common = set(by[method]) & set(by[against])
+    if seeds is not None:
+        common &= set(seeds)
+    common = sorted(common)
+    if not common:
+        sys.exit(f"{path}: no seed has both '{method}' and '{against}'")
+    x = [by[method][s] for s in common]
+    y = [by[against][s] for s in common]
+    d = [a - b for a, b in zip(x, y) if a != b]
+    sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
+    return {
+        "seeds": common,
+        "mean": statistics.mean(x), "sd": sd(x),
+        "against_mean": statistics.mean(y), "against_sd": sd(y),
+        "wins": sum(v < 0 for v in d), "losses": sum(v > 0 for v in d),
+        "ties": len(common) - len(d), "p": wilcoxon_less(d),
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    path, method, against = sys.argv[1:]
+    r = pair(path, method, against)
+    print(f"{method} against {against}, {len(r['seeds'])} paired seeds: "
+          f"{r['mean']:.4f} ({r['sd']:.4f}) against {r['against_mean']:.4f} ({r['against_sd']:.4f}); "
+          f"wins/ties/losses {r['wins']}/{r['ties']}/{r['losses']}; one-sided Wilcoxon p = {r['p']:.3f}")
