@@ -241,6 +241,10 @@ mod tests {
             SpaceKind::Ists,
         )
         .unwrap();
+        // The expected scores are computed on this thread with the actor's thread count
+        // (`threads: 1` below): libtorch's sums differ in the last bits between one and
+        // several intra-op threads, and the comparison is exact.
+        tch::set_num_threads(1);
         let score = |p: &Prepared, steps: usize| {
             let cfg = ProxyConfig {
                 steps,
