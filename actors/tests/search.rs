@@ -1011,7 +1011,7 @@ async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
     let entries = ists_actors::search::memory::read_journal(&dir.join("journal.jsonl")).unwrap();
     let prepared = ists_actors::search::supervisor::prepare_data(&s).unwrap();
     let data = ists::train::TrainData::new(&prepared, tch::Device::Cpu).unwrap();
-    let whole = run_anytime(&s, &run, &run, &entries, 1.0, &data).unwrap();
+    let whole = run_anytime(&s, &run, &run, &entries, 1.0, &data, None).unwrap();
     assert_eq!(whole.method, "random@1");
     assert_eq!(
         (
@@ -1027,7 +1027,7 @@ async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
         eval_steps: first - 1,
         ..run.clone()
     };
-    let err = run_anytime(&s, &run, &short, &entries, 0.5, &data).unwrap_err();
+    let err = run_anytime(&s, &run, &short, &entries, 0.5, &data, None).unwrap_err();
     assert!(
         err.contains("random@0.5") && err.contains("no design"),
         "{err}"
@@ -1035,10 +1035,10 @@ async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
     let (bank, ended, steps) = held_at(&entries, first);
     assert_eq!((ended, steps, bank.len()), (1, first, 1));
     assert_eq!(bank.best(1)[0].hash, entries[0].hash);
-    assert!(run_anytime(&s, &run, &run, &entries, 1.5, &data).is_err());
+    assert!(run_anytime(&s, &run, &run, &entries, 1.5, &data, None).is_err());
     // The guard is the function's own: a journal cut to its first line cannot stand for the
     // whole search, and a reference under another seed is not a pair.
-    let err = run_anytime(&s, &run, &run, &entries[..1], 1.0, &data).unwrap_err();
+    let err = run_anytime(&s, &run, &run, &entries[..1], 1.0, &data, None).unwrap_err();
     assert!(
         err.contains("random@1 seed +0: skipped") && err.contains("partial"),
         "{err}"
@@ -1047,9 +1047,47 @@ async fn anytime_at_the_whole_budget_repeats_the_searchs_final_model() {
         seed: 1,
         ..run.clone()
     };
-    assert!(run_anytime(&s, &run, &other, &entries, 1.0, &data)
+    assert!(run_anytime(&s, &run, &other, &entries, 1.0, &data, None)
         .unwrap_err()
         .contains("same seed"));
+    // With the comparison's shared folder, the search's own final trainings (shared there
+    // under the same key) are taken as they are: the same scores, nothing trained or added.
+    let finals = tmp.path().join(ists_actors::run::compare::FINALS_DIR);
+    let entries_in = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let shared = entries_in(&finals);
+    assert_eq!(
+        shared.len(),
+        2,
+        "the search shared its two seeds: {shared:?}"
+    );
+    let taken = run_anytime(&s, &run, &run, &entries, 1.0, &data, Some(&finals)).unwrap();
+    assert_eq!((taken.val_mae, taken.test_mae), (run.val_mae, run.test_mae));
+    assert_eq!(entries_in(&finals), shared);
+    // A fresh folder: each training is added as soon as it ends (no export folder left), and
+    // a reading made again (as after a kill) takes them from there instead of training:
+    // marked reports come back as they were written.
+    let own = tmp.path().join("other-finals");
+    let trained = run_anytime(&s, &run, &run, &entries, 1.0, &data, Some(&own)).unwrap();
+    assert_eq!(trained.test_mae, run.test_mae);
+    let added = entries_in(&own);
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(added.iter().all(|n| !n.starts_with('.')), "{added:?}");
+    for name in &added {
+        let file = own.join(name).join("report.json");
+        let mut report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        report["test"]["average"]["mae"] = serde_json::json!(9.5);
+        std::fs::write(&file, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    }
+    let again = run_anytime(&s, &run, &run, &entries, 1.0, &data, Some(&own)).unwrap();
+    assert_eq!(again.test_mae, 9.5);
 }
 
 /// A comparison's search (`ists baseline --seeds`) killed mid-way resumes from its run

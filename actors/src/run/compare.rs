@@ -470,20 +470,52 @@ fn search_dir(cfg: &mut Settings, dir: &Path) -> Result<SearchOptions, String> {
 
 /// Trains `arch` like a search's final model under `cfg` (already seeded): `final.seeds`
 /// seeds, the epoch chosen on validation; the mean validation and test MAE over the seeds
-/// (NaN where a training diverged).
-fn train_like_final(cfg: &Settings, arch: &Arch, data: &TrainData) -> Result<(f64, f64), String> {
-    let (mut vals, mut tests) = (Vec::new(), Vec::new());
+/// (NaN where a training diverged) and the seconds the trainings took.
+///
+/// With `finals` (a comparison's shared folder, [`FINALS_DIR`]), each seed's training is
+/// looked up there first, under the key a search's own final training has: one a search or an
+/// earlier reading of this program made is used as it is (its seconds counted as if trained
+/// here), and each new one is added as soon as it ends, so a kill loses at most the training
+/// under way. A training that cannot be shared is only logged: the result stands.
+fn train_like_final(
+    cfg: &Settings,
+    arch: &Arch,
+    data: &TrainData,
+    finals: Option<&Path>,
+) -> Result<(f64, f64, f64), String> {
+    use crate::search::evaluate::{share_final, shared_final};
+    let (mut vals, mut tests, mut seconds) = (Vec::new(), Vec::new(), 0.0);
     for j in 0..cfg.final_train.seeds.max(1) as u64 {
         let train = TrainConfig {
             seed: cfg.final_train.train.seed + j,
             ..cfg.final_train.train.clone()
         };
-        let (r, _) = train_full(arch, data, cfg.final_model(), &train, &mut |_| {})
-            .map_err(|e| e.to_string())?;
-        vals.push(r.val.map_or(f64::NAN, |m| m.average.mae));
-        tests.push(r.test.map_or(f64::NAN, |m| m.average.mae));
+        let report = match finals.and_then(|f| shared_final(f, arch, &train, cfg)) {
+            Some(r) => {
+                tracing::info!(
+                    seed = train.seed,
+                    "final training taken from the shared folder"
+                );
+                seconds += r.seconds.max(0.0);
+                r
+            }
+            None => {
+                let started = std::time::Instant::now();
+                let (r, trained) = train_full(arch, data, cfg.final_model(), &train, &mut |_| {})
+                    .map_err(|e| e.to_string())?;
+                seconds += started.elapsed().as_secs_f64();
+                if let Some(f) = finals {
+                    if let Err(e) = share_final(f, arch, &train, cfg, &r, &trained, data) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                r
+            }
+        };
+        vals.push(report.val.map_or(f64::NAN, |m| m.average.mae));
+        tests.push(report.test.map_or(f64::NAN, |m| m.average.mae));
     }
-    Ok((mean_sd(&vals).0, mean_sd(&tests).0))
+    Ok((mean_sd(&vals).0, mean_sd(&tests).0, seconds))
 }
 
 /// Trains a fixed design like a search's final model (`final.seeds` seeds) with seed index `k`.
@@ -497,15 +529,14 @@ pub fn run_hand_design(
     let cfg = seeded(base, k);
     cfg.check_final_width(arch)
         .map_err(|e| format!("hand-{name}: {e}"))?;
-    let started = std::time::Instant::now();
-    let (val_mae, test_mae) = train_like_final(&cfg, arch, data)?;
+    let (val_mae, test_mae, seconds) = train_like_final(&cfg, arch, data, None)?;
     if !(val_mae.is_finite() && test_mae.is_finite()) {
         return Err(format!("hand-{name} seed +{k}: training diverged"));
     }
     Ok(MethodRun {
         method: format!("hand-{name}"),
         seed: k,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
         evaluations: 0,
         eval_steps: 0,
         val_mae,
@@ -578,7 +609,10 @@ pub fn journal_reaches(entries: &[MemoryEntry], limit: u64, searched: u64) -> Re
 /// cannot match however good its designs are.
 ///
 /// A journal that does not reach the cut ([`journal_reaches`]) is refused here, so no caller
-/// can read a partial journal as the whole search.
+/// can read a partial journal as the whole search. With `finals` (the comparison's shared
+/// folder, [`FINALS_DIR`]) each training is taken from there when a search or an earlier
+/// reading made it, and added there when made, so a reading killed mid-row resumes from its
+/// finished trainings.
 pub fn run_anytime(
     base: &Settings,
     own: &MethodRun,
@@ -586,6 +620,7 @@ pub fn run_anytime(
     entries: &[MemoryEntry],
     fraction: f64,
     data: &TrainData,
+    finals: Option<&Path>,
 ) -> Result<MethodRun, String> {
     let (method, k) = (own.method.as_str(), own.seed);
     let name = anytime_name(method, fraction);
@@ -610,12 +645,12 @@ pub fn run_anytime(
             "{name} seed +{k}: no design was scored within {limit} steps"
         ));
     }
-    let started = std::time::Instant::now();
-    let mut chosen: Option<(f64, f64)> = None;
+    let (mut chosen, mut trained): (Option<(f64, f64)>, f64) = (None, 0.0);
     for e in held {
         let arch = Arch::from_spec(&e.arch, cfg.search.space)
             .map_err(|err| format!("{name} seed +{k}: candidate {}: {err}", e.id))?;
-        let (val, test) = train_like_final(&cfg, &arch, data)?;
+        let (val, test, seconds) = train_like_final(&cfg, &arch, data, finals)?;
+        trained += seconds;
         if val.is_finite() && test.is_finite() && chosen.is_none_or(|(v, _)| val < v) {
             chosen = Some((val, test));
         }
@@ -627,7 +662,7 @@ pub fn run_anytime(
         .checked_sub(1)
         .and_then(|last| trajectory(entries).get(last).map(|p| p.seconds))
         .unwrap_or(0.0);
-    let seconds = searched + started.elapsed().as_secs_f64();
+    let seconds = searched + trained;
     Ok(MethodRun {
         method: name,
         seed: k,

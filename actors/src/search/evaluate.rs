@@ -420,6 +420,48 @@ fn shared_training(
     }
 }
 
+/// The report of a final training of `arch` with `config` under settings `s` that a search
+/// (or an anytime reading) of this program added to the shared folder `finals`; None when
+/// absent, unreadable or of another key. Read only: nothing is copied.
+pub(crate) fn shared_final(
+    finals: &std::path::Path,
+    arch: &Arch,
+    config: &TrainConfig,
+    s: &Settings,
+) -> Option<TrainReport> {
+    let shared = shared_key(&training_key(arch, config, s));
+    let entry = shared_entry(finals, &shared)?;
+    if std::fs::read_to_string(entry.join("key.json")).ok()?
+        != serde_json::to_string_pretty(&shared).ok()?
+    {
+        return None;
+    }
+    serde_json::from_str(&std::fs::read_to_string(entry.join("report.json")).ok()?).ok()
+}
+
+/// Adds a final training made outside a search (an anytime reading's) to the shared folder
+/// `finals` under the key a search's would have: its model is exported to a temporary folder
+/// beside the entries, shared ([`share_training`]: all or nothing), and the folder removed.
+pub(crate) fn share_final(
+    finals: &std::path::Path,
+    arch: &Arch,
+    config: &TrainConfig,
+    s: &Settings,
+    report: &TrainReport,
+    trained: &ists::train::Trained,
+    data: &ists::train::TrainData,
+) -> Result<(), String> {
+    let key = training_key(arch, config, s);
+    let export = finals.join(format!(".export-{}", std::process::id()));
+    let shared = (|| -> Result<(), String> {
+        ists::export::save(&export, trained, arch, data, s.final_model())
+            .map_err(|e| e.to_string())?;
+        share_training(finals, &key, report, &export).map_err(|e| e.to_string())
+    })();
+    let _ = std::fs::remove_dir_all(&export);
+    shared.map_err(|e| format!("sharing a final training in {}: {e}", finals.display()))
+}
+
 /// A candidate's seeds summed up: the best-validation seed's report, the means, and the
 /// ensemble of the seeds when it was scored.
 pub(super) fn final_result(

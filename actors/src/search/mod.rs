@@ -10,7 +10,7 @@
 //! [`crate::settings`], [`crate::run`], and the evaluator and instructor back ends only
 //! through the recipients and pools the supervisor hands out.
 
-mod evaluate;
+pub(crate) mod evaluate;
 pub mod memory;
 pub mod parser;
 pub mod prompt;
