@@ -332,6 +332,18 @@ fn shared_entry(finals: &std::path::Path, key: &serde_json::Value) -> Option<std
     Some(finals.join(ists::space::fnv1a_hex(&text)))
 }
 
+/// The shared folder's entry for `shared` ([`shared_key`]) when it holds that key in full (its
+/// folder name is only a hash of it); None when absent or another key's.
+fn checked_entry(
+    finals: &std::path::Path,
+    shared: &serde_json::Value,
+) -> Option<std::path::PathBuf> {
+    let entry = shared_entry(finals, shared)?;
+    let matches = std::fs::read_to_string(entry.join("key.json")).ok()?
+        == serde_json::to_string_pretty(shared).ok()?;
+    matches.then_some(entry)
+}
+
 /// Adds a finished training to the shared folder: `report.json`, `model/` and `key.json`,
 /// written in a temporary folder renamed into place, so a reader sees all or nothing.
 fn share_training(
@@ -393,13 +405,7 @@ fn shared_training(
     name: &str,
     export: &std::path::Path,
 ) -> Option<TrainReport> {
-    let shared = shared_key(key);
-    let entry = shared_entry(finals, &shared)?;
-    if std::fs::read_to_string(entry.join("key.json")).ok()?
-        != serde_json::to_string_pretty(&shared).ok()?
-    {
-        return None;
-    }
+    let entry = checked_entry(finals, &shared_key(key))?;
     let text = serde_json::to_string_pretty(key).ok()?;
     let report_text = std::fs::read_to_string(entry.join("report.json")).ok()?;
     let report: TrainReport = serde_json::from_str(&report_text).ok()?;
@@ -429,13 +435,7 @@ pub(crate) fn shared_final(
     config: &TrainConfig,
     s: &Settings,
 ) -> Option<TrainReport> {
-    let shared = shared_key(&training_key(arch, config, s));
-    let entry = shared_entry(finals, &shared)?;
-    if std::fs::read_to_string(entry.join("key.json")).ok()?
-        != serde_json::to_string_pretty(&shared).ok()?
-    {
-        return None;
-    }
+    let entry = checked_entry(finals, &shared_key(&training_key(arch, config, s)))?;
     serde_json::from_str(&std::fs::read_to_string(entry.join("report.json")).ok()?).ok()
 }
 
