@@ -343,6 +343,12 @@ pub fn seeded(base: &Settings, k: u64) -> Settings {
 /// share ([`SearchOptions::finals`]).
 pub const FINALS_DIR: &str = "compare-finals";
 
+/// The shared folder of final trainings ([`FINALS_DIR`]) for a comparison's run directory
+/// `run_dir`: its searches and its anytime readings ([`run_anytime`]) use the same one.
+pub fn finals_dir(run_dir: &Path) -> Option<PathBuf> {
+    run_dir.parent().map(|p| p.join(FINALS_DIR))
+}
+
 /// Runs a search method with seed index `k` (inside an actix system); with the search's
 /// summary (whose first final result is the chosen model).
 ///
@@ -388,7 +394,7 @@ pub async fn run_search_method(
         Some(dir) => SearchOptions {
             // The methods of a seed often choose the same design: its final trainings are
             // then done once, by whichever method gets there first.
-            finals: dir.parent().map(|p| p.join(FINALS_DIR)),
+            finals: finals_dir(dir),
             ..search_dir(&mut cfg, dir)?
         },
         None => SearchOptions::default(),

@@ -143,9 +143,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     }
     use ists::baselines::{historical_average, last_value, score};
     use ists_actors::run::compare::{
-        anytime_name, append_run, finished_journal, keep_journal, kept_journal_path,
+        anytime_name, append_run, finals_dir, finished_journal, keep_journal, kept_journal_path,
         mean_time_to_quality, paired, read_runs, run_anytime, run_hand_design, run_search_method,
-        time_to_quality, Method, FINALS_DIR,
+        time_to_quality, Method,
     };
     let mut s = load_settings(config, data)?;
     if let Some(b) = budget {
@@ -275,8 +275,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 };
                 let entries = ists_actors::search::memory::read_journal(&journal)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", journal.display()))?;
-                // The comparison's shared folder of final trainings, as its searches use it.
-                let finals = dir.parent().map(|p| p.join(FINALS_DIR));
+                let finals = finals_dir(&dir);
                 match run_anytime(&s, &own, &reference, &entries, f, &data, finals.as_deref()) {
                     Ok(r) => {
                         eprintln!(
