@@ -23,7 +23,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from paired import pair  # noqa: E402
+from paired import pair_by  # noqa: E402
 
 
 def seed_range(text):
@@ -69,9 +69,12 @@ if len(complete) < len(a.seeds):
 
 print("| reading | A | B | test MAE, A (sd) | B (sd) | A's wins/ties/losses | one-sided Wilcoxon p | rule |")
 print("|---|---|---|---:|---:|---|---:|---|")
+by = {}
+for (m, k), r in rows.items():
+    by.setdefault(m, {})[k] = r["test_mae"]
 verdicts = {}
 for n, (x, y) in enumerate([(m_cut, a.reference), (r_cut, a.reference), (m_cut, r_cut)], 1):
-    p = pair(a.results, x, y, a.seeds)
+    p = pair_by(by, a.results, x, y, a.seeds)
     if n < 3:
         ok = p["mean"] <= p["against_mean"] and p["wins"] >= p["losses"]
         rule = "as good as: " + ("yes" if ok else "no")

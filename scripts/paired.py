@@ -39,7 +39,6 @@ def wilcoxon_less(d):
     return count / 2 ** n
 
 
-
 def rows_by_method(path):
     """{method: {seed: test MAE}} from a comparison's results file."""
     by = {}
@@ -51,10 +50,15 @@ def rows_by_method(path):
 
 
 def pair(path, method, against, seeds=None):
-    """`method` against `against` over the seeds both have (or those of `seeds` both have):
-    a dict with the seeds, both means and sds, wins/ties/losses of `method` and the one-sided
-    Wilcoxon p that `method` is lower. Exits naming the file when either method is missing."""
-    by = rows_by_method(path)
+    """`method` against `against` in the results file `path`: [`pair_by`] on its rows."""
+    return pair_by(rows_by_method(path), path, method, against, seeds)
+
+
+def pair_by(by, path, method, against, seeds=None):
+    """`method` against `against` over the seeds both have in `by` ({method: {seed: test
+    MAE}}, read from `path`), or those of `seeds` both have: a dict with the seeds, both means
+    and sds, wins/ties/losses of `method` and the one-sided Wilcoxon p that `method` is lower.
+    Exits naming the file when either method is missing."""
     for m in (method, against):
         if m not in by:
             sys.exit(f"{path}: no rows of method '{m}' (it has: {', '.join(sorted(by))})")
