@@ -6,6 +6,9 @@ search, for any two rows' methods (`offline-prior@0.3` against `random@0.3`, say
 
   python3 scripts/paired.py bench/results/search-chickenpox-joint-prior-v34.jsonl offline-prior@0.3 random@0.3
 
+With --table (anywhere after the script's name) the line follows the per-seed table it is
+computed from: both methods' test MAE on the seeds both have, and the first's win/tie/loss.
+
 Ties are equal test MAEs; as in `ists::stats`, tied pairs are left out of the test.
 """
 import itertools
@@ -81,11 +84,29 @@ def pair_by(by, path, method, against, seeds=None):
     }
 
 
+def seed_table(by, method, against, seeds):
+    """Markdown lines: test MAE per seed of both methods, then `method`'s win/tie/loss on each
+    (a tie is an equal test MAE, as in the test)."""
+    outcome = lambda a, b: "tie" if a == b else ("win" if a < b else "loss")
+    lines = ["| seed | " + " | ".join(f"+{s}" for s in seeds) + " |",
+             "|---|" + "---:|" * len(seeds)]
+    for m in (method, against):
+        lines.append(f"| {m} | " + " | ".join(f"{by[m][s]:.4f}" for s in seeds) + " |")
+    lines.append(f"| {method} vs {against} | "
+                 + " | ".join(outcome(by[method][s], by[against][s]) for s in seeds) + " |")
+    return lines
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    table = "--table" in sys.argv[1:]
+    args = [a for a in sys.argv[1:] if a != "--table"]
+    if len(args) != 3:
         sys.exit(__doc__)
-    path, method, against = sys.argv[1:]
-    r = pair(path, method, against)
+    path, method, against = args
+    by = rows_by_method(path)
+    r = pair_by(by, path, method, against)
+    if table:
+        print("\n".join(seed_table(by, method, against, r["seeds"])) + "\n")
     print(f"{method} against {against}, {len(r['seeds'])} paired seeds: "
           f"{r['mean']:.4f} ({r['sd']:.4f}) against {r['against_mean']:.4f} ({r['against_sd']:.4f}); "
           f"wins/ties/losses {r['wins']}/{r['ties']}/{r['losses']}; one-sided Wilcoxon p = {r['p']:.3f}")
