@@ -739,18 +739,51 @@ pub fn read_runs(path: &Path) -> Result<Vec<MethodRun>, String> {
     ists::jsonl::read(path)
 }
 
-/// Appends one row and syncs it.
-pub fn append_run(path: &Path, run: &MethodRun) -> Result<(), String> {
+/// Appends one row and syncs it, unless the file already has a row of the same method and
+/// seed: then nothing is written and the answer is `Ok(false)`. Two `ists baseline` processes
+/// over overlapping seeds each skip the rows they find at a seed's start, but one that reaches
+/// a seed the other has just finished resumes the finished search from its run directory and
+/// would append its row a second time, which the paired statistics would count twice. The
+/// check and the append hold an exclusive `flock` on the file (released when it is closed), so
+/// two processes' appends neither interleave nor both pass the check. A last line cut short
+/// by a kill (which [`read_runs`] drops) is cut off first, in place, so the row starts on a
+/// line of its own; in place because a waiting process holds the same file open.
+pub fn append_run(path: &Path, run: &MethodRun) -> Result<bool, String> {
+    use std::io::{Read, Seek};
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let line = serde_json::to_string(run).map_err(|e| e.to_string())?;
-    std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)
-        .and_then(|mut f| writeln!(f, "{line}").and_then(|_| f.sync_data()))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| err(&e))?;
+    #[cfg(unix)]
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| err(&std::io::Error::from(e)))?;
+    let mut text = Vec::new();
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut text))
+        .map_err(|e| err(&e))?;
+    let rows: Vec<MethodRun> = read_runs(path)?;
+    if rows
+        .iter()
+        .any(|r| r.method == run.method && r.seed == run.seed)
+    {
+        return Ok(false);
+    }
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        // A torn last line: keep everything up to the last complete one.
+        let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        f.set_len(keep as u64).map_err(|e| err(&e))?;
+    }
+    writeln!(f, "{line}")
+        .and_then(|_| f.sync_data())
+        .map_err(|e| err(&e))?;
+    Ok(true)
 }
 
 /// A method against a reference over the seeds both have (lower test MAE is better).
@@ -1093,8 +1126,8 @@ mod tests {
     fn rows_round_trip_and_a_torn_line_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r/search-x.jsonl");
-        append_run(&path, &run("random", 0, 1.0)).unwrap();
-        append_run(&path, &run("offline", 0, 0.5)).unwrap();
+        assert!(append_run(&path, &run("random", 0, 1.0)).unwrap());
+        assert!(append_run(&path, &run("offline", 0, 0.5)).unwrap());
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("{\"method\":\"ran");
         std::fs::write(&path, text).unwrap();
@@ -1103,5 +1136,30 @@ mod tests {
         assert!(read_runs(&dir.path().join("none.jsonl"))
             .unwrap()
             .is_empty());
+        // The next row does not land on the torn line: it is cut off, and the file reads whole.
+        assert!(append_run(&path, &run("random", 1, 0.9)).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("\"ran{"), "{text}");
+        assert_eq!(read_runs(&path).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_row_already_in_the_file_is_not_appended_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("search-x.jsonl");
+        assert!(append_run(&path, &run("random", 2, 1.0)).unwrap());
+        // Another process's row of the same method and seed (the finished search resumed),
+        // even with a different result, is refused; other methods and seeds are not.
+        assert!(!append_run(&path, &run("random", 2, 0.7)).unwrap());
+        assert!(append_run(&path, &run("offline", 2, 0.7)).unwrap());
+        assert!(append_run(&path, &run("random", 3, 0.7)).unwrap());
+        assert_eq!(
+            read_runs(&path).unwrap(),
+            vec![
+                run("random", 2, 1.0),
+                run("offline", 2, 0.7),
+                run("random", 3, 0.7)
+            ]
+        );
     }
 }

@@ -44,8 +44,9 @@ pub struct BaselineArgs {
     #[arg(long, value_delimiter = ',', default_value = "random,offline,hand-gwn")]
     pub methods: Vec<String>,
     /// First seed index to run (seed indices from..seeds): several processes (or machines)
-    /// can share one comparison's seeds and append to the same results file. The tables
-    /// cover every row in the file.
+    /// can share one comparison's seeds and append to the same results file. The ranges may
+    /// overlap: a method and seed whose row is in the file when it is reached is skipped, and
+    /// a row is never appended twice. The tables cover every row in the file.
     #[arg(long, default_value_t = 0)]
     pub from_seed: usize,
     /// Anytime quality instead of searching: for each search method and seed whose row is in
@@ -113,6 +114,16 @@ fn compare_run_dir(runs_dir: &Path, results: &Path, method: &str, k: u64) -> Pat
         .and_then(|s| s.to_str())
         .unwrap_or("results");
     runs_dir.join(format!("compare-{stem}-{method}-seed{k}"))
+}
+
+/// What `ists baseline` says of a row it did not append
+/// ([`ists_actors::run::compare::append_run`]'s `false`).
+fn already_in(results: &Path) -> String {
+    format!(
+        "not appended: {} already has this method and seed's row (written by another process \
+         since this one read it)",
+        results.display()
+    )
 }
 
 /// Baselines, then the searches over paired seeds.
@@ -226,7 +237,6 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         "final": s.final_train,
     });
     ists::fidelity::check_fingerprint(&path, &fingerprint)?;
-    let mut runs = read_runs(&path).map_err(anyhow::Error::msg)?;
     let hand = |name: &str| {
         let file = PathBuf::from(format!("config/{name}-arch.json"));
         file.exists()
@@ -239,6 +249,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--methods: {e}"))?;
     for k in from_seed as u64..seeds as u64 {
         for method in &methods {
+            // Read again at every step: another process over overlapping seeds may have
+            // written rows since (skipped here rather than resumed from their finished runs).
+            let runs = read_runs(&path).map_err(anyhow::Error::msg)?;
             // Each search lives in a run directory named after the results file, method and
             // seed, so a comparison killed mid-search resumes it (and --anytime reads it).
             let dir = compare_run_dir(&s.runs_dir, &path, &method.name(), k);
@@ -250,7 +263,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 if runs.iter().any(|r| r.method == name && r.seed == k) {
                     continue;
                 }
-                // Copies, as the row read at the cut is pushed onto `runs` below.
+                // Copies, so that `runs` is free to be read again at the next step.
                 let finished =
                     |m: &str| runs.iter().find(|r| r.method == m && r.seed == k).cloned();
                 let (Some(own), Some(reference)) = (finished(&method.name()), finished("random"))
@@ -288,8 +301,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                             reference.eval_steps,
                             r.seconds
                         );
-                        append_run(&path, &r).map_err(anyhow::Error::msg)?;
-                        runs.push(r);
+                        if !append_run(&path, &r).map_err(anyhow::Error::msg)? {
+                            eprintln!("{name} seed +{k}: {}", already_in(&path));
+                        }
                     }
                     Err(e) => eprintln!("{e} (journal {})", journal.display()),
                 }
@@ -326,7 +340,11 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                         "{} seed +{k}: test MAE {:.4} ({} candidates{resumed}, {} steps, {:.0} s)",
                         r.method, r.test_mae, r.evaluations, r.eval_steps, r.seconds
                     );
-                    append_run(&path, &r).map_err(anyhow::Error::msg)?;
+                    if !append_run(&path, &r).map_err(anyhow::Error::msg)? {
+                        // Another process wrote this row (and kept the journal) meanwhile.
+                        eprintln!("{} seed +{k}: {}", r.method, already_in(&path));
+                        continue;
+                    }
                     if !matches!(method, Method::Hand { .. }) {
                         // The row is saved either way; a journal that could not be kept only
                         // costs later readings of this search's designs.
@@ -335,7 +353,6 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                             Err(e) => eprintln!("warning: {e}"),
                         }
                     }
-                    runs.push(r);
                 }
                 // A method that produced no model is reported, and the others go on.
                 Err(e) => eprintln!("{e}"),
