@@ -263,9 +263,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 if runs.iter().any(|r| r.method == name && r.seed == k) {
                     continue;
                 }
-                // Copies, so that `runs` is free to be read again at the next step.
-                let finished =
-                    |m: &str| runs.iter().find(|r| r.method == m && r.seed == k).cloned();
+                let finished = |m: &str| runs.iter().find(|r| r.method == m && r.seed == k);
                 let (Some(own), Some(reference)) = (finished(&method.name()), finished("random"))
                 else {
                     eprintln!(
@@ -289,7 +287,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 let entries = ists_actors::search::memory::read_journal(&journal)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", journal.display()))?;
                 let finals = finals_dir(&dir);
-                match run_anytime(&s, &own, &reference, &entries, f, &data, finals.as_deref()) {
+                match run_anytime(&s, own, reference, &entries, f, &data, finals.as_deref()) {
                     Ok(r) => {
                         eprintln!(
                             "{} seed +{k}: test MAE {:.4} (the design held after {} candidates, \
