@@ -25,6 +25,13 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
+    parse(&text, path)
+}
+
+/// The records of `text`, the contents of file `path` already read (a writer that holds the
+/// file open and locked reads it once), by [`read`]'s rules; `path` only names the file in
+/// errors and warnings.
+pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> Result<Vec<T>, String> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {

@@ -768,7 +768,7 @@ pub fn append_run(path: &Path, run: &MethodRun) -> Result<bool, String> {
     f.rewind()
         .and_then(|_| f.read_to_end(&mut text))
         .map_err(|e| err(&e))?;
-    let rows: Vec<MethodRun> = read_runs(path)?;
+    let rows: Vec<MethodRun> = ists::jsonl::parse(&String::from_utf8_lossy(&text), path)?;
     if rows
         .iter()
         .any(|r| r.method == run.method && r.seed == run.seed)
