@@ -57,6 +57,12 @@ pub struct MemoryEntry {
     /// tree-of-thought path), when it gave one; kept for the report and the dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
+    /// The proposal that made the candidate, numbered over the whole search (across resumed
+    /// sessions), on its first line (rung 0). A resumed search numbers its next proposal after
+    /// the last one recorded, so a seeded instructor draws what it would have drawn had the
+    /// search not been killed. None on promotions and in journals written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<usize>,
 }
 
 /// Key ordering entries by rung (highest first), then score (failed ones last), then id.
@@ -282,6 +288,7 @@ mod tests {
             first_loss: None,
             last_loss: None,
             reasoning: None,
+            proposal: None,
         }
     }
 

@@ -720,6 +720,76 @@ async fn a_search_killed_mid_rung_resumes_its_promotions() {
     }
 }
 
+/// A search killed and resumed goes on as if it had never been killed: with proposals made one
+/// at a time, the resumed journal repeats the uninterrupted search's, candidate for candidate,
+/// rung for rung, before and after the stage switch. (Long studies are resumed whenever a
+/// machine goes; a resume that changed the search would make their rows depend on when.)
+#[actix::test]
+async fn a_resumed_search_goes_on_as_if_never_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = one_at_a_time(tmp.path(), Mode::Cot, 12);
+    s.search.rungs.levels = 1;
+    s.search.rungs.eta = 3;
+    let whole = run_search(
+        s.clone(),
+        SearchOptions {
+            name: Some("whole".into()),
+            ..fake_evaluator()
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let dir = plain_dir(&whole);
+    let j = journal(&dir);
+    let key = |e: &serde_json::Value| {
+        (
+            e["id"].clone(),
+            e["hash"].clone(),
+            e["rung"].clone(),
+            e["score"].clone(),
+            e["stage"].clone(),
+        )
+    };
+    let stages: HashSet<_> = j.iter().map(|e| e["stage"].to_string()).collect();
+    assert_eq!(stages.len(), 2, "both stages are covered: {stages:?}");
+    let text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Kills after 2 evaluations (exploration), after 7 (past the switch), and after every one
+    // but the last.
+    for cut in [2, 7, lines.len() - 1] {
+        let copy = tmp.path().join(format!("cut{cut}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in ["config.json", "sessions.log"] {
+            std::fs::copy(dir.join(f), copy.join(f)).unwrap();
+        }
+        std::fs::write(copy.join("journal.jsonl"), lines[..cut].join("\n") + "\n").unwrap();
+        let resumed = run_search(
+            s.clone(),
+            SearchOptions {
+                resume: Some(copy.clone()),
+                ..fake_evaluator()
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        let r = journal(&copy);
+        assert_eq!(
+            r.iter().map(key).collect::<Vec<_>>(),
+            j.iter().map(key).collect::<Vec<_>>(),
+            "killed after {cut} evaluations"
+        );
+        assert_eq!(resumed.evaluated, whole.evaluated);
+        assert_eq!(resumed.promotions, whole.promotions);
+        assert_eq!(resumed.stage_switch_after, whole.stage_switch_after);
+        assert_eq!(
+            resumed.best.as_ref().map(|b| b.candidate),
+            whole.best.as_ref().map(|b| b.candidate)
+        );
+    }
+}
+
 /// A run directory in use is refused, not resumed a second time: two processes resuming one
 /// run would append to one journal. The refusal names the directory and leaves no trace in it,
 /// and the run resumes once the holder lets go.

@@ -895,6 +895,7 @@ mod tests {
             first_loss: None,
             last_loss: None,
             reasoning: None,
+            proposal: None,
         }
     }
 

@@ -24,6 +24,8 @@ pub(super) struct Job {
     pub(super) steps: Option<usize>,
     /// The instructor's reasoning for the design (first evaluation only).
     pub(super) reasoning: Option<String>,
+    /// The proposal that made the design (first evaluation only; [`MemoryEntry::proposal`]).
+    pub(super) proposal: Option<usize>,
 }
 
 /// Evaluates a candidate (one retry on a restarted evaluator after a fault) and records it.
@@ -38,6 +40,7 @@ pub(super) async fn evaluate(
         rung,
         steps,
         reasoning,
+        proposal,
     } = job;
     let msg = Evaluate {
         candidate,
@@ -66,6 +69,7 @@ pub(super) async fn evaluate(
             first_loss: Some(r.first_loss),
             last_loss: Some(r.last_loss),
             reasoning,
+            proposal,
         },
         EvalOutcome::Failed { kind, message } => MemoryEntry {
             id: candidate,
@@ -81,6 +85,7 @@ pub(super) async fn evaluate(
             first_loss: None,
             last_loss: None,
             reasoning,
+            proposal,
         },
     };
     match w.record.send(Record(entry.clone())).await {

@@ -161,6 +161,7 @@ pub(crate) fn scored_entry(id: usize, arch: &ists::space::Arch, score: f64) -> M
         first_loss: None,
         last_loss: None,
         reasoning: None,
+        proposal: None,
     }
 }
 

@@ -3,7 +3,8 @@
 //! tree-of-thought proposals with repairs, sends candidates to the least-loaded evaluator,
 //! records results, promotes the best candidates to longer trainings (successive-halving rungs,
 //! `search.rungs`), switches from exploration to optimization (published as an event), and at
-//! the end trains the top candidates fully and hands the summary back.
+//! the end trains the top candidates fully and hands the summary back. A resumed search starts
+//! from its journal replayed in order (`replay`), so it goes on where the killed one stopped.
 //!
 //! Longer than the ~400 lines aimed at, on purpose: what remains here is one state machine
 //! (the counts of proposals, evaluations and promotions in flight, the step budget committed,
@@ -103,7 +104,6 @@ impl StageActor {
         done: oneshot::Sender<Summary>,
     ) -> StageActor {
         let s = &settings.search;
-        let switch_at = ((s.exploration_share * s.budget as f64).ceil() as usize).min(s.budget);
         let mut ladder = Ladder::new(s.rungs.clone());
         let mut climbers = HashMap::new();
         for e in resumed {
@@ -112,51 +112,37 @@ impl StageActor {
                 climbers.insert(e.hash.clone(), a);
             }
         }
-        // A promoted candidate has one journal line per rung; it is one candidate.
-        let evaluated = resumed
-            .iter()
-            .map(|e| e.hash.as_str())
-            .collect::<std::collections::HashSet<_>>()
-            .len();
+        let r = replay(resumed, s);
         let mut summary = summary;
-        summary.evaluated = evaluated;
-        summary.resumed = evaluated;
+        summary.evaluated = r.evaluated;
+        summary.resumed = r.evaluated;
         // The compute already spent counts toward the step budget and the stage switch.
         summary.eval_steps = resumed.iter().map(|e| e.steps as u64).sum();
         summary.eval_seconds = resumed.iter().map(|e| e.seconds.max(0.0)).sum();
-        let stage = if s.exploration_done(evaluated, summary.eval_steps, summary.eval_seconds) {
-            Stage::Optimization
-        } else {
-            Stage::Exploration
-        };
         for e in resumed {
             if e.rung == 0 {
                 count_status(&mut summary, &e.status);
             } else {
                 summary.promotions += 1;
             }
-            if beats(e, summary.best.as_ref()) {
-                summary.best = Some(Best::of(e));
-            }
         }
-        if stage == Stage::Optimization {
-            summary.stage_switch_after = Some(switch_at.min(evaluated));
-        }
-        summary.stage = Some(stage);
+        summary.best = r.best;
+        summary.stage_switch_after = r.switch_after;
+        summary.stage = Some(r.stage);
         StageActor {
             next_candidate: resumed.iter().map(|e| e.id + 1).max().unwrap_or(0),
             w,
             settings,
-            stage,
-            evaluated,
+            stage: r.stage,
+            evaluated: r.evaluated,
             in_eval: 0,
             promoting: 0,
             proposing: 0,
             steps_committed: resumed.iter().map(|e| e.steps as u64).sum(),
             ladder,
             climbers,
-            next_proposal: 0,
-            since_best: 0,
+            next_proposal: r.next_proposal,
+            since_best: r.since_best,
             summary,
             draining: false,
             finished: false,
@@ -271,7 +257,9 @@ impl StageActor {
             self.steps_committed += slots as u64 * proxy_steps;
             let proposal = self.next_proposal;
             self.next_proposal += 1;
-            let request_base = (self.w.run.session as u64) << 40 | (proposal as u64) << 16;
+            // Numbered over the whole search, not per session, so that a resumed search's
+            // seeded instructor draws what the uninterrupted search would have.
+            let request_base = (proposal as u64) << 16;
             self.w.publish(Event::Proposed {
                 proposal,
                 mode: format!("{:?}", s.mode).to_lowercase(),
@@ -355,6 +343,7 @@ impl StageActor {
                 rung: 0,
                 steps: None,
                 reasoning,
+                proposal: Some(proposal),
             };
             let fut = async move { evaluate(&w, job).await };
             ctx.spawn(
@@ -391,6 +380,7 @@ impl StageActor {
             steps: Some(steps),
             // The memory bank keeps the proposal's reasoning across promotions.
             reasoning: None,
+            proposal: None,
         };
         let rung = p.rung;
         let fut = async move { evaluate(&w, job).await };
@@ -574,6 +564,69 @@ fn affordable(budget: u64, committed: u64, steps: u64) -> u64 {
     }
 }
 
+/// The state a resumed search stopped in, found by replaying its journal entry by entry as
+/// [`StageActor`] recorded them: the stage and when it switched (by the share of the budget
+/// or on a plateau, as [`StageActor::maybe_switch`] decides), the best entry, the candidates
+/// since it, and the next proposal's number. A resumed search then goes on as the
+/// uninterrupted one would have, rather than from a state rebuilt by totals.
+pub(super) struct Replay {
+    pub stage: Stage,
+    /// Candidates evaluated when the stage switched (None: still exploring).
+    pub switch_after: Option<usize>,
+    /// Distinct candidates (a promoted one has a journal line per rung).
+    pub evaluated: usize,
+    pub best: Option<Best>,
+    /// Candidates evaluated since the best last changed (the plateau rule's count).
+    pub since_best: usize,
+    /// After the last proposal recorded ([`MemoryEntry::proposal`]); after the last candidate
+    /// for journals that did not record proposals (one proposal a candidate, as a
+    /// chain-of-thought search makes them).
+    pub next_proposal: usize,
+}
+
+pub(super) fn replay(resumed: &[MemoryEntry], s: &ists::config::SearchSettings) -> Replay {
+    let mut r = Replay {
+        stage: Stage::Exploration,
+        switch_after: None,
+        evaluated: 0,
+        best: None,
+        since_best: 0,
+        next_proposal: 0,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let (mut steps, mut seconds) = (0u64, 0.0f64);
+    let mut last_proposal = None;
+    for e in resumed {
+        steps += e.steps as u64;
+        seconds += e.seconds.max(0.0);
+        let first = seen.insert(e.hash.as_str());
+        if first {
+            r.evaluated += 1;
+        }
+        let better = beats(e, r.best.as_ref());
+        if better {
+            r.best = Some(Best::of(e));
+        }
+        if e.rung == 0 {
+            r.since_best = if better { 0 } else { r.since_best + 1 };
+        }
+        last_proposal = last_proposal.max(e.proposal);
+        if r.stage == Stage::Exploration
+            && s.exploration_share < 1.0
+            && (s.exploration_done(r.evaluated, steps, seconds)
+                || (s.plateau > 0 && r.since_best >= s.plateau))
+        {
+            r.stage = Stage::Optimization;
+            r.switch_after = Some(r.evaluated);
+        }
+    }
+    r.next_proposal = match last_proposal {
+        Some(p) => p + 1,
+        None => resumed.iter().map(|e| e.id + 1).max().unwrap_or(0),
+    };
+    r
+}
+
 /// Whether `e` beats the best so far: a score at a higher rung, or a lower score at the same.
 fn beats(e: &MemoryEntry, best: Option<&Best>) -> bool {
     match (e.score, best) {
@@ -624,5 +677,62 @@ impl Handler<Drain> for StageActor {
     fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
         self.draining = true;
         self.maybe_finish(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::memory::scored_entry;
+    use rand::SeedableRng;
+
+    /// A journal of `scores` (rung 0, one candidate a proposal, proposals recorded or not).
+    fn journal(scores: &[f64], proposals: bool) -> Vec<MemoryEntry> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let hs = ists::hyper::HyperSpace::default();
+        scores
+            .iter()
+            .enumerate()
+            .map(|(i, &score)| {
+                let a = Arch::sample_in(ists::space::SpaceKind::Ists, &hs, &mut rng);
+                let mut e = scored_entry(i, &a, score);
+                e.proposal = proposals.then_some(2 * i);
+                e
+            })
+            .collect()
+    }
+
+    /// The replay switches where the search switched: on a plateau (the count of candidates
+    /// since the best, which a resumed search carries on), or at the exploration share.
+    #[test]
+    fn the_replay_finds_the_switch_the_best_and_the_next_proposal() {
+        let mut s = ists::config::SearchSettings {
+            budget: 100,
+            exploration_share: 0.5,
+            ..Default::default()
+        };
+        // Best at candidate 1, then three candidates that do not beat it.
+        let j = journal(&[3.0, 1.0, 2.0, 2.5, 1.5], true);
+        let r = replay(&j, &s);
+        assert_eq!(
+            (r.stage, r.switch_after, r.evaluated),
+            (Stage::Exploration, None, 5)
+        );
+        assert_eq!(r.since_best, 3);
+        assert_eq!(r.best.map(|b| b.candidate), Some(1));
+        assert_eq!(r.next_proposal, 9, "after the last proposal recorded");
+        s.plateau = 2;
+        let r = replay(&j, &s);
+        assert_eq!((r.stage, r.switch_after), (Stage::Optimization, Some(4)));
+        s.plateau = 0;
+        s.budget = 8;
+        let r = replay(&j, &s);
+        assert_eq!((r.stage, r.switch_after), (Stage::Optimization, Some(4)));
+        // A random search (the whole budget exploring) never switches.
+        s.exploration_share = 1.0;
+        assert_eq!(replay(&j, &s).stage, Stage::Exploration);
+        // A journal without proposals: one a candidate.
+        assert_eq!(replay(&journal(&[3.0, 1.0], false), &s).next_proposal, 2);
+        assert_eq!(replay(&[], &s).next_proposal, 0);
     }
 }

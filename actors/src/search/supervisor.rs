@@ -306,22 +306,10 @@ async fn with_local_server(
     Ok((Some(server), s))
 }
 
-/// The stage the prompts start in: optimization when the resumed candidates (not journal
-/// lines: a promoted candidate has one per rung) already fill the exploration share.
+/// The stage the prompts start in: the one the resumed journal, replayed, ends in (as the
+/// stage actor finds it).
 fn prompt_stage(resumed: &[ists::memory::MemoryEntry], settings: &Settings) -> Stage {
-    let s = &settings.search;
-    let candidates = resumed
-        .iter()
-        .map(|e| e.hash.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let steps = resumed.iter().map(|e| e.steps as u64).sum();
-    let seconds = resumed.iter().map(|e| e.seconds.max(0.0)).sum();
-    if s.exploration_done(candidates, steps, seconds) {
-        Stage::Optimization
-    } else {
-        Stage::Exploration
-    }
+    super::stage::replay(resumed, &settings.search).stage
 }
 
 /// One evaluator actor per device, and the Ray back end in front of them when configured.
