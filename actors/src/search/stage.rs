@@ -258,8 +258,11 @@ impl StageActor {
             let proposal = self.next_proposal;
             self.next_proposal += 1;
             // Numbered over the whole search, not per session, so that a resumed search's
-            // seeded instructor draws what the uninterrupted search would have.
-            let request_base = (proposal as u64) << 16;
+            // seeded instructor draws what the uninterrupted search would have. The 1 << 40
+            // is the first session's number as builds before this put it in every request:
+            // an uninterrupted search draws exactly as it did with them, so the committed
+            // rows of earlier builds repeat.
+            let request_base = 1 << 40 | (proposal as u64) << 16;
             self.w.publish(Event::Proposed {
                 proposal,
                 mode: format!("{:?}", s.mode).to_lowercase(),
