@@ -13,7 +13,8 @@
 //! - [`model`]: an architecture built into a forecaster (input projection, DAG, head).
 //! - [`data`]: loaders for the formats users have (PEMS npz, DCRNN pickle, T-GCN csv,
 //!   PyG-Temporal json), windows, splits, scaling, graph normalizations.
-//! - [`train`]: batches, Adam, the one-step-tuning proxy and full training with early stopping.
+//! - [`train`]: batches, Adam, the one-step-tuning proxy and full training with early stopping;
+//!   [`checkpoint`]: a full training's state after an epoch, so a killed one resumes there.
 //! - [`metrics`]: masked MAE / RMSE / MAPE per horizon.
 //! - [`ensemble`]: the mean forecast of a design's seeds (`final.ensemble`), scored like one
 //!   model.
@@ -41,6 +42,7 @@
 //! - [`error`]: the crate's error type.
 
 pub mod baselines;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod devcheck;

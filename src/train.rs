@@ -2,6 +2,7 @@
 //! weight decay and gradient clipping, early stopping on validation, the one-step-tuning proxy,
 //! and test metrics. Everything is seeded; on CPU with one thread, runs are bit-for-bit repeatable.
 
+use crate::checkpoint::{Checkpoint, StateRef};
 use crate::data::Prepared;
 use crate::error::{Error, Result};
 use crate::metrics::{masked_mae, masked_mse, masked_rmse, MetricsTable};
@@ -106,9 +107,10 @@ impl TrainData {
 /// GRU baseline (`crate::gru`) trains with the very same optimizer.
 pub(crate) struct Adam {
     params: Vec<Tensor>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    t: i32,
+    pub(crate) m: Vec<Tensor>,
+    pub(crate) v: Vec<Tensor>,
+    /// Steps taken (Adam's bias corrections depend on it).
+    pub(crate) t: i32,
     pub(crate) lr: f64,
     wd: f64,
     clip: f64,
@@ -596,7 +598,8 @@ pub struct RefitReport {
 }
 
 /// A copy of every variable, by name (the best weights during training).
-type Snapshot = Vec<(String, Tensor)>;
+/// A model's weights by variable name, sorted by name.
+pub(crate) type Snapshot = Vec<(String, Tensor)>;
 
 /// Builds a model's variables with libtorch's generator seeded by `seed`, on the CPU, then
 /// moves them to `device`.
@@ -700,7 +703,7 @@ impl Trained {
         Ok(value)
     }
 
-    fn snapshot(&self) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
         let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v.into_iter()
@@ -712,7 +715,7 @@ impl Trained {
             .collect()
     }
 
-    fn restore(&self, snap: &[(String, Tensor)]) -> Result<()> {
+    pub(crate) fn restore(&self, snap: &[(String, Tensor)]) -> Result<()> {
         let vars = self.vs.variables();
         tch::no_grad(|| -> Result<()> {
             for (k, t) in snap {
@@ -917,7 +920,27 @@ pub fn train_full_until(
     on_epoch: &mut dyn FnMut(&EpochLog),
     stop: &AtomicBool,
 ) -> Result<(TrainReport, Trained)> {
+    train_full_resumable(arch, data, model_cfg, cfg, on_epoch, stop, None)
+}
+
+/// [`train_full_until`] that keeps its state in `checkpoint` after every epoch and, started
+/// again with the same checkpoint after a kill, resumes after the last epoch kept instead of
+/// at epoch 1, going on exactly as the uninterrupted training would have (see
+/// [`crate::checkpoint`]; `on_epoch` sees only the epochs trained in this call). Not with
+/// `model.dropout`: such a training neither reads nor writes a checkpoint. A refit
+/// (`refit`) is not checkpointed: a kill during it trains the refit again, from the kept
+/// first training's end.
+pub fn train_full_resumable(
+    arch: &Arch,
+    data: &TrainData,
+    model_cfg: &ModelConfig,
+    cfg: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochLog),
+    stop: &AtomicBool,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<(TrainReport, Trained)> {
     let started = Instant::now();
+    let checkpoint = checkpoint.filter(|_| model_cfg.dropout == 0.0);
     // The joint space's learning-rate factor scales the whole schedule.
     let cfg = &TrainConfig {
         lr: cfg.lr * arch.lr_scale(),
@@ -934,7 +957,18 @@ pub fn train_full_until(
     let mut top: Vec<(f64, usize, Snapshot)> = Vec::with_capacity(keep + 1);
     let mut status = EvalStatus::Ok;
     let mut since_best = 0;
-    for epoch in 1..=cfg.epochs {
+    let (mut first, mut earlier_seconds) = (1, 0.0);
+    if let Some(c) = checkpoint {
+        if let Some(st) = c.load(&trained, &mut opt, data.device, cfg.epochs)? {
+            first = st.epoch + 1;
+            rng.set_word_pos(st.rng_word_pos);
+            since_best = st.since_best;
+            top = st.top;
+            history = st.history;
+            earlier_seconds = st.seconds;
+        }
+    }
+    for epoch in first..=cfg.epochs {
         let t0 = Instant::now();
         let (sum, batches) = match train_epoch(
             &trained,
@@ -985,6 +1019,17 @@ pub fn train_full_until(
             if since_best >= cfg.patience.max(1) {
                 break;
             }
+        }
+        if let Some(c) = checkpoint {
+            let state = StateRef {
+                epoch,
+                rng_word_pos: rng.get_word_pos(),
+                since_best,
+                top: &top,
+                history: &history,
+                seconds: earlier_seconds + started.elapsed().as_secs_f64(),
+            };
+            c.save(&state, &trained, &opt)?;
         }
     }
     let (mut val, mut test, mut best_epoch) = (None, None, 0);
@@ -1058,7 +1103,8 @@ pub fn train_full_until(
         history,
         val,
         test,
-        seconds: started.elapsed().as_secs_f64(),
+        // A resumed training's seconds include its earlier sessions' up to the checkpoint.
+        seconds: earlier_seconds + started.elapsed().as_secs_f64(),
         refit,
         averaged,
     };
@@ -1281,6 +1327,76 @@ mod tests {
         let (pred, y) = trained.predict(&data, &idx, 64).unwrap();
         let again = MetricsTable::compute(&pred, &y, data.null).unwrap();
         assert_eq!(Some(again), r.test);
+    }
+
+    /// A training killed after an epoch and started again with its checkpoint trains only the
+    /// epochs after it and ends exactly as the uninterrupted training: the same losses, chosen
+    /// epoch, averaged epochs, metrics and weights. A checkpoint of another training (another
+    /// key) is not resumed from.
+    #[test]
+    fn a_training_resumed_from_its_checkpoint_ends_as_the_uninterrupted_one() {
+        let (data, arch, model, cfg) = small_training(3);
+        let cfg = TrainConfig {
+            average_top: 2,
+            ..cfg
+        };
+        let (plain, plain_model) = train_full(&arch, &data, &model, &cfg, &mut |_| {}).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoint {
+            path: dir.path().join("t.ckpt"),
+            key: "this training".into(),
+        };
+        // Stopped during epoch 2, as a kill would: epoch 1's checkpoint is on disk.
+        let stop = AtomicBool::new(false);
+        let mut kill_after_1 = |e: &EpochLog| {
+            if e.epoch == 1 {
+                stop.store(true, Ordering::Relaxed);
+            }
+        };
+        let killed = train_full_resumable(
+            &arch,
+            &data,
+            &model,
+            &cfg,
+            &mut kill_after_1,
+            &stop,
+            Some(&c),
+        );
+        assert!(matches!(killed, Err(Error::Cancelled)));
+        assert!(c.path.exists());
+        let never = AtomicBool::new(false);
+        let mut trained_here = Vec::new();
+        let mut log = |e: &EpochLog| trained_here.push(e.epoch);
+        let (r, resumed_model) =
+            train_full_resumable(&arch, &data, &model, &cfg, &mut log, &never, Some(&c)).unwrap();
+        assert_eq!(trained_here, [2, 3]);
+        assert_eq!(losses(&r.history), losses(&plain.history));
+        assert_eq!(
+            (r.best_epoch, &r.averaged, &r.val, &r.test),
+            (plain.best_epoch, &plain.averaged, &plain.val, &plain.test)
+        );
+        assert!(plain.averaged.is_some());
+        let (a, b) = (
+            plain_model.snapshot().unwrap(),
+            resumed_model.snapshot().unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        for ((ka, ta), (kb, tb)) in a.iter().zip(&b) {
+            assert_eq!(ka, kb);
+            assert!(ta.equal(tb), "{ka} differs");
+        }
+        // Another training's checkpoint: every epoch is trained, to the same end.
+        let other = Checkpoint {
+            key: "another training".into(),
+            ..c.clone()
+        };
+        let mut trained_here = Vec::new();
+        let mut log = |e: &EpochLog| trained_here.push(e.epoch);
+        let (r, _) =
+            train_full_resumable(&arch, &data, &model, &cfg, &mut log, &never, Some(&other))
+                .unwrap();
+        assert_eq!(trained_here, [1, 2, 3]);
+        assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
     }
 
     /// Checkpoint averaging leaves the training as it was, averages the `average_top` best

@@ -519,6 +519,9 @@ pub struct TrainFinal {
     /// model is already exported to `export`: the evaluator loads that model for its forecasts
     /// instead of training (sent only when forecasts are asked for).
     pub kept: Option<ists::train::TrainReport>,
+    /// Keep the training's state here after every epoch, and resume from it if an earlier
+    /// session left it ([`ists::checkpoint`]).
+    pub checkpoint: Option<ists::checkpoint::Checkpoint>,
 }
 
 /// A final training's outcome: its report and, when asked for and the training kept weights,

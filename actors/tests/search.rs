@@ -335,6 +335,127 @@ fn kill_minus_nine_then_resume_loses_nothing() {
     assert_eq!(hashes.len(), 10, "an architecture was evaluated twice");
 }
 
+/// A search killed (`kill -9`) during its final training resumes that training after its last
+/// finished epoch, from the checkpoint it keeps in the run directory, and hands back the very
+/// model the uninterrupted search trains: the same epochs' losses and test metrics. The
+/// checkpoint is gone once the report is kept.
+#[test]
+fn kill_minus_nine_in_the_final_training_resumes_after_its_last_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("final-kill.toml");
+    std::fs::write(
+        &config,
+        "[data]\nsource = \"chickenpox\"\n\
+         [data.prepare]\ninput_len = 4\noutput_len = 4\nsplit = [0.6, 0.2, 0.2]\ntime_of_day = false\n\
+         [model]\nhidden = 8\nend_hidden = 16\nheads = 2\n\
+         [proxy]\nsteps = 3\nbatch_size = 8\nval_samples = 16\n\
+         [final]\ntop_k = 1\n\
+         [final.train]\nepochs = 8\npatience = 8\nbatch_size = 4\n\
+         [search]\nbudget = 2\nin_flight = 1\n",
+    )
+    .unwrap();
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+            .current_dir(root())
+            .args(args)
+            .env("ISTS__RUNS_DIR", tmp.path())
+            .env("OMP_NUM_THREADS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let search = |name: &str| {
+        spawn(&[
+            "search",
+            "--config",
+            config.to_str().unwrap(),
+            "--name",
+            name,
+        ])
+    };
+    // The epochs a process's log says the final training trained.
+    let epochs = |child: std::process::Child| {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+        while let Some(i) = text.find('\u{1b}') {
+            let end = text[i..].find('m').map_or(text.len(), |j| i + j + 1);
+            text.replace_range(i..end, "");
+        }
+        text.lines()
+            .filter(|l| l.contains("final training candidate="))
+            .filter_map(|l| l.split(" epoch=").nth(1)?.split(' ').next()?.parse().ok())
+            .collect::<Vec<usize>>()
+    };
+    let whole_epochs = epochs(search("whole"));
+    assert_eq!(whole_epochs, (1..=8).collect::<Vec<_>>());
+    let report = |run: &str| -> serde_json::Value {
+        let dir = tmp.path().join(run);
+        let name = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .find(|n| n.starts_with("final-") && n.ends_with(".json") && !n.ends_with(".key.json"))
+            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let whole = report("whole");
+    let run = tmp.path().join("killed");
+    let files = |suffix: &str| -> Vec<String> {
+        std::fs::read_dir(&run)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(suffix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut child = search("killed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while files(".ckpt").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint was written"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("search exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        files(".key.json").is_empty(),
+        "killed after the final training ended"
+    );
+    let resumed = epochs(spawn(&["search", "--resume", run.to_str().unwrap()]));
+    assert!(
+        !resumed.is_empty() && resumed[0] > 1 && *resumed.last().unwrap() == 8,
+        "the resumed training trained epochs {resumed:?}"
+    );
+    let again = report("killed");
+    for field in ["history", "best_epoch", "val", "test"] {
+        let strip = |v: &serde_json::Value| match v {
+            // Each epoch's seconds are the one thing two trainings do not share.
+            serde_json::Value::Array(h) => serde_json::Value::Array(
+                h.iter()
+                    .map(|e| {
+                        let mut e = e.clone();
+                        e.as_object_mut().map(|o| o.remove("seconds"));
+                        e
+                    })
+                    .collect(),
+            ),
+            v => v.clone(),
+        };
+        assert_eq!(strip(&again[field]), strip(&whole[field]), "{field}");
+    }
+    assert!(
+        files(".ckpt").is_empty(),
+        "the checkpoint outlived the report"
+    );
+}
+
 /// `ists bench gpu` (what scripts/gpu-check.sh runs on a GPU host) with the CPU as both
 /// devices: every check runs, passes, and lands in the JSON record; a device libtorch cannot
 /// see is refused with a message that says what to do.

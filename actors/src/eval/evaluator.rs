@@ -15,7 +15,7 @@ use ists::data::Prepared;
 use ists::ensemble::forecasts;
 use ists::model::ModelConfig;
 use ists::train::{
-    proxy_run_until, train_full_until, EvalStatus, ProxyConfig, ProxyReport, TrainData,
+    proxy_run_until, train_full_resumable, EvalStatus, ProxyConfig, ProxyReport, TrainData,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -452,7 +452,15 @@ impl Handler<TrainFinal> for EvaluatorActor {
             );
         };
         match catch_unwind(AssertUnwindSafe(|| {
-            train_full_until(&msg.arch, data, model, &msg.config, &mut log, stop)
+            train_full_resumable(
+                &msg.arch,
+                data,
+                model,
+                &msg.config,
+                &mut log,
+                stop,
+                msg.checkpoint.as_ref(),
+            )
         })) {
             Ok(Ok((report, trained))) => {
                 if let Some(dir) = &msg.export {

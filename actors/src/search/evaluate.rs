@@ -8,6 +8,7 @@
 use super::stage::Wiring;
 use crate::messages::*;
 use crate::run::summary::{FinalResult, SeedScore, Summary};
+use ists::checkpoint::Checkpoint;
 use ists::config::Settings;
 use ists::ensemble::{Ensemble, EnsembleMetrics};
 use ists::memory::{MemoryEntry, Stage};
@@ -175,6 +176,10 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                 export: Some(export.clone()),
                 forecasts: ensemble,
                 kept: kept.clone(),
+                checkpoint: Some(Checkpoint {
+                    path: w.run.path.join(checkpoint_name(&name)),
+                    key: serde_json::to_string(&key).unwrap_or_default(),
+                }),
             };
             let mut outcome = w.evaluators.train_final(msg.clone()).await;
             if let (Err(err), Some(report)) = (&outcome, &kept) {
@@ -202,8 +207,12 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                     if kept.is_none() {
                         // The report first, its key last: a key on disk vouches for both the
                         // report and the model exported before it.
-                        let _ = w.run.write_json(&name, &report);
-                        let _ = w.run.write_json(&key_name(&name), &key);
+                        let written = w.run.write_json(&name, &report).is_ok()
+                            && w.run.write_json(&key_name(&name), &key).is_ok();
+                        if written {
+                            // Kept now: the epochs' checkpoint is no longer needed.
+                            let _ = std::fs::remove_file(w.run.path.join(checkpoint_name(&name)));
+                        }
                         if let Some(finals) = &w.finals {
                             if let Err(err) = share_training(finals, &key, &report, &export) {
                                 tracing::warn!(
@@ -278,6 +287,12 @@ fn training_key(arch: &Arch, config: &TrainConfig, s: &Settings) -> serde_json::
 
 fn key_name(report: &str) -> String {
     format!("{}.key.json", report.trim_end_matches(".json"))
+}
+
+/// Where the final training whose report is `report` keeps its state between epochs
+/// (`final-<candidate>[-s<seed>].ckpt`), until the report and its key are written.
+fn checkpoint_name(report: &str) -> String {
+    format!("{}.ckpt", report.trim_end_matches(".json"))
 }
 
 /// The report of a final training an earlier session of this run finished: its key matches
