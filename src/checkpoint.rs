@@ -11,8 +11,9 @@
 //!
 //! One file, written whole beside it and renamed over it, so a kill while writing leaves the
 //! previous epoch's checkpoint. A file that does not load, or holds another training's key, is
-//! not resumed from (the training starts at epoch 1 and overwrites it): a checkpoint only ever
-//! saves time, it never decides a result.
+//! not resumed from (the training starts at epoch 1 and overwrites it), and one that cannot be
+//! written is logged and the training goes on: a checkpoint only ever saves time, it never
+//! decides a result.
 
 use crate::error::{Error, Result};
 use crate::train::{Adam, EpochLog, Snapshot, Trained};

@@ -597,8 +597,7 @@ pub struct RefitReport {
     pub seconds: f64,
 }
 
-/// A copy of every variable, by name (the best weights during training).
-/// A model's weights by variable name, sorted by name.
+/// A copy of every variable, by name, sorted by name (the best weights during training).
 pub(crate) type Snapshot = Vec<(String, Tensor)>;
 
 /// Builds a model's variables with libtorch's generator seeded by `seed`, on the CPU, then
@@ -1029,7 +1028,11 @@ pub fn train_full_resumable(
                 history: &history,
                 seconds: earlier_seconds + started.elapsed().as_secs_f64(),
             };
-            c.save(&state, &trained, &opt)?;
+            // A checkpoint only saves time: one that cannot be written (a full disk) costs the
+            // resume, not the training.
+            if let Err(e) = c.save(&state, &trained, &opt) {
+                tracing::warn!("epoch {epoch}'s checkpoint not kept: {e}");
+            }
         }
     }
     let (mut val, mut test, mut best_epoch) = (None, None, 0);
@@ -1396,6 +1399,22 @@ mod tests {
             train_full_resumable(&arch, &data, &model, &cfg, &mut log, &never, Some(&other))
                 .unwrap();
         assert_eq!(trained_here, [1, 2, 3]);
+        assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
+        // A checkpoint that cannot be written costs the resume, not the training.
+        let nowhere = Checkpoint {
+            path: dir.path().join("missing/t.ckpt"),
+            ..c.clone()
+        };
+        let (r, _) = train_full_resumable(
+            &arch,
+            &data,
+            &model,
+            &cfg,
+            &mut |_| {},
+            &never,
+            Some(&nowhere),
+        )
+        .unwrap();
         assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
     }
 
