@@ -36,6 +36,7 @@
 //! averaged first and the models then weighed equally, scored the same way.
 
 use crate::baselines::{historical_average, last_value, targets};
+use crate::checkpoint::Checkpoint;
 use crate::data::Prepared;
 use crate::error::{Error, Result};
 use crate::gru::{train_gru, GruConfig};
@@ -43,7 +44,7 @@ use crate::metrics::{TgcnTable, TGCN_HORIZONS};
 use crate::model::ModelConfig;
 use crate::space::Arch;
 use crate::stats::mean_sd;
-use crate::train::{spread, train_full, TrainConfig, TrainData};
+use crate::train::{spread, train_full_resumable, TrainConfig, TrainData};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -869,7 +870,17 @@ fn measure(
             continue;
         }
         let started = std::time::Instant::now();
-        let (forecast, chosen) = forecast(model, label, k, prepared, data, plan, log)?;
+        let checkpoint = design_checkpoint(model, one, k, prepared, plan, results);
+        let (forecast, chosen) = forecast(
+            model,
+            label,
+            k,
+            prepared,
+            data,
+            plan,
+            checkpoint.as_ref(),
+            log,
+        )?;
         let table = one.table(prepared, &forecast, plan.step_minutes)?;
         log(&format!(
             "{label} seed +{k} ({:.0} s):\n{table}",
@@ -883,6 +894,10 @@ fn measure(
             })
             .collect();
         results.append(rows)?;
+        if let Some(c) = &checkpoint {
+            // The rows are kept: the epochs' checkpoint is no longer needed.
+            let _ = std::fs::remove_file(&c.path);
+        }
         if model.seeded() {
             // Its rows are safe already; a forecast that cannot be kept only narrows later
             // ensembles.
@@ -900,9 +915,49 @@ fn measure(
     Ok(())
 }
 
+/// Where a design's training under seed `+k` keeps its state between epochs, so that a
+/// protocol killed mid-training resumes after the last epoch instead of at the first:
+/// `<results>.checkpoints/<model>-<horizon>-s<k>.ckpt` (git-ignored; removed once the seed's
+/// rows are written). None for the other models (the GRU's epochs take seconds) and when the
+/// folder cannot be made.
+fn design_checkpoint(
+    model: &ProtocolModel,
+    one: &Measure<'_>,
+    k: u64,
+    prepared: &Prepared,
+    plan: &ProtocolPlan,
+    results: &ProtocolResults,
+) -> Option<Checkpoint> {
+    let ProtocolModel::Design { name, arch } = model else {
+        return None;
+    };
+    let dir = crate::jsonl::beside(&results.path, ".checkpoints");
+    std::fs::create_dir_all(&dir).ok()?;
+    let at = one.at.map_or("all".to_string(), |h| h.to_string());
+    let file: String = format!("{name}-{at}-s{k}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let key = serde_json::json!({
+        "model": name,
+        "at": one.at,
+        "arch": arch.to_spec(),
+        "widths": plan.model,
+        "train": TrainConfig { seed: plan.train.seed + k, ..plan.train.clone() },
+        "data": prepared.name,
+        "shape": [prepared.n, prepared.input_len, prepared.output_len],
+        "splits": [&prepared.splits.train, &prepared.splits.val, &prepared.splits.test],
+    });
+    Some(Checkpoint {
+        path: dir.join(format!("{file}.ckpt")),
+        key: key.to_string(),
+    })
+}
+
 /// The test forecast `[S, H, N]` of `model` under seed `+k` on `prepared`, trained first when it
-/// is a trained model (`data`: `prepared`'s training tensors, built when first needed), with
-/// the epoch a trained model kept.
+/// is a trained model (`data`: `prepared`'s training tensors, built when first needed; a
+/// design's training keeps its epochs in `checkpoint`), with the epoch a trained model kept.
+#[allow(clippy::too_many_arguments)]
 fn forecast(
     model: &ProtocolModel,
     label: &str,
@@ -910,6 +965,7 @@ fn forecast(
     prepared: &Prepared,
     data: &mut Option<TrainData>,
     plan: &ProtocolPlan,
+    checkpoint: Option<&Checkpoint>,
     log: &mut dyn FnMut(&str),
 ) -> Result<(Vec<f32>, Option<Chosen>)> {
     let test = prepared.splits.test.clone();
@@ -963,7 +1019,8 @@ fn forecast(
                 Some(d) => d,
                 None => data.insert(TrainData::new(prepared, tch::Device::Cpu)?),
             };
-            let (report, trained) = train_full(arch, data, &plan.model, &train, &mut |e| {
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let mut epoch_log = |e: &crate::train::EpochLog| {
                 log(&format!(
                     "{label} seed +{k} epoch {}: train {:.4}, {} ({:.0} s)",
                     e.epoch,
@@ -971,7 +1028,16 @@ fn forecast(
                     e.val_text(),
                     e.seconds
                 ))
-            })?;
+            };
+            let (report, trained) = train_full_resumable(
+                arch,
+                data,
+                &plan.model,
+                &train,
+                &mut epoch_log,
+                &never,
+                checkpoint,
+            )?;
             log(&format!(
                 "{label} seed +{k}: best epoch {} of {} ({:?}), {} parameters",
                 report.best_epoch, report.epochs_run, report.status, report.params
@@ -1547,6 +1613,82 @@ pub(crate) mod tests {
         run_protocol(&p, &plan, &mut again, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again.rows().len(), n);
         assert!(lines.iter().all(|l| l.contains("skipped")), "{lines:?}");
+    }
+
+    /// A design's training killed after an epoch resumes from the checkpoint it kept beside
+    /// the results (the later epochs only) and writes the rows of the uninterrupted run; the
+    /// checkpoint is gone once the rows are in.
+    #[test]
+    fn a_design_killed_mid_training_resumes_from_its_checkpoint() {
+        tch::set_num_threads(1);
+        let p = wave();
+        let dir = tempfile::tempdir().unwrap();
+        let design = ProtocolModel::Design {
+            name: "design".into(),
+            arch: crate::space::Arch::from_json(
+                r#"{"edges":[{"from":0,"to":3,"op":"TTS","spatial":"mix_gc","temporal":"gdcc"}]}"#,
+                crate::space::SpaceKind::Ists,
+            )
+            .unwrap(),
+        };
+        let plan = ProtocolPlan {
+            models: vec![design.clone()],
+            seeds: 1,
+            model: ModelConfig {
+                hidden: 4,
+                end_hidden: 8,
+                heads: 1,
+                ..ModelConfig::default()
+            },
+            train: TrainConfig {
+                epochs: 3,
+                batch_size: 32,
+                patience: 3,
+                ..TrainConfig::default()
+            },
+            gru_epochs: 1,
+            step_minutes: 5,
+            ensemble: false,
+        };
+        let mut whole = ProtocolResults::open(&dir.path().join("whole.jsonl")).unwrap();
+        run_protocol(&p, &plan, &mut whole, &mut |_| {}).unwrap();
+        let mut killed = ProtocolResults::open(&dir.path().join("killed.jsonl")).unwrap();
+        let one = Measure {
+            name: "design",
+            suffix: String::new(),
+            at: None,
+        };
+        let c = design_checkpoint(&design, &one, 0, &p, &plan, &killed).unwrap();
+        // The first epoch's checkpoint, as a kill during the second would leave it.
+        let data = TrainData::new(&p, tch::Device::Cpu).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let ProtocolModel::Design { arch, .. } = &design else {
+            unreachable!()
+        };
+        let cut = crate::train::train_full_resumable(
+            arch,
+            &data,
+            &plan.model,
+            &plan.train,
+            &mut |_| stop.store(true, std::sync::atomic::Ordering::Relaxed),
+            &stop,
+            Some(&c),
+        );
+        assert!(matches!(cut, Err(Error::Cancelled)) && c.path.exists());
+        let mut lines = Vec::new();
+        run_protocol(&p, &plan, &mut killed, &mut |l| lines.push(l.to_string())).unwrap();
+        let epochs: Vec<&String> = lines.iter().filter(|l| l.contains(": train ")).collect();
+        assert_eq!(epochs.len(), 2, "{lines:?}");
+        assert!(epochs[0].contains("seed +0 epoch 2:"), "{lines:?}");
+        let measured = |r: &ProtocolResults| -> Vec<ProtocolRow> {
+            r.rows()
+                .iter()
+                .filter(|x| x.is_measured())
+                .cloned()
+                .collect()
+        };
+        assert_eq!(measured(&killed), measured(&whole));
+        assert!(!c.path.exists(), "the checkpoint outlived the rows");
     }
 
     #[test]
