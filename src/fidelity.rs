@@ -4,14 +4,15 @@
 //! study resumes after a kill and a rerun with more proxies, seeds or architectures computes
 //! only what is missing. The figures of a finished study come from [`summarize`].
 
+use crate::checkpoint::Checkpoint;
 use crate::data::Prepared;
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::space::{Arch, ArchSpec};
 use crate::stats::{kendall_tau, kendall_tau_interval, mean_sd, spearman_rho};
 use crate::train::{
-    grad_norm_at_init, proxy_nodes, proxy_run, train_full, ProxyConfig, TrainConfig, TrainData,
-    Trained,
+    grad_norm_at_init, proxy_nodes, proxy_run, train_full_resumable, ProxyConfig, TrainConfig,
+    TrainData, Trained,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -283,13 +284,28 @@ impl Study {
         Ok(())
     }
 
-    /// One ground-truth training of `arch` with `seed`.
-    pub fn truth(&self, arch: &Arch, seed: u64) -> Result<TruthRun> {
+    /// One ground-truth training of `arch` with `seed`, keeping its epochs in `checkpoint`
+    /// (and resuming from it) when given.
+    pub fn truth(
+        &self,
+        arch: &Arch,
+        seed: u64,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<TruthRun> {
         let cfg = TrainConfig {
             seed,
             ..self.settings.truth.clone()
         };
-        let (report, _) = train_full(arch, &self.data, &self.settings.model, &cfg, &mut |_| {})?;
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let (report, _) = train_full_resumable(
+            arch,
+            &self.data,
+            &self.settings.model,
+            &cfg,
+            &mut |_| {},
+            &never,
+            checkpoint,
+        )?;
         let avg = |m: &Option<crate::metrics::MetricsTable>| {
             m.as_ref()
                 .map(|m| m.average.mae)
@@ -354,13 +370,18 @@ pub fn run_study(
         for k in 0..seeds as u64 {
             let seed = study.settings.truth.seed + k;
             if !row.truth.iter().any(|t| t.seed == seed) {
-                let run = study.truth(arch, seed)?;
+                let checkpoint = truth_checkpoint(study, results, arch, seed);
+                let run = study.truth(arch, seed, checkpoint.as_ref())?;
                 let line = format!(
                     "{at}: ground-truth seed {seed}: val MAE {:.4} ({:.0} s)",
                     run.val_mae, run.seconds
                 );
                 row.truth.push(run);
                 save(&mut done, &row, results)?;
+                if let Some(c) = &checkpoint {
+                    // The run is in the file: its epochs' checkpoint is no longer needed.
+                    let _ = std::fs::remove_file(&c.path);
+                }
                 progress(line);
             }
         }
@@ -378,6 +399,24 @@ pub fn run_study(
         progress(line);
     }
     Ok(done)
+}
+
+/// Where a ground-truth training keeps its state between epochs, so that a study killed
+/// mid-training resumes after the last epoch: `<results>.checkpoints/<hash>-s<seed>.ckpt`
+/// (git-ignored; removed once the run is in the file). None when the folder cannot be made.
+fn truth_checkpoint(
+    study: &Study,
+    results: &ResultsFile,
+    arch: &Arch,
+    seed: u64,
+) -> Option<Checkpoint> {
+    let dir = crate::jsonl::beside(&results.path, ".checkpoints");
+    std::fs::create_dir_all(&dir).ok()?;
+    let key = serde_json::json!({"settings": study.settings, "hash": arch.hash(), "seed": seed});
+    Some(Checkpoint {
+        path: dir.join(format!("{}-s{seed}.ckpt", arch.hash())),
+        key: key.to_string(),
+    })
 }
 
 /// Validation MAE (DIVERGED when none) and seconds of one proxy run.
@@ -1092,6 +1131,9 @@ mod tests {
         assert_eq!(rows[0].truth[1].seed, first_seed + 1);
         let on_disk = ResultsFile::open(&path, &settings).unwrap();
         assert_eq!(on_disk.rows, rows);
+        // Each training's epochs were kept beside the file until its run was in it.
+        let checkpoints = crate::jsonl::beside(&path, ".checkpoints");
+        assert_eq!(std::fs::read_dir(checkpoints).unwrap().count(), 0);
     }
 
     /// Shards split the list disjointly and cover it; a bad spelling is refused by name.
