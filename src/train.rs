@@ -906,29 +906,17 @@ pub fn train_full(
     on_epoch: &mut dyn FnMut(&EpochLog),
 ) -> Result<(TrainReport, Trained)> {
     let never = AtomicBool::new(false);
-    train_full_until(arch, data, model_cfg, cfg, on_epoch, &never)
+    train_full_resumable(arch, data, model_cfg, cfg, on_epoch, &never, None)
 }
 
 /// [`train_full`] that stops with [`Error::Cancelled`] at the first step after `stop` is set
-/// (a cancelled search does not wait for its final training to end).
-pub fn train_full_until(
-    arch: &Arch,
-    data: &TrainData,
-    model_cfg: &ModelConfig,
-    cfg: &TrainConfig,
-    on_epoch: &mut dyn FnMut(&EpochLog),
-    stop: &AtomicBool,
-) -> Result<(TrainReport, Trained)> {
-    train_full_resumable(arch, data, model_cfg, cfg, on_epoch, stop, None)
-}
-
-/// [`train_full_until`] that keeps its state in `checkpoint` after every epoch and, started
-/// again with the same checkpoint after a kill, resumes after the last epoch kept instead of
-/// at epoch 1, going on exactly as the uninterrupted training would have (see
-/// [`crate::checkpoint`]; `on_epoch` sees only the epochs trained in this call). Not with
-/// `model.dropout`: such a training neither reads nor writes a checkpoint. A refit
-/// (`refit`) is not checkpointed: a kill during it trains the refit again, from the kept
-/// first training's end.
+/// (a cancelled search does not wait for its final training to end), and with a `checkpoint`
+/// keeps its state there after every epoch: started again with the same checkpoint after a
+/// kill, it resumes after the last epoch kept instead of at epoch 1, going on exactly as the
+/// uninterrupted training would have (see [`crate::checkpoint`]; `on_epoch` sees only the
+/// epochs trained in this call). Not with `model.dropout`: such a training neither reads nor
+/// writes a checkpoint. A refit (`refit`) is not checkpointed: a kill during it trains the
+/// refit again, from the kept first training's end.
 pub fn train_full_resumable(
     arch: &Arch,
     data: &TrainData,

@@ -6,8 +6,8 @@ use ists::data::{load, prepare, DataSpec, PrepareConfig};
 use ists::model::ModelConfig;
 use ists::space::{Arch, SpaceKind};
 use ists::train::{
-    proxy_eval, train_full, train_full_until, EvalStatus, Loss, ProxyConfig, Schedule, TrainConfig,
-    TrainData,
+    proxy_eval, train_full, train_full_resumable, EvalStatus, Loss, ProxyConfig, Schedule,
+    TrainConfig, TrainData,
 };
 use std::path::Path;
 
@@ -80,7 +80,7 @@ fn final_training_stops_when_cancelled_and_runs_with_a_schedule() {
         ..TrainConfig::default()
     };
     let stop = std::sync::atomic::AtomicBool::new(true);
-    let r = train_full_until(&arch(), &d, &small(), &cfg, &mut |_| {}, &stop);
+    let r = train_full_resumable(&arch(), &d, &small(), &cfg, &mut |_| {}, &stop, None);
     assert!(matches!(r, Err(ists::Error::Cancelled)), "{:?}", r.err());
     let mut epochs = 0;
     let (report, _) = train_full(&arch(), &d, &small(), &cfg, &mut |_| epochs += 1).unwrap();
