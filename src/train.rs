@@ -1388,6 +1388,19 @@ mod tests {
                 .unwrap();
         assert_eq!(trained_here, [1, 2, 3]);
         assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
+        // A file that is no checkpoint (torn, or anything else) is not resumed from. The file
+        // now holds `other`'s last epoch, so whole it would be.
+        let whole = std::fs::read(&other.path).unwrap();
+        for bad in [&whole[..whole.len() / 2], b"not a checkpoint".as_slice()] {
+            std::fs::write(&other.path, bad).unwrap();
+            let mut trained_here = Vec::new();
+            let mut log = |e: &EpochLog| trained_here.push(e.epoch);
+            let (r, _) =
+                train_full_resumable(&arch, &data, &model, &cfg, &mut log, &never, Some(&other))
+                    .unwrap();
+            assert_eq!(trained_here, [1, 2, 3]);
+            assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
+        }
         // A checkpoint that cannot be written costs the resume, not the training.
         let nowhere = Checkpoint {
             path: dir.path().join("missing/t.ckpt"),
