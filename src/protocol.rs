@@ -1546,6 +1546,16 @@ pub(crate) mod tests {
         assert!(test_table(&p, &[0.0; 3], 5).is_err());
     }
 
+    /// The widths of the designs these tests train: small, so each trains in a second.
+    fn small_widths() -> ModelConfig {
+        ModelConfig {
+            hidden: 4,
+            end_hidden: 8,
+            heads: 1,
+            ..ModelConfig::default()
+        }
+    }
+
     #[test]
     fn a_plan_runs_once_and_resumes() {
         let p = wave();
@@ -1566,12 +1576,7 @@ pub(crate) mod tests {
                 },
             ],
             seeds: 2,
-            model: ModelConfig {
-                hidden: 4,
-                end_hidden: 8,
-                heads: 1,
-                ..ModelConfig::default()
-            },
+            model: small_widths(),
             train: TrainConfig {
                 epochs: 2,
                 batch_size: 32,
@@ -1634,12 +1639,7 @@ pub(crate) mod tests {
         let plan = ProtocolPlan {
             models: vec![design.clone()],
             seeds: 1,
-            model: ModelConfig {
-                hidden: 4,
-                end_hidden: 8,
-                heads: 1,
-                ..ModelConfig::default()
-            },
+            model: small_widths(),
             train: TrainConfig {
                 epochs: 3,
                 batch_size: 32,

@@ -1376,47 +1376,34 @@ mod tests {
             assert_eq!(ka, kb);
             assert!(ta.equal(tb), "{ka} differs");
         }
-        // Another training's checkpoint: every epoch is trained, to the same end.
+        // Trains with a checkpoint that must not be resumed from: every epoch, to the same end.
+        let from_scratch = |ck: &Checkpoint| {
+            let mut trained_here = Vec::new();
+            let mut log = |e: &EpochLog| trained_here.push(e.epoch);
+            let (r, _) =
+                train_full_resumable(&arch, &data, &model, &cfg, &mut log, &never, Some(ck))
+                    .unwrap();
+            assert_eq!(trained_here, [1, 2, 3]);
+            assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
+        };
+        // Another training's checkpoint.
         let other = Checkpoint {
             key: "another training".into(),
             ..c.clone()
         };
-        let mut trained_here = Vec::new();
-        let mut log = |e: &EpochLog| trained_here.push(e.epoch);
-        let (r, _) =
-            train_full_resumable(&arch, &data, &model, &cfg, &mut log, &never, Some(&other))
-                .unwrap();
-        assert_eq!(trained_here, [1, 2, 3]);
-        assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
-        // A file that is no checkpoint (torn, or anything else) is not resumed from. The file
-        // now holds `other`'s last epoch, so whole it would be.
+        from_scratch(&other);
+        // A file that is no checkpoint (torn, or anything else). The file now holds `other`'s
+        // last epoch, so whole it would be resumed from.
         let whole = std::fs::read(&other.path).unwrap();
         for bad in [&whole[..whole.len() / 2], b"not a checkpoint".as_slice()] {
             std::fs::write(&other.path, bad).unwrap();
-            let mut trained_here = Vec::new();
-            let mut log = |e: &EpochLog| trained_here.push(e.epoch);
-            let (r, _) =
-                train_full_resumable(&arch, &data, &model, &cfg, &mut log, &never, Some(&other))
-                    .unwrap();
-            assert_eq!(trained_here, [1, 2, 3]);
-            assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
+            from_scratch(&other);
         }
         // A checkpoint that cannot be written costs the resume, not the training.
-        let nowhere = Checkpoint {
+        from_scratch(&Checkpoint {
             path: dir.path().join("missing/t.ckpt"),
             ..c.clone()
-        };
-        let (r, _) = train_full_resumable(
-            &arch,
-            &data,
-            &model,
-            &cfg,
-            &mut |_| {},
-            &never,
-            Some(&nowhere),
-        )
-        .unwrap();
-        assert_eq!((&r.val, &r.test), (&plain.val, &plain.test));
+        });
     }
 
     /// Checkpoint averaging leaves the training as it was, averages the `average_top` best

@@ -272,6 +272,26 @@ async fn a_failing_evaluator_is_restarted_and_the_search_completes() {
     assert!(journal(&dir).iter().all(|e| e["status"]["status"] == "ok"));
 }
 
+/// Waits (at most 300 s, polling every `poll`) until `ready()`, then kills `child` with
+/// SIGKILL, as a crash would; panics if the child exits first or `what` never comes.
+fn kill_when(
+    child: &mut std::process::Child,
+    what: &str,
+    poll: Duration,
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "no {what} in 300 s");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("exited before {what}: {status}");
+        }
+        std::thread::sleep(poll);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn kill_minus_nine_then_resume_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -297,19 +317,12 @@ fn kill_minus_nine_then_resume_loses_nothing() {
         "--name",
         "killed",
     ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while journal(&run).len() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "search made no progress"
-        );
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("search exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_when(
+        &mut child,
+        "3 journal lines",
+        Duration::from_millis(50),
+        || journal(&run).len() >= 3,
+    );
     let before = std::fs::read_to_string(run.join("journal.jsonl")).unwrap();
     let before_lines: Vec<&str> = before
         .lines()
@@ -411,19 +424,9 @@ fn kill_minus_nine_in_the_final_training_resumes_after_its_last_epoch() {
             .unwrap_or_default()
     };
     let mut child = search("killed");
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while files(".ckpt").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint was written"
-        );
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("search exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_when(&mut child, "a checkpoint", Duration::from_millis(2), || {
+        !files(".ckpt").is_empty()
+    });
     assert!(
         files(".key.json").is_empty(),
         "killed after the final training ended"
