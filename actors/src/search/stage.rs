@@ -95,11 +95,13 @@ pub struct StageActor {
 }
 
 impl StageActor {
-    /// `resumed` are the journal entries of an earlier run of the same search.
-    pub fn new(
+    /// `resumed` are the journal entries of an earlier run of the same search, `r` what
+    /// [`replay`] made of them.
+    pub(super) fn new(
         w: Wiring,
         settings: Arc<Settings>,
         resumed: &[MemoryEntry],
+        r: Replay,
         summary: Summary,
         done: oneshot::Sender<Summary>,
     ) -> StageActor {
@@ -112,13 +114,12 @@ impl StageActor {
                 climbers.insert(e.hash.clone(), a);
             }
         }
-        let r = replay(resumed, s);
         let mut summary = summary;
         summary.evaluated = r.evaluated;
         summary.resumed = r.evaluated;
         // The compute already spent counts toward the step budget and the stage switch.
-        summary.eval_steps = resumed.iter().map(|e| e.steps as u64).sum();
-        summary.eval_seconds = resumed.iter().map(|e| e.seconds.max(0.0)).sum();
+        summary.eval_steps = r.steps;
+        summary.eval_seconds = r.seconds;
         for e in resumed {
             if e.rung == 0 {
                 count_status(&mut summary, &e.status);
@@ -138,7 +139,7 @@ impl StageActor {
             in_eval: 0,
             promoting: 0,
             proposing: 0,
-            steps_committed: resumed.iter().map(|e| e.steps as u64).sum(),
+            steps_committed: r.steps,
             ladder,
             climbers,
             next_proposal: r.next_proposal,
@@ -585,6 +586,9 @@ pub(super) struct Replay {
     /// for journals that did not record proposals (one proposal a candidate, as a
     /// chain-of-thought search makes them).
     pub next_proposal: usize,
+    /// Optimizer steps and seconds of every evaluation in the journal.
+    pub steps: u64,
+    pub seconds: f64,
 }
 
 pub(super) fn replay(resumed: &[MemoryEntry], s: &ists::config::SearchSettings) -> Replay {
@@ -595,13 +599,14 @@ pub(super) fn replay(resumed: &[MemoryEntry], s: &ists::config::SearchSettings) 
         best: None,
         since_best: 0,
         next_proposal: 0,
+        steps: 0,
+        seconds: 0.0,
     };
     let mut seen = std::collections::HashSet::new();
-    let (mut steps, mut seconds) = (0u64, 0.0f64);
     let mut last_proposal = None;
     for e in resumed {
-        steps += e.steps as u64;
-        seconds += e.seconds.max(0.0);
+        r.steps += e.steps as u64;
+        r.seconds += e.seconds.max(0.0);
         let first = seen.insert(e.hash.as_str());
         if first {
             r.evaluated += 1;
@@ -616,7 +621,7 @@ pub(super) fn replay(resumed: &[MemoryEntry], s: &ists::config::SearchSettings) 
         last_proposal = last_proposal.max(e.proposal);
         if r.stage == Stage::Exploration
             && s.exploration_share < 1.0
-            && (s.exploration_done(r.evaluated, steps, seconds)
+            && (s.exploration_done(r.evaluated, r.steps, r.seconds)
                 || (s.plateau > 0 && r.since_best >= s.plateau))
         {
             r.stage = Stage::Optimization;

@@ -184,7 +184,9 @@ pub async fn run_search(
                 .saturating_sub(settings.llm.max_tokens as usize),
         ),
     };
-    let s0 = prompt_stage(&resumed, &settings);
+    // The journal replayed once: the stage the prompts start in, and the stage actor's state.
+    let replayed = super::stage::replay(&resumed, &settings.search);
+    let s0 = replayed.stage;
     let prompt = Supervisor::start(move |_| {
         PromptActor::new(templates, task, s0).with_context(prompt_tokens)
     });
@@ -233,7 +235,7 @@ pub async fn run_search(
         ..Summary::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let stage = StageActor::new(wiring, settings.clone(), &resumed, summary, tx).start();
+    let stage = StageActor::new(wiring, settings.clone(), &resumed, replayed, summary, tx).start();
     tokio::pin!(shutdown);
     tokio::pin!(rx);
     let result = tokio::select! {
@@ -304,12 +306,6 @@ async fn with_local_server(
     let mut s = settings;
     s.llm = server.client_settings(&s.llm);
     Ok((Some(server), s))
-}
-
-/// The stage the prompts start in: the one the resumed journal, replayed, ends in (as the
-/// stage actor finds it).
-fn prompt_stage(resumed: &[ists::memory::MemoryEntry], settings: &Settings) -> Stage {
-    super::stage::replay(resumed, &settings.search).stage
 }
 
 /// One evaluator actor per device, and the Ray back end in front of them when configured.
