@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::train::{Adam, EpochLog, Snapshot, Trained};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
 /// Where a full training keeps its state after every epoch, and what identifies it.
@@ -76,6 +76,29 @@ fn to_cpu(t: &Tensor) -> Result<Tensor> {
 }
 
 impl Checkpoint {
+    /// The checkpoint `<name>.ckpt` of a study's training in the folder beside its results
+    /// file, `<results>.checkpoints/` (made here; git-ignored), under `key`. The name is kept
+    /// to ASCII letters and digits, the rest becoming `-`. None when the folder cannot be
+    /// made: the training then runs without one.
+    pub fn beside(results: &Path, name: &str, key: &serde_json::Value) -> Option<Checkpoint> {
+        let dir = crate::jsonl::beside(results, ".checkpoints");
+        std::fs::create_dir_all(&dir).ok()?;
+        let name: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        Some(Checkpoint {
+            path: dir.join(format!("{name}.ckpt")),
+            key: key.to_string(),
+        })
+    }
+
+    /// Removes the file, once the training's result is kept elsewhere (a checkpoint already
+    /// gone, or never written, is no error: it only ever saved time).
+    pub fn discard(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     /// Saves `state`, the model's weights and the optimizer's moments.
     pub(crate) fn save(&self, state: &StateRef, trained: &Trained, opt: &Adam) -> Result<()> {
         let meta = Meta {

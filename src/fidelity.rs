@@ -380,7 +380,7 @@ pub fn run_study(
                 save(&mut done, &row, results)?;
                 if let Some(c) = &checkpoint {
                     // The run is in the file: its epochs' checkpoint is no longer needed.
-                    let _ = std::fs::remove_file(&c.path);
+                    c.discard();
                 }
                 progress(line);
             }
@@ -403,20 +403,15 @@ pub fn run_study(
 
 /// Where a ground-truth training keeps its state between epochs, so that a study killed
 /// mid-training resumes after the last epoch: `<results>.checkpoints/<hash>-s<seed>.ckpt`
-/// (git-ignored; removed once the run is in the file). None when the folder cannot be made.
+/// ([`Checkpoint::beside`]; removed once the run is in the file).
 fn truth_checkpoint(
     study: &Study,
     results: &ResultsFile,
     arch: &Arch,
     seed: u64,
 ) -> Option<Checkpoint> {
-    let dir = crate::jsonl::beside(&results.path, ".checkpoints");
-    std::fs::create_dir_all(&dir).ok()?;
     let key = serde_json::json!({"settings": study.settings, "hash": arch.hash(), "seed": seed});
-    Some(Checkpoint {
-        path: dir.join(format!("{}-s{seed}.ckpt", arch.hash())),
-        key: key.to_string(),
-    })
+    Checkpoint::beside(&results.path, &format!("{}-s{seed}", arch.hash()), &key)
 }
 
 /// Validation MAE (DIVERGED when none) and seconds of one proxy run.

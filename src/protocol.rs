@@ -896,7 +896,7 @@ fn measure(
         results.append(rows)?;
         if let Some(c) = &checkpoint {
             // The rows are kept: the epochs' checkpoint is no longer needed.
-            let _ = std::fs::remove_file(&c.path);
+            c.discard();
         }
         if model.seeded() {
             // Its rows are safe already; a forecast that cannot be kept only narrows later
@@ -917,9 +917,8 @@ fn measure(
 
 /// Where a design's training under seed `+k` keeps its state between epochs, so that a
 /// protocol killed mid-training resumes after the last epoch instead of at the first:
-/// `<results>.checkpoints/<model>-<horizon>-s<k>.ckpt` (git-ignored; removed once the seed's
-/// rows are written). None for the other models (the GRU's epochs take seconds) and when the
-/// folder cannot be made.
+/// `<results>.checkpoints/<model>-<horizon>-s<k>.ckpt` ([`Checkpoint::beside`]; removed once
+/// the seed's rows are written). None for the other models (the GRU's epochs take seconds).
 fn design_checkpoint(
     model: &ProtocolModel,
     one: &Measure<'_>,
@@ -931,13 +930,7 @@ fn design_checkpoint(
     let ProtocolModel::Design { name, arch } = model else {
         return None;
     };
-    let dir = crate::jsonl::beside(&results.path, ".checkpoints");
-    std::fs::create_dir_all(&dir).ok()?;
     let at = one.at.map_or("all".to_string(), |h| h.to_string());
-    let file: String = format!("{name}-{at}-s{k}")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
     let key = serde_json::json!({
         "model": name,
         "at": one.at,
@@ -948,10 +941,7 @@ fn design_checkpoint(
         "shape": [prepared.n, prepared.input_len, prepared.output_len],
         "splits": [&prepared.splits.train, &prepared.splits.val, &prepared.splits.test],
     });
-    Some(Checkpoint {
-        path: dir.join(format!("{file}.ckpt")),
-        key: key.to_string(),
-    })
+    Checkpoint::beside(&results.path, &format!("{name}-{at}-s{k}"), &key)
 }
 
 /// The test forecast `[S, H, N]` of `model` under seed `+k` on `prepared`, trained first when it

@@ -136,6 +136,10 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                 dir
             };
             let key = training_key(&arch, &config, s);
+            let checkpoint = Checkpoint {
+                path: w.run.path.join(checkpoint_name(&name)),
+                key: key.to_string(),
+            };
             let mut kept = kept_training(&w.run.path, &name, &key, &export);
             let kept_here = kept.is_some();
             if kept_here {
@@ -176,10 +180,7 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                 export: Some(export.clone()),
                 forecasts: ensemble,
                 kept: kept.clone(),
-                checkpoint: Some(Checkpoint {
-                    path: w.run.path.join(checkpoint_name(&name)),
-                    key: serde_json::to_string(&key).unwrap_or_default(),
-                }),
+                checkpoint: Some(checkpoint.clone()),
             };
             let mut outcome = w.evaluators.train_final(msg.clone()).await;
             if let (Err(err), Some(report)) = (&outcome, &kept) {
@@ -211,7 +212,7 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
                             && w.run.write_json(&key_name(&name), &key).is_ok();
                         if written {
                             // Kept now: the epochs' checkpoint is no longer needed.
-                            let _ = std::fs::remove_file(w.run.path.join(checkpoint_name(&name)));
+                            checkpoint.discard();
                         }
                         if let Some(finals) = &w.finals {
                             if let Err(err) = share_training(finals, &key, &report, &export) {
