@@ -9,6 +9,12 @@ search, for any two rows' methods (`offline-prior@0.3` against `random@0.3`, say
 With --table (anywhere after the script's name) the line follows the per-seed table it is
 computed from: both methods' test MAE on the seeds both have, and the first's win/tie/loss.
 
+Either method may be written OTHER_FILE:METHOD to take its rows from another results file of
+the same comparison (a whole search given 0.3x of the budget against one given all of it, say):
+
+  python3 scripts/paired.py bench/results/search-chickenpox-joint-prior-fresh.jsonl \
+    bench/results/search-chickenpox-joint-prior-third.jsonl:offline-prior random
+
 Ties are equal test MAEs; as in `ists::stats`, tied pairs are left out of the test.
 """
 import itertools
@@ -45,7 +51,11 @@ def wilcoxon_less(d):
 def rows_by_method(path):
     """{method: {seed: test MAE}} from a comparison's results file."""
     by = {}
-    for line in open(path):
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as e:
+        sys.exit(f"{path}: cannot read the results file ({e.strerror})")
+    for line in lines:
         if line.strip():
             r = json.loads(line)
             by.setdefault(r["method"], {})[r["seed"]] = r["test_mae"]
@@ -104,6 +114,13 @@ if __name__ == "__main__":
         sys.exit(__doc__)
     path, method, against = args
     by = rows_by_method(path)
+    for m in (method, against):
+        if ":" in m:
+            other, name = m.rsplit(":", 1)
+            rows = rows_by_method(other)
+            if name not in rows:
+                sys.exit(f"{other}: no rows of method '{name}' (it has: {', '.join(sorted(rows))})")
+            by[m] = rows[name]
     r = pair_by(by, path, method, against)
     if table:
         print("\n".join(seed_table(by, method, against, r["seeds"])) + "\n")
