@@ -150,7 +150,13 @@ impl Checkpoint {
         let Some(found) = self.read(trained, opt, device, max_epochs) else {
             return Ok(None);
         };
-        let (meta, rng_word_pos, weights, moments, top) = found;
+        let Found {
+            meta,
+            rng_word_pos,
+            weights,
+            moments,
+            top,
+        } = found;
         trained.restore(&weights)?;
         tch::no_grad(|| -> Result<()> {
             for ((m, v), (sm, sv)) in opt.m.iter_mut().zip(opt.v.iter_mut()).zip(&moments) {
@@ -171,20 +177,13 @@ impl Checkpoint {
     }
 
     /// The file's state when it is usable for this training, read and checked, not applied.
-    #[allow(clippy::type_complexity)]
     fn read(
         &self,
         trained: &Trained,
         opt: &Adam,
         device: Device,
         max_epochs: usize,
-    ) -> Option<(
-        Meta,
-        u128,
-        Snapshot,
-        Vec<(Tensor, Tensor)>,
-        Vec<(f64, usize, Snapshot)>,
-    )> {
+    ) -> Option<Found> {
         let named = Tensor::load_multi(&self.path).ok()?;
         let mut map: HashMap<String, Tensor> = named.into_iter().collect();
         let bytes = Vec::<u8>::try_from(map.remove("meta")?).ok()?;
@@ -225,6 +224,22 @@ impl Checkpoint {
                 Some((score, epoch, snap))
             })
             .collect::<Option<Vec<_>>>()?;
-        Some((meta, rng_word_pos, weights, moments, top))
+        Some(Found {
+            meta,
+            rng_word_pos,
+            weights,
+            moments,
+            top,
+        })
     }
+}
+
+/// A checkpoint file's contents, checked against the training that would resume from it.
+struct Found {
+    meta: Meta,
+    rng_word_pos: u128,
+    weights: Snapshot,
+    /// Adam's first and second moments, one pair per parameter, in the optimizer's order.
+    moments: Vec<(Tensor, Tensor)>,
+    top: Vec<(f64, usize, Snapshot)>,
 }
