@@ -10,6 +10,8 @@ have: optimizer steps (the comparisons' equal-compute unit), evaluation seconds 
 point of each row's trajectory: the evaluations' own times summed, which the load on the
 machine moves) and parameter-steps (each evaluation's parameter count times its optimizer
 steps, summed over the journal: a measure no load changes). Medians and ranges of the ratios.
+Given one file twice, it compares the methods at the same budget (what "equal steps" cost each
+in seconds).
 """
 import json
 import statistics as st
