@@ -804,6 +804,10 @@ pub struct Paired {
     /// Mean compute (eval steps) of each: equal compute is checked, not assumed.
     pub steps: f64,
     pub against_steps: f64,
+    /// Median over the pairs with trajectories of `method`'s evaluation seconds over
+    /// `against`'s (None without such pairs). Equal steps are not equal seconds when one
+    /// method favours wider designs; the table shows by how much.
+    pub seconds_ratio: Option<f64>,
 }
 
 /// Pairs `method` with `against` by seed.
@@ -843,7 +847,27 @@ pub fn paired(runs: &[MethodRun], method: &str, against: &str) -> Option<Paired>
         p: wilcoxon_less(&x, &y),
         steps: steps(pairs.iter().map(|(a, _)| a.eval_steps as f64).collect()),
         against_steps: steps(pairs.iter().map(|(_, b)| b.eval_steps as f64).collect()),
+        seconds_ratio: median(
+            pairs
+                .iter()
+                .filter_map(|(a, b)| {
+                    let (x, y) = (a.trajectory.last()?.seconds, b.trajectory.last()?.seconds);
+                    (y > 0.0).then_some(x / y)
+                })
+                .collect(),
+        ),
     })
+}
+
+/// The median (the mean of the middle two for an even count); None for no values.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 #[cfg(test)]
@@ -1120,7 +1144,48 @@ mod tests {
         // d = -0.1, +0.1 (the tie dropped): W- = 1.5 of ranks 1.5, 1.5; P(W- >= 1.5) = 3/4.
         assert!((p.p - 0.75).abs() < 1e-12, "{}", p.p);
         assert_eq!(p.steps, 100.0);
+        assert_eq!(
+            p.seconds_ratio, None,
+            "no trajectories, no seconds to compare"
+        );
         assert!(paired(&runs, "offline", "nobody").is_none());
+    }
+
+    #[test]
+    fn the_seconds_ratio_is_the_median_over_pairs_with_trajectories() {
+        let with = |method: &str, seed: u64, seconds: f64| MethodRun {
+            trajectory: vec![
+                point(seconds / 2.0, 50, 0, Some(1.0)),
+                point(seconds, 100, 0, Some(1.0)),
+            ],
+            ..run(method, seed, 1.0)
+        };
+        let runs = vec![
+            with("random", 0, 10.0),
+            with("offline", 0, 12.0),
+            with("random", 1, 10.0),
+            with("offline", 1, 20.0),
+            with("random", 2, 10.0),
+            with("offline", 2, 9.0),
+            // A pair without a trajectory on one side does not count.
+            run("random", 3, 1.0),
+            with("offline", 3, 1000.0),
+        ];
+        let p = paired(&runs, "offline", "random").unwrap();
+        assert_eq!(p.n, 4);
+        // Ratios 1.2, 2.0, 0.9: the median is 1.2.
+        assert!(
+            (p.seconds_ratio.unwrap() - 1.2).abs() < 1e-12,
+            "{:?}",
+            p.seconds_ratio
+        );
+        // An even count takes the middle two's mean: 1.2 and 2.0 without seed 2.
+        let p = paired(&runs[..4], "offline", "random").unwrap();
+        assert!(
+            (p.seconds_ratio.unwrap() - 1.6).abs() < 1e-12,
+            "{:?}",
+            p.seconds_ratio
+        );
     }
 
     #[test]

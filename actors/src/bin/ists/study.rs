@@ -360,8 +360,8 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     // Other processes may have appended rows (their methods or seeds) since this one began:
     // the tables are of the file as it is now.
     let runs = read_runs(&path).map_err(anyhow::Error::msg)?;
-    println!("\n| method | seeds | test MAE mean (sd) | random (sd) | wins/ties/losses | one-sided Wilcoxon p | eval steps vs random |");
-    println!("|---|---:|---:|---:|---|---:|---|");
+    println!("\n| method | seeds | test MAE mean (sd) | random (sd) | wins/ties/losses | one-sided Wilcoxon p | eval steps vs random | eval seconds / random's (median) |");
+    println!("|---|---:|---:|---:|---|---:|---|---:|");
     // Every method in the file against random search, those of this run or earlier ones.
     let mut names: Vec<String> = runs
         .iter()
@@ -373,7 +373,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     for name in &names {
         if let Some(p) = paired(&runs, name, "random") {
             println!(
-                "| {} | {} | {:.4} ({:.4}) | {:.4} ({:.4}) | {}/{}/{} | {:.3} | {:.0} vs {:.0} |",
+                "| {} | {} | {:.4} ({:.4}) | {:.4} ({:.4}) | {}/{}/{} | {:.3} | {:.0} vs {:.0} | {} |",
                 p.method,
                 p.n,
                 p.mean,
@@ -385,7 +385,9 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 p.losses,
                 p.p,
                 p.steps,
-                p.against_steps
+                p.against_steps,
+                p.seconds_ratio
+                    .map_or_else(|| "-".into(), |r| format!("{r:.2}x"))
             );
         }
     }
