@@ -148,14 +148,9 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// Median seconds per candidate (NaN for none).
     pub fn median(&self) -> f64 {
-        let mut v = self.seconds.clone();
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
+        crate::stats::median(&self.seconds).unwrap_or(f64::NAN)
     }
 
     pub fn mean(&self) -> f64 {

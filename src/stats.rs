@@ -138,6 +138,17 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     (mean, sd)
 }
 
+/// The median (the mean of the middle two for an even count); None for no values.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 /// Exact one-sided p-value of the paired Wilcoxon signed-rank test that `x` tends to be smaller
 /// than `y`: the chance, with every difference's sign a fair coin, of a rank sum of negative
 /// differences at least as large as the one observed. Zero differences are dropped, tied
@@ -181,6 +192,13 @@ pub fn wilcoxon_less(x: &[f64], y: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_no_values() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
 
     #[test]
     fn known_rankings() {

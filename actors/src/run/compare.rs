@@ -17,7 +17,7 @@ use crate::search::supervisor::{run_search, SearchOptions};
 use ists::config::{Backend, Settings};
 use ists::memory::{MemoryBank, MemoryEntry};
 use ists::space::Arch;
-use ists::stats::{mean_sd, wilcoxon_less};
+use ists::stats::{mean_sd, median, wilcoxon_less};
 use ists::train::{train_full, TrainConfig, TrainData};
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
@@ -848,26 +848,15 @@ pub fn paired(runs: &[MethodRun], method: &str, against: &str) -> Option<Paired>
         steps: steps(pairs.iter().map(|(a, _)| a.eval_steps as f64).collect()),
         against_steps: steps(pairs.iter().map(|(_, b)| b.eval_steps as f64).collect()),
         seconds_ratio: median(
-            pairs
+            &pairs
                 .iter()
                 .filter_map(|(a, b)| {
                     let (x, y) = (a.trajectory.last()?.seconds, b.trajectory.last()?.seconds);
                     (y > 0.0).then_some(x / y)
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         ),
     })
-}
-
-/// The median (the mean of the middle two for an even count); None for no values.
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
 }
 
 #[cfg(test)]
