@@ -13,32 +13,17 @@ steps, summed over the journal: a measure no load changes). Medians and ranges o
 Given one file twice, it compares the methods at the same budget (what "equal steps" cost each
 in seconds).
 """
-import json
+import os
 import statistics as st
 import sys
 
-
-def load(path):
-    """{method: {seed: row}} of a results file; exits naming the file if it cannot be read."""
-    try:
-        lines = open(path).read().splitlines()
-    except OSError as e:
-        sys.exit(f"{path}: cannot read the results file ({e.strerror})")
-    by = {}
-    for line in lines:
-        if line.strip():
-            r = json.loads(line)
-            by.setdefault(r["method"], {})[r["seed"]] = r
-    return by
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from paired import json_lines, rows  # noqa: E402
 
 
 def param_steps(path):
     """Sum over a journal's evaluations of parameters x optimizer steps."""
-    try:
-        lines = open(path).read().splitlines()
-    except OSError as e:
-        sys.exit(f"{path}: cannot read the journal ({e.strerror})")
-    return sum(j.get("params", 0) * j.get("steps", 0) for j in map(json.loads, filter(str.strip, lines)))
+    return sum(j.get("params", 0) * j.get("steps", 0) for j in json_lines(path, "journal"))
 
 
 def spread(v):
@@ -49,7 +34,7 @@ if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     whole_path, part_path = sys.argv[1:]
-    whole, part = load(whole_path), load(part_path)
+    whole, part = rows(whole_path), rows(part_path)
     if "random" not in whole:
         sys.exit(f"{whole_path}: no rows of method 'random'")
     for m in ("offline-prior", "random"):

@@ -48,18 +48,27 @@ def wilcoxon_less(d):
     return count / 2 ** n
 
 
-def rows_by_method(path):
-    """{method: {seed: test MAE}} from a comparison's results file."""
-    by = {}
+def json_lines(path, what="results file"):
+    """The JSON lines of `path`; exits naming the file (`what` it is) if it cannot be read."""
     try:
         lines = open(path).read().splitlines()
     except OSError as e:
-        sys.exit(f"{path}: cannot read the results file ({e.strerror})")
-    for line in lines:
-        if line.strip():
-            r = json.loads(line)
-            by.setdefault(r["method"], {})[r["seed"]] = r["test_mae"]
+        sys.exit(f"{path}: cannot read the {what} ({e.strerror})")
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def rows(path):
+    """{method: {seed: row}} from a comparison's results file."""
+    by = {}
+    for r in json_lines(path):
+        by.setdefault(r["method"], {})[r["seed"]] = r
     return by
+
+
+def rows_by_method(path):
+    """{method: {seed: test MAE}} from a comparison's results file."""
+    return {m: {seed: r["test_mae"] for seed, r in by_seed.items()}
+            for m, by_seed in rows(path).items()}
 
 
 def pair(path, method, against, seeds=None):
