@@ -121,6 +121,18 @@ pub struct ModelShape {
     pub horizon: i64,
 }
 
+impl ModelShape {
+    /// The shapes of a prepared data set: its sensors, input features and windows.
+    pub fn of(p: &crate::data::Prepared) -> ModelShape {
+        ModelShape {
+            nodes: p.n as i64,
+            in_features: p.in_features as i64,
+            input_len: p.input_len as i64,
+            horizon: p.output_len as i64,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Spatial {
     MixGc(MixGc),

@@ -55,12 +55,7 @@ impl TrainData {
             mean: p.scaler.mean as f64,
             std: p.scaler.std as f64,
             null: p.null_value.map(|v| v as f64),
-            shape: ModelShape {
-                nodes: n,
-                in_features: f,
-                input_len: p.input_len as i64,
-                horizon: p.output_len as i64,
-            },
+            shape: ModelShape::of(p),
             graph: graph_supports(&p.adj, p.n, device)?,
             device,
             name: p.name.clone(),
