@@ -201,6 +201,9 @@ pub struct SearchSettings {
     /// [`PRIOR_POOL`]). Larger trusts the prior more: the first designs sit nearer to what it
     /// ranks best, at the cost of the exploration stage's spread.
     pub prior_pool: usize,
+    /// Whether a `prior` exploration step weighs what its draws cost (`ignore`, the default,
+    /// or `matched`): see [`PriorCost`].
+    pub prior_cost: PriorCost,
     /// Switch early when this many evaluations in a row bring no new best (0 = off).
     pub plateau: usize,
     pub mode: Mode,
@@ -260,6 +263,7 @@ impl Default for SearchSettings {
             optimization: Optimization::Mutate,
             prior: Vec::new(),
             prior_pool: PRIOR_POOL,
+            prior_cost: PriorCost::Ignore,
             plateau: 0,
             mode: Mode::Cot,
             tot: TotSettings::default(),
@@ -290,6 +294,26 @@ pub enum Exploration {
     /// searches' banks (`search.prior`, [`crate::prior::Prior`]) ranks best, so the first
     /// designs start where other tasks' winners were instead of anywhere.
     Prior,
+}
+
+/// Whether prior-ranked exploration weighs cost (`search.prior_cost`).
+///
+/// Why: earlier banks rank wide and stacked designs first, so a prior-ranked search spends more
+/// seconds per candidate than random search (a median 1.20-1.35x on the bundled sets). Under a
+/// seconds budget it then scores fewer candidates, and its step-bounded lead did not survive
+/// equal seconds on chickenpox (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PriorCost {
+    /// The pool's best-ranked draw, whatever its cost.
+    #[default]
+    Ignore,
+    /// The best-ranked draw among those whose estimated step cost
+    /// ([`crate::footprint::StepCost`]) is no higher than the pool's first draw's. The first
+    /// draw is what uniform sampling would have proposed, so each proposal costs at most what
+    /// random search's would (as far as the estimate is right), and the prior only chooses
+    /// among designs no dearer than that.
+    Matched,
 }
 
 /// Uniform samples a `diverse` exploration step chooses among.

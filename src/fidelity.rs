@@ -625,7 +625,7 @@ pub(crate) fn read_fingerprint(path: &Path) -> Result<Option<serde_json::Value>>
 /// nothing, `exploration = "sample"`, `ensemble = false`, `loss = "mae"`, `reserve = false`,
 /// `optimization = "mutate"`, `refit = false`, `average_top = 0`, `prior = []`,
 /// `historical_average = false`, `day_type = false`, `dropout = 0`, `highway = false`,
-/// `prior_pool = 8`).
+/// `prior_pool = 8`, `prior_cost = "ignore"`).
 /// Settings written before those keys existed are the same settings.
 pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -660,6 +660,8 @@ pub fn canonical_settings(value: &serde_json::Value) -> serde_json::Value {
         // `search.prior_pool`, added after studies with a prior had begun: the 8 draws
         // that were fixed in the code before it became a setting.
         "prior_pool" => v.as_u64() == Some(8),
+        // `search.prior_cost`, added after studies with a prior had begun: cost ignored.
+        "prior_cost" => v.as_str() == Some("ignore"),
         "hyper" => v.as_object().is_some_and(|h| {
             ["hidden", "blocks", "lr_scale"].iter().all(|k| {
                 h.get(*k)
@@ -1241,12 +1243,12 @@ mod tests {
         std::fs::write(fingerprint_path(&path), old.to_string()).unwrap();
         ResultsFile::open(&path, &settings).unwrap();
         // Later keys at their inert values are no change either.
-        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "average_top": 0, "historical_average": false, "day_type": false, "dropout": 0.0, "highway": false, "prior_pool": 8});
+        let search = serde_json::json!({"budget": 3, "hyper": {"hidden": [], "blocks": [], "lr_scale": []}, "budget_seconds": 0.0, "exploration": "sample", "ensemble": false, "loss": "mae", "optimization": "mutate", "refit": false, "average_top": 0, "historical_average": false, "day_type": false, "dropout": 0.0, "highway": false, "prior_pool": 8, "prior_cost": "ignore"});
         assert_eq!(
             canonical_settings(&search),
             serde_json::json!({"budget": 3})
         );
-        let joint = serde_json::json!({"hyper": {"hidden": [8], "blocks": [], "lr_scale": []}, "exploration": "diverse", "optimization": "guided"});
+        let joint = serde_json::json!({"hyper": {"hidden": [8], "blocks": [], "lr_scale": []}, "exploration": "diverse", "optimization": "guided", "prior_cost": "matched"});
         assert_eq!(canonical_settings(&joint), joint);
         // A schedule that acts is another setting, and the message says which keys.
         let mut cosine = settings.clone();

@@ -101,6 +101,10 @@ pub struct Hints {
     /// ([`MemoryView::avoid`]). The LLM actor rules out the first `llm.exclude_designs` of them
     /// in the reply's grammar.
     pub avoid: Vec<ArchSpec>,
+    /// What one training step of a design costs on this task, relatively
+    /// ([`ists::footprint::StepCost`]); None where the task's shapes are unknown. The offline
+    /// instructor's `search.prior_cost = "matched"` weighs its draws by it.
+    pub step_cost: Option<ists::footprint::StepCost>,
 }
 
 /// A rendered prompt, ready for an instructor.

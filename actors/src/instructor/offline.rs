@@ -8,7 +8,7 @@
 
 use crate::messages::{Complete, Hints, LlmError, Purpose, Reply, Usage};
 use actix::prelude::*;
-use ists::config::{Exploration, Optimization, DIVERSE_POOL, GUIDED_POOL, PRIOR_POOL};
+use ists::config::{Exploration, Optimization, PriorCost, DIVERSE_POOL, GUIDED_POOL, PRIOR_POOL};
 use ists::memory::{heuristic_value, Stage};
 use ists::prior::Prior;
 use ists::space::{Arch, ChoiceEffects, EdgeSpec, HyperSpace, SpaceKind};
@@ -28,6 +28,9 @@ pub struct OfflineInstructor {
     prior: Option<Arc<Prior>>,
     /// Draws a prior-ranked exploration step chooses among (`search.prior_pool`).
     prior_pool: usize,
+    /// Whether those draws are first cut to the ones no dearer than the first
+    /// (`search.prior_cost`).
+    prior_cost: PriorCost,
 }
 
 impl OfflineInstructor {
@@ -40,6 +43,7 @@ impl OfflineInstructor {
             optimization: Optimization::Mutate,
             prior: None,
             prior_pool: PRIOR_POOL,
+            prior_cost: PriorCost::Ignore,
         }
     }
 
@@ -67,14 +71,28 @@ impl OfflineInstructor {
         self
     }
 
+    /// Whether prior-ranked draws must be no dearer than the pool's first
+    /// ([`PriorCost::Matched`]; needs the task's [`Hints::step_cost`]).
+    pub fn with_prior_cost(mut self, cost: PriorCost) -> OfflineInstructor {
+        self.prior_cost = cost;
+        self
+    }
+
     /// An exploration-stage design: uniform, the most different from every design scored
     /// so far (max-min over [`DIVERSE_POOL`] draws), or the one of `prior_pool` new draws
-    /// the prior ranks best; never a known hash when avoidable.
+    /// the prior ranks best (with `prior_cost = "matched"`, among those whose step cost is no
+    /// higher than the first draw's); never a known hash when avoidable.
     fn explore(&self, h: &Hints, rng: &mut ChaCha8Rng) -> Arch {
         if let (Exploration::Prior, Some(prior)) = (self.exploration, &self.prior) {
-            let pool = fresh_pool(h, self.prior_pool, || {
+            let mut pool = fresh_pool(h, self.prior_pool, || {
                 Arch::sample_in(self.space, &self.hyper, rng)
             });
+            if let (PriorCost::Matched, Some(cost)) = (self.prior_cost, &h.step_cost) {
+                // The first fresh draw is the one uniform sampling would propose; it always
+                // stays, so the pool is never emptied.
+                let cap = pool.first().map(|a| cost.of(a));
+                pool.retain(|a| cap.is_none_or(|c| cost.of(a) <= c));
+            }
             if let Some(a) = least(pool, |a| prior.estimate(a)) {
                 return a;
             }
@@ -376,6 +394,7 @@ mod tests {
             branch: 0,
             repair: None,
             avoid: Vec::new(),
+            step_cost: None,
         }
     }
 
@@ -595,6 +614,87 @@ mod tests {
             "mean prior estimate with 128 draws {} against {} with {PRIOR_POOL}",
             sum_big / 40.0,
             sum8 / 40.0
+        );
+    }
+
+    /// `search.prior_cost = "matched"`: each prior-ranked proposal costs no more per step than
+    /// the pool's first draw (what uniform sampling proposes), where ignoring cost follows the
+    /// prior to wider designs; the prior still steers the choices that cost nothing (here the
+    /// learning-rate factor). Without the task's step cost in the hints, it ranks as before.
+    #[test]
+    fn a_cost_matched_prior_proposes_no_dearer_than_uniform_sampling() {
+        let hs = HyperSpace {
+            hidden: vec![8, 16, 32],
+            blocks: vec![1, 2],
+            lr_scale: vec![0.25, 1.0, 4.0],
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        // The widest designs and the factor 4 ranked best, as the bundled banks rank them.
+        let bank: Vec<(Arch, f64)> = (0..60)
+            .map(|i| {
+                let mut a = Arch::sample_in(SpaceKind::Ists, &hs, &mut rng);
+                let x = a.hyper.as_mut().unwrap();
+                x.lr_scale = [4.0, 1.0, 0.25][i % 3];
+                x.hidden = [32, 16, 8][(i / 3) % 3];
+                (a, (i % 3) as f64 + ((i / 3) % 3) as f64 + 0.01 * i as f64)
+            })
+            .collect();
+        let prior = Arc::new(Prior::fit(&[bank]));
+        let cost = ists::footprint::StepCost::new(
+            ists::model::ModelShape {
+                nodes: 50,
+                in_features: 2,
+                input_len: 12,
+                horizon: 12,
+            },
+            ists::model::ModelConfig::default(),
+            16,
+        );
+        let with_cost = |c| {
+            OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3)
+                .with_exploration(Exploration::Prior)
+                .with_prior(Some(prior.clone()))
+                .with_prior_cost(c)
+        };
+        let (ignore, matched) = (with_cost(PriorCost::Ignore), with_cost(PriorCost::Matched));
+        let (mut c_uniform, mut c_ignore, mut c_matched) = (0.0, 0.0, 0.0);
+        let (mut e_uniform, mut e_matched) = (0.0, 0.0);
+        for seed in 0..40 {
+            let mut h = hints(&[], &[]);
+            let rng = || ChaCha8Rng::seed_from_u64(seed);
+            assert_eq!(
+                matched.explore(&h, &mut rng()),
+                ignore.explore(&h, &mut rng()),
+                "no step cost in the hints: cost is not weighed"
+            );
+            h.step_cost = Some(cost.clone());
+            let first = Arch::sample_in(SpaceKind::Ists, &hs, &mut rng());
+            let m = matched.explore(&h, &mut rng());
+            assert!(
+                cost.of(&m) <= cost.of(&first),
+                "seed {seed}: {} > {}",
+                cost.of(&m),
+                cost.of(&first)
+            );
+            c_uniform += cost.of(&first);
+            c_ignore += cost.of(&ignore.explore(&h, &mut rng()));
+            c_matched += cost.of(&m);
+            e_uniform += prior.estimate(&first);
+            e_matched += prior.estimate(&m);
+            let known = hints(&[], std::slice::from_ref(&m));
+            let known = Hints {
+                step_cost: Some(cost.clone()),
+                ..known
+            };
+            assert_ne!(matched.explore(&known, &mut rng()).hash(), m.hash());
+        }
+        assert!(
+            c_ignore > 1.2 * c_uniform && c_matched < c_uniform,
+            "mean step cost: ignoring cost {c_ignore}, matched {c_matched}, uniform {c_uniform}"
+        );
+        assert!(
+            e_matched < e_uniform,
+            "mean prior estimate: matched {e_matched}, uniform {e_uniform}"
         );
     }
 }

@@ -21,6 +21,8 @@ pub struct PromptActor {
     stage: Stage,
     /// Tokens a prompt may take (context window minus the reply); None: no limit.
     prompt_tokens: Option<usize>,
+    /// Handed to the instructor with every prompt ([`Hints::step_cost`]).
+    step_cost: Option<ists::footprint::StepCost>,
 }
 
 impl PromptActor {
@@ -30,7 +32,14 @@ impl PromptActor {
             task,
             stage,
             prompt_tokens: None,
+            step_cost: None,
         }
+    }
+
+    /// Gives every prompt's hints the task's step-cost estimate.
+    pub fn with_step_cost(mut self, cost: ists::footprint::StepCost) -> PromptActor {
+        self.step_cost = Some(cost);
+        self
     }
 
     /// Limits prompts to `tokens` by trimming the memory section (see `build`).
@@ -162,6 +171,7 @@ impl PromptActor {
             request_id: id,
             branch,
             repair: None,
+            step_cost: self.step_cost.clone(),
         }
     }
 }

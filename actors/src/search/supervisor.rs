@@ -19,7 +19,7 @@ use crate::search::prompt::PromptActor;
 use crate::search::stage::{StageActor, Wiring};
 use actix::prelude::*;
 use dashmap::DashMap;
-use ists::config::{parse_device, Backend, EvalBackend, Exploration, Settings};
+use ists::config::{parse_device, Backend, EvalBackend, Exploration, PriorCost, Settings};
 use ists::data::{load, prepare, Prepared};
 use ists::memory::Stage;
 use ists::prior::Prior;
@@ -187,8 +187,16 @@ pub async fn run_search(
     // The journal replayed once: the stage the prompts start in, and the stage actor's state.
     let replayed = super::stage::replay(&resumed, &settings.search);
     let s0 = replayed.stage;
+    // Costs are ranked on the proxy's training batches, where the search spends its seconds.
+    let step_cost = ists::footprint::StepCost::new(
+        ists::model::ModelShape::of(&prepared),
+        settings.model.clone(),
+        settings.proxy.batch_size,
+    );
     let prompt = Supervisor::start(move |_| {
-        PromptActor::new(templates, task, s0).with_context(prompt_tokens)
+        PromptActor::new(templates, task, s0)
+            .with_context(prompt_tokens)
+            .with_step_cost(step_cost.clone())
     });
     bus.do_send(Subscribe(prompt.clone().recipient()));
     let space = settings.search.space;
@@ -399,12 +407,20 @@ pub fn single_device(settings: &Settings) -> Result<tch::Device, String> {
 /// None when no prior is named. A file that cannot be used is a settings error naming it.
 pub fn load_prior(settings: &Settings) -> Result<Option<Arc<Prior>>, SearchError> {
     let s = &settings.search;
+    let offline_prior =
+        s.exploration == Exploration::Prior && settings.llm.backend == Backend::Offline;
+    if s.prior_cost == PriorCost::Matched && (s.prior.is_empty() || !offline_prior) {
+        tracing::warn!(
+            "search.prior_cost = \"matched\" is set, but only the offline instructor's \
+             exploration = \"prior\" with a search.prior weighs cost"
+        );
+    }
     if s.prior.is_empty() {
         return Ok(None);
     }
     let prior = Prior::load(&s.prior, s.space).map_err(SearchError::Settings)?;
     let (banks, designs) = prior.size();
-    if s.exploration != Exploration::Prior || settings.llm.backend != Backend::Offline {
+    if !offline_prior {
         tracing::warn!(
             "search.prior is set, but only the offline instructor's exploration = \"prior\" uses it"
         );
@@ -433,7 +449,7 @@ pub fn instructor_for(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipie
 fn offline_instructor(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipient<Complete> {
     let s = &settings.search;
     let (space, seed, exploration, optimization) = (s.space, s.seed, s.exploration, s.optimization);
-    let prior_pool = s.prior_pool;
+    let (prior_pool, prior_cost) = (s.prior_pool, s.prior_cost);
     let hyper = settings.hyper_space();
     Supervisor::start(move |_| {
         OfflineInstructor::new(space, hyper.clone(), seed)
@@ -441,6 +457,7 @@ fn offline_instructor(settings: &Settings, prior: Option<Arc<Prior>>) -> Recipie
             .with_optimization(optimization)
             .with_prior(prior.clone())
             .with_prior_pool(prior_pool)
+            .with_prior_cost(prior_cost)
     })
     .recipient()
 }
