@@ -126,10 +126,11 @@ if __name__ == "__main__":
     for m in (method, against):
         if ":" in m:
             other, name = m.rsplit(":", 1)
-            rows = rows_by_method(other)
-            if name not in rows:
-                sys.exit(f"{other}: no rows of method '{name}' (it has: {', '.join(sorted(rows))})")
-            by[m] = rows[name]
+            # Not `rows`: at module level that name would replace the reader above.
+            theirs = rows_by_method(other)
+            if name not in theirs:
+                sys.exit(f"{other}: no rows of method '{name}' (it has: {', '.join(sorted(theirs))})")
+            by[m] = theirs[name]
     r = pair_by(by, path, method, against)
     if table:
         print("\n".join(seed_table(by, method, against, r["seeds"])) + "\n")
