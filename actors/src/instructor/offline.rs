@@ -565,11 +565,10 @@ mod tests {
         );
     }
 
-    /// `search.prior_pool`: a pool of one is uniform sampling (the first draw, whatever the
-    /// prior says); a larger pool than the default proposes designs the prior ranks better on
-    /// average, and still never a known one.
-    #[test]
-    fn a_larger_prior_pool_trusts_the_prior_more() {
+    /// A joint space of three widths, two depths and three learning-rate factors, and a prior
+    /// from one bank that ranked the widest designs and the factor 4 best (as the bundled
+    /// banks rank them).
+    fn wide_and_fast_first() -> (HyperSpace, Arc<Prior>) {
         let hs = HyperSpace {
             hidden: vec![8, 16, 32],
             blocks: vec![1, 2],
@@ -585,7 +584,15 @@ mod tests {
                 (a, (i % 3) as f64 + ((i / 3) % 3) as f64 + 0.01 * i as f64)
             })
             .collect();
-        let prior = Arc::new(Prior::fit(&[bank]));
+        (hs, Arc::new(Prior::fit(&[bank])))
+    }
+
+    /// `search.prior_pool`: a pool of one is uniform sampling (the first draw, whatever the
+    /// prior says); a larger pool than the default proposes designs the prior ranks better on
+    /// average, and still never a known one.
+    #[test]
+    fn a_larger_prior_pool_trusts_the_prior_more() {
+        let (hs, prior) = wide_and_fast_first();
         let with_pool = |n| {
             OfflineInstructor::new(SpaceKind::Ists, hs.clone(), 3)
                 .with_exploration(Exploration::Prior)
@@ -623,23 +630,7 @@ mod tests {
     /// learning-rate factor). Without the task's step cost in the hints, it ranks as before.
     #[test]
     fn a_cost_matched_prior_proposes_no_dearer_than_uniform_sampling() {
-        let hs = HyperSpace {
-            hidden: vec![8, 16, 32],
-            blocks: vec![1, 2],
-            lr_scale: vec![0.25, 1.0, 4.0],
-        };
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        // The widest designs and the factor 4 ranked best, as the bundled banks rank them.
-        let bank: Vec<(Arch, f64)> = (0..60)
-            .map(|i| {
-                let mut a = Arch::sample_in(SpaceKind::Ists, &hs, &mut rng);
-                let x = a.hyper.as_mut().unwrap();
-                x.lr_scale = [4.0, 1.0, 0.25][i % 3];
-                x.hidden = [32, 16, 8][(i / 3) % 3];
-                (a, (i % 3) as f64 + ((i / 3) % 3) as f64 + 0.01 * i as f64)
-            })
-            .collect();
-        let prior = Arc::new(Prior::fit(&[bank]));
+        let (hs, prior) = wide_and_fast_first();
         let cost = ists::footprint::StepCost::new(
             ists::model::ModelShape {
                 nodes: 50,
