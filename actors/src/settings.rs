@@ -61,16 +61,37 @@ pub fn load_table(
     let cfg = b
         .build()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
-    let settings: Settings = cfg.try_deserialize().map_err(|e| {
+    let settings: Settings = cfg.clone().try_deserialize().map_err(|e| {
         let where_ = file
             .map(|p| format!(" (in {} or the environment)", p.display()))
             .unwrap_or_default();
-        SettingsError::Invalid(format!("{e}{where_}"))
+        SettingsError::Invalid(format!("{}{where_}", explain(&cfg, e)))
     })?;
     settings
         .validate()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     Ok(settings)
+}
+
+/// A settings error as serde words it, with the key's path, where it says more than the
+/// `config` crate does: for a misspelt choice the crate names no choices (`enum PriorCost does
+/// not have variant constructor cheap`), serde lists them (`unknown variant `cheap`, expected
+/// `ignore` or `matched``). Only the message changes: what loads is what the crate loads.
+fn explain(cfg: &Config, e: config::ConfigError) -> String {
+    let crate_says = e.to_string();
+    if !crate_says.contains("variant") {
+        return crate_says;
+    }
+    let Ok(value) = cfg.clone().try_deserialize::<serde_json::Value>() else {
+        return crate_says;
+    };
+    match serde_path_to_error::deserialize::<_, Settings>(value) {
+        Err(e) => {
+            let path = e.path().to_string();
+            format!("{path}: {}", e.into_inner())
+        }
+        Ok(_) => crate_says,
+    }
 }
 
 /// Parses settings from a JSON value (the daemon's request body), over the defaults.
@@ -129,6 +150,28 @@ fn merge(into: &mut serde_json::Value, over: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A misspelt choice in a file names the key, the value and the choices there are.
+    #[test]
+    fn a_misspelt_choice_lists_the_choices() {
+        let dir = std::env::temp_dir().join(format!("ists-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bad.toml");
+        std::fs::write(&f, "[search]\nprior_cost = \"cheap\"\n").unwrap();
+        let e = load(Some(&f)).unwrap_err().to_string();
+        assert!(
+            e.contains("search.prior_cost")
+                && e.contains("cheap")
+                && e.contains("ignore")
+                && e.contains("matched")
+                && e.contains("bad.toml"),
+            "{e}"
+        );
+        std::fs::write(&f, "[search]\nprior_cost = \"matched\"\n").unwrap();
+        let s = load(Some(&f)).unwrap();
+        assert_eq!(s.search.prior_cost, ists::config::PriorCost::Matched);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn json_over_base_names_the_field_at_fault() {
