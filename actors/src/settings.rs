@@ -102,8 +102,9 @@ pub fn from_json(value: &serde_json::Value) -> Result<Settings, SettingsError> {
         .build()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     let s: Settings = cfg
+        .clone()
         .try_deserialize()
-        .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        .map_err(|e| SettingsError::Invalid(explain(&cfg, e)))?;
     s.validate()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     Ok(s)
@@ -170,6 +171,13 @@ mod tests {
         std::fs::write(&f, "[search]\nprior_cost = \"matched\"\n").unwrap();
         let s = load(Some(&f)).unwrap();
         assert_eq!(s.search.prior_cost, ists::config::PriorCost::Matched);
+        let e = from_json(&serde_json::json!({"search": {"prior_cost": "cheap"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("search.prior_cost") && e.contains("matched"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
