@@ -86,11 +86,19 @@ fn explain(cfg: &Config, e: config::ConfigError) -> String {
         return crate_says;
     };
     match serde_path_to_error::deserialize::<_, Settings>(value) {
-        Err(e) => {
-            let path = e.path().to_string();
-            format!("{path}: {}", e.into_inner())
-        }
+        Err(e) => at_path(e),
         Ok(_) => crate_says,
+    }
+}
+
+/// A serde error with the path of the key at fault (`search.budget: invalid type ...`); the
+/// bare message where the fault is the whole document.
+fn at_path(e: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.into_inner().to_string()
+    } else {
+        format!("{path}: {}", e.into_inner())
     }
 }
 
@@ -119,14 +127,8 @@ pub fn from_json_over(
     let mut merged =
         serde_json::to_value(base).map_err(|e| SettingsError::Invalid(e.to_string()))?;
     merge(&mut merged, value);
-    let s: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            SettingsError::Invalid(e.into_inner().to_string())
-        } else {
-            SettingsError::Invalid(format!("{path}: {}", e.into_inner()))
-        }
-    })?;
+    let s: Settings =
+        serde_path_to_error::deserialize(merged).map_err(|e| SettingsError::Invalid(at_path(e)))?;
     s.validate()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     Ok(s)

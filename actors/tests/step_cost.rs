@@ -36,8 +36,7 @@ fn journals(prefix: &str) -> Vec<PathBuf> {
 /// journals. Seconds per step are taken relative to each journal's median: the searches ran
 /// under different loads.
 fn taus(config: &str, prefix: &str) -> (f64, f64, usize) {
-    let settings = ists_actors::settings::load(Some(&root().join(config))).unwrap();
-    let mut settings = settings;
+    let mut settings = ists_actors::settings::load(Some(&root().join(config))).unwrap();
     settings.data_dir = root().join("data");
     let prepared = ists_actors::search::supervisor::prepare_data(&settings).unwrap();
     let cost = StepCost::new(
