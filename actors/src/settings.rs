@@ -80,14 +80,14 @@ pub fn load_table(
 fn explain(cfg: &Config, e: config::ConfigError) -> String {
     let crate_says = e.to_string();
     if !crate_says.contains("variant") {
-        return crate_says;
+        return with_hint(crate_says);
     }
     let Ok(value) = cfg.clone().try_deserialize::<serde_json::Value>() else {
-        return crate_says;
+        return with_hint(crate_says);
     };
     match serde_path_to_error::deserialize::<_, Settings>(value) {
         Err(e) => at_path(e),
-        Ok(_) => crate_says,
+        Ok(_) => with_hint(crate_says),
     }
 }
 
@@ -95,11 +95,66 @@ fn explain(cfg: &Config, e: config::ConfigError) -> String {
 /// bare message where the fault is the whole document.
 fn at_path(e: serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = e.path().to_string();
-    if path == "." {
+    with_hint(if path == "." {
         e.into_inner().to_string()
     } else {
         format!("{path}: {}", e.into_inner())
+    })
+}
+
+/// serde's "unknown field `budgett`, expected one of `space`, `budget`, ..." (or "unknown
+/// variant") with the nearest expected name added when one is near, so that a typo does not
+/// send the user through a list of twenty names: `...; did you mean `budget`?`.
+fn with_hint(message: String) -> String {
+    match nearest_expected(&message) {
+        Some(name) => format!("{message}; did you mean `{name}`?"),
+        None => message,
     }
+}
+
+/// The expected name nearest to the unknown one in a serde message, if it is within a third of
+/// the longer name's length in edits (at least one): near enough to be a typo, not a guess.
+fn nearest_expected(message: &str) -> Option<&str> {
+    let (_, rest) = message
+        .split_once("unknown field `")
+        .or_else(|| message.split_once("unknown variant `"))?;
+    let (given, rest) = rest.split_once('`')?;
+    let (_, expected) = rest.split_once("expected")?;
+    // The `config` crate appends "for key `search`"; that key is not a choice.
+    let expected = expected.split(" for key ").next().unwrap_or(expected);
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|name| (edit_distance(given, name), name))
+        .filter(|&(d, name)| d <= (given.chars().count().max(name.chars().count()) / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, name)| name)
+}
+
+/// Edits between two names: insertions, deletions, substitutions and swaps of two neighbours
+/// (the optimal-string-alignment distance), the typos people make.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // d[i][j]: edits from a[..i] to b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Parses settings from a JSON value (the daemon's request body), over the defaults.
@@ -181,6 +236,36 @@ mod tests {
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A misspelt key or choice names the nearest one there is; a value that is no near miss
+    /// gets no guess.
+    #[test]
+    fn a_typo_gets_the_nearest_name() {
+        let dir = std::env::temp_dir().join(format!("ists-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("typo.toml");
+        std::fs::write(&f, "[search]\nbudgett = 3\n").unwrap();
+        let e = load(Some(&f)).unwrap_err().to_string();
+        assert!(
+            e.contains("did you mean `budget`?") && e.contains("typo.toml"),
+            "{e}"
+        );
+        std::fs::write(&f, "[search]\nprior_cost = \"matchd\"\n").unwrap();
+        let e = load(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("did you mean `matched`?"), "{e}");
+        std::fs::write(&f, "[search]\nprior_cost = \"cheap\"\n").unwrap();
+        let e = load(Some(&f)).unwrap_err().to_string();
+        assert!(!e.contains("did you mean"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let base = load(None).unwrap();
+        let e = from_json_over(&base, &serde_json::json!({"proxy": {"stesp": 3}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `steps`?"), "{e}");
+        assert_eq!(edit_distance("budgett", "budget"), 1);
+        assert_eq!(edit_distance("stesp", "steps"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]
