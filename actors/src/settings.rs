@@ -209,14 +209,18 @@ fn merge(into: &mut serde_json::Value, over: &serde_json::Value) {
 mod tests {
     use super::*;
 
+    /// The error `load` gives for a settings file (`bad.toml`) holding `text`.
+    fn file_error(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.toml");
+        std::fs::write(&f, text).unwrap();
+        load(Some(&f)).unwrap_err().to_string()
+    }
+
     /// A misspelt choice in a file names the key, the value and the choices there are.
     #[test]
     fn a_misspelt_choice_lists_the_choices() {
-        let dir = std::env::temp_dir().join(format!("ists-settings-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("bad.toml");
-        std::fs::write(&f, "[search]\nprior_cost = \"cheap\"\n").unwrap();
-        let e = load(Some(&f)).unwrap_err().to_string();
+        let e = file_error("[search]\nprior_cost = \"cheap\"\n");
         assert!(
             e.contains("search.prior_cost")
                 && e.contains("cheap")
@@ -225,6 +229,8 @@ mod tests {
                 && e.contains("bad.toml"),
             "{e}"
         );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("good.toml");
         std::fs::write(&f, "[search]\nprior_cost = \"matched\"\n").unwrap();
         let s = load(Some(&f)).unwrap();
         assert_eq!(s.search.prior_cost, ists::config::PriorCost::Matched);
@@ -235,29 +241,21 @@ mod tests {
             e.contains("search.prior_cost") && e.contains("matched"),
             "{e}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A misspelt key or choice names the nearest one there is; a value that is no near miss
     /// gets no guess.
     #[test]
     fn a_typo_gets_the_nearest_name() {
-        let dir = std::env::temp_dir().join(format!("ists-typo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("typo.toml");
-        std::fs::write(&f, "[search]\nbudgett = 3\n").unwrap();
-        let e = load(Some(&f)).unwrap_err().to_string();
+        let e = file_error("[search]\nbudgett = 3\n");
         assert!(
-            e.contains("did you mean `budget`?") && e.contains("typo.toml"),
+            e.contains("did you mean `budget`?") && e.contains("bad.toml"),
             "{e}"
         );
-        std::fs::write(&f, "[search]\nprior_cost = \"matchd\"\n").unwrap();
-        let e = load(Some(&f)).unwrap_err().to_string();
+        let e = file_error("[search]\nprior_cost = \"matchd\"\n");
         assert!(e.contains("did you mean `matched`?"), "{e}");
-        std::fs::write(&f, "[search]\nprior_cost = \"cheap\"\n").unwrap();
-        let e = load(Some(&f)).unwrap_err().to_string();
+        let e = file_error("[search]\nprior_cost = \"cheap\"\n");
         assert!(!e.contains("did you mean"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
         let base = load(None).unwrap();
         let e = from_json_over(&base, &serde_json::json!({"proxy": {"stesp": 3}}))
             .unwrap_err()
