@@ -71,7 +71,10 @@ search)
     done
     ;;
 final)
-    # Two workers take (arm, seed) jobs from a queue of mkdir claims.
+    # Two workers take (arm, seed) jobs from a queue of mkdir claims. An earlier invocation's
+    # claims go first: a row it left unfinished must be taken again (a finished row is skipped
+    # by `ists baseline` itself).
+    rm -rf "$LOGDIR"/claim-*
     worker() {
         for s in $(seq "$from" $((to - 1))); do
             for a in "${arms[@]}"; do
