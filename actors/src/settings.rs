@@ -5,6 +5,7 @@
 use config::{Config, Environment, File, FileFormat};
 use ists::config::Settings;
 use std::path::Path;
+use strsim::osa_distance;
 
 /// The defaults compiled into the binary (the same file as `config/default.toml`).
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -82,24 +83,23 @@ fn explain(cfg: &Config, e: config::ConfigError) -> String {
     if !crate_says.contains("variant") {
         return with_hint(crate_says);
     }
-    let Ok(value) = cfg.clone().try_deserialize::<serde_json::Value>() else {
-        return with_hint(crate_says);
-    };
-    match serde_path_to_error::deserialize::<_, Settings>(value) {
-        Err(e) => at_path(e),
-        Ok(_) => with_hint(crate_says),
-    }
+    let serde_says = cfg
+        .clone()
+        .try_deserialize::<serde_json::Value>()
+        .ok()
+        .and_then(|value| serde_path_to_error::deserialize::<_, Settings>(value).err());
+    with_hint(serde_says.map_or(crate_says, at_path))
 }
 
 /// A serde error with the path of the key at fault (`search.budget: invalid type ...`); the
 /// bare message where the fault is the whole document.
 fn at_path(e: serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = e.path().to_string();
-    with_hint(if path == "." {
+    if path == "." {
         e.into_inner().to_string()
     } else {
         format!("{path}: {}", e.into_inner())
-    })
+    }
 }
 
 /// serde's "unknown field `budgett`, expected one of `space`, `budget`, ..." (or "unknown
@@ -114,6 +114,8 @@ fn with_hint(message: String) -> String {
 
 /// The expected name nearest to the unknown one in a serde message, if it is within a third of
 /// the longer name's length in edits (at least one): near enough to be a typo, not a guess.
+/// Edits are insertions, deletions, substitutions and swaps of two neighbours (the
+/// optimal-string-alignment distance), the typos people make.
 fn nearest_expected(message: &str) -> Option<&str> {
     let (_, rest) = message
         .split_once("unknown field `")
@@ -126,35 +128,10 @@ fn nearest_expected(message: &str) -> Option<&str> {
         .split('`')
         .skip(1)
         .step_by(2)
-        .map(|name| (edit_distance(given, name), name))
+        .map(|name| (osa_distance(given, name), name))
         .filter(|&(d, name)| d <= (given.chars().count().max(name.chars().count()) / 3).max(1))
         .min_by_key(|&(d, _)| d)
         .map(|(_, name)| name)
-}
-
-/// Edits between two names: insertions, deletions, substitutions and swaps of two neighbours
-/// (the optimal-string-alignment distance), the typos people make.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    // d[i][j]: edits from a[..i] to b[..j].
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    d[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// Parses settings from a JSON value (the daemon's request body), over the defaults.
@@ -182,8 +159,8 @@ pub fn from_json_over(
     let mut merged =
         serde_json::to_value(base).map_err(|e| SettingsError::Invalid(e.to_string()))?;
     merge(&mut merged, value);
-    let s: Settings =
-        serde_path_to_error::deserialize(merged).map_err(|e| SettingsError::Invalid(at_path(e)))?;
+    let s: Settings = serde_path_to_error::deserialize(merged)
+        .map_err(|e| SettingsError::Invalid(with_hint(at_path(e))))?;
     s.validate()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     Ok(s)
@@ -261,9 +238,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("did you mean `steps`?"), "{e}");
-        assert_eq!(edit_distance("budgett", "budget"), 1);
-        assert_eq!(edit_distance("stesp", "steps"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(osa_distance("budgett", "budget"), 1);
+        assert_eq!(osa_distance("stesp", "steps"), 1);
+        assert_eq!(osa_distance("", "abc"), 3);
     }
 
     #[test]
