@@ -5,7 +5,7 @@
 use crate::checkpoint::{Checkpoint, StateRef};
 use crate::data::Prepared;
 use crate::error::{Error, Result};
-use crate::metrics::{masked_mae, masked_mse, masked_rmse, MetricsTable};
+use crate::metrics::{masked_mae, masked_mse, masked_rmse, MetricsTable, Scores};
 use crate::model::{graph_supports, param_count, ModelConfig, ModelShape, StModel};
 use crate::ops::{GraphSupports, TResult};
 use crate::space::{Arch, ArchSpec};
@@ -357,8 +357,10 @@ pub struct TrainConfig {
     pub average_top: usize,
 }
 
-/// The training loss of a full training. The proxy always trains on MAE: a search ranks by
-/// validation MAE whatever its final training minimizes.
+/// The training loss of a full training. The proxy always trains on MAE: a search ranks its
+/// candidates by validation MAE whatever its final training minimizes. The final trainings
+/// themselves (epoch, seed, and among `final.top_k` candidates) are chosen by this loss's
+/// metric ([`Loss::criterion`], [`Loss::score`]).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
@@ -391,6 +393,15 @@ impl Loss {
         match self {
             Loss::Mae => Ok(None),
             Loss::Mse => Ok(Some(masked_rmse(pred, target, null)?.f_double_value(&[])?)),
+        }
+    }
+
+    /// The same criterion read off a metrics row (MAE, or RMSE for `mse`): how a search
+    /// compares finished trainings, seeds and candidates alike, by what chose their epochs.
+    pub fn score(self, s: &Scores) -> f64 {
+        match self {
+            Loss::Mae => s.mae,
+            Loss::Mse => s.rmse,
         }
     }
 

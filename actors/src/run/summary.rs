@@ -38,6 +38,9 @@ pub struct SeedScore {
     pub seed: u64,
     pub val_mae: Option<f64>,
     pub test_mae: Option<f64>,
+    /// Validation RMSE, recorded when it chooses (`final.train.loss = "mse"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_rmse: Option<f64>,
 }
 
 /// A fully trained top candidate.
@@ -45,8 +48,8 @@ pub struct SeedScore {
 pub struct FinalResult {
     pub candidate: usize,
     pub proxy_score: Option<f64>,
-    /// The report of its seed with the best validation MAE (whose model is exported when this
-    /// candidate is chosen).
+    /// The report of its seed with the best validation score (MAE, or RMSE under
+    /// `final.train.loss = "mse"`), whose model is exported when this candidate is chosen.
     pub report: TrainReport,
     /// The seed of `report`.
     #[serde(default)]
@@ -54,9 +57,15 @@ pub struct FinalResult {
     /// Every seed it was trained with (`final.seeds`).
     #[serde(default)]
     pub seeds: Vec<SeedScore>,
-    /// Mean validation MAE over the seeds: what the final model is chosen by.
+    /// Mean validation MAE over the seeds: what the final model is chosen by, unless
+    /// `mean_val_rmse` is recorded ([`FinalResult::choice_score`]).
     #[serde(default)]
     pub mean_val_mae: Option<f64>,
+    /// Mean validation RMSE over the seeds, recorded when RMSE chose the trainings' epochs
+    /// (`final.train.loss = "mse"`): then the candidate and its seed are chosen by it too, so
+    /// that a user who trains for RMSE is not handed the model with the best MAE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_val_rmse: Option<f64>,
     /// Mean test MAE over the seeds (reported, never used to choose).
     #[serde(default)]
     pub mean_test_mae: Option<f64>,
@@ -65,6 +74,18 @@ pub struct FinalResult {
     /// choose.
     #[serde(default)]
     pub ensemble: Option<ists::ensemble::EnsembleMetrics>,
+}
+
+impl FinalResult {
+    /// The validation score the candidates are ranked by, with its metric's name: the mean
+    /// RMSE where it was recorded, else the mean MAE.
+    pub fn choice_score(&self) -> Option<(&'static str, f64)> {
+        match (self.mean_val_rmse, self.mean_val_mae) {
+            (Some(rmse), _) => Some(("RMSE", rmse)),
+            (None, Some(mae)) => Some(("MAE", mae)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Counters of a search. Every reply is counted once under `replies`; each rejection under

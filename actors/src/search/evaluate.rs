@@ -13,7 +13,7 @@ use ists::config::Settings;
 use ists::ensemble::{Ensemble, EnsembleMetrics};
 use ists::memory::{MemoryEntry, Stage};
 use ists::space::Arch;
-use ists::train::{EvalStatus, TrainConfig, TrainReport};
+use ists::train::{EvalStatus, Loss, TrainConfig, TrainReport};
 
 /// One evaluation to run: a new candidate (rung 0) or a promotion.
 pub(super) struct Job {
@@ -97,7 +97,7 @@ pub(super) async fn evaluate(
 }
 
 /// Trains the `final.top_k` best candidates with `final.seeds` seeds each; the candidate with
-/// the best mean validation MAE comes first in `summary.final_results` and its best seed's
+/// the best mean validation score (MAE, or RMSE under `final.train.loss = "mse"`) comes first in `summary.final_results` and its best seed's
 /// model is exported to `RUN_DIR/model`. With `final.ensemble` (and two seeds or more), each
 /// candidate's seeds' forecasts are averaged into a running sum (the models are not kept) and
 /// the ensemble's metrics reported in its result; the choice stays on the seeds' mean.
@@ -251,12 +251,12 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
         };
         // The forecasts are dropped here, before the next candidate trains.
         drop(members);
-        if let Some(r) = final_result(e, runs, scored) {
+        if let Some(r) = final_result(e, runs, scored, s.final_train.train.loss) {
             results.push(r);
         }
     }
     results.sort_by(|a, b| {
-        let key = |r: &FinalResult| r.mean_val_mae.unwrap_or(f64::INFINITY);
+        let key = |r: &FinalResult| r.choice_score().map_or(f64::INFINITY, |(_, v)| v);
         key(a).total_cmp(&key(b))
     });
     if let (false, Some(chosen)) = (single, results.first()) {
@@ -484,20 +484,27 @@ pub(crate) fn share_final(
 }
 
 /// A candidate's seeds summed up: the best-validation seed's report, the means, and the
-/// ensemble of the seeds when it was scored.
+/// ensemble of the seeds when it was scored. "Best" is by `loss`'s metric, the one that chose
+/// each training's epoch ([`Loss::score`]): MAE, or RMSE for `mse`.
 pub(super) fn final_result(
     e: &MemoryEntry,
     runs: Vec<(u64, TrainReport)>,
     ensemble: Option<EnsembleMetrics>,
+    loss: Loss,
 ) -> Option<FinalResult> {
     let val = |r: &TrainReport| r.val.as_ref().map(|m| m.average.mae);
     let test = |r: &TrainReport| r.test.as_ref().map(|m| m.average.mae);
+    let val_rmse = |r: &TrainReport| match loss {
+        Loss::Mse => r.val.as_ref().map(|m| m.average.rmse),
+        Loss::Mae => None,
+    };
     let seeds: Vec<SeedScore> = runs
         .iter()
         .map(|(seed, r)| SeedScore {
             seed: *seed,
             val_mae: val(r),
             test_mae: test(r),
+            val_rmse: val_rmse(r),
         })
         .collect();
     let mean = |v: Vec<Option<f64>>| -> Option<f64> {
@@ -505,9 +512,16 @@ pub(super) fn final_result(
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
     let mean_val_mae = mean(seeds.iter().map(|s| s.val_mae).collect());
+    let mean_val_rmse = mean(seeds.iter().map(|s| s.val_rmse).collect());
     let mean_test_mae = mean(seeds.iter().map(|s| s.test_mae).collect());
     let (seed, report) = runs.into_iter().min_by(|a, b| {
-        let k = |r: &TrainReport| val(r).filter(|v| v.is_finite()).unwrap_or(f64::INFINITY);
+        let k = |r: &TrainReport| {
+            r.val
+                .as_ref()
+                .map(|m| loss.score(&m.average))
+                .filter(|v| v.is_finite())
+                .unwrap_or(f64::INFINITY)
+        };
         k(&a.1).total_cmp(&k(&b.1))
     })?;
     Some(FinalResult {
@@ -517,7 +531,82 @@ pub(super) fn final_result(
         seed,
         seeds,
         mean_val_mae,
+        mean_val_rmse,
         mean_test_mae,
         ensemble,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::memory::scored_entry;
+    use ists::metrics::{MetricsTable, Scores};
+    use ists::space::SpaceKind;
+
+    /// A finished training whose validation scores are `mae` and `rmse`.
+    fn trained(arch: &Arch, mae: f64, rmse: f64) -> TrainReport {
+        let scores = Scores {
+            mae,
+            rmse,
+            mape: 0.0,
+        };
+        let table = MetricsTable {
+            horizons: vec![(3, scores)],
+            average: scores,
+        };
+        TrainReport {
+            dataset: "d".into(),
+            arch: arch.to_spec(),
+            params: 10,
+            status: EvalStatus::Ok,
+            epochs_run: 1,
+            best_epoch: 1,
+            history: Vec::new(),
+            val: Some(table.clone()),
+            test: Some(table),
+            seconds: 1.0,
+            refit: None,
+            averaged: None,
+        }
+    }
+
+    /// A search whose final trainings chose their epochs on RMSE chooses the seed and the
+    /// candidate on RMSE too, where MAE would pick the others; under MAE nothing changes.
+    #[test]
+    fn the_final_choice_follows_the_trainings_loss() {
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        let arch = Arch::sample(SpaceKind::Ists, &mut rng);
+        let (a, b) = (scored_entry(0, &arch, 1.0), scored_entry(1, &arch, 1.1));
+        // Candidate 0: seed 7 has the lower MAE, seed 8 the lower RMSE. Candidate 1 has the
+        // lower mean RMSE of the two candidates and the higher mean MAE.
+        let runs_a = || vec![(7, trained(&arch, 2.0, 6.0)), (8, trained(&arch, 2.5, 5.0))];
+        let runs_b = || vec![(7, trained(&arch, 2.3, 5.2)), (8, trained(&arch, 2.3, 5.2))];
+        let rank = |loss: Loss| {
+            let mut r = vec![
+                final_result(&a, runs_a(), None, loss).unwrap(),
+                final_result(&b, runs_b(), None, loss).unwrap(),
+            ];
+            r.sort_by(|x, y| {
+                let k = |f: &FinalResult| f.choice_score().map_or(f64::INFINITY, |(_, v)| v);
+                k(x).total_cmp(&k(y))
+            });
+            r
+        };
+        let mse = rank(Loss::Mse);
+        assert_eq!(mse[0].candidate, 1);
+        assert_eq!(mse[0].choice_score(), Some(("RMSE", 5.2)));
+        assert_eq!(
+            mse[1].seed, 8,
+            "candidate 0's exported seed is its lower-RMSE one"
+        );
+        assert_eq!(mse[1].mean_val_rmse, Some(5.5));
+        assert_eq!(mse[1].seeds[1].val_rmse, Some(5.0));
+        let mae = rank(Loss::Mae);
+        assert_eq!(mae[0].candidate, 0);
+        assert_eq!(mae[0].seed, 7);
+        assert_eq!(mae[0].choice_score(), Some(("MAE", 2.25)));
+        assert_eq!(mae[0].mean_val_rmse, None, "MAE trainings record no RMSE");
+        assert!(mae[0].seeds.iter().all(|s| s.val_rmse.is_none()));
+    }
 }

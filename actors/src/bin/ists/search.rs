@@ -149,6 +149,18 @@ fn run(
             b.score, b.candidate, b.hash
         );
     }
+    if let (true, Some((metric, v))) = (
+        summary.final_results.len() > 1 || summary.final_results.iter().any(|f| f.seeds.len() > 1),
+        summary.final_results.first().and_then(|f| f.choice_score()),
+    ) {
+        let f = &summary.final_results[0];
+        println!(
+            "chosen: candidate {} (mean validation {metric} {v:.4} over {} seed(s); model of seed {})",
+            f.candidate,
+            f.seeds.len(),
+            f.seed
+        );
+    }
     for f in &summary.final_results {
         if let Some(t) = &f.report.test {
             println!(
