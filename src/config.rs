@@ -74,7 +74,8 @@ pub struct FinalSettings {
     /// How many of the best candidates are trained fully (0 = none).
     pub top_k: usize,
     /// Seeds each of them is trained with (train.seed, +1, ...); the final model is the
-    /// candidate with the best mean validation MAE over its seeds, never chosen on test.
+    /// candidate with the best mean validation MAE over its seeds (RMSE under
+    /// `train.loss = "mse"`, [`crate::train::Loss::score`]), never chosen on test.
     pub seeds: usize,
     /// With `seeds >= 2`, also score the ensemble of each candidate's seeds: the mean of their
     /// de-normalized forecasts, with the metrics of a single model (same samples, same

@@ -474,9 +474,19 @@ fn search_dir(cfg: &mut Settings, dir: &Path) -> Result<SearchOptions, String> {
     })
 }
 
+/// What [`train_like_final`] measured: means over the seeds (NaN where a training diverged).
+struct LikeFinal {
+    /// Mean validation score by the final training's loss (MAE, or RMSE for `mse`): what a
+    /// search chooses among its `final.top_k` by ([`ists::train::Loss::score`]).
+    choice: f64,
+    val_mae: f64,
+    test_mae: f64,
+    /// Seconds the trainings took.
+    seconds: f64,
+}
+
 /// Trains `arch` like a search's final model under `cfg` (already seeded): `final.seeds`
-/// seeds, the epoch chosen on validation; the mean validation and test MAE over the seeds
-/// (NaN where a training diverged) and the seconds the trainings took.
+/// seeds, the epoch chosen on validation.
 ///
 /// With `finals` (a comparison's shared folder, [`FINALS_DIR`]), each seed's training is
 /// looked up there first, under the key a search's own final training has: one a search or an
@@ -488,9 +498,11 @@ fn train_like_final(
     arch: &Arch,
     data: &TrainData,
     finals: Option<&Path>,
-) -> Result<(f64, f64, f64), String> {
+) -> Result<LikeFinal, String> {
     use crate::search::evaluate::{share_final, shared_final};
     let (mut vals, mut tests, mut seconds) = (Vec::new(), Vec::new(), 0.0);
+    let mut choices = Vec::new();
+    let loss = cfg.final_train.train.loss;
     for j in 0..cfg.final_train.seeds.max(1) as u64 {
         let train = TrainConfig {
             seed: cfg.final_train.train.seed + j,
@@ -518,10 +530,21 @@ fn train_like_final(
                 r
             }
         };
+        choices.push(
+            report
+                .val
+                .as_ref()
+                .map_or(f64::NAN, |m| loss.score(&m.average)),
+        );
         vals.push(report.val.map_or(f64::NAN, |m| m.average.mae));
         tests.push(report.test.map_or(f64::NAN, |m| m.average.mae));
     }
-    Ok((mean_sd(&vals).0, mean_sd(&tests).0, seconds))
+    Ok(LikeFinal {
+        choice: mean_sd(&choices).0,
+        val_mae: mean_sd(&vals).0,
+        test_mae: mean_sd(&tests).0,
+        seconds,
+    })
 }
 
 /// Trains a fixed design like a search's final model (`final.seeds` seeds) with seed index `k`.
@@ -535,7 +558,12 @@ pub fn run_hand_design(
     let cfg = seeded(base, k);
     cfg.check_final_width(arch)
         .map_err(|e| format!("hand-{name}: {e}"))?;
-    let (val_mae, test_mae, seconds) = train_like_final(&cfg, arch, data, None)?;
+    let LikeFinal {
+        val_mae,
+        test_mae,
+        seconds,
+        ..
+    } = train_like_final(&cfg, arch, data, None)?;
     if !(val_mae.is_finite() && test_mae.is_finite()) {
         return Err(format!("hand-{name} seed +{k}: training diverged"));
     }
@@ -609,7 +637,7 @@ pub fn journal_reaches(entries: &[MemoryEntry], limit: u64, searched: u64) -> Re
 /// same seed, e.g. random search's), trained like its final model. `own` is the finished
 /// search's row and `entries` its journal; the design held then ([`held_at`]: the
 /// `final.top_k` best, highest rung first, the one with the best mean validation MAE over
-/// `final.seeds` trainings) is trained with the seed index's final-training seeds, as the
+/// `final.seeds` trainings, RMSE under `final.train.loss = "mse"`) is trained with the seed index's final-training seeds, as the
 /// search's own final model was. Judged by full training rather than by the proxy's scores: a
 /// search's best proxy score is the luckiest of its runs, which an early point of a search
 /// cannot match however good its designs are.
@@ -651,18 +679,21 @@ pub fn run_anytime(
             "{name} seed +{k}: no design was scored within {limit} steps"
         ));
     }
-    let (mut chosen, mut trained): (Option<(f64, f64)>, f64) = (None, 0.0);
+    // Chosen as the search chooses its final model: by the final training's own criterion.
+    let (mut chosen, mut trained): (Option<LikeFinal>, f64) = (None, 0.0);
     for e in held {
         let arch = Arch::from_spec(&e.arch, cfg.search.space)
             .map_err(|err| format!("{name} seed +{k}: candidate {}: {err}", e.id))?;
-        let (val, test, seconds) = train_like_final(&cfg, &arch, data, finals)?;
-        trained += seconds;
-        if val.is_finite() && test.is_finite() && chosen.is_none_or(|(v, _)| val < v) {
-            chosen = Some((val, test));
+        let r = train_like_final(&cfg, &arch, data, finals)?;
+        trained += r.seconds;
+        let usable = r.choice.is_finite() && r.val_mae.is_finite() && r.test_mae.is_finite();
+        if usable && chosen.as_ref().is_none_or(|c| r.choice < c.choice) {
+            chosen = Some(r);
         }
     }
-    let (val_mae, test_mae) =
-        chosen.ok_or_else(|| format!("{name} seed +{k}: every final training diverged"))?;
+    let LikeFinal {
+        val_mae, test_mae, ..
+    } = chosen.ok_or_else(|| format!("{name} seed +{k}: every final training diverged"))?;
     // The search's evaluation seconds up to the cut, then the final trainings'.
     let searched = ended
         .checked_sub(1)
