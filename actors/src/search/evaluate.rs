@@ -255,10 +255,7 @@ pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summa
             results.push(r);
         }
     }
-    results.sort_by(|a, b| {
-        let key = |r: &FinalResult| r.choice_score().map_or(f64::INFINITY, |(_, v)| v);
-        key(a).total_cmp(&key(b))
-    });
+    rank_final_results(&mut results);
     if let (false, Some(chosen)) = (single, results.first()) {
         let from = w
             .run
@@ -483,6 +480,15 @@ pub(crate) fn share_final(
     shared.map_err(|e| format!("sharing a final training in {}: {e}", finals.display()))
 }
 
+/// Orders trained candidates best first by [`FinalResult::choice_score`] (the first is the one
+/// kept); a candidate without a score goes last.
+pub(super) fn rank_final_results(results: &mut [FinalResult]) {
+    results.sort_by(|a, b| {
+        let key = |r: &FinalResult| r.choice_score().map_or(f64::INFINITY, |(_, v)| v);
+        key(a).total_cmp(&key(b))
+    });
+}
+
 /// A candidate's seeds summed up: the best-validation seed's report, the means, and the
 /// ensemble of the seeds when it was scored. "Best" is by `loss`'s metric, the one that chose
 /// each training's epoch ([`Loss::score`]): MAE, or RMSE for `mse`.
@@ -587,10 +593,7 @@ mod tests {
                 final_result(&a, runs_a(), None, loss).unwrap(),
                 final_result(&b, runs_b(), None, loss).unwrap(),
             ];
-            r.sort_by(|x, y| {
-                let k = |f: &FinalResult| f.choice_score().map_or(f64::INFINITY, |(_, v)| v);
-                k(x).total_cmp(&k(y))
-            });
+            rank_final_results(&mut r);
             r
         };
         let mse = rank(Loss::Mse);
