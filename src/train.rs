@@ -577,6 +577,14 @@ pub struct TrainReport {
     pub averaged: Option<AverageReport>,
 }
 
+impl TrainReport {
+    /// The kept weights' validation score by `loss`'s metric ([`Loss::score`]), if an epoch
+    /// finished: what trainings of one setting are compared by.
+    pub fn val_score(&self, loss: Loss) -> Option<f64> {
+        self.val.as_ref().map(|m| loss.score(&m.average))
+    }
+}
+
 /// The checkpoint average of [`TrainConfig::average_top`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AverageReport {

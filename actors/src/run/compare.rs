@@ -530,12 +530,7 @@ fn train_like_final(
                 r
             }
         };
-        choices.push(
-            report
-                .val
-                .as_ref()
-                .map_or(f64::NAN, |m| loss.score(&m.average)),
-        );
+        choices.push(report.val_score(loss).unwrap_or(f64::NAN));
         vals.push(report.val.map_or(f64::NAN, |m| m.average.mae));
         tests.push(report.test.map_or(f64::NAN, |m| m.average.mae));
     }
@@ -637,8 +632,8 @@ pub fn journal_reaches(entries: &[MemoryEntry], limit: u64, searched: u64) -> Re
 /// same seed, e.g. random search's), trained like its final model. `own` is the finished
 /// search's row and `entries` its journal; the design held then ([`held_at`]: the
 /// `final.top_k` best, highest rung first, the one with the best mean validation MAE over
-/// `final.seeds` trainings, RMSE under `final.train.loss = "mse"`) is trained with the seed index's final-training seeds, as the
-/// search's own final model was. Judged by full training rather than by the proxy's scores: a
+/// `final.seeds` trainings, RMSE under `final.train.loss = "mse"`) is trained with the seed
+/// index's final-training seeds, as the search's own final model was. Judged by full training rather than by the proxy's scores: a
 /// search's best proxy score is the luckiest of its runs, which an early point of a search
 /// cannot match however good its designs are.
 ///

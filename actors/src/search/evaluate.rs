@@ -97,8 +97,8 @@ pub(super) async fn evaluate(
 }
 
 /// Trains the `final.top_k` best candidates with `final.seeds` seeds each; the candidate with
-/// the best mean validation score (MAE, or RMSE under `final.train.loss = "mse"`) comes first in `summary.final_results` and its best seed's
-/// model is exported to `RUN_DIR/model`. With `final.ensemble` (and two seeds or more), each
+/// the best mean validation score (MAE, or RMSE under `final.train.loss = "mse"`) comes first
+/// in `summary.final_results` and its best seed's model is exported to `RUN_DIR/model`. With `final.ensemble` (and two seeds or more), each
 /// candidate's seeds' forecasts are averaged into a running sum (the models are not kept) and
 /// the ensemble's metrics reported in its result; the choice stays on the seeds' mean.
 pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summary) {
@@ -501,7 +501,7 @@ pub(super) fn final_result(
     let val = |r: &TrainReport| r.val.as_ref().map(|m| m.average.mae);
     let test = |r: &TrainReport| r.test.as_ref().map(|m| m.average.mae);
     let val_rmse = |r: &TrainReport| match loss {
-        Loss::Mse => r.val.as_ref().map(|m| m.average.rmse),
+        Loss::Mse => r.val_score(loss),
         Loss::Mae => None,
     };
     let seeds: Vec<SeedScore> = runs
@@ -522,9 +522,7 @@ pub(super) fn final_result(
     let mean_test_mae = mean(seeds.iter().map(|s| s.test_mae).collect());
     let (seed, report) = runs.into_iter().min_by(|a, b| {
         let k = |r: &TrainReport| {
-            r.val
-                .as_ref()
-                .map(|m| loss.score(&m.average))
+            r.val_score(loss)
                 .filter(|v| v.is_finite())
                 .unwrap_or(f64::INFINITY)
         };

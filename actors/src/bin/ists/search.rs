@@ -149,11 +149,15 @@ fn run(
             b.score, b.candidate, b.hash
         );
     }
-    if let (true, Some((metric, v))) = (
-        summary.final_results.len() > 1 || summary.final_results.iter().any(|f| f.seeds.len() > 1),
-        summary.final_results.first().and_then(|f| f.choice_score()),
-    ) {
-        let f = &summary.final_results[0];
+    // Said only where there was a choice: several candidates, or several seeds of one.
+    let chose =
+        summary.final_results.len() > 1 || summary.final_results.iter().any(|f| f.seeds.len() > 1);
+    if let Some((f, (metric, v))) = summary
+        .final_results
+        .first()
+        .and_then(|f| Some((f, f.choice_score()?)))
+        .filter(|_| chose)
+    {
         println!(
             "chosen: candidate {} (mean validation {metric} {v:.4} over {} seed(s); model of seed {})",
             f.candidate,
