@@ -1458,6 +1458,45 @@ async fn prior_ranked_exploration_follows_an_earlier_search_bank() {
     assert!(!tmp.path().join("no-prior").exists());
 }
 
+/// A misspelt `--methods` entry is refused before any work: no baseline table printed, no
+/// results file or settings fingerprint left behind, and the message names the method and
+/// the known ones.
+#[test]
+fn a_comparison_refuses_an_unknown_method_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+        .current_dir(root())
+        .args([
+            "baseline",
+            "--config",
+            "config/tiny.toml",
+            "--data",
+            "chickenpox",
+        ])
+        .args(["--seeds", "2", "--methods", "random,rnd", "--results"])
+        .arg(tmp.path().join("search-x.jsonl"))
+        .env("ISTS__RUNS_DIR", tmp.path().join("runs"))
+        .env("ISTS__DATA__PREPARE__INPUT_LEN", "4")
+        .env("ISTS__DATA__PREPARE__OUTPUT_LEN", "4")
+        .env("ISTS__DATA__PREPARE__TIME_OF_DAY", "false")
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--methods: unknown method 'rnd'") && stderr.contains("offline-prior"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// `ists baseline --results F` keeps each finished search's journal beside its rows
 /// (`F.journals/random-seed0.jsonl`, the run directory's byte for byte), and `--anytime 1`
 /// made after the run directory is gone (another machine, a cleanup) reads the kept journal

@@ -162,6 +162,18 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     if let Some(b) = budget {
         s.search.budget = b;
     }
+    // Checked before any work or file: a misspelt method must not cost the baselines' minutes
+    // or leave a results file tied to these settings.
+    let hand = |name: &str| {
+        let file = PathBuf::from(format!("config/{name}-arch.json"));
+        file.exists()
+            .then(|| read_arch(&file, &s).map_err(|e| format!("{e:#}")))
+    };
+    let methods = methods
+        .iter()
+        .map(|m| Method::parse(m.trim(), hand))
+        .collect::<Result<Vec<Method>, String>>()
+        .map_err(|e| anyhow::anyhow!("--methods: {e}"))?;
     tch::set_num_threads(s.evaluators.threads.max(1));
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     let test = prepared.splits.test.clone();
@@ -237,16 +249,6 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         "final": s.final_train,
     });
     ists::fidelity::check_fingerprint(&path, &fingerprint)?;
-    let hand = |name: &str| {
-        let file = PathBuf::from(format!("config/{name}-arch.json"));
-        file.exists()
-            .then(|| read_arch(&file, &s).map_err(|e| format!("{e:#}")))
-    };
-    let methods = methods
-        .iter()
-        .map(|m| Method::parse(m.trim(), hand))
-        .collect::<Result<Vec<Method>, String>>()
-        .map_err(|e| anyhow::anyhow!("--methods: {e}"))?;
     for k in from_seed as u64..seeds as u64 {
         for method in &methods {
             // Read again at every step: another process over overlapping seeds may have
