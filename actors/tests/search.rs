@@ -915,6 +915,43 @@ async fn a_resumed_search_goes_on_as_if_never_killed() {
     }
 }
 
+/// A mistyped `--resume` path, or a report asked of a directory that is not a run, says what
+/// is wrong with it (missing, or not a run directory) instead of reporting a run with nothing
+/// in it, and creates nothing there.
+#[actix::test]
+async fn a_path_that_is_not_a_run_directory_is_named_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-run");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for (dir, want) in [
+        (&missing, "no such directory"),
+        (&empty, "not a run directory"),
+    ] {
+        let opts = SearchOptions {
+            resume: Some(dir.clone()),
+            ..fake_evaluator()
+        };
+        let err = run_search(tiny(tmp.path()), opts, std::future::pending())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&dir.display().to_string()) && err.contains(want),
+            "{err}"
+        );
+        let err = ists_actors::run::report::write_report(dir)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&dir.display().to_string()) && err.contains(want),
+            "{err}"
+        );
+    }
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
 /// A run directory in use is refused, not resumed a second time: two processes resuming one
 /// run would append to one journal. The refusal names the directory and leaves no trace in it,
 /// and the run resumes once the holder lets go.

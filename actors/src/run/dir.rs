@@ -21,6 +21,23 @@ pub struct RunDir {
     pub earlier_seconds: f64,
 }
 
+/// Whether `path` is a run directory that a resume or a report can read: it exists and holds
+/// the settings snapshot every run writes first (`config.json`). The error says which is
+/// missing, so a mistyped path is not reported as a run with nothing in it.
+pub fn check_run_dir(path: &Path) -> Result<(), String> {
+    if !path.is_dir() {
+        return Err("no such directory".into());
+    }
+    if !path.join("config.json").is_file() {
+        return Err(
+            "not a run directory: it has no config.json, the settings snapshot \
+                    every run writes first"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 impl RunDir {
     /// Creates `runs_dir/<name>` (a timestamped name when None).
     pub fn create(runs_dir: &Path, name: Option<&str>) -> std::io::Result<RunDir> {

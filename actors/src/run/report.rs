@@ -71,6 +71,7 @@ pub struct Report {
 /// Writes `RUN_DIR/report.md` and its plots.
 pub fn write_report(run: &Path) -> Result<Report, ReportError> {
     fonts();
+    crate::run::dir::check_run_dir(run).map_err(|e| file_err(run, e))?;
     let entries = read_journal(&run.join("journal.jsonl")).map_err(ReportError::Data)?;
     if entries.is_empty() {
         return Err(file_err(

@@ -268,6 +268,7 @@ fn open_run(
 ) -> Result<(RunDir, Settings, RunLock), SearchError> {
     match &opts.resume {
         Some(dir) => {
+            crate::run::dir::check_run_dir(dir).map_err(|e| run_err(dir, e))?;
             let snap = dir.join("config.json");
             let text = std::fs::read_to_string(&snap).map_err(|e| run_err(&snap, e.to_string()))?;
             let mut old: Settings =
