@@ -30,8 +30,8 @@ pub fn check_run_dir(path: &Path) -> Result<(), String> {
     }
     if !path.join("config.json").is_file() {
         return Err(
-            "not a run directory: it has no config.json, the settings snapshot \
-                    every run writes first"
+            "not a run directory: it has no config.json, the settings snapshot every \
+             run writes first"
                 .into(),
         );
     }
