@@ -1495,28 +1495,30 @@ async fn prior_ranked_exploration_follows_an_earlier_search_bank() {
     assert!(!tmp.path().join("no-prior").exists());
 }
 
+/// `ists baseline` on the tiny config and chickenpox (4 steps in, 4 out), its rows in
+/// `results` and its run directories under `runs`; callers add the methods, seeds and the rest.
+fn tiny_baseline(results: &std::path::Path, runs: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ists"));
+    c.current_dir(root())
+        .args(["baseline", "--config", "config/tiny.toml"])
+        .args(["--data", "chickenpox", "--results"])
+        .arg(results)
+        .env("ISTS__RUNS_DIR", runs)
+        .env("ISTS__DATA__PREPARE__INPUT_LEN", "4")
+        .env("ISTS__DATA__PREPARE__OUTPUT_LEN", "4")
+        .env("ISTS__DATA__PREPARE__TIME_OF_DAY", "false")
+        .env("OMP_NUM_THREADS", "1");
+    c
+}
+
 /// A misspelt `--methods` entry is refused before any work: no baseline table printed, no
 /// results file or settings fingerprint left behind, and the message names the method and
 /// the known ones.
 #[test]
 fn a_comparison_refuses_an_unknown_method_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
-        .current_dir(root())
-        .args([
-            "baseline",
-            "--config",
-            "config/tiny.toml",
-            "--data",
-            "chickenpox",
-        ])
-        .args(["--seeds", "2", "--methods", "random,rnd", "--results"])
-        .arg(tmp.path().join("search-x.jsonl"))
-        .env("ISTS__RUNS_DIR", tmp.path().join("runs"))
-        .env("ISTS__DATA__PREPARE__INPUT_LEN", "4")
-        .env("ISTS__DATA__PREPARE__OUTPUT_LEN", "4")
-        .env("ISTS__DATA__PREPARE__TIME_OF_DAY", "false")
-        .env("OMP_NUM_THREADS", "1")
+    let out = tiny_baseline(&tmp.path().join("search-x.jsonl"), &tmp.path().join("runs"))
+        .args(["--seeds", "2", "--methods", "random,rnd"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1544,23 +1546,9 @@ fn a_comparison_keeps_its_searches_journals_for_later_readings() {
     let results = tmp.path().join("search-x.jsonl");
     let runs = tmp.path().join("runs");
     let baseline = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
-            .current_dir(root())
-            .args([
-                "baseline",
-                "--config",
-                "config/tiny.toml",
-                "--data",
-                "chickenpox",
-            ])
-            .args(["--seeds", "1", "--methods", "random", "--results"])
-            .arg(&results)
+        let out = tiny_baseline(&results, &runs)
+            .args(["--seeds", "1", "--methods", "random"])
             .args(extra)
-            .env("ISTS__RUNS_DIR", &runs)
-            .env("ISTS__DATA__PREPARE__INPUT_LEN", "4")
-            .env("ISTS__DATA__PREPARE__OUTPUT_LEN", "4")
-            .env("ISTS__DATA__PREPARE__TIME_OF_DAY", "false")
-            .env("OMP_NUM_THREADS", "1")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
