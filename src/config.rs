@@ -302,9 +302,9 @@ pub enum Exploration {
 /// Why: earlier banks rank wide and stacked designs first, so a prior-ranked search spends more
 /// seconds per candidate than random search (a median 1.20-1.35x on the bundled sets). Under a
 /// seconds budget it then scores fewer candidates. Measured at equal seconds (BENCHMARKS.md, "A
-/// prior that pays for its designs"): matched, it beat random search on chickenpox and PedalMe,
-/// and beat ignoring cost on chickenpox but not on PedalMe; METR-LA is untested, so the default
-/// stays `ignore`.
+/// prior that pays for its designs", "Equal seconds on METR-LA"): matched, it beat random
+/// search on chickenpox and PedalMe but not on METR-LA, where ignoring cost did; it beat
+/// ignoring cost on chickenpox only. No rule won on all three, so the default stays `ignore`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PriorCost {
