@@ -4,6 +4,12 @@
 #   scripts/lockstep.sh search BUDGET FROM TO   # phase 1: seeds FROM..TO-1, arms in lockstep
 #   scripts/lockstep.sh final  BUDGET FROM TO   # phase 2: every row's final training, 2 at once
 #
+# With ARMS=whole (BENCHMARKS.md, "Time to quality in seconds on METR-LA"): random search given
+# the whole seconds budget, into its own file; phase 1 then runs three *seeds* at a time (the
+# seeds FROM..TO-1 in groups of three, the last group filled up with the seeds after TO-1, whose
+# rows only make the load alike and are not read), so each search shares the machine with two
+# others as the three arms' searches did.
+#
 # Why two phases: only the searches are budgeted in seconds, so only they must share one load
 # (the three arms of a seed at once, nothing else). The final trainings are bounded by epochs
 # and resume from their checkpoints to the very model an uninterrupted run trains (the test
@@ -25,6 +31,7 @@ mkdir -p "$LOGDIR"
 export OMP_NUM_THREADS=1 ISTS__SEARCH__BUDGET_STEPS=0 ISTS__SEARCH__BUDGET_SECONDS="$budget"
 config=config/compare-metr-la-joint-prior.toml
 arms=(ignore matched random)
+[ "${ARMS:-}" = whole ] && arms=(whole)
 
 # Runs arm $1 for seed $2 in the foreground, its log in LOGDIR.
 run_arm() {
@@ -34,6 +41,8 @@ run_arm() {
         matched) cost=matched
                  file=bench/results/search-metr-la-joint-prior-matched-seconds-third.jsonl ;;
         random) method=random ;;
+        whole) method=random
+               file=bench/results/search-metr-la-joint-prior-seconds-whole.jsonl ;;
     esac
     ISTS__SEARCH__PRIOR_COST=$cost nice -n 5 "$BIN" baseline --config "$config" \
         --seeds $((s + 1)) --from-seed "$s" --methods "$method" --results "$file" \
@@ -45,29 +54,44 @@ in_final() {
     grep -q "final training" "$LOGDIR/$1-$2.log" 2>/dev/null
 }
 
+# The (arm, seed) jobs of one lockstep group: a seed's three arms, or with ARMS=whole three
+# seeds of the one arm.
+groups() {
+    if [ "${arms[*]}" = whole ]; then
+        local s=$from
+        while [ "$s" -lt "$to" ]; do
+            echo "whole:$s whole:$((s + 1)) whole:$((s + 2))"
+            s=$((s + 3))
+        done
+    else
+        for s in $(seq "$from" $((to - 1))); do echo "ignore:$s matched:$s random:$s"; done
+    fi
+}
+
 case $phase in
 search)
-    for s in $(seq "$from" $((to - 1))); do
+    groups | while read -r -a jobs; do
         pids=()
-        for a in "${arms[@]}"; do
+        for j in "${jobs[@]}"; do
+            a=${j%%:*} s=${j##*:}
             echo "== $(date -u +%FT%TZ) seed +$s $a start" >>"$LOGDIR/$a-$s.log"
             run_arm "$a" "$s" &
             pids+=($!)
         done
-        echo "$(date -u +%FT%TZ) seed +$s: started ${pids[*]}"
+        echo "$(date -u +%FT%TZ) ${jobs[*]}: started ${pids[*]}"
         while :; do
             sleep 5
             ready=1
-            for i in "${!arms[@]}"; do
+            for i in "${!jobs[@]}"; do
                 kill -0 "${pids[$i]}" 2>/dev/null || continue
-                in_final "${arms[$i]}" "$s" || ready=0
+                in_final "${jobs[$i]%%:*}" "${jobs[$i]##*:}" || ready=0
             done
             [ $ready = 1 ] && break
         done
         # Every search is over: stop the final trainings together (phase 2 resumes them).
         for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null; done
         wait
-        echo "$(date -u +%FT%TZ) seed +$s: searches done"
+        echo "$(date -u +%FT%TZ) ${jobs[*]}: searches done"
     done
     ;;
 final)
