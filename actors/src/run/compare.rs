@@ -633,9 +633,9 @@ pub fn journal_reaches(entries: &[MemoryEntry], limit: u64, searched: u64) -> Re
 /// search's row and `entries` its journal; the design held then ([`held_at`]: the
 /// `final.top_k` best, highest rung first, the one with the best mean validation MAE over
 /// `final.seeds` trainings, RMSE under `final.train.loss = "mse"`) is trained with the seed
-/// index's final-training seeds, as the search's own final model was. Judged by full training rather than by the proxy's scores: a
-/// search's best proxy score is the luckiest of its runs, which an early point of a search
-/// cannot match however good its designs are.
+/// index's final-training seeds, as the search's own final model was. Judged by full training
+/// rather than by the proxy's scores: a search's best proxy score is the luckiest of its runs,
+/// which an early point of a search cannot match however good its designs are.
 ///
 /// A journal that does not reach the cut ([`journal_reaches`]) is refused here, so no caller
 /// can read a partial journal as the whole search. With `finals` (the comparison's shared

@@ -98,9 +98,10 @@ pub(super) async fn evaluate(
 
 /// Trains the `final.top_k` best candidates with `final.seeds` seeds each; the candidate with
 /// the best mean validation score (MAE, or RMSE under `final.train.loss = "mse"`) comes first
-/// in `summary.final_results` and its best seed's model is exported to `RUN_DIR/model`. With `final.ensemble` (and two seeds or more), each
-/// candidate's seeds' forecasts are averaged into a running sum (the models are not kept) and
-/// the ensemble's metrics reported in its result; the choice stays on the seeds' mean.
+/// in `summary.final_results` and its best seed's model is exported to `RUN_DIR/model`. With
+/// `final.ensemble` (and two seeds or more), each candidate's seeds' forecasts are averaged into
+/// a running sum (the models are not kept) and the ensemble's metrics reported in its result;
+/// the choice stays on the seeds' mean.
 pub(super) async fn final_training(w: &Wiring, s: &Settings, summary: &mut Summary) {
     if s.final_train.top_k == 0 {
         return;
