@@ -64,7 +64,7 @@ groups() {
             s=$((s + 3))
         done
     else
-        for s in $(seq "$from" $((to - 1))); do echo "ignore:$s matched:$s random:$s"; done
+        for s in $(seq "$from" $((to - 1))); do echo "${arms[@]/%/:$s}"; done
     fi
 }
 
