@@ -27,6 +27,7 @@ shows a test's result before its stated reading.
 """
 import os
 import sys
+from collections import namedtuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paired import pair_by, rows_by_method  # noqa: E402
@@ -35,9 +36,11 @@ R = "bench/results/"
 BEGIN = "<!-- ledger: python3 scripts/ledger.py --write -->\n"
 END = "<!-- /ledger -->\n"
 
-# (data, what is compared, budget, A as FILE:METHOD, B as FILE:METHOD, stated, BENCHMARKS.md
-# section). Files are under bench/results/ and drop the `search-` prefix and `.jsonl`.
-LEDGER = [
+# One comparison: data set, what is compared, budget, A and B as FILE:METHOD (files under
+# bench/results/ without the `search-` prefix and `.jsonl`), stated, BENCHMARKS.md section.
+Line = namedtuple("Line", "data what budget a b stated where")
+
+LEDGER = [Line(*e) for e in [
     ("chickenpox", "offline vs random, wiring-only space", "equal steps",
      "chickenpox:offline", "chickenpox:random", "no",
      "Search vs random search at equal compute"),
@@ -138,7 +141,7 @@ LEDGER = [
      "pedalme-joint-prior-ignore-seconds-third:offline-prior",
      "pedalme-joint-prior-matched-seconds-third:random", "no",
      "The same seeds with cost ignored"),
-]
+]]
 
 
 def path_of(spec):
@@ -165,17 +168,16 @@ def paired(a, b, cache, problems):
     return pair_by({"A": ca, "B": cb}, a, "A", "B") if ca and cb else None
 
 
-def goal(entry, r, cache, problems):
-    """'yes' or 'no' by the entry's rule (the module's doc), or '-' when a reading is missing."""
-    data, _what, budget, a = entry[:4]
-    if "vs 1x" not in budget:
+def goal(line, r, cache, problems):
+    """'yes' or 'no' by the line's rule (the module's doc), or '-' when a reading is missing."""
+    if "vs 1x" not in line.budget:
         return "yes" if r["p"] < 0.1 else "no"
     as_good = r["mean"] <= r["against_mean"] and r["wins"] >= r["losses"]
     # The same A against random search given the same 0.3x: the data set's "both given 0.3x"
     # line (in steps) or its cost-matched line (in seconds).
-    third = [e for e in LEDGER if e[0] == data and e[3] == a and "vs 1x" not in e[2]
-             and e[4].endswith(":random")]
-    t = paired(third[0][3], third[0][4], cache, problems) if third else None
+    third = [e for e in LEDGER if e.data == line.data and e.a == line.a
+             and "vs 1x" not in e.budget and e.b.endswith(":random")]
+    t = paired(third[0].a, third[0].b, cache, problems) if third else None
     return "-" if t is None else ("yes" if as_good and t["p"] < 0.1 else "no")
 
 
@@ -185,16 +187,15 @@ def table(problems):
     lines = ["| data | comparison (A vs B) | budget | seeds | A mean | B mean | A vs B | "
              "wins/ties/losses | one-sided p | goal met | stated |",
              "|---|---|---|---:|---:|---:|---:|---|---:|---|---|"]
-    for entry in LEDGER:
-        data, what, budget, a, b, stated, _where = entry
-        r = paired(a, b, cache, problems)
+    for line in LEDGER:
+        r = paired(line.a, line.b, cache, problems)
         if r is None:
             continue
         change = (r["mean"] / r["against_mean"] - 1) * 100
         lines.append(
-            f"| {data} | {what} | {budget} | {len(r['seeds'])} | {r['mean']:.4f} | "
+            f"| {line.data} | {line.what} | {line.budget} | {len(r['seeds'])} | {r['mean']:.4f} | "
             f"{r['against_mean']:.4f} | {change:+.1f}% | {r['wins']}/{r['ties']}/{r['losses']} | "
-            f"{r['p']:.3f} | {goal(entry, r, cache, problems)} | {stated} |")
+            f"{r['p']:.3f} | {goal(line, r, cache, problems)} | {line.stated} |")
     return lines
 
 
@@ -212,8 +213,8 @@ def main(mode):
     problems = set()
     text = "\n".join(table(problems)) + "\n"
     benchmarks = open("BENCHMARKS.md").read()
-    problems |= {f"BENCHMARKS.md: no section '{where}' (named by the ledger for '{what}')"
-                 for _d, what, _b, _a, _b2, _s, where in LEDGER if where not in benchmarks}
+    problems |= {f"BENCHMARKS.md: no section '{e.where}' (named by the ledger for '{e.what}')"
+                 for e in LEDGER if e.where not in benchmarks}
     if mode == "--write":
         before, _old, after = readme_parts()
         open("README.md", "w").write(before + BEGIN + text + END + after)
