@@ -1225,6 +1225,89 @@ async fn the_methods_of_a_seed_share_an_identical_final_training() {
     assert_eq!(other.final_shared, 0, "another seed trains its own");
 }
 
+/// The seeds each request of a scripted LLM carried, and the designs it answers in turn.
+struct SeedRecorder {
+    seeds: Mutex<Vec<Option<u64>>>,
+    replies: Mutex<VecDeque<&'static str>>,
+}
+
+async fn record_seed(
+    state: web::Data<Arc<SeedRecorder>>,
+    body: web::Json<serde_json::Value>,
+) -> HttpResponse {
+    state.seeds.lock().unwrap().push(body["seed"].as_u64());
+    let content = state
+        .replies
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or("no more");
+    completion("c", content)
+}
+
+/// An LLM instructor as a comparison's method (`ists baseline --methods llm-openai`): the
+/// search asks the configured endpoint whatever `llm.backend` the settings name, samples it
+/// with a seed moved by the seed index (so paired seeds differ like the other methods'),
+/// and the row says what the model's requests gave; an offline method's row has no `llm`.
+#[actix::test]
+async fn an_llm_method_asks_its_endpoint_with_the_seed_index_and_says_what_it_gave() {
+    use ists_actors::run::compare::{run_search_method, LlmUse, Method};
+    let recorder = Arc::new(SeedRecorder {
+        seeds: Mutex::new(Vec::new()),
+        replies: Mutex::new([A, B].into_iter().collect()),
+    });
+    let url = start_chat_mock(recorder.clone(), 1, record_seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = tiny_chickenpox(tmp.path());
+    assert_eq!(
+        s.llm.backend,
+        Backend::Offline,
+        "the method, not the settings, picks it"
+    );
+    s.llm.base_url = url;
+    s.llm.timeout_secs = 30.0;
+    s.llm.seed = None;
+    s.search.budget = 2;
+    s.search.in_flight = 1;
+    s.search.fallback = false;
+    let method = Method::parse("llm-openai", |_: &str| None).unwrap();
+    let dir = tmp.path().join("compare-x-llm-openai-seed3");
+    let (run, summary) = run_search_method(&s, &method, 3, Some(&dir)).await.unwrap();
+    assert_eq!((run.method.as_str(), run.evaluations), ("llm-openai", 2));
+    assert_eq!(
+        (summary.backend.as_str(), summary.mode.as_str()),
+        ("openai", "cot")
+    );
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let seed = s.search.seed + (3 << 20);
+    assert_eq!(snapshot["llm"]["seed"].as_u64(), Some(seed));
+    let sent = recorder.seeds.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter().all(|x| x.is_some_and(|x| x >= seed)),
+        "every request carries the seed index's seed: {sent:?}"
+    );
+    assert_eq!(
+        run.llm,
+        Some(LlmUse {
+            requests: 2,
+            usable_replies: 2,
+            fallbacks: 0,
+            adjusted: 0,
+            llm_seconds: summary.llm_seconds,
+        })
+    );
+    let line = serde_json::to_value(&run).unwrap();
+    assert_eq!(line["llm"]["requests"], 2);
+    let offline = ists_actors::run::compare::MethodRun {
+        method: "random".into(),
+        llm: None,
+        ..run
+    };
+    assert!(serde_json::to_value(&offline).unwrap().get("llm").is_none());
+}
+
 /// Anytime quality (`ists baseline --anytime`): cut at the whole of the reference's steps, the
 /// design a finished search held is its final one, trained with the same seeds, so the row
 /// repeats the search's own scores; cut before any evaluation ended it is refused, naming the

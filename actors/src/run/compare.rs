@@ -14,7 +14,7 @@
 
 use crate::run::summary::Summary;
 use crate::search::supervisor::{run_search, SearchOptions};
-use ists::config::{Backend, Settings};
+use ists::config::{Backend, Mode, Settings};
 use ists::memory::{MemoryBank, MemoryEntry};
 use ists::space::Arch;
 use ists::stats::{mean_sd, median, wilcoxon_less};
@@ -56,6 +56,38 @@ pub struct MethodRun {
     /// trained with the same seed and settings ([`FINALS_DIR`]); their seconds are in `seconds`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub final_shared: usize,
+    /// What an LLM instructor's requests gave, so that a row says how much of its search the
+    /// model decided (None, and absent from the line, for the offline instructor's methods and
+    /// fixed designs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmUse>,
+}
+
+/// An LLM-instructed search's use of its model (from its summary; a resumed search's counts
+/// are its last session's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmUse {
+    /// Requests sent, and those whose reply gave an accepted design, a valid thought or values.
+    pub requests: usize,
+    pub usable_replies: usize,
+    /// Candidates the seeded offline instructor proposed because the model could not
+    /// (`search.fallback`), and duplicates replaced by their nearest unexplored design.
+    pub fallbacks: usize,
+    pub adjusted: usize,
+    /// Wall time spent waiting for replies (summed over concurrent requests).
+    pub llm_seconds: f64,
+}
+
+impl LlmUse {
+    fn of(s: &Summary) -> LlmUse {
+        LlmUse {
+            requests: s.requests,
+            usable_replies: s.usable_replies,
+            fallbacks: s.fallbacks,
+            adjusted: s.adjusted,
+            llm_seconds: s.llm_seconds,
+        }
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -281,6 +313,10 @@ pub enum Method {
     /// The offline instructor with both stages and an exploration stage ranked by earlier
     /// searches' banks (`search.exploration = "prior"`; `search.prior` must name them).
     Prior,
+    /// An LLM instructor with both stages: the bundled local model or the configured
+    /// OpenAI-compatible endpoint, in chain-of-thought or tree-of-thought mode. Its sampling
+    /// seed (`llm.seed`, else `search.seed`) advances with the seed index like the others.
+    Llm { backend: Backend, mode: Mode },
     /// A fixed architecture, trained like a search's final model.
     Hand { name: String, arch: Arch },
 }
@@ -293,14 +329,28 @@ impl Method {
             Method::Diverse => "offline-diverse".into(),
             Method::Guided => "offline-guided".into(),
             Method::Prior => "offline-prior".into(),
+            Method::Llm { backend, mode } => {
+                let tot = if *mode == Mode::Tot { "-tot" } else { "" };
+                format!("llm-{}{tot}", backend_name(*backend))
+            }
             Method::Hand { name, .. } => format!("hand-{name}"),
         }
     }
 }
 
+/// A backend as method names spell it.
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Offline => "offline",
+        Backend::Openai => "openai",
+        Backend::Local => "local",
+    }
+}
+
 impl Method {
     /// The method a results-file name stands for: `random`, `offline`, `offline-diverse`,
-    /// `offline-guided`, `offline-prior`, or
+    /// `offline-guided`, `offline-prior`, `llm-local` or `llm-openai` (chain-of-thought; with
+    /// `-tot`, tree-of-thought), or
     /// `hand-NAME` with the fixed design given by `hand` (None: the name is unknown there).
     pub fn parse(
         name: &str,
@@ -312,11 +362,25 @@ impl Method {
             "offline-diverse" => Ok(Method::Diverse),
             "offline-guided" => Ok(Method::Guided),
             "offline-prior" => Ok(Method::Prior),
+            "llm-local" | "llm-local-tot" | "llm-openai" | "llm-openai-tot" => {
+                let mode = if name.ends_with("-tot") {
+                    Mode::Tot
+                } else {
+                    Mode::Cot
+                };
+                let backend = if name.starts_with("llm-local") {
+                    Backend::Local
+                } else {
+                    Backend::Openai
+                };
+                Ok(Method::Llm { backend, mode })
+            }
             _ => {
                 let design = name.strip_prefix("hand-").ok_or_else(|| {
                     format!(
                         "unknown method '{name}' (expected random, offline, offline-diverse, \
-                         offline-guided, offline-prior or hand-NAME)"
+                         offline-guided, offline-prior, llm-local, llm-local-tot, llm-openai, \
+                         llm-openai-tot or hand-NAME)"
                     )
                 })?;
                 let arch = hand(design)
@@ -387,6 +451,16 @@ pub async fn run_search_method(
             }
             cfg.search.exploration = ists::config::Exploration::Prior
         }
+        Method::Llm { backend, mode } => {
+            cfg.llm.backend = *backend;
+            cfg.search.mode = *mode;
+            // Paired like the other seeds: seed index k samples the model differently, and
+            // the same k again the same way where the server honours a seed. Each request adds
+            // its number to the seed, so the seed indices lie 2^20 apart: their requests never
+            // share a seed.
+            let first = base.llm.seed.unwrap_or(base.search.seed);
+            cfg.llm.seed = Some(first.wrapping_add(k << 20));
+        }
         Method::Hand { .. } => return Err("a fixed design is not a search".into()),
     }
     cfg.final_train.top_k = cfg.final_train.top_k.max(1);
@@ -429,6 +503,7 @@ pub async fn run_search_method(
         resumed: summary.resumed,
         final_kept: summary.final_kept,
         final_shared: summary.final_shared,
+        llm: matches!(method, Method::Llm { .. }).then(|| LlmUse::of(&summary)),
     };
     Ok((run, summary))
 }
@@ -574,6 +649,7 @@ pub fn run_hand_design(
         resumed: 0,
         final_kept: 0,
         final_shared: 0,
+        llm: None,
     })
 }
 
@@ -709,6 +785,7 @@ pub fn run_anytime(
         resumed: 0,
         final_kept: 0,
         final_shared: 0,
+        llm: None,
     })
 }
 
@@ -902,6 +979,7 @@ mod tests {
             resumed: 0,
             final_kept: 0,
             final_shared: 0,
+            llm: None,
         }
     }
 
@@ -1048,10 +1126,23 @@ mod tests {
             "offline-diverse",
             "offline-guided",
             "offline-prior",
+            "llm-local",
+            "llm-local-tot",
+            "llm-openai",
+            "llm-openai-tot",
             "hand-gwn",
         ] {
             assert_eq!(Method::parse(name, hand).unwrap().name(), name);
         }
+        assert_eq!(
+            Method::parse("llm-local-tot", hand).unwrap(),
+            Method::Llm {
+                backend: Backend::Local,
+                mode: Mode::Tot
+            }
+        );
+        // The offline instructor is its own methods, not an LLM's.
+        assert!(Method::parse("llm-offline", hand).is_err());
         let e = Method::parse("bayes", hand).unwrap_err();
         assert!(
             e.contains("unknown method 'bayes'") && e.contains("offline-diverse"),

@@ -39,7 +39,9 @@ pub struct BaselineArgs {
     /// Methods of a multi-seed comparison, comma separated: random, offline, offline-diverse
     /// (max-min diverse exploration), offline-guided (surrogate-guided optimization stage),
     /// offline-prior (exploration ranked by `search.prior`, earlier searches' banks),
-    /// hand-NAME (the fixed design config/NAME-arch.json).
+    /// llm-local / llm-openai (the bundled local model or the `[llm]` endpoint as instructor,
+    /// chain-of-thought; `-tot` for tree-of-thought), hand-NAME (the fixed design
+    /// config/NAME-arch.json).
     /// Rows of methods left out stay in the results file and in its tables.
     #[arg(long, value_delimiter = ',', default_value = "random,offline,hand-gwn")]
     pub methods: Vec<String>,
