@@ -467,8 +467,8 @@ pub struct LlmSettings {
     pub seed: Option<u64>,
     /// Designs a chain-of-thought reply's grammar rules out (where the server constrains
     /// decoding): the proposal's own duplicates first, then the designs in flight, then those
-    /// its prompt shows, best first; 0 turns it off. A small model otherwise copies a design
-    /// it was shown.
+    /// its prompt shows, best first; 0 turns it off (the empty design is ruled out either
+    /// way). A small model otherwise copies a design it was shown.
     pub exclude_designs: usize,
     /// Prices per model name, for the cost estimate in the summary.
     pub prices: std::collections::BTreeMap<String, Price>,

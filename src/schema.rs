@@ -5,9 +5,10 @@
 //! chain of thought decides them: into node 1, node 2, node 3), with `from`/`to` constant and
 //! `zero` standing for "no edge". A reply that follows the schema therefore cannot hold a
 //! duplicate edge, a cycle, a backward edge or an unknown operator; only an empty design or an
-//! unreachable output remain possible, and the parser reports those for repair. A
-//! chain-of-thought schema can also rule out given designs ([`cot_schema_excluding`]), so a
-//! constrained model cannot repeat one it was shown.
+//! unreachable output remain possible, and the parser reports those for repair. The schema a
+//! chain-of-thought request is sent ([`cot_schema_excluding`]) also rules out the empty design
+//! and given designs, so a constrained model can neither propose nothing nor repeat a design
+//! it was shown.
 
 use crate::hyper::HyperSpace;
 use crate::space::{ArchSpec, SpaceKind, SpatialOp, TemporalOp, DEFAULT_NODES};
@@ -264,19 +265,61 @@ fn slot_among(from: usize, to: usize, values: &[Value]) -> Value {
     }
 }
 
+/// The decision of an edge slot left without an edge.
+fn no_edge(space: SpaceKind) -> Value {
+    match space {
+        SpaceKind::Ists => json!({"op": "zero"}),
+        SpaceKind::Autocts => json!({"op": "none"}),
+    }
+}
+
+/// The chain-of-thought reply schema (with the joint space's `hyper`) whose replies have at
+/// least one edge: the plain schema with its `steps` a choice of the slot the first edge is on
+/// (the slots before it pinned to no edge). The choice sits below the root, which stays an
+/// object, so a server that refuses a choice at the root (OpenAI's strict mode) accepts it.
+fn cot_schema_nonempty(space: SpaceKind, hyper: &HyperSpace) -> Value {
+    let domains = domains(space, hyper);
+    let none = no_edge(space);
+    let firsts: Vec<Value> = (0..slot_order().count())
+        .map(|first| {
+            let on: Vec<Value> = domains[first]
+                .iter()
+                .filter(|v| **v != none)
+                .cloned()
+                .collect();
+            let slots = slot_order()
+                .enumerate()
+                .map(|(i, (f, t))| match i.cmp(&first) {
+                    std::cmp::Ordering::Less => slot_among(f, t, std::slice::from_ref(&none)),
+                    std::cmp::Ordering::Equal => slot_among(f, t, &on),
+                    std::cmp::Ordering::Greater => slot(space, f, t),
+                })
+                .collect();
+            cot_from(slots)["properties"]["steps"].take()
+        })
+        .collect();
+    let mut schema = cot_schema(space);
+    schema["properties"]["steps"] = json!({ "anyOf": firsts });
+    with_hyper(schema, hyper, None)
+}
+
 /// Most designs [`cot_schema_excluding`] excludes; more are ignored (each adds up to one
 /// alternative per decision to the grammar).
 pub const MAX_EXCLUDED: usize = 32;
 
 /// The chain-of-thought reply schema (with the joint space's `hyper`, as [`with_hyper`]) whose
-/// every conforming reply differs from each of `excluded` in at least one decision, so a
-/// grammar-constrained model cannot repeat a design it was shown. Built as a prefix tree of the
-/// excluded designs' decisions: one alternative per tree node and depth, pinning the decisions
-/// before it to the node's prefix and the decision at it to the values no excluded design with
-/// that prefix takes (the alternatives are disjoint: they part at the first decision that
-/// differs from every excluded design). Designs that do not fit the layout are ignored; with
-/// none left, the plain schema. A design that differs only in edges the canonical form drops
-/// (a dead end) still passes the grammar: the parser's duplicate check stays the guard.
+/// every conforming reply has an edge and differs from each of `excluded` in at least one
+/// decision, so a grammar-constrained model can neither answer the empty design (which the
+/// parser refuses: a small model otherwise spends its repair turns on it) nor repeat a design
+/// it was shown. Built as a prefix tree of the excluded decisions: one alternative per tree
+/// node and depth, pinning the decisions before it to the node's prefix and the decision at it
+/// to the values no excluded design with that prefix takes (the alternatives are disjoint: they
+/// part at the first decision that differs from every excluded design). The empty design is
+/// excluded as the prefix of its edge slots alone, so with any hyperparameters. Designs that do
+/// not fit the layout are ignored; with none left, the schema only rules out the empty design,
+/// and its root is an object, not a choice. A design that differs only in edges the canonical
+/// form drops (a dead end) still passes the grammar: the parser's duplicate check stays the
+/// guard.
 pub fn cot_schema_excluding(space: SpaceKind, hyper: &HyperSpace, excluded: &[ArchSpec]) -> Value {
     let active = hyper.is_active();
     let domains = domains(space, hyper);
@@ -290,8 +333,10 @@ pub fn cot_schema_excluding(space: SpaceKind, hyper: &HyperSpace, excluded: &[Ar
         }
     }
     if designs.is_empty() {
-        return with_hyper(cot_schema(space), hyper, None);
+        return cot_schema_nonempty(space, hyper);
     }
+    // The empty design, as the sequence of its edge slots alone (shorter than the others).
+    designs.insert(0, slot_order().map(|_| no_edge(space)).collect());
     // Each free slot is defined once and referenced by every alternative that leaves it free.
     let defs: serde_json::Map<String, Value> = slot_order()
         .map(|(f, t)| (format!("slot_{f}_{t}"), slot(space, f, t)))
@@ -303,7 +348,7 @@ pub fn cot_schema_excluding(space: SpaceKind, hyper: &HyperSpace, excluded: &[Ar
     for depth in 0..domains.len() {
         // The tree's nodes at this depth: each distinct prefix and the values taken after it.
         let mut nodes: Vec<(&[Value], Vec<&Value>)> = Vec::new();
-        for d in &designs {
+        for d in designs.iter().filter(|d| depth < d.len()) {
             let prefix = &d[..depth];
             match nodes.iter_mut().find(|(p, _)| *p == prefix) {
                 Some((_, taken)) if !taken.contains(&&d[depth]) => taken.push(&d[depth]),
@@ -673,8 +718,23 @@ mod tests {
         reply
     }
 
+    /// `reply` with no edge on any slot (its reasoning and hyperparameters kept).
+    fn emptied(space: SpaceKind, reply: &Value) -> Value {
+        let no_edge = match space {
+            SpaceKind::Ists => "zero",
+            SpaceKind::Autocts => "none",
+        };
+        let mut out = reply.clone();
+        for step in out["steps"].as_array_mut().unwrap() {
+            for e in step["edges"].as_array_mut().unwrap() {
+                *e = json!({"from": e["from"], "to": e["to"], "op": no_edge});
+            }
+        }
+        out
+    }
+
     #[test]
-    fn the_excluding_schema_refuses_exactly_the_excluded_designs() {
+    fn the_excluding_schema_refuses_exactly_the_excluded_designs_and_the_empty_one() {
         use crate::space::Arch;
         use rand::SeedableRng;
         let joint = crate::hyper::HyperSpace {
@@ -709,9 +769,10 @@ mod tests {
                 );
             }
             let schema = cot_schema_excluding(space, &hs, &excluded);
-            // At most one alternative per excluded design and decision (the prefix tree's nodes).
+            // At most one alternative per excluded design (and the empty one) and decision (the
+            // prefix tree's nodes).
             let alternatives = schema["anyOf"].as_array().unwrap().len();
-            assert!(alternatives <= excluded.len() * domains(space, &hs).len());
+            assert!(alternatives <= (excluded.len() + 1) * domains(space, &hs).len());
             let plain = with_hyper(cot_schema(space), &hs, None);
             let active = hs.is_active();
             for d in &excluded {
@@ -734,8 +795,22 @@ mod tests {
                 let back = crate::parse::parse_reply(&reply.to_string(), space).unwrap();
                 assert_eq!(back.canonical().to_spec(), *d);
             }
-            // Nothing to exclude (or nothing that fits): the plain schema.
-            assert_eq!(cot_schema_excluding(space, &hs, &[]), plain);
+            // Nothing else to exclude: the plain schema's replies but the empty design, with
+            // whatever hyperparameters (which the parser refuses in any case).
+            let only_empty = cot_schema_excluding(space, &hs, &[]);
+            assert!(
+                only_empty.get("anyOf").is_none(),
+                "{space}: the root is an object"
+            );
+            for d in excluded.iter().chain(&others) {
+                let reply = cot_reply(space, d, active);
+                assert!(admits(&only_empty, &reply), "{space}: refused: {reply}");
+                let empty = emptied(space, &reply);
+                assert!(admits(&plain, &empty), "{space}: {empty}");
+                assert!(!admits(&only_empty, &empty), "{space}: admitted {empty}");
+                assert!(!admits(&schema, &empty), "{space}: admitted {empty}");
+                assert!(crate::parse::parse_reply(&empty.to_string(), space).is_err());
+            }
         }
     }
 }

@@ -211,8 +211,8 @@ async fn every_fault_is_survived_and_counted_by_kind() {
     // Retry-After: 1 was honoured (backoff alone would wait at most 0.2 s).
     let gap = seen[1].0 - seen[0].0;
     assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
-    // Every request asked for the strict schema of a whole architecture, reasoning first;
-    // once a design is shown, as a choice of such schemas that rules it out.
+    // Every request asked for the strict schema of a whole architecture with an edge, reasoning
+    // first; once a design is shown, as a choice of such schemas that rules it out.
     let mut excluding = 0;
     for (_, body) in seen.iter() {
         assert_eq!(body["response_format"]["type"], "json_schema");
@@ -226,13 +226,22 @@ async fn every_fault_is_survived_and_counted_by_kind() {
             None => vec![schema.clone()],
         };
         for alt in alternatives {
-            let step = &alt["properties"]["steps"]["prefixItems"][0]["properties"];
-            let keys: Vec<&String> = step.as_object().unwrap().keys().collect();
-            assert_eq!(
-                keys,
-                ["node", "reasoning", "edges"],
-                "the order the grammar emits"
-            );
+            // Without a design to rule out, `steps` is a choice of where the first edge is
+            // (the empty design ruled out below the root).
+            let steps = &alt["properties"]["steps"];
+            let choices = match steps.get("anyOf") {
+                Some(firsts) => firsts.as_array().unwrap().clone(),
+                None => vec![steps.clone()],
+            };
+            for steps in choices {
+                let step = &steps["prefixItems"][0]["properties"];
+                let keys: Vec<&String> = step.as_object().unwrap().keys().collect();
+                assert_eq!(
+                    keys,
+                    ["node", "reasoning", "edges"],
+                    "the order the grammar emits"
+                );
+            }
         }
     }
     assert!(excluding > 0, "no request ruled out a shown design");

@@ -102,7 +102,7 @@ impl Actor for LlmActor {
 }
 
 /// The `response_format` field for a level and a request's hints; a chain-of-thought schema
-/// rules out the designs in `excluded`.
+/// rules out the empty design and those in `excluded`.
 fn response_format(
     level: u8,
     space: SpaceKind,
