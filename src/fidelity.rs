@@ -574,11 +574,42 @@ impl Shard {
 /// ([`canonical_settings`]), so a setting added later at a value that changes nothing does not
 /// orphan the files written before it; a refusal names the keys that differ.
 pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result<()> {
+    check_fingerprint_pinning(path, fingerprint, None)
+}
+
+/// [`check_fingerprint`] with `pinned` a top-level key of settings that only some of a file's
+/// rows depend on (the `[llm]` of LLM-instructed methods, in a comparison that also holds
+/// random search): a call whose fingerprint lacks it does not compare it, and the first call
+/// that has it writes it into the stored fingerprint, so that every later call that has it
+/// must agree.
+pub fn check_fingerprint_pinning(
+    path: &Path,
+    fingerprint: &serde_json::Value,
+    pinned: Option<&str>,
+) -> Result<()> {
     let fp_path = fingerprint_path(path);
     let fingerprint = canonical_settings(fingerprint);
     match read_fingerprint(path)? {
-        Some(stored) => {
-            let keys = settings_differences(&stored, &fingerprint);
+        Some(mut stored) => {
+            let (mut old, mut new) = (stored.clone(), fingerprint.clone());
+            let mut pin = None;
+            if let Some(key) = pinned {
+                match (old.get(key).is_some(), new.get(key).cloned()) {
+                    (true, Some(_)) => {}
+                    (false, Some(v)) => {
+                        if let Some(o) = new.as_object_mut() {
+                            o.remove(key);
+                        }
+                        pin = Some((key, v));
+                    }
+                    (_, None) => {
+                        if let Some(o) = old.as_object_mut() {
+                            o.remove(key);
+                        }
+                    }
+                }
+            }
+            let keys = settings_differences(&old, &new);
             if !keys.is_empty() {
                 return Err(Error::File {
                     path: fp_path,
@@ -589,17 +620,25 @@ pub fn check_fingerprint(path: &Path, fingerprint: &serde_json::Value) -> Result
                     ),
                 });
             }
+            if let (Some((key, v)), Some(o)) = (pin, stored.as_object_mut()) {
+                o.insert(key.to_string(), v);
+                write_fingerprint(&fp_path, &stored)?;
+            }
             Ok(())
         }
         None => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
-            let text = serde_json::to_string_pretty(&fingerprint)
-                .map_err(|e| Error::Config(e.to_string()))?;
-            std::fs::write(&fp_path, text + "\n").map_err(|e| Error::io(&fp_path, e))
+            write_fingerprint(&fp_path, &fingerprint)
         }
     }
+}
+
+fn write_fingerprint(fp_path: &Path, fingerprint: &serde_json::Value) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(fingerprint).map_err(|e| Error::Config(e.to_string()))?;
+    std::fs::write(fp_path, text + "\n").map_err(|e| Error::io(fp_path, e))
 }
 
 /// The settings fingerprint stored beside results file `path` (canonical, as
@@ -1220,6 +1259,45 @@ mod tests {
         // A CPU study's fingerprint has no device key: files from before it still resume.
         let text = std::fs::read_to_string(fingerprint_path(&main)).unwrap();
         assert!(!text.contains("device"), "{text}");
+    }
+
+    /// A pinned key (a comparison's `[llm]`) is compared only between calls that both have it:
+    /// the first call with it writes it into the stored fingerprint, a call without it (random
+    /// search's) passes, and a call with other values is refused, naming them.
+    #[test]
+    fn a_pinned_key_is_written_by_its_first_call_and_then_holds() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("search-x.jsonl");
+        let stored = || {
+            let text = std::fs::read_to_string(fingerprint_path(&path)).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        };
+        let plain = json!({"search": {"budget": 3}});
+        let llm = |t: f64| json!({"search": {"budget": 3}, "llm": {"temperature": t}});
+        check_fingerprint_pinning(&path, &plain, Some("llm")).unwrap();
+        assert_eq!(stored(), plain);
+        check_fingerprint_pinning(&path, &llm(0.7), Some("llm")).unwrap();
+        assert_eq!(stored(), llm(0.7), "the first call with the key pins it");
+        check_fingerprint_pinning(&path, &plain, Some("llm")).unwrap();
+        check_fingerprint_pinning(&path, &llm(0.7), Some("llm")).unwrap();
+        let err = check_fingerprint_pinning(&path, &llm(0.5), Some("llm"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("differing: llm.temperature"), "{err}");
+        // The other settings are compared whether or not the key is there.
+        let other = json!({"search": {"budget": 4}, "llm": {"temperature": 0.7}});
+        let err = check_fingerprint_pinning(&path, &other, Some("llm"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("differing: search.budget"), "{err}");
+        let err = check_fingerprint_pinning(&path, &json!({"search": {"budget": 4}}), Some("llm"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("differing: search.budget"), "{err}");
+        assert_eq!(stored(), llm(0.7), "a refused call writes nothing");
+        // Unpinned, the key is a setting like any other.
+        assert!(check_fingerprint(&path, &plain).is_err());
     }
 
     #[test]

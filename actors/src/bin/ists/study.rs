@@ -128,6 +128,32 @@ fn already_in(results: &Path) -> String {
     )
 }
 
+/// The `[llm]` settings that shape an LLM-instructed search's proposals, for a comparison's
+/// fingerprint: not the backend (the method names it), the endpoint's address or key, prices,
+/// or the timeouts and retries that only move how long it waits (`max_concurrent` stays: it
+/// sets how many chain-of-thought proposals ask at once, and so what each is told to avoid).
+fn llm_fingerprint(llm: &ists::config::LlmSettings) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(llm)?;
+    if let Some(o) = v.as_object_mut() {
+        for key in [
+            "backend",
+            "base_url",
+            "key_env",
+            "prices",
+            "timeout_secs",
+            "max_retries",
+            "retry_base_secs",
+            "retry_max_secs",
+        ] {
+            o.remove(key);
+        }
+        if let Some(local) = o.get_mut("local").and_then(|l| l.as_object_mut()) {
+            local.retain(|k, _| k == "context_tokens");
+        }
+    }
+    Ok(v)
+}
+
 /// Baselines, then the searches over paired seeds.
 pub fn baseline(a: BaselineArgs) -> Result<()> {
     let BaselineArgs {
@@ -245,12 +271,16 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
             s.data.source.replace('/', "_")
         ))
     });
-    // Rows of other settings must not be paired with these: the file is tied to them.
-    let fingerprint = serde_json::json!({
+    // Rows of other settings must not be paired with these: the file is tied to them. The
+    // LLM's settings shape only LLM-instructed rows: the first run of such a method pins them.
+    let mut fingerprint = serde_json::json!({
         "data": s.data, "model": s.model, "proxy": s.proxy, "search": s.search,
         "final": s.final_train,
     });
-    ists::fidelity::check_fingerprint(&path, &fingerprint)?;
+    if methods.iter().any(|m| matches!(m, Method::Llm { .. })) {
+        fingerprint["llm"] = llm_fingerprint(&s.llm)?;
+    }
+    ists::fidelity::check_fingerprint_pinning(&path, &fingerprint, Some("llm"))?;
     for k in from_seed as u64..seeds as u64 {
         for method in &methods {
             // Read again at every step: another process over overlapping seeds may have
