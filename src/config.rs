@@ -360,6 +360,17 @@ pub enum Backend {
     Local,
 }
 
+impl Backend {
+    /// The name settings and method names spell it with (what [`str::parse`] reads).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Offline => "offline",
+            Backend::Openai => "openai",
+            Backend::Local => "local",
+        }
+    }
+}
+
 impl std::str::FromStr for Backend {
     type Err = String;
     fn from_str(s: &str) -> Result<Backend, String> {

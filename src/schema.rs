@@ -720,14 +720,11 @@ mod tests {
 
     /// `reply` with no edge on any slot (its reasoning and hyperparameters kept).
     fn emptied(space: SpaceKind, reply: &Value) -> Value {
-        let no_edge = match space {
-            SpaceKind::Ists => "zero",
-            SpaceKind::Autocts => "none",
-        };
+        let none = no_edge(space);
         let mut out = reply.clone();
         for step in out["steps"].as_array_mut().unwrap() {
             for e in step["edges"].as_array_mut().unwrap() {
-                *e = json!({"from": e["from"], "to": e["to"], "op": no_edge});
+                *e = json!({"from": e["from"], "to": e["to"], "op": none["op"]});
             }
         }
         out

@@ -331,19 +331,10 @@ impl Method {
             Method::Prior => "offline-prior".into(),
             Method::Llm { backend, mode } => {
                 let tot = if *mode == Mode::Tot { "-tot" } else { "" };
-                format!("llm-{}{tot}", backend_name(*backend))
+                format!("llm-{}{tot}", backend.name())
             }
             Method::Hand { name, .. } => format!("hand-{name}"),
         }
-    }
-}
-
-/// A backend as method names spell it.
-fn backend_name(b: Backend) -> &'static str {
-    match b {
-        Backend::Offline => "offline",
-        Backend::Openai => "openai",
-        Backend::Local => "local",
     }
 }
 
