@@ -195,24 +195,20 @@ impl Shared {
     /// Whether the instructor of `s` is the daemon's own or one `daemon.allowed_llms` names.
     pub(super) fn check_llm(&self, s: &Settings) -> Result<(), String> {
         let base = &self.base.llm;
-        let backend = format!("{:?}", s.llm.backend).to_lowercase();
+        let backend = s.llm.backend.name();
         let own = s.llm.backend == base.backend && s.llm.model == base.model;
         let listed = self
             .daemon
             .allowed_llms
             .iter()
             .any(|a| match a.split_once(':') {
-                Some((b, m)) => *b == backend && *m == s.llm.model,
+                Some((b, m)) => b == backend && *m == s.llm.model,
                 None => *a == backend && (s.llm.model == base.model || a == "offline"),
             });
         if own || listed {
             return Ok(());
         }
-        let mut allowed = vec![format!(
-            "{}:{}",
-            format!("{:?}", base.backend).to_lowercase(),
-            base.model
-        )];
+        let mut allowed = vec![format!("{}:{}", base.backend.name(), base.model)];
         allowed.extend(self.daemon.allowed_llms.iter().cloned());
         Err(format!(
             "llm.backend: {backend}:{} is not among this daemon's allowed_llms ({})",

@@ -236,7 +236,7 @@ pub async fn run_search(
         dataset: prepared.name.clone(),
         space: settings.search.space.to_string(),
         mode: format!("{:?}", settings.search.mode).to_lowercase(),
-        backend: format!("{:?}", settings.llm.backend).to_lowercase(),
+        backend: settings.llm.backend.name().to_string(),
         budget: settings.search.budget,
         // A resumed search's wall time includes its earlier sessions'.
         seconds: run.earlier_seconds,
