@@ -1619,6 +1619,87 @@ fn a_comparison_refuses_an_unknown_method_before_any_work() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// `ists baseline --blind` writes its rows as always but prints no test score (not a row's,
+/// not an anytime cut's, not the classical baselines', no paired table); the same file read
+/// without `--blind` prints the tables, so the checks below would see a score if one were shown.
+#[test]
+fn a_blind_comparison_writes_its_rows_and_prints_no_test_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("search-x.jsonl");
+    let runs = tmp.path().join("runs");
+    let baseline = |extra: &[&str]| {
+        let out = tiny_baseline(&results, &runs)
+            .args(["--seeds", "1", "--methods", "random"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (stdout, stderr)
+    };
+    let scoreless = |all: &str| {
+        all.matches("test MAE").count() == all.matches("test MAE not shown").count()
+            && !all.contains("| last value")
+            && !all.contains("Wilcoxon")
+            && !all.contains("time to quality")
+    };
+    let (out, err) = baseline(&["--blind"]);
+    assert!(
+        err.contains("random seed +0: row written, test MAE not shown (--blind)"),
+        "{err}"
+    );
+    assert!(
+        out.contains("1 rows in") && out.contains("--blind"),
+        "{out}"
+    );
+    assert!(scoreless(&format!("{out}{err}")), "{out}{err}");
+    let rows = std::fs::read_to_string(&results).unwrap();
+    let row: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    assert_eq!(rows.lines().count(), 1);
+    assert!(
+        row["test_mae"].as_f64().is_some_and(f64::is_finite),
+        "{row}"
+    );
+
+    let (out, err) = baseline(&["--blind", "--anytime", "1"]);
+    assert!(
+        err.contains("random@1 seed +0: row written, test MAE not shown (--blind)"),
+        "{err}"
+    );
+    assert!(scoreless(&format!("{out}{err}")), "{out}{err}");
+    assert!(out.contains("2 rows in"), "{out}");
+
+    // Read without --blind: nothing is searched again, and the tables appear.
+    let (out, _) = baseline(&[]);
+    assert!(
+        out.contains("| last value") && out.contains("| random@1 | 1 |"),
+        "{out}"
+    );
+    assert!(!scoreless(&out), "{out}");
+}
+
+/// One seed without --results writes no rows, so --blind would hide nothing: refused first.
+#[test]
+fn blind_needs_a_results_file_or_several_seeds() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+        .current_dir(root())
+        .args(["baseline", "--config", "config/tiny.toml", "--blind"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--blind") && stderr.contains("--results"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// `ists baseline --results F` keeps each finished search's journal beside its rows
 /// (`F.journals/random-seed0.jsonl`, the run directory's byte for byte), and `--anytime 1`
 /// made after the run directory is gone (another machine, a cleanup) reads the kept journal

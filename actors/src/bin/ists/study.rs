@@ -59,6 +59,14 @@ pub struct BaselineArgs {
     /// needs the random rows.
     #[arg(long)]
     pub anytime: Option<f64>,
+    /// Print no test score, for a study whose reading is stated in advance: each row's line
+    /// gives its candidates, steps and seconds but not its test MAE, and the classical
+    /// baselines' table, the paired table and the time-to-quality lines are left out. The
+    /// rows are written as always; read them once, when the study is complete
+    /// (`scripts/paired.py`, or this command again without `--blind`). Needs `--results` or
+    /// `--seeds` above 1.
+    #[arg(long)]
+    pub blind: bool,
 }
 
 /// `ists fidelity`: how well cheap proxies rank architectures against full training.
@@ -118,6 +126,16 @@ fn compare_run_dir(runs_dir: &Path, results: &Path, method: &str, k: u64) -> Pat
     runs_dir.join(format!("compare-{stem}-{method}-seed{k}"))
 }
 
+/// A finished row's test MAE as `ists baseline` prints it, or the words that stand in for it
+/// under `--blind`.
+fn test_mae_or_blind(test_mae: f64, blind: bool) -> String {
+    if blind {
+        "row written, test MAE not shown (--blind)".into()
+    } else {
+        format!("test MAE {test_mae:.4}")
+    }
+}
+
 /// What `ists baseline` says of a row it did not append
 /// ([`ists_actors::run::compare::append_run`]'s `false`).
 fn already_in(results: &Path) -> String {
@@ -166,7 +184,14 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         methods,
         from_seed,
         anytime,
+        blind,
     } = a;
+    if blind && seeds <= 1 && results.is_none() {
+        anyhow::bail!(
+            "--blind hides the scores of a comparison's rows, and one seed without --results \
+             writes none: give --results or --seeds above 1"
+        );
+    }
     if from_seed >= seeds.max(1) {
         anyhow::bail!("--from-seed {from_seed}: must be below --seeds ({seeds})");
     }
@@ -209,22 +234,24 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         "dataset {} - test samples {}..{} (the same split the search scores on)",
         prepared.name, test.start, test.end
     );
-    println!("| model | horizons MAE/RMSE/MAPE | average |");
-    println!("|---|---|---|");
-    println!(
-        "{}",
-        metrics_row(
-            "historical average",
-            &score(&prepared, &test, &historical_average(&prepared, &test))?
-        )
-    );
-    println!(
-        "{}",
-        metrics_row(
-            "last value",
-            &score(&prepared, &test, &last_value(&prepared, &test))?
-        )
-    );
+    if !blind {
+        println!("| model | horizons MAE/RMSE/MAPE | average |");
+        println!("|---|---|---|");
+        println!(
+            "{}",
+            metrics_row(
+                "historical average",
+                &score(&prepared, &test, &historical_average(&prepared, &test))?
+            )
+        );
+        println!(
+            "{}",
+            metrics_row(
+                "last value",
+                &score(&prepared, &test, &last_value(&prepared, &test))?
+            )
+        );
+    }
     if classical_only {
         return Ok(());
     }
@@ -324,10 +351,10 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                 match run_anytime(&s, own, reference, &entries, f, &data, finals.as_deref()) {
                     Ok(r) => {
                         eprintln!(
-                            "{} seed +{k}: test MAE {:.4} (the design held after {} candidates, \
-                             {} steps of random's {}; {:.0} s)",
+                            "{} seed +{k}: {} (the design held after {} candidates, {} steps of \
+                             random's {}; {:.0} s)",
                             r.method,
-                            r.test_mae,
+                            test_mae_or_blind(r.test_mae, blind),
                             r.evaluations,
                             r.eval_steps,
                             reference.eval_steps,
@@ -369,8 +396,12 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
                         ));
                     }
                     eprintln!(
-                        "{} seed +{k}: test MAE {:.4} ({} candidates{resumed}, {} steps, {:.0} s)",
-                        r.method, r.test_mae, r.evaluations, r.eval_steps, r.seconds
+                        "{} seed +{k}: {} ({} candidates{resumed}, {} steps, {:.0} s)",
+                        r.method,
+                        test_mae_or_blind(r.test_mae, blind),
+                        r.evaluations,
+                        r.eval_steps,
+                        r.seconds
                     );
                     if !append_run(&path, &r).map_err(anyhow::Error::msg)? {
                         // Another process wrote this row (and kept the journal) meanwhile.
@@ -394,6 +425,14 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
     // Other processes may have appended rows (their methods or seeds) since this one began:
     // the tables are of the file as it is now.
     let runs = read_runs(&path).map_err(anyhow::Error::msg)?;
+    if blind {
+        println!(
+            "{} rows in {} (--blind: no tables; read them once the study is complete)",
+            runs.len(),
+            path.display()
+        );
+        return Ok(());
+    }
     println!("\n| method | seeds | test MAE mean (sd) | random (sd) | wins/ties/losses | one-sided Wilcoxon p | eval steps vs random | eval seconds / random's (median) |");
     println!("|---|---:|---:|---:|---|---:|---|---:|");
     // Every method in the file against random search, those of this run or earlier ones.
