@@ -1594,26 +1594,36 @@ fn tiny_baseline(results: &std::path::Path, runs: &std::path::Path) -> std::proc
     c
 }
 
+/// Runs `c`, which must fail having printed nothing on stdout (no table); returns its stderr.
+fn refused_before_any_output(c: &mut std::process::Command) -> String {
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
 /// A misspelt `--methods` entry is refused before any work: no baseline table printed, no
 /// results file or settings fingerprint left behind, and the message names the method and
 /// the known ones.
 #[test]
 fn a_comparison_refuses_an_unknown_method_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tiny_baseline(&tmp.path().join("search-x.jsonl"), &tmp.path().join("runs"))
-        .args(["--seeds", "2", "--methods", "random,rnd"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = refused_before_any_output(
+        tiny_baseline(&tmp.path().join("search-x.jsonl"), &tmp.path().join("runs")).args([
+            "--seeds",
+            "2",
+            "--methods",
+            "random,rnd",
+        ]),
+    );
     assert!(
         stderr.contains("--methods: unknown method 'rnd'") && stderr.contains("offline-prior"),
         "{stderr}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
     );
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
@@ -1682,21 +1692,14 @@ fn a_blind_comparison_writes_its_rows_and_prints_no_test_score() {
 /// One seed without --results writes no rows, so --blind would hide nothing: refused first.
 #[test]
 fn blind_needs_a_results_file_or_several_seeds() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
-        .current_dir(root())
-        .args(["baseline", "--config", "config/tiny.toml", "--blind"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = refused_before_any_output(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ists"))
+            .current_dir(root())
+            .args(["baseline", "--config", "config/tiny.toml", "--blind"]),
+    );
     assert!(
         stderr.contains("--blind") && stderr.contains("--results"),
         "{stderr}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
     );
 }
 
