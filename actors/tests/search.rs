@@ -1594,6 +1594,24 @@ fn tiny_baseline(results: &std::path::Path, runs: &std::path::Path) -> std::proc
     c
 }
 
+/// [`tiny_baseline`] of random search under seed index 0 with `extra` arguments, which must
+/// succeed: its (stdout, stderr).
+fn random_seed0(
+    results: &std::path::Path,
+    runs: &std::path::Path,
+    extra: &[&str],
+) -> (String, String) {
+    let out = tiny_baseline(results, runs)
+        .args(["--seeds", "1", "--methods", "random"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
 /// Runs `c`, which must fail having printed nothing on stdout (no table); returns its stderr.
 fn refused_before_any_output(c: &mut std::process::Command) -> String {
     let out = c.output().unwrap();
@@ -1637,17 +1655,7 @@ fn a_blind_comparison_writes_its_rows_and_prints_no_test_score() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("search-x.jsonl");
     let runs = tmp.path().join("runs");
-    let baseline = |extra: &[&str]| {
-        let out = tiny_baseline(&results, &runs)
-            .args(["--seeds", "1", "--methods", "random"])
-            .args(extra)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
-        (stdout, stderr)
-    };
+    let baseline = |extra: &[&str]| random_seed0(&results, &runs, extra);
     let scoreless = |all: &str| {
         all.matches("test MAE").count() == all.matches("test MAE not shown").count()
             && !all.contains("| last value")
@@ -1712,16 +1720,7 @@ fn a_comparison_keeps_its_searches_journals_for_later_readings() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("search-x.jsonl");
     let runs = tmp.path().join("runs");
-    let baseline = |extra: &[&str]| {
-        let out = tiny_baseline(&results, &runs)
-            .args(["--seeds", "1", "--methods", "random"])
-            .args(extra)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
-        stderr
-    };
+    let baseline = |extra: &[&str]| random_seed0(&results, &runs, extra).1;
     baseline(&[]);
     let run_dir = runs.join("compare-search-x-random-seed0");
     let kept = tmp
