@@ -108,6 +108,16 @@ pub enum Mode {
     Tot,
 }
 
+impl Mode {
+    /// The name settings spell it with (what [`str::parse`] reads).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Cot => "cot",
+            Mode::Tot => "tot",
+        }
+    }
+}
+
 impl std::str::FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Mode, String> {

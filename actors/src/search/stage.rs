@@ -266,7 +266,7 @@ impl StageActor {
             let request_base = 1 << 40 | (proposal as u64) << 16;
             self.w.publish(Event::Proposed {
                 proposal,
-                mode: format!("{:?}", s.mode).to_lowercase(),
+                mode: s.mode.name().to_string(),
             });
             let w = self.w.clone();
             let settings = self.settings.clone();

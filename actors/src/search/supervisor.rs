@@ -235,7 +235,7 @@ pub async fn run_search(
         run_dir: run.path.display().to_string(),
         dataset: prepared.name.clone(),
         space: settings.search.space.to_string(),
-        mode: format!("{:?}", settings.search.mode).to_lowercase(),
+        mode: settings.search.mode.name().to_string(),
         backend: settings.llm.backend.name().to_string(),
         budget: settings.search.budget,
         // A resumed search's wall time includes its earlier sessions'.
