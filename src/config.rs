@@ -529,7 +529,9 @@ pub struct EvaluatorSettings {
     /// `cpu`, `cuda:0`, `cuda:1`, ...; one evaluator actor each (local backend, and final
     /// training for both backends).
     pub devices: Vec<String>,
-    /// Intra-op threads of each evaluator (1 avoids OpenMP contention on small machines).
+    /// Intra-op threads of each CPU evaluator: 1 (the default) keeps runs repeatable to the
+    /// last digit and leaves the other cores to processes beside it; 0 gives the evaluators
+    /// every core ([`EvaluatorSettings::cpu_threads`]).
     pub threads: i32,
     pub ray: RaySettings,
 }
@@ -542,6 +544,32 @@ impl Default for EvaluatorSettings {
             threads: 1,
             ray: RaySettings::default(),
         }
+    }
+}
+
+impl EvaluatorSettings {
+    /// The intra-op threads each CPU evaluation of this process runs on: `threads`, or with 0
+    /// every core this process may use (`std::thread::available_parallelism`, which honours CPU
+    /// affinity and cgroup quotas) shared among the CPU evaluators listed, at least 1. One
+    /// evaluator runs one evaluation at a time, so with one `cpu` device it gets them all.
+    pub fn cpu_threads(&self) -> i32 {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = self.devices.iter().filter(|d| d.as_str() == "cpu").count();
+        (cores / cpus.max(1)).clamp(1, 256) as i32
+    }
+
+    /// The threads of one evaluation outside the actor system (`ists train`, `ists eval`, the
+    /// studies). With 0 inside a Ray job (the settings are a Ray search's) that is the CPUs Ray
+    /// reserves for the job (`ray.entrypoint_num_cpus`, at least 1), not the node's cores,
+    /// which other jobs share; otherwise [`EvaluatorSettings::cpu_threads`].
+    pub fn single_threads(&self) -> i32 {
+        if self.threads == 0 && self.backend == EvalBackend::Ray {
+            return (self.ray.entrypoint_num_cpus.floor() as i32).clamp(1, 256);
+        }
+        self.cpu_threads()
     }
 }
 
@@ -657,6 +685,13 @@ impl Settings {
         let s = &self.search;
         let (p, f, l) = (&self.proxy, &self.final_train, &self.llm);
         let ev = &self.evaluators;
+        // 0 is a value here (every core), so a negative count cannot be read as 0 below.
+        if ev.threads < 0 {
+            return Err(format!(
+                "evaluators.threads must be within 0..=256 (0: every core), got {}",
+                ev.threads
+            ));
+        }
         let counts: [(&str, u64, u64, u64); 39] = [
             ("search.budget", s.budget as u64, 1, limits::BUDGET),
             ("search.plateau", s.plateau as u64, 0, limits::BUDGET),
@@ -744,7 +779,8 @@ impl Settings {
                 crate::schema::MAX_EXCLUDED as u64,
             ),
             ("llm.local.threads", l.local.threads as u64, 1, 256),
-            ("evaluators.threads", ev.threads.max(0) as u64, 1, 256),
+            // A negative count is refused above, with its own value.
+            ("evaluators.threads", ev.threads.max(0) as u64, 0, 256),
             (
                 "evaluators.ray.max_in_flight",
                 ev.ray.max_in_flight as u64,
@@ -984,6 +1020,37 @@ mod tests {
         }
     }
 
+    /// `evaluators.threads`: a count is taken as given; 0 shares this process's cores among the
+    /// CPU evaluators listed (at least 1 each), and inside a Ray job is the CPUs Ray reserves.
+    #[test]
+    fn zero_evaluator_threads_share_the_cores_among_the_cpu_evaluators() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+        let mut ev = EvaluatorSettings {
+            threads: 3,
+            ..EvaluatorSettings::default()
+        };
+        assert_eq!((ev.cpu_threads(), ev.single_threads()), (3, 3));
+        ev.threads = 0;
+        assert_eq!(ev.cpu_threads(), cores.min(256));
+        assert_eq!(ev.single_threads(), cores.min(256));
+        ev.devices = vec!["cpu".into(), "cuda:0".into(), "cpu".into()];
+        assert_eq!(ev.cpu_threads(), (cores / 2).max(1));
+        // No CPU device listed ("all" may resolve to the CPU): all the cores, as for one.
+        ev.devices = vec!["all".into()];
+        assert_eq!(ev.cpu_threads(), cores.min(256));
+        ev.backend = EvalBackend::Ray;
+        ev.ray.entrypoint_num_cpus = 2.5;
+        assert_eq!(ev.single_threads(), 2);
+        ev.ray.entrypoint_num_cpus = 0.5;
+        assert_eq!(ev.single_threads(), 1);
+        // A count given is a count, for Ray jobs too.
+        ev.threads = 4;
+        assert_eq!(ev.single_threads(), 4);
+        let mut s = Settings::default();
+        s.evaluators.threads = 0;
+        s.validate().unwrap();
+    }
+
     /// Sizes that would allocate without limit, spin or overflow are refused with the key
     /// and its range; the defaults pass.
     #[test]
@@ -1013,6 +1080,14 @@ mod tests {
         );
         assert!(refused(|s| s.evaluators.devices = vec!["cpu".into(); 65])
             .starts_with("evaluators.devices"));
+        for bad in [-1, 257] {
+            let m = refused(|s| s.evaluators.threads = bad);
+            assert!(
+                m.starts_with("evaluators.threads must be within 0..=256")
+                    && m.ends_with(&format!("got {bad}")),
+                "{m}"
+            );
+        }
         assert!(refused(|s| s.final_train.train.gamma = 0.0).starts_with("final.train.gamma"));
         assert!(refused(|s| s.search.budget_seconds = -1.0)
             .starts_with("search.budget_seconds must be within 0..=10^9"));

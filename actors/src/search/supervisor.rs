@@ -325,12 +325,13 @@ fn start_evaluators(
     opts: &SearchOptions,
 ) -> Result<EvaluatorPool, SearchError> {
     let devices = resolve_devices(&settings.evaluators.devices).map_err(SearchError::Settings)?;
-    tracing::info!(devices = ?devices, "one evaluator actor per device");
+    let threads = settings.evaluators.cpu_threads();
+    tracing::info!(devices = ?devices, threads, "one evaluator actor per device");
     let setup = Arc::new(EvalSetup {
         prepared: Arc::new(prepared.clone()),
         model: settings.model.clone(),
         proxy: settings.proxy.clone(),
-        threads: settings.evaluators.threads,
+        threads,
         fake_cost: opts.fake_cost,
         inject_failures: Arc::new(AtomicUsize::new(opts.inject_failures)),
     });

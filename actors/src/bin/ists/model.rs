@@ -111,7 +111,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if let Some(e) = epochs {
         s.final_train.train.epochs = e;
     }
-    tch::set_num_threads(s.evaluators.threads.max(1));
+    tch::set_num_threads(s.evaluators.single_threads());
     let arch = read_arch(&arch, &s)?;
     if !proxy {
         s.check_final_width(&arch)?;
@@ -189,7 +189,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         out,
     } = a;
     let s = load_settings(config, data)?;
-    tch::set_num_threads(s.evaluators.threads.max(1));
+    tch::set_num_threads(s.evaluators.single_threads());
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     let data = TrainData::new(&prepared, tch::Device::Cpu)?;
     let (trained, arch, meta) = ists::export::load(&model, &data)?;
@@ -248,7 +248,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         (None, None) => bail!("give --arch or --arch-hex"),
     };
     let arch = Arch::from_json(&arch_text, s.search.space)?;
-    tch::set_num_threads(s.evaluators.threads.max(1));
+    tch::set_num_threads(s.evaluators.single_threads());
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     let device = ists_actors::search::supervisor::single_device(&s).map_err(anyhow::Error::msg)?;
     // A rung-0 proxy (no --steps) trains on the node share an evaluator would give it.

@@ -227,7 +227,7 @@ pub fn baseline(a: BaselineArgs) -> Result<()> {
         .map(|m| Method::parse(m.trim(), hand))
         .collect::<Result<Vec<Method>, String>>()
         .map_err(|e| anyhow::anyhow!("--methods: {e}"))?;
-    tch::set_num_threads(s.evaluators.threads.max(1));
+    tch::set_num_threads(s.evaluators.single_threads());
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     let test = prepared.splits.test.clone();
     println!(
@@ -520,7 +520,7 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
     };
     use rand::SeedableRng;
     let s = load_settings(a.config, a.data)?;
-    tch::set_num_threads(s.evaluators.threads.max(1));
+    tch::set_num_threads(s.evaluators.single_threads());
     let kinds = ProxyKind::parse_list(&a.proxies)?;
     let device =
         ists::config::parse_device(&a.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
@@ -829,7 +829,7 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
     }
     let want = |k: &str| only.iter().any(|o| o == k);
     let s = load_settings(Some(config), None)?;
-    tch::set_num_threads(s.evaluators.threads.max(1));
+    tch::set_num_threads(s.evaluators.single_threads());
     let raw = ists::data::load(&s.data_spec()?)?;
     let prepared = ists::data::prepare(&raw, &s.data.prepare)?;
     // One model per horizon: the data of each horizon's model (same train and val windows).
