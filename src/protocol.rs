@@ -131,25 +131,64 @@ impl ProtocolRow {
     }
 }
 
-/// T-GCN's published Los-loop values that could be verified from a public copy of its results
-/// (the paper's own benchmark listing). Only T-GCN's 15-minute RMSE, 5.1264, was verifiable
-/// when this was written; the other cells of the table (HA, ARIMA, SVR, GCN, GRU and T-GCN's
-/// 30-60 minute rows) are left out rather than typed from memory.
+/// The model name of T-GCN's published row: the goal is read against it.
+pub const TGCN_PUBLISHED: &str = "T-GCN (published)";
+
+/// The run behind T-GCN's published 15-minute Los-loop row, as its authors committed it.
+pub const TGCN_LOGGED_RUN: &str =
+    "lehaifeng/T-GCN (commit 2988de7), out/tgcn_los_lr0.001_batch64_unit64_seq12_pre3_epoch5000";
+
+/// The quoted rows: T-GCN's published Los-loop values that could be verified from a public
+/// copy of its results, and its own logged run of the 15-minute row.
+///
+/// Of the paper's table only T-GCN's 15-minute RMSE, 5.1264, was verifiable when this was
+/// written; the other cells (HA, ARIMA, SVR, GCN, GRU and T-GCN's 30-60 minute rows) are left
+/// out rather than typed from memory. The authors' repository keeps the run behind that cell
+/// ([`TGCN_LOGGED_RUN`]: 12 steps in, 3 out, 5000 epochs, the test RMSE and accuracy of every
+/// epoch, and the test forecasts of the epoch its code keeps: the one with the lowest *test*
+/// RMSE). `scripts/tgcn_logged_run.py` reads it: that epoch (4810) scores 5.126382, the
+/// published value, and its forecasts rescored with T-GCN's definitions give the other four
+/// metrics of the row below; the last epoch, what the run gives when no epoch is chosen on
+/// test, scores 5.175111 (accuracy 0.911900; its other metrics are not logged). T-GCN's test
+/// has 389 windows (its loop stops one short of the last), ours 390.
 pub fn published_rows() -> Vec<ProtocolRow> {
-    vec![ProtocolRow {
-        model: "T-GCN (published)".into(),
+    let quoted = |model: &str, rmse, rest: [Option<f64>; 4], source: String| ProtocolRow {
+        model: model.into(),
         seed: 0,
         horizon_min: 15,
-        rmse: Some(5.1264),
-        mae: None,
-        accuracy: None,
-        r2: None,
-        var: None,
-        source: TGCN_CITATION.into(),
+        rmse: Some(rmse),
+        mae: rest[0],
+        accuracy: rest[1],
+        r2: rest[2],
+        var: rest[3],
+        source,
         members: None,
         chosen: None,
         parts: None,
-    }]
+    };
+    vec![
+        quoted(TGCN_PUBLISHED, 5.1264, [None; 4], TGCN_CITATION.into()),
+        quoted(
+            "T-GCN (its logged run, test-best epoch 4810 of 5000)",
+            5.126382,
+            [
+                Some(3.180199),
+                Some(0.912729),
+                Some(0.863397),
+                Some(0.863448),
+            ],
+            format!(
+                "{TGCN_LOGGED_RUN}: the test forecasts its code kept, rescored by \
+                 scripts/tgcn_logged_run.py"
+            ),
+        ),
+        quoted(
+            "T-GCN (its logged run, last epoch)",
+            5.175111,
+            [None, Some(0.9119), None, None],
+            format!("{TGCN_LOGGED_RUN}: test_rmse.csv and test_acc.csv at epoch 5000"),
+        ),
+    ]
 }
 
 /// The rows of one measured forecast table.
@@ -1229,11 +1268,14 @@ pub fn render(rows: &[ProtocolRow]) -> String {
         md.push('\n');
     }
     for (i, n) in notes.iter().enumerate() {
+        let _ = writeln!(md, "\n[{}] {n}.", i + 1);
+    }
+    if !notes.is_empty() {
         let _ = writeln!(
             md,
-            "\n[{}] {n}: quoted, not measured here; T-GCN's logged runs report the test-best epoch. \
-             Ours pick the epoch on validation, never on test. `-`: a value not verified, left out.",
-            i + 1
+            "\nQuoted rows are not trained here. T-GCN's code keeps the epoch with the lowest test \
+             RMSE, and that is the epoch its published row reports; ours pick the epoch on \
+             validation, never on test. `-`: a value not verified, left out."
         );
     }
     let goal = goal_lines(rows, &horizons);
@@ -1252,7 +1294,7 @@ fn goal_lines(rows: &[ProtocolRow], horizons: &[usize]) -> String {
         .iter()
         .filter_map(|&h| {
             rows.iter()
-                .find(|r| !r.is_measured() && r.model.starts_with("T-GCN") && r.horizon_min == h)
+                .find(|r| !r.is_measured() && r.model == TGCN_PUBLISHED && r.horizon_min == h)
                 .and_then(|r| r.rmse)
                 .map(|v| (h, v))
         })
@@ -1329,10 +1371,17 @@ pub(crate) mod tests {
         ] {
             assert!(line.contains(key), "{line}");
         }
-        // Quoted rows are never "measured" and carry the citation.
-        assert!(published_rows()
+        // Quoted rows are never "measured": the published one carries the paper's citation,
+        // the logged run's the authors' repository and run.
+        let quoted = published_rows();
+        assert!(quoted
             .iter()
-            .all(|r| !r.is_measured() && r.source == TGCN_CITATION));
+            .all(|r| !r.is_measured() && r.horizon_min == 15));
+        assert_eq!(quoted[0].model, TGCN_PUBLISHED);
+        assert_eq!(quoted[0].source, TGCN_CITATION);
+        assert!(quoted[1..]
+            .iter()
+            .all(|r| r.source.starts_with(TGCN_LOGGED_RUN) && r.rmse.is_some()));
     }
 
     #[test]
@@ -1366,7 +1415,24 @@ pub(crate) mod tests {
             md.contains("T-GCN (published) [1] | - | 5.1264 | - |"),
             "{md}"
         );
-        assert!(md.contains("test-best epoch"), "{md}");
+        assert!(
+            md.contains(
+                "epoch 4810 of 5000) [2] | - | 5.1264 | 3.1802 | 0.9127 | 0.8634 | 0.8634 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("(its logged run, last epoch) [3] | - | 5.1751 | - | 0.9119 |"));
+        assert!(
+            md.contains("\n[2] lehaifeng/T-GCN (commit 2988de7)"),
+            "{md}"
+        );
+        assert!(md.contains("lowest test RMSE"), "{md}");
+        // The goal is read against the published value alone, not the logged run's.
+        assert!(
+            md.contains("RMSE 15 min vs 5.1264 (target <= 4.6138)"),
+            "{md}"
+        );
+        assert!(!md.contains("vs 5.1751"), "{md}");
         // 4.5 <= 0.9 * 5.1264 = 4.614: met; 5.0 is not.
         assert!(md.contains("| good | 4.5000 (-12.2%) | yes |"), "{md}");
         assert!(md.contains("| weak | 5.0000 (-2.5%) | no |"), "{md}");
