@@ -1223,7 +1223,10 @@ pub fn render(rows: &[ProtocolRow]) -> String {
         md.push_str("---:|");
     }
     md.push('\n');
-    let all = models(rows);
+    // Quoted rows first (those added to an older file land at its end), each group in the
+    // order its models first appear.
+    let mut all = models(rows);
+    all.sort_by_key(|(_, source)| source == MEASURED);
     let mut notes = Vec::new();
     for (model, source) in &all {
         // An ensemble's row counts its members' seeds; a combination's, its parts' forecasts.
@@ -1403,11 +1406,17 @@ pub(crate) mod tests {
 
     #[test]
     fn render_lays_out_models_by_horizon_with_the_goal() {
-        let mut rows = published_rows();
-        rows.extend(measured_rows("good", 0, &table(4.5)));
+        // The quoted rows come after the measured ones here, as in a file written before
+        // they existed; the table still lists them first.
+        let mut rows = measured_rows("good", 0, &table(4.5));
         rows.extend(measured_rows("good", 1, &table(4.5)));
         rows.extend(measured_rows("weak", 0, &table(5.0)));
+        rows.extend(published_rows());
         let md = render(&rows);
+        let at = |needle: &str| md.find(needle).unwrap_or_else(|| panic!("{needle}: {md}"));
+        assert!(at("| T-GCN (published) [1]") < at("| T-GCN (its logged run, last epoch) [3]"));
+        assert!(at("| T-GCN (its logged run, last epoch) [3]") < at("| good | 2 |"));
+        assert!(at("| good | 2 |") < at("| weak | 1 |"));
         assert!(md.contains("| model | seeds | RMSE 15 min |"), "{md}");
         assert!(md.contains("| Var 60 min |"), "{md}");
         assert!(md.contains("| good | 2 | 4.5000 ± 0.0000 |"), "{md}");
