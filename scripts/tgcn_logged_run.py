@@ -28,15 +28,27 @@ import os
 import sys
 
 RUN = "out/tgcn_los_lr0.001_batch64_unit64_seq12_pre3_epoch5000"
-SEQ_LEN = 3 * 4  # 12 steps in
-PRE_LEN = 3  # 15 minutes out
+SEQ_LEN = 12  # steps in
+PRE_LEN = 3  # steps out: 15 minutes
 TRAIN_RATE = 0.8
 
 
-def column(path):
-    """One number per line (T-GCN writes its per-epoch lists with pandas, one value a row)."""
+def numbers(path, skip=0):
+    """The rows of a CSV file of numbers, from row `skip` on; a bad value names its place."""
     with open(path) as f:
-        return [float(line.split(",")[0]) for line in f if line.strip()]
+        rows = [r for r in csv.reader(f) if r][skip:]
+    out = []
+    for i, r in enumerate(rows, start=skip + 1):
+        try:
+            out.append([float(v) for v in r])
+        except ValueError as e:
+            sys.exit(f"tgcn_logged_run: {path}, row {i}: {e}")
+    return out
+
+
+def column(path):
+    """One number per row (T-GCN writes its per-epoch lists with pandas, one value a row)."""
+    return [r[0] for r in numbers(path)]
 
 
 def main(argv):
@@ -59,18 +71,21 @@ def main(argv):
           f"(accuracy {acc[best]:.6f}); last epoch {rmse[-1]:.6f} (accuracy {acc[-1]:.6f}); last {len(tail)} epochs "
           f"{min(tail):.4f}-{max(tail):.4f}, mean {sum(tail) / len(tail):.4f}")
 
+    if not os.path.isfile(speed_path):
+        sys.exit(f"tgcn_logged_run: no {speed_path} (Los-loop's los_speed.csv)")
     with open(speed_path) as f:
-        rows = list(csv.reader(f))
-    header, data = rows[0], [[float(v) for v in r] for r in rows[1:] if r]
-    nodes = len(header)
+        nodes = len(next(csv.reader(f), []))
+    data = numbers(speed_path, skip=1)  # the first row names the sensors
     if any(len(r) != nodes for r in data):
-        sys.exit(f"tgcn_logged_run: {speed_path}: rows of unequal length")
+        sys.exit(f"tgcn_logged_run: {speed_path}: rows of other lengths than its {nodes} sensor names")
     train_size = int(len(data) * TRAIN_RATE)
     windows = len(data) - train_size - SEQ_LEN - PRE_LEN
-    with open(os.path.join(run, "test_result.csv")) as f:
-        pred = [[float(v) for v in r] for r in csv.reader(f) if r]
+    if windows <= 0:
+        sys.exit(f"tgcn_logged_run: {speed_path}: {len(data)} steps leave no test window")
+    pred = numbers(os.path.join(run, "test_result.csv"))
     if len(pred) != windows * PRE_LEN or any(len(r) != nodes for r in pred):
-        sys.exit(f"tgcn_logged_run: test_result.csv has {len(pred)} rows of {len(pred[0])} values, "
+        width = len(pred[0]) if pred else 0
+        sys.exit(f"tgcn_logged_run: test_result.csv has {len(pred)} rows of {width} values, "
                  f"expected {windows} windows x {PRE_LEN} steps = {windows * PRE_LEN} rows of {nodes}")
     # Row w * PRE_LEN + k is window w's step k + 1 (T-GCN's reshape of [windows, steps, nodes]).
     y = [data[train_size + w + SEQ_LEN + k] for w in range(windows) for k in range(PRE_LEN)]

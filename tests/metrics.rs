@@ -93,13 +93,16 @@ fn the_logged_run_script_scores_as_the_metric_code_does() {
     std::fs::write(run.join("test_result.csv"), csv).unwrap();
     std::fs::write(run.join("test_rmse.csv"), "7.5\n5.25\n6.0\n").unwrap();
     std::fs::write(run.join("test_acc.csv"), "0.8\n0.9\n0.85\n").unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-B", "scripts/tgcn_logged_run.py"])
-        .arg(dir.path())
-        .arg(&speed_path)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("python3");
+    let script = || {
+        std::process::Command::new("python3")
+            .args(["-B", "scripts/tgcn_logged_run.py"])
+            .arg(dir.path())
+            .arg(&speed_path)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("python3")
+    };
+    let out = script();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -122,13 +125,7 @@ fn the_logged_run_script_scores_as_the_metric_code_does() {
     assert!(stdout.contains(&expected), "{stdout}\nexpected {expected}");
     // A run of another shape is refused, naming what it expected.
     std::fs::write(run.join("test_result.csv"), "1,2,3,4\n").unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-B", "scripts/tgcn_logged_run.py"])
-        .arg(dir.path())
-        .arg(&speed_path)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let out = script();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
