@@ -561,10 +561,12 @@ impl EvaluatorSettings {
         (cores / cpus.max(1)).clamp(1, 256) as i32
     }
 
-    /// The threads of one evaluation outside the actor system (`ists train`, `ists eval`, the
-    /// studies). With 0 inside a Ray job (the settings are a Ray search's) that is the CPUs Ray
-    /// reserves for the job (`ray.entrypoint_num_cpus`, at least 1), not the node's cores,
-    /// which other jobs share; otherwise [`EvaluatorSettings::cpu_threads`].
+    /// The threads of one evaluation outside the actor system in the commands that read a Ray
+    /// search's settings as a Ray job's, as `single_device` does (`ists train`, `ists eval`,
+    /// `ists baseline`'s trainings): with 0 and the Ray backend, the CPUs Ray reserves for the
+    /// job (`ray.entrypoint_num_cpus`, at least 1), not the node's cores, which other jobs
+    /// share; otherwise [`EvaluatorSettings::cpu_threads`], which the commands that never run
+    /// as a Ray job (predict, report, fidelity, protocol, bench) use directly.
     pub fn single_threads(&self) -> i32 {
         if self.threads == 0 && self.backend == EvalBackend::Ray {
             return (self.ray.entrypoint_num_cpus.floor() as i32).clamp(1, 256);

@@ -106,7 +106,7 @@ pub fn write_report(run: &Path) -> Result<Report, ReportError> {
     let mut model_metrics: Option<MetricsTable> = None;
     let mut run_forecast: Option<(tch::Tensor, tch::Tensor)> = None;
     if model_dir.join("weights.safetensors").exists() {
-        tch::set_num_threads(settings.evaluators.single_threads());
+        tch::set_num_threads(settings.evaluators.cpu_threads());
         let data = ists::train::TrainData::new(&prepared, tch::Device::Cpu)?;
         let (trained, _, _) = ists::export::load(&model_dir, &data)?;
         let idx: Vec<i64> = test.clone().map(|s| s as i64).collect();

@@ -142,7 +142,7 @@ fn actors(latency_ms: u64, cost_ms: u64, candidates: usize) -> Result<()> {
 
 fn proxy(arch_path: PathBuf, repeat: usize) -> Result<()> {
     let s = settings::load(None)?;
-    tch::set_num_threads(s.evaluators.single_threads());
+    tch::set_num_threads(s.evaluators.cpu_threads());
     let arch = read_arch(&arch_path, &s)?;
     let mut cases = Vec::new();
     let p = ists_actors::search::supervisor::prepare_data(&s)?;

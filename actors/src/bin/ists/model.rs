@@ -189,7 +189,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         out,
     } = a;
     let s = load_settings(config, data)?;
-    tch::set_num_threads(s.evaluators.single_threads());
+    tch::set_num_threads(s.evaluators.cpu_threads());
     let prepared = ists_actors::search::supervisor::prepare_data(&s)?;
     let data = TrainData::new(&prepared, tch::Device::Cpu)?;
     let (trained, arch, meta) = ists::export::load(&model, &data)?;

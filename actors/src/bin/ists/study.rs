@@ -520,7 +520,7 @@ pub fn fidelity(a: FidelityArgs) -> Result<()> {
     };
     use rand::SeedableRng;
     let s = load_settings(a.config, a.data)?;
-    tch::set_num_threads(s.evaluators.single_threads());
+    tch::set_num_threads(s.evaluators.cpu_threads());
     let kinds = ProxyKind::parse_list(&a.proxies)?;
     let device =
         ists::config::parse_device(&a.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
@@ -829,7 +829,7 @@ pub fn protocol_tgcn(a: ProtocolArgs) -> Result<()> {
     }
     let want = |k: &str| only.iter().any(|o| o == k);
     let s = load_settings(Some(config), None)?;
-    tch::set_num_threads(s.evaluators.single_threads());
+    tch::set_num_threads(s.evaluators.cpu_threads());
     let raw = ists::data::load(&s.data_spec()?)?;
     let prepared = ists::data::prepare(&raw, &s.data.prepare)?;
     // One model per horizon: the data of each horizon's model (same train and val windows).
