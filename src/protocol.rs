@@ -191,6 +191,19 @@ pub fn published_rows() -> Vec<ProtocolRow> {
     ]
 }
 
+/// The quoted rows ([`published_rows`]) that `rows` lacks: a results file written before a
+/// quoted row existed gets it, and none is added twice.
+pub fn missing_quoted(rows: &[ProtocolRow]) -> Vec<ProtocolRow> {
+    published_rows()
+        .into_iter()
+        .filter(|q| {
+            !rows.iter().any(|r| {
+                r.model == q.model && r.horizon_min == q.horizon_min && r.source == q.source
+            })
+        })
+        .collect()
+}
+
 /// The rows of one measured forecast table.
 pub fn measured_rows(model: &str, seed: u64, table: &TgcnTable) -> Vec<ProtocolRow> {
     table
@@ -805,14 +818,7 @@ fn run(
     results: &mut ProtocolResults,
     log: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    let quoted: Vec<ProtocolRow> = published_rows()
-        .into_iter()
-        .filter(|q| {
-            !results.rows().iter().any(|r| {
-                r.model == q.model && r.horizon_min == q.horizon_min && r.source == q.source
-            })
-        })
-        .collect();
+    let quoted = missing_quoted(results.rows());
     if !quoted.is_empty() {
         results.append(quoted)?;
     }

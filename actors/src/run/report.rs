@@ -261,7 +261,7 @@ fn protocol_section(
     plots: &mut Vec<PathBuf>,
 ) -> Result<Option<String>, ReportError> {
     use ists::protocol::{
-        is_tgcn_los_loop, measured_rows, published_rows, render, test_table, ProtocolResults,
+        is_tgcn_los_loop, measured_rows, missing_quoted, render, test_table, ProtocolResults,
         TGCN_RESULTS,
     };
     let in_run = run.join("protocol.jsonl");
@@ -280,14 +280,8 @@ fn protocol_section(
         Some(f) => ProtocolResults::open(f)?.rows().to_vec(),
         None => Vec::new(),
     };
-    for q in published_rows() {
-        if !rows
-            .iter()
-            .any(|r| r.model == q.model && r.source == q.source)
-        {
-            rows.push(q);
-        }
-    }
+    let quoted = missing_quoted(&rows);
+    rows.extend(quoted);
     // Cheap rows are measured here when the file lacks them, so the section stands alone.
     let test = prepared.splits.test.clone();
     for (name, f) in [
